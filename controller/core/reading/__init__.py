@@ -45,7 +45,7 @@ from controller.core.reading.guardrail_state import (
     state_text,
 )
 from controller.core.reading.headline import verdict_line
-from controller.core.reading.intervals import Rounded, rounded_interval
+from controller.core.reading.intervals import Rounded, decimals_for, rounded_interval
 from controller.core.reading.narrative import NARRATIVE_SCHEMA, accepted, messages
 from controller.core.reading.pipeline_run import (
     ApprovalGiven,
@@ -95,7 +95,6 @@ from controller.core.reading.wording import (
     at_stage,
     control_rate,
     decided_at,
-    decimals_for,
     guardrail_text,
     harm_edge,
     label_of,

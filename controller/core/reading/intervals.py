@@ -21,6 +21,7 @@ when higher is better.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 MAX_PLACES = 6
@@ -74,13 +75,18 @@ def rounded_interval(
     finite = [v for v in values if math.isfinite(v)]
     places = decimals_for(max((abs(v) for v in finite), default=0.0))
     if limit is None or not math.isfinite(limit):
-        return Rounded(*(_written(v, places) for v in values), limit="", places=places)
+        return _rounded([_written(v, places) for v in values], "", places)
     needs = {v: _separating(v, limit, places) for v in finite}
     places = max((n for n in needs.values() if n is not None), default=places)
     close = [needs.get(v, places) is None for v in values]
     texts = [_written(v, places, exact=c) for v, c in zip(values, close, strict=True)]
     edge = _written(limit, max(places, decimals_for(abs(limit))), exact=any(close))
-    return Rounded(*texts, limit=edge, places=places)
+    return _rounded(texts, edge, places)
+
+
+def _rounded(texts: Sequence[str], limit: str, places: int) -> Rounded:
+    delta, lower, upper = texts
+    return Rounded(delta=delta, lower=lower, upper=upper, limit=limit, places=places)
 
 
 def _separating(value: float, limit: float, places: int) -> int | None:

@@ -319,8 +319,8 @@ def limit_text(
     scale = 100.0 if unit == "pp" else 1.0
     if not math.isfinite(limit * scale):
         return "unbounded"
-    finite = [v * scale if math.isfinite(v) else math.nan for v in (delta, lower, upper)]
-    number = rounded_interval(*finite, limit * scale).limit
+    shown, low, high = (v * scale if math.isfinite(v) else math.nan for v in (delta, lower, upper))
+    number = rounded_interval(shown, low, high, limit * scale).limit
     number = number if sign else number.lstrip("+-")
     return f"{number} {unit}" if unit else number
 

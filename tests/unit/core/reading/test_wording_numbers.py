@@ -6,15 +6,14 @@ import math
 
 import pytest
 
+from controller.core.reading.intervals import decimals_for, signed
 from controller.core.reading.wording import (
     amount_text,
     control_rate,
-    decimals_for,
     guardrail_text,
     metric_unit,
     quantity_text,
     relative_lift,
-    signed,
 )
 
 INF = math.inf
