@@ -231,7 +231,18 @@ class EngineSettings(_Group):
         le=86_400,
         description="The stage's horizon: an advance or a completion waits while a partition "
         "its events can be on was last counted through longer ago than this (its ingest is "
-        "behind, stopped or changing owner); 0: only held partitions are waited for.",
+        "behind, stopped or changing owner); 0: only held partitions are waited for. An "
+        "early sign only: a stage about to move always waits until every partition is "
+        "counted up to the log end the broker reported then, however short the lag.",
+    )
+    evidence_catch_up_alert_seconds: float = Field(
+        default=300.0,
+        ge=0,
+        le=86_400,
+        description="A stage about to move that still waits this long for partitions to be "
+        "counted up to the broker's log end (or for the broker to say where it is) raises "
+        "one `evidence_behind` alert naming the topic, the partitions, their lag in records "
+        "and the instance that ingests them, whatever the plan's max_duration; 0: never.",
     )
     stale_after_days: float = Field(
         default=14.0,

@@ -11,6 +11,7 @@ imports aiokafka.
 """
 
 from controller.adapters.kafka.admin import (
+    LogEndReader,
     delete_topics,
     ensure_topics,
     log_ends,
@@ -36,6 +37,7 @@ __all__ = [
     "DeadLetterPublisher",
     "EventConsumer",
     "GroupConsumer",
+    "LogEndReader",
     "OutRecord",
     "PartitionListener",
     "Producer",

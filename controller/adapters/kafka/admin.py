@@ -1,15 +1,17 @@
-"""Topic administration: create the controller's topics, list or delete topics, partitioning."""
+"""Topic administration: create the controller's topics, list or delete topics, their log
+ends, partitioning."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.partitioner import DefaultPartitioner
 
+from controller.kit.deadlines import deadline
 from controller.kit.kafka_client import topics_partitions, translated
 from controller.settings import KafkaSettings, TopicSettings
 
@@ -87,6 +89,23 @@ async def log_ends(kafka: KafkaSettings, names: list[str]) -> dict[tuple[str, in
     finally:
         await consumer.stop()
     return {(tp.topic, tp.partition): int(end) for tp, end in ends.items()}
+
+
+class LogEndReader:
+    """The log end offsets of topics, asked of the broker (ListOffsets) within a deadline."""
+
+    def __init__(self, kafka: KafkaSettings, *, timeout_s: float) -> None:
+        self._kafka, self._timeout_s = kafka, timeout_s
+
+    async def log_ends(self, topics: Sequence[str]) -> dict[str, dict[int, int]]:
+        """Per topic of ``topics`` that exists, each partition's log end offset; raises a
+        :class:`~controller.core.common.ControllerError` when the broker cannot say in time."""
+        async with deadline(self._timeout_s, "the broker's log end offsets"):
+            ends = await log_ends(self._kafka, list(topics))
+        out: dict[str, dict[int, int]] = {}
+        for (topic, partition), end in ends.items():
+            out.setdefault(topic, {})[partition] = end
+        return out
 
 
 async def delete_topics(kafka: KafkaSettings, names: list[str]) -> None:

@@ -143,6 +143,9 @@ def overdue(state: Rollout, event: TickInput) -> Step:
         POLICY: applied.evidence(),
     }
     reason = f"{rollout_stage(state)} has run past its max_duration of {limit}"
+    if event.waiting is not None:  # the partitions it waits for, their lag and owners
+        details["incomplete"] = event.waiting.model_dump(mode="json", exclude_none=True)
+        reason = f"{reason}; {event.waiting.waiting}"
     acting = applied.action == "rollback" or (
         applied.action == "hold" and state.phase is Phase.RUNNING
     )

@@ -33,7 +33,12 @@ from controller.core.rollouts.approval_ledger import (
 )
 from controller.core.rollouts.briefing import Briefing, parse_number
 from controller.core.rollouts.budget import error_budget
-from controller.core.rollouts.completeness import Completeness, counted_late
+from controller.core.rollouts.completeness import (
+    Completeness,
+    behind_targets,
+    counted_late,
+    lag_words,
+)
 from controller.core.rollouts.deploy_verdict import (
     DEPLOY_VERDICT_MODELS,
     DeployVerdict,
@@ -175,6 +180,7 @@ __all__ = [
     "Window",
     "Windows",
     "action_for",
+    "behind_targets",
     "both_arms_tripped",
     "build_messages",
     "conversion_of",
@@ -184,6 +190,7 @@ __all__ = [
     "errors",
     "guardrail_key",
     "incoherence",
+    "lag_words",
     "lint",
     "load_plan",
     "may_move_forward",

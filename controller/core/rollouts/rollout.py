@@ -21,6 +21,7 @@ from controller.core.rollouts.windows import Window
 from controller.core.rules import Ring, rings_of
 from controller.core.wire import (
     CommandAction,
+    EvidenceWait,
     FlagStatus,
     GateEvidence,
     RolloutEvidence,
@@ -289,6 +290,8 @@ class TickInput:
     """Remind once to remove a flag completed longer than this (None: never)."""
     team_windows: tuple[Window, ...] = ()
     """The settings' release windows, for a plan that names none."""
+    waiting: EvidenceWait | None = None
+    """What the stage's evidence waits for, as its gate saw it: a ``stuck`` alert names it."""
 
 
 @dataclass(frozen=True, slots=True)

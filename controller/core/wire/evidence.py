@@ -246,6 +246,22 @@ class SourceReadings(Part):
     )
 
 
+class PartitionLag(Part):
+    """A partition not yet counted up to the log end the broker reported when the stage
+    was about to move (its pinned target)."""
+
+    topic: str = Field(description="The topic read.")
+    partition: int = Field(description="The partition.")
+    records: int = Field(description="Records still to count: the target less the stored offset.")
+    target: int = Field(description="The broker's log end offset, pinned for the stage.")
+    stored: int | None = Field(
+        default=None, description="The next offset stored with the aggregates (None: none yet)."
+    )
+    owner: str | None = Field(
+        default=None, description="The instance that last said it ingests the partition."
+    )
+
+
 class EvidenceWait(Part):
     """Partitions that can carry the flag's events and are not counted up to the stage's
     horizon: an advance or a completion waits for them (a rollback never does)."""
@@ -258,6 +274,13 @@ class EvidenceWait(Part):
     )
     horizon: str | None = Field(
         default=None, description="What lagging partitions must be counted up to (ISO 8601)."
+    )
+    behind: list[PartitionLag] | None = Field(
+        default=None,
+        description="Partitions not yet counted up to the broker's log end pinned for the stage.",
+    )
+    unread: str | None = Field(
+        default=None, description="Why the broker's log ends could not be read, if so."
     )
     waiting: str = Field(description="Why the stage waits, in words.")
 

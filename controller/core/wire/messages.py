@@ -342,6 +342,7 @@ class Alert(MessageBase):
         "metric_source_recovered",
         "pipeline_stopped",
         "late_regression",
+        "evidence_behind",
     ]
     summary: Reason
     details: dict[str, Any] = Field(default_factory=dict)

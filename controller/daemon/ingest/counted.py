@@ -13,7 +13,9 @@ topic that shrank forgets the partitions it no longer has.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+import socket
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Protocol
 
@@ -32,7 +34,13 @@ class CountedStore(Protocol):
     """Where the times are kept (in Redis: :mod:`controller.adapters.redis.ingest_progress`)."""
 
     async def record(
-        self, at: datetime, caught: list[int], *, partitions: int | None = None
+        self,
+        at: datetime,
+        caught: list[int],
+        *,
+        partitions: int | None = None,
+        owned: Iterable[int] = (),
+        owner: str | None = None,
     ) -> None: ...
 
 
@@ -40,15 +48,25 @@ def _no_clock() -> datetime:
     return datetime.now(UTC)
 
 
+def instance_name() -> str:
+    """This instance as owners are named: its host (a pod's name) and process id."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
 class CountedThrough:
     """Records the owned partitions counted through, each commit interval."""
 
     def __init__(
-        self, store: CountedStore | None, *, clock: Callable[[], datetime] = _no_clock
+        self,
+        store: CountedStore | None,
+        *,
+        clock: Callable[[], datetime] = _no_clock,
+        owner: str | None = None,
     ) -> None:
-        """``clock``: the engine's, so the gates' horizon and these times agree; without
-        ``store`` nothing is recorded."""
-        self._store, self._now = store, clock
+        """``clock``: the engine's, so the gates' horizon and these times agree; ``owner``:
+        this instance's name, recorded for the partitions it owns; without ``store``
+        nothing is recorded."""
+        self._store, self._now, self._owner = store, clock, owner
 
     async def record(self, parts: Partitions, source: EventSource) -> list[int]:
         """Record the owned partitions whose stored offset reached their last fetch's high
@@ -61,7 +79,13 @@ class CountedThrough:
             if caught_up(owned.offset, source.highwater(p))
         ]
         try:
-            await self._store.record(self._now(), caught, partitions=source.partition_count())
+            await self._store.record(
+                self._now(),
+                caught,
+                partitions=source.partition_count(),
+                owned=sorted(parts.owned),
+                owner=self._owner,
+            )
         except ControllerError as exc:
             log.warning("counted_through_not_recorded", error=str(exc)[:300])
         return caught
@@ -80,4 +104,4 @@ def counted_through(
 ) -> CountedThrough:
     """The recorder of ``topic``'s partitions in Redis, on the engine's ``clock``."""
     store = CountedTimes(client, settings=settings.redis, topic=topic)
-    return CountedThrough(store, clock=clock)
+    return CountedThrough(store, clock=clock, owner=instance_name())

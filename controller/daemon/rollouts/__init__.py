@@ -1,6 +1,11 @@
 """The one writer of rollouts and its loops: engine, commands, gates, consulting, containment."""
 
-from controller.daemon.rollouts.completeness import EvidenceWatch, IngestProgress, evidence_watch
+from controller.daemon.rollouts.completeness import (
+    EvidenceWatch,
+    IngestProgress,
+    broker_log_ends,
+    evidence_watch,
+)
 from controller.daemon.rollouts.engine import Clock, Engine, build_engine
 from controller.daemon.rollouts.history import Recorder
 from controller.daemon.rollouts.ownership import Ownership
@@ -15,6 +20,7 @@ __all__ = [
     "Ownership",
     "Recorder",
     "SourceReadings",
+    "broker_log_ends",
     "build_engine",
     "evidence_watch",
     "read_windows_file",

@@ -8,18 +8,23 @@ typed input :class:`~controller.core.rollouts.completeness.Completeness`. It als
 remembers, per flag and stage, the partitions a gate saw missing, so a later
 verdict on that stage says which of them were counted late; a flag is remembered
 only while a stage of it saw some missing. That memory is this instance's: after
-a restart or a takeover the first gate starts it afresh.
+a restart or a takeover the first gate starts it afresh. A stage about to move is
+also checked against the broker's log ends (:meth:`EvidenceWatch.before_moving`,
+:mod:`~controller.daemon.ingest.catch_up`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Protocol
 
+from controller.adapters.kafka import LogEndReader
 from controller.adapters.redis import RedisClient, ingest_progress
 from controller.core.machine import late_regression, passed_stages
 from controller.core.rollouts import Completeness, Rollout, Verdict, VerdictKind, counted_late
+from controller.daemon.ingest import BehindAlarm, CatchUp, LogEnds
 from controller.ports import AggregateReader
 from controller.settings import Settings
 
@@ -37,22 +42,50 @@ class IngestProgress(Protocol):
 
 
 StageKey = tuple[str, int]
+LOG_ENDS_DEADLINE_S = 3.0
+"""The most a gate waits for the broker's log ends before its stage holds, saying so."""
 
 
 def evidence_watch(
-    client: RedisClient, settings: Settings, clock: Callable[[], datetime]
+    client: RedisClient,
+    settings: Settings,
+    clock: Callable[[], datetime],
+    *,
+    log_ends: LogEnds | None = None,
+    alarm: BehindAlarm | None = None,
 ) -> EvidenceWatch:
     """The watch over the topics ``settings`` ingest (the Collector's too, when enabled),
-    with the lag bound ``engine.evidence_max_lag_seconds``."""
+    with the lag bound ``engine.evidence_max_lag_seconds``; with ``log_ends``
+    (:func:`broker_log_ends`), a stage about to move waits for the broker's log ends too,
+    and ``alarm`` raises the alert of one that does not catch up."""
     otlp = settings.otlp
     beside = (otlp.spans_topic, otlp.logs_topic) if otlp.enabled else ()
-    progress = ingest_progress(
-        client, settings=settings.redis, events=settings.topics.events, beside=beside
+    events = settings.topics.events
+    progress = ingest_progress(client, settings=settings.redis, events=events, beside=beside)
+    lag, engine = settings.engine.evidence_max_lag_seconds, settings.engine
+    after = engine.evidence_catch_up_alert_seconds
+    catch_up = (
+        None
+        if log_ends is None
+        else CatchUp(
+            ends=log_ends,
+            offsets=progress,
+            topics=(events, *beside),
+            alert_after=timedelta(seconds=after) if after else None,
+            alarm=alarm,
+        )
     )
-    lag = settings.engine.evidence_max_lag_seconds
     return EvidenceWatch(
-        progress=progress, max_lag=timedelta(seconds=lag) if lag else None, clock=clock
+        progress=progress,
+        max_lag=timedelta(seconds=lag) if lag else None,
+        clock=clock,
+        catch_up=catch_up,
     )
+
+
+def broker_log_ends(settings: Settings) -> LogEnds:
+    """The broker's log ends, asked within :data:`LOG_ENDS_DEADLINE_S`."""
+    return LogEndReader(settings.kafka, timeout_s=LOG_ENDS_DEADLINE_S)
 
 
 class EvidenceWatch:
@@ -64,11 +97,15 @@ class EvidenceWatch:
         progress: IngestProgress | None,
         max_lag: timedelta | None,
         clock: Callable[[], datetime],
+        catch_up: CatchUp | None = None,
     ) -> None:
         """``max_lag``: how far behind the gate's time a partition may have been counted
         through before the stage waits for it; None: lag is not waited for, only holds.
-        Without ``progress`` (no ingest state to read) the evidence is always complete."""
+        ``catch_up``: the broker's log ends a stage about to move waits for (None: not
+        asked). Without ``progress`` (no ingest state to read) the evidence is always
+        complete."""
         self._progress, self._max_lag, self._now = progress, max_lag, clock
+        self.catch_up = catch_up
         self._held: dict[str, frozenset[int]] = {}
         self._through: dict[str, dict[int, datetime]] = {}
         self._released: dict[tuple[str, int], datetime] = {}
@@ -77,6 +114,8 @@ class EvidenceWatch:
 
     async def refresh(self) -> None:
         """Read what ingest holds, and how far it counted, from the store."""
+        if self.catch_up is not None:
+            self.catch_up.new_pass()
         if self._progress is None:
             return
         read = await self._progress.held()
@@ -125,6 +164,31 @@ class EvidenceWatch:
         else:  # nothing missed in this stage: nothing to remember (the memory stays small)
             self._missed.pop(rollout.flag, None)
         return Completeness(seen.held, seen.lagging, seen.horizon, late)
+
+    async def before_moving(
+        self, rollout: Rollout, now: datetime, seen: Completeness
+    ) -> Completeness:
+        """``seen`` (this gate's input), with what the stage, about to move, still waits for
+        of the broker's log ends: partitions behind their pinned targets, or a broker that
+        could not be asked. They are remembered as missing, to be named counted late."""
+        if self.catch_up is None:
+            return seen
+        said = await self.catch_up.check(rollout, now, seen.held)
+        if not said.behind and said.unread is None:
+            return seen
+        checked = dataclasses.replace(seen, behind=said.behind, unread=said.unread)
+        key = (rollout.rollout_id, rollout.stage)
+        kept = self._missed.get(rollout.flag)
+        missed = kept[1] if kept is not None and kept[0] == key else {}
+        if remembered := _merged(missed, checked.missing):
+            self._missed[rollout.flag] = (key, remembered)
+        return checked
+
+    def forget(self, flag: str) -> None:
+        """``flag`` no longer has an active stage: nothing of it to remember."""
+        self._missed.pop(flag, None)
+        if self.catch_up is not None:
+            self.catch_up.forget(flag)
 
 
 def _behind(

@@ -176,6 +176,9 @@ class Consultations:
         sourced = None if self.sources is None else self.sources.for_gate(rollout, now)
         counted = None if self.evidence is None else self.evidence.view(now)
         fresh = evaluate(rollout, data, now, sourced, counted)
+        if fresh.kind is VerdictKind.ADVANCE and self.evidence is not None and counted is not None:
+            checked = await self.evidence.before_moving(rollout, now, counted)
+            fresh = fresh if checked is counted else evaluate(rollout, data, now, sourced, checked)
         if fresh.kind is not VerdictKind.ADVANCE:
             return Verdict(VerdictKind.HOLD, f"the gate now says {fresh.kind}")
         return fresh

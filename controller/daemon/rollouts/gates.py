@@ -32,6 +32,8 @@ from controller.core.rollouts import (
     Phase,
     Rollout,
     TickInput,
+    Verdict,
+    VerdictKind,
     prerequisite_wait,
 )
 from controller.core.stats import FlagAggregates
@@ -177,12 +179,11 @@ class GateLoop:
     ) -> None:
         """Evaluate the flag's current stage and apply the verdict and the timers.
 
-        ``fresh=False`` (a timer sweep of a flag with no new events) may reuse the
-        aggregates read last time for the same stage: they cannot have changed.
-        Most gates hold, so the decision is first taken on the state just loaded
-        and only a change goes to the service (see :meth:`Rollouts.offer`).
-        With ``background``, a verdict that needs the advisor starts a
-        consultation and returns at once; otherwise the model is awaited here.
+        ``fresh=False`` (a timer sweep of a flag with no new events) may reuse the aggregates
+        read last time for the same stage: they cannot have changed. Most gates hold, so the
+        decision is first taken on the state just loaded and only a change goes to the
+        service (see :meth:`Rollouts.offer`). With ``background``, a verdict that needs the
+        advisor starts a consultation and returns at once; otherwise the model is awaited here.
         ``loaded``: the flag's state as a pass just read it (else it is loaded here);
         ``data``: the aggregates of that state's stage as the pass just read them (else
         they are read here, or reused as ``fresh`` allows).
@@ -194,6 +195,7 @@ class GateLoop:
         rollout = loaded.rollout
         if rollout is None or not rollout.phase.active:
             self._seen.pop(flag, None)
+            self.evidence.forget(flag)
             self._history.forget(flag)
             self._metrics.guardrails.forget(flag)
             if self._sources is not None:
@@ -206,12 +208,12 @@ class GateLoop:
             return
         data = await self._stage_data(flag, rollout, fresh=fresh, read=data)
         now = self._now()
-        sourced = None if self._sources is None else self._sources.for_gate(rollout, now)
-        verdict = evaluate(rollout, data, now, sourced, self.evidence.for_gate(rollout, now))
+        verdict = await gated(rollout, data, now, self._sources, self.evidence)
         verdict = await self.passed.checked(rollout, verdict, now, fresh=fresh)
         self._metrics.guardrails.record(flag, verdict, max_flags=self._settings.max_flag_series)
         await self._history.gate(flag, rollout, verdict, now)
-        events: list[Input] = [TickInput(now, self._stale_after)]
+        waiting = verdict.evidence.incomplete  # a stuck alert names it
+        events: list[Input] = [TickInput(now, self._stale_after, waiting=waiting)]
         held = await prerequisite_hold(self._states, rollout)  # no advice on a held advance
         if held is not None or not self._consultations.needs_advice(rollout, verdict, now):
             events.insert(0, GateInput(verdict, now, prerequisite=held))
@@ -251,6 +253,24 @@ class GateLoop:
             read = await self._aggregates.read(flag, stage[2])
         self._seen[flag] = (stage, read)
         return read
+
+
+async def gated(
+    rollout: Rollout,
+    data: FlagAggregates,
+    now: datetime,
+    sources: SourceReadings | None,
+    evidence: EvidenceWatch,
+) -> Verdict:
+    """The gate's verdict on the stage; one that would move it (advance or complete) holds
+    until the stage's evidence is counted up to the broker's log ends."""
+    sourced = None if sources is None else sources.for_gate(rollout, now)
+    counted = evidence.for_gate(rollout, now)
+    verdict = evaluate(rollout, data, now, sourced, counted)
+    if verdict.kind is not VerdictKind.ADVANCE:
+        return verdict
+    checked = await evidence.before_moving(rollout, now, counted)
+    return verdict if checked is counted else evaluate(rollout, data, now, sourced, checked)
 
 
 async def _load_rest(states: RolloutStates, flags: list[str]) -> dict[str, Loaded | StoreError]:

@@ -47,6 +47,7 @@ from controller.daemon.rollouts import (
     Engine,
     Recorder,
     SourceReadings,
+    broker_log_ends,
     build_engine,
     evidence_watch,
 )
@@ -229,7 +230,9 @@ def engine_of(run: Run, redis: RedisSide, kafka: KafkaClients, rollouts: Rollout
         sources=rollouts.sources,
         unleash_envs=rollouts.sync.environments if rollouts.sync is not None else None,
     )
-    engine.watch_evidence(evidence_watch(redis.client, settings, run.when.clock))
+    ends = broker_log_ends(settings)
+    watch = evidence_watch(redis.client, settings, run.when.clock, log_ends=ends, alarm=run.alarms)
+    engine.watch_evidence(watch)
     # What {{environment}} becomes for a default-environment rollout (reloaded on SIGHUP)
     rollouts.sources.default_environment = lambda: engine.keys.environments.default
     return engine

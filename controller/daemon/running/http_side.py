@@ -11,7 +11,7 @@ from datetime import timedelta
 
 from controller.adapters.redis import AppKeyStore
 from controller.daemon.registries import FlagDirectory, KeyBook
-from controller.daemon.rollouts import evidence_watch
+from controller.daemon.rollouts import broker_log_ends, evidence_watch
 from controller.daemon.running.assembly import Daemon, Run
 from controller.daemon.serving import (
     ConsoleData,
@@ -78,7 +78,12 @@ def _views(run: Run, daemon: Daemon, holdouts: HoldoutReads) -> tuple[StatusView
         clock=when.clock,
         team_windows=when.team_windows,
         sources=daemon.rollouts.sources,
-        evidence=evidence_watch(daemon.redis.client, run.settings, when.clock),
+        evidence=evidence_watch(
+            daemon.redis.client,
+            run.settings,
+            when.clock,
+            log_ends=broker_log_ends(run.settings),  # a stage about to move shows its wait
+        ),
     )
     console = ConsoleData(
         states=states,

@@ -258,7 +258,9 @@ async def readiness_of(parts: Parts, settings: Settings) -> tuple[bool, JsonObje
     fenced, replaying what Redis lost), which stall readiness once they have
     waited ``ingest.stall_after_seconds``. Events partitions held for an operator's
     choice (their log lost what was counted: :mod:`controller.daemon.ingest.log_gaps`) make it
-    not ready at once. The Collector's topics' ingests (``otlp.enabled``) are named with their
+    not ready at once. Stages this instance gates that are about to move and wait for
+    partitions behind the broker's log end are named (``evidence_behind``), readiness
+    unchanged. The Collector's topics' ingests (``otlp.enabled``) are named with their
     partitions too, and stall readiness as the events ingest does.
     """
     owned: JsonObject = {
@@ -294,7 +296,16 @@ async def readiness_of(parts: Parts, settings: Settings) -> tuple[bool, JsonObje
     ]
     if stalls:
         return False, {"reason": "; ".join(stalls), **owned}
-    return True, owned
+    return True, owned | _evidence_behind(parts.engine)
+
+
+def _evidence_behind(engine: Engine) -> JsonObject:
+    """The stages about to move that wait for partitions to catch up with the broker's log
+    end, named with their owners: a detail, not a cause to be unready (the owner is most
+    often another instance, whose own readiness says whether its ingest stalled)."""
+    catch_up = engine.gates.evidence.catch_up
+    waiting = catch_up.report() if catch_up is not None else {}
+    return {"evidence_behind": waiting} if waiting else {}
 
 
 def _side_stalled(ingests: Mapping[str, Ingest], now: float) -> list[str]:

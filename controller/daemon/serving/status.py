@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from controller.core.common import StoreError
 from controller.core.machine import evaluate
 from controller.core.reading import RolloutStatus, describe
-from controller.core.rollouts import Window
+from controller.core.rollouts import Verdict, VerdictKind, Window
 from controller.daemon.rollouts import EvidenceWatch, SourceReadings
 from controller.ports import AggregateReader, Loaded, RolloutStates
 
@@ -53,12 +53,15 @@ class StatusView:
         if self._evidence is not None and active:
             await self._evidence.refresh()
             counted = self._evidence.view(now)
-        verdicts = {
-            r.flag: evaluate(
-                r, d, now, self._sources.view(r, now) if self._sources else None, counted
-            )
-            for r, d in zip(active, data, strict=True)
-        }
+        verdicts: dict[str, Verdict] = {}
+        for r, d in zip(active, data, strict=True):
+            sourced = self._sources.view(r, now) if self._sources else None
+            verdict = evaluate(r, d, now, sourced, counted)
+            if verdict.kind is VerdictKind.ADVANCE and self._evidence and counted is not None:
+                # about to move: it waits, as its gate does, for the broker's log ends
+                checked = await self._evidence.before_moving(r, now, counted)
+                verdict = verdict if checked is counted else evaluate(r, d, now, sourced, checked)
+            verdicts[r.flag] = verdict
         return [
             RolloutStatus.model_validate(
                 {

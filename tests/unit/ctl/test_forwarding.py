@@ -106,6 +106,17 @@ CASES: list[tuple[str, str, dict[str, Any], list[str]]] = [
     ),
     ("topics_recreated", "warning", {"topics": ["rollout.events"]}, []),
     (
+        "evidence_behind",
+        "warning",
+        {
+            "stage": 1,
+            "waited_s": 312.4,
+            "topics": ["rollout.events"],
+            "behind": [{"topic": "rollout.events", "partition": 3, "records": 120, "owner": "b:9"}],
+        },
+        ["*stage*\nstage 2"],
+    ),
+    (
         "late_regression",
         "critical",
         {"stage": 1, "late": {"stage": 1, "flag_versions": [2], "why": "partitions [1, 3]"}},
