@@ -108,7 +108,7 @@ def guardrail_cells(test: GuardrailResult, stage: StageReport) -> list[str]:
             test.metric, test.delta, low, high, _baseline(test, stage), named=False, limit=edge
         )
         limit = "-" if edge is None else limit_text(test.metric, edge, test.delta, low, high)
-    return [test.metric, test.result, shown, limit, number(test.p_value)]
+    return [test.metric, test.said(), shown, limit, number(test.p_value)]
 
 
 def widening_notes(stage: StageReport) -> list[str]:

@@ -43,8 +43,8 @@ class GuardrailResult:
 
     metric: str
     result: str
-    """The guardrail's state in words (:func:`~controller.core.reading.guardrail_state`):
-    ``regressed (interval wholly above tolerance)``, ``watching (...)``, ``holds (...)``, …"""
+    """The guardrail's state (:func:`~controller.core.reading.guardrail_state`): ``regressed``,
+    ``watching``, ``not yet tested``, ``undecided`` or ``holds``."""
     delta: float | None = None
     lower: float | None = None
     upper: float | None = None
@@ -56,6 +56,12 @@ class GuardrailResult:
     when there is nothing to say."""
     direction: str = ""
     """``lower_is_better`` or ``higher_is_better``; empty from an evidence that gave none."""
+    why: str = ""
+    """Why the guardrail is in its state, in words: ``above tolerance, not yet significant``."""
+
+    def said(self) -> str:
+        """The state with why, as every surface writes it: ``watching (above tolerance, …)``."""
+        return f"{self.result} ({self.why})" if self.why else self.result
 
 
 @dataclass(frozen=True, slots=True)

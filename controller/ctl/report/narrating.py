@@ -46,10 +46,10 @@ def _stage_facts(stage: StageReport) -> list[str]:
         )
     for test in stage.guardrails:
         if test.delta is None:
-            lines.append(f"{stage.label}, guardrail {test.metric}: {test.result}.")
+            lines.append(f"{stage.label}, guardrail {test.metric}: {test.said()}.")
             continue
         lines.append(
-            f"{stage.label}, guardrail {test.metric}: {test.result}, delta {number(test.delta)},"
+            f"{stage.label}, guardrail {test.metric}: {test.said()}, delta {number(test.delta)},"
             f" bound [{number(test.lower)}, {number(test.upper)}], p {number(test.p_value)}."
         )
     return lines

@@ -140,9 +140,10 @@ def _arm(name: str, counts: ArmTally | None, latency: ArmLatency | None) -> Arm:
 
 
 def _guardrail(metric: str, test: GuardrailTest | None, typed: object) -> GuardrailResult:
-    result = guardrail_state(test).text  # in the words of every surface
+    said = guardrail_state(test)  # in the words of every surface
+    result, why = said.state.value, said.why
     if test is None:
-        return GuardrailResult(metric, result)
+        return GuardrailResult(metric, result, why=why)
     widening = widening_text(typed) if isinstance(typed, WireTest) else ""
     return GuardrailResult(
         metric,
@@ -154,6 +155,7 @@ def _guardrail(metric: str, test: GuardrailTest | None, typed: object) -> Guardr
         test.p_value,
         widening,
         direction=test.direction,
+        why=why,
     )
 
 

@@ -100,10 +100,11 @@ def test_each_stage_has_the_numbers_of_the_decision_that_ended_it() -> None:
             test["lower"],
             test["upper"],
         )
-        assert latency.result == "not yet tested (too few events)"
-    assert second.guardrails[0].result == "regressed (interval wholly above tolerance)"
+        assert latency.said() == "not yet tested (too few events)"
+    assert second.guardrails[0].said() == "regressed (interval wholly above tolerance)"
+    assert second.guardrails[0].result == "regressed"
     # +2.0 pp past a tolerance of 0, its interval reaching below it: watched, not "ok"
-    assert first.guardrails[0].result == "watching (above tolerance, not yet significant)"
+    assert first.guardrails[0].said() == "watching (above tolerance, not yet significant)"
     assert second.evidence_from == "the rollback decision at 2026-11-22 10:01:40 UTC"
     assert [d.action for d in report.decisions] == ["start", "advance", "rollback"]
     assert report.decisions[0].by == "operator ana (key ops-1)"
