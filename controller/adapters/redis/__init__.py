@@ -1,12 +1,11 @@
 """The Redis edge: aggregates with exactly-once flushes, rollout states with their outbox."""
 
-from controller.adapters.redis.aggregate_reads import HOLDOUT_CELLS
+from controller.adapters.redis.aggregate_reads import HOLDOUT_CELLS, HoldoutReads
 from controller.adapters.redis.aggregates import IdWindow, RedisAggregateStore, connect
 from controller.adapters.redis.app_keys import AppKeyStore
 from controller.adapters.redis.applied import AppliedStore
 from controller.adapters.redis.client import RedisClient
 from controller.adapters.redis.history import RedisGateHistory
-from controller.adapters.redis.holdout_reads import HoldoutReads
 from controller.adapters.redis.ingest_progress import (
     CountedTimes,
     IngestProgressStore,

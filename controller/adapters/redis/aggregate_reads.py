@@ -17,9 +17,8 @@ partitions' keys live in different slots: one call per partition, sent side
 by side with ``SMEMBERS`` of the partitions set (one round trip of latency,
 one per node). :meth:`AggregateReads.read` takes many reads at once:
 :data:`KEYS_PER_CALL` keys to a call (so no call holds Redis long), the
-calls of one node in one pipeline. :meth:`AggregateReads.read_together` adds one read
-of every flag's cells together, its units one ``PFCOUNT`` over all their HyperLogLogs per
-partition: a unit several flags counted is counted once (a holdout's cumulative comparison).
+calls of one node in one pipeline. :class:`HoldoutReads` adds one read of every flag's
+cells together, whose units count a unit several flags saw once (one ``PFCOUNT``).
 """
 
 from __future__ import annotations
@@ -31,9 +30,10 @@ from importlib import resources
 from typing import Any
 
 import msgspec
+from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import NoScriptError
 
-from controller.adapters.redis.client import RedisClient
+from controller.adapters.redis.client import RedisClient, translated
 from controller.adapters.redis.layout import partition_tag, partitions_key, with_layout
 from controller.core.common import BUCKET_COUNT, StoreError
 from controller.core.rules import Cohort
@@ -44,6 +44,7 @@ from controller.core.stats import (
     UnitBuckets,
 )
 from controller.core.wire import Arm
+from controller.settings import RedisSettings
 
 _READ = with_layout(resources.files(__package__).joinpath("read.lua").read_text("utf-8"))
 NO_BUCKETS = UnitBuckets.empty()
@@ -149,9 +150,8 @@ class AggregateReads:
     async def read_together(
         self, wanted: Sequence[Wanted], cells: Cells
     ) -> tuple[list[FlagAggregates], FlagAggregates]:
-        """:meth:`read` of each ``(flag, versions)``, and in the same calls all of them
-        together: each arm summed over every flag, its units one union over every flag's
-        cells (named by the flags joined with ``+``)."""
+        """:meth:`read` of each ``(flag, versions)``, and in the same calls all of them as one
+        (named by the flags joined with ``+``), its units one union over every flag's cells."""
         if not wanted:
             raise ValueError("a read together needs a flag")
         *each, together = await self._read([*((w,) for w in wanted), tuple(wanted)], cells)
@@ -207,7 +207,7 @@ class AggregateReads:
         per = len(cells[0])
         for chunk in _chunks(wanted, len(parts) * per):
             keys = [self._partitions_key, *self._keys(tags, chunk, cells)]
-            counts = (_versions(read) * per for read in chunk)
+            counts = (sum(len(v) for _, v in read) * per for read in chunk)
             calls.append((keys, [expected, len(parts), BUCKET_COUNT, *counts]))
         answers = await self._run(calls)
         replies: list[CallReply] = []
@@ -248,7 +248,7 @@ class AggregateReads:
         per = len(cells[0])
         for index, p in enumerate(parts):
             for chunk in _chunks(wanted, per):
-                args = ["-", 1, BUCKET_COUNT, *(_versions(read) * per for read in chunk)]
+                args = ["-", 1, BUCKET_COUNT, *(sum(len(v) for _, v in r) * per for r in chunk)]
                 calls.append((index, self._keys([self._tag(p)], chunk, cells), args))
         # SMEMBERS goes with the first calls: a partition claimed since is seen in the same trip.
         claimed = self._members()
@@ -267,18 +267,14 @@ class AggregateReads:
         return parts, replies
 
 
-def _versions(read: Read) -> int:
-    """How many flag versions a read sums."""
-    return sum(len(versions) for _, versions in read)
-
-
 def _chunks(wanted: Sequence[Read], parts: int) -> list[Sequence[Read]]:
     """``wanted`` cut into runs of at most :data:`KEYS_PER_CALL` keys over ``parts`` partitions
     (a read with more is a run of its own)."""
     runs: list[Sequence[Read]] = []
     start, keys = 0, 0
     for index, read in enumerate(wanted):
-        more = 6 * parts * _versions(read)  # two arms, a hash, HyperLogLog and lanes each
+        # two arms, a hash, HyperLogLog and lanes each
+        more = 6 * parts * sum(len(versions) for _, versions in read)
         if keys + more > KEYS_PER_CALL and index > start:
             runs.append(wanted[start:index])
             start, keys = index, 0
@@ -384,3 +380,21 @@ def _added(groups: Iterable[tuple[float, ...]]) -> float:
         for x in group:
             total += x
     return total
+
+
+class HoldoutReads:
+    """A holdout's read (:data:`HOLDOUT_CELLS`) of each flag naming it, and of all of them
+    together: the cumulative comparison's units, each counted once over the flags."""
+
+    def __init__(self, client: RedisClient, *, settings: RedisSettings, topic: str) -> None:
+        cluster = isinstance(client, RedisCluster)
+        self._reads = AggregateReads(
+            client, prefix=settings.key_prefix, topic=topic, cluster=cluster
+        )
+
+    async def __call__(
+        self, wanted: Sequence[tuple[str, Iterable[int]]]
+    ) -> tuple[list[FlagAggregates], FlagAggregates]:
+        reads = [(flag, tuple(sorted(set(versions)))) for flag, versions in wanted]
+        async with translated():
+            return await self._reads.read_together(reads, HOLDOUT_CELLS)

@@ -24,13 +24,11 @@ The cumulative comparison adds each group's cells over every flag, bucket by
 bucket. A unit falls in the same bucket of units under every flag, so its
 events stay one cluster however many flags report them, and the delta method
 stays valid when one request is reported under several flags. Its units are
-counted once each however many flags saw them (:class:`~.overlap.People`), and
-are its N; the floor its variance is held to is raised by how much the flags
-overlap (:mod:`~controller.core.holdouts.overlap`). Its guardrails are every guardrail
-key some flag's plan names (the first such plan's definition). Each flag's
-comparison has its own sample-ratio check (units of the holdout against the
-holdout's percent); the cumulative one has none and is marked untrusted when any
-flag's check fails. Pure.
+counted once each however many flags saw them (:mod:`.overlap`), and are its N.
+Its guardrails are every guardrail key some flag's plan names (the first such
+plan's definition). Each flag's comparison has its own sample-ratio check (units
+of the holdout against the holdout's percent); the cumulative one has none and
+is marked untrusted when any flag's check fails. Pure.
 """
 
 from __future__ import annotations
@@ -42,7 +40,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from controller.core.holdouts.overlap import People, floored, overlap_of
+from controller.core.holdouts.overlap import People, overlap_of
 from controller.core.rollouts import Guardrail, Plan
 from controller.core.stats import (
     ArmAggregate,
@@ -241,11 +239,8 @@ def _cumulative(
         overlap_of([f.holdout.units for f in flags], None if people is None else people.holdout),
     )
     rest, held = replace(rest, units=groups[0].distinct), replace(held, units=groups[1].distinct)
-    floor = max(g.bound for g in groups)
     level = _at_level(plan, alpha)
-    compared = _comparison(
-        "cumulative", (), level, rest, held, srm=None, trusted=trusted, floor=floor
-    )
+    compared = _comparison("cumulative", (), level, rest, held, srm=None, trusted=trusted)
     return compared.model_copy(update={"overlap": max(g.ratio for g in groups)})
 
 
@@ -258,7 +253,6 @@ def _comparison(
     *,
     srm: bool | None,
     trusted: bool,
-    floor: float = 1.0,
 ) -> Comparison:
     data = FlagAggregates(flag=scope, versions=frozenset(versions), treatment=rest, control=holdout)
     return Comparison(
@@ -270,17 +264,14 @@ def _comparison(
         holdout_requests=holdout.requests,
         sample_ratio_mismatch=srm,
         trusted=trusted,
-        guardrails=[_guardrail(g, data, plan, floor) for g in plan.guardrails if not g.dry_run],
+        guardrails=[_guardrail(g, data, plan) for g in plan.guardrails if not g.dry_run],
     )
 
 
-def _guardrail(
-    guardrail: Guardrail, data: FlagAggregates, plan: Plan, floor: float
-) -> GuardrailComparison:
+def _guardrail(guardrail: Guardrail, data: FlagAggregates, plan: Plan) -> GuardrailComparison:
     rest = control_baseline(guardrail, data.treatment)
     held = control_baseline(guardrail, data.control)
-    found = guardrail_result(guardrail, data, plan)
-    result = None if found is None else floored(found, floor)
+    result = guardrail_result(guardrail, data, plan)
     if result is None:
         return GuardrailComparison(
             guardrail=guardrail.key, verdict="too_little_data", rest=rest, holdout=held

@@ -119,7 +119,14 @@ async def test_the_holdout_report_names_the_release_its_own_stages_missed(
     units = {c["scope"]: c["rest_units"] + c["holdout_units"] for c in report["flags"]}
     # HyperLogLogs count units within about 2%
     assert units == {flag: pytest.approx(users, rel=0.03) for flag, (users, _) in FLAGS.items()}
-    cumulative = _errors(report["cumulative"])
+    # Every flag's users are user-0 onwards: the cumulative counts each person once
+    together = report["cumulative"]
+    people = max(users for users, _ in FLAGS.values())
+    assert together["rest_units"] + together["holdout_units"] == pytest.approx(people, rel=0.03)
+    assert together["overlap"] == pytest.approx(
+        sum(u for u, _ in FLAGS.values()) / people, rel=0.03
+    )
+    cumulative = _errors(together)
     assert cumulative["verdict"] == "regressed", cumulative
     assert cumulative["lower"] > 0
     assert page.count('data-guardrail="error_rate" data-verdict="regressed"') == 2, page

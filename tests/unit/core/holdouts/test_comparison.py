@@ -157,19 +157,24 @@ def test_a_missing_holdout_is_a_sample_ratio_mismatch_with_its_reason(
     assert report.cumulative.trusted is not mismatch
 
 
-def test_the_same_people_under_two_flags_are_no_more_evidence_than_their_events_allow() -> None:
-    # Requests independent within a unit: the buckets see no clustering, so only the floor
-    # knows that the two flags' units are the same people, each weighing twice
-    groups = [holdout_groups(s, percent=HOLDOUT.percent, shape="independent") for s in (8, 11)]
-    flags = [cells("a", groups[0]), cells("b", groups[1])]
-    same = People(max(g[0].units for g in groups), max(g[1].units for g in groups))
+def test_the_same_people_under_two_flags_are_no_more_evidence_than_one_flag() -> None:
+    # Each request reported under both flags: a unit's events stay in its bucket under
+    # both, so the cumulative is as sure as one flag, not as sure as twice the people
+    (rest, held), other = last_look(12), last_look(13)
 
-    def width(people: People | None) -> float:
-        found = holdout_report(HOLDOUT, flags, people=people).cumulative
-        assert found is not None
-        errors = found.guardrails[0]
-        assert errors.lower is not None
-        assert errors.upper is not None
-        return errors.upper - errors.lower
+    def widths(second: tuple[ArmAggregate, ArmAggregate], people: People) -> tuple[float, float]:
+        report = holdout_report(HOLDOUT, [cells("a", (rest, held)), cells("b", second)],
+                                people=people)  # fmt: skip
+        assert report.cumulative is not None
+        found = []
+        for compared in (report.cumulative, report.flags[0]):
+            errors = compared.guardrails[0]
+            assert errors.lower is not None
+            assert errors.upper is not None
+            found.append(errors.upper - errors.lower)
+        return found[0], found[1]
 
-    assert width(same) > 1.2 * width(None)
+    together, alone = widths((rest, held), People(rest.units, held.units))
+    assert together == pytest.approx(alone, rel=1e-9)
+    apart, _ = widths(other, People(rest.units + other[0].units, held.units + other[1].units))
+    assert apart < together / 1.25
