@@ -11,11 +11,22 @@ Lagging: another member of the daemon's consumer group takes some partitions and
 counts nothing (an owner that stalls), so the events produced to them meanwhile
 are not counted; the stage does not complete until they are, once the daemon
 takes the partitions back.
+
+Frozen: of two instances, the one that owns the regression's partition is
+stopped (``SIGSTOP``) for far less than the lag bound while the stage's minimum
+time ends. The gating instance's own partitions say advance, but the regression
+is on the broker past the stored offset: the stage waits for the broker's log
+end, naming the partition and its owner, and is rolled back once the owner
+resumes and counts it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import signal
+import socket
 import time
 import uuid
 from datetime import timedelta
@@ -28,6 +39,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, RecordsToDelete
 
+from controller.adapters.kafka import partition_for
 from controller.adapters.redis import connect, ingest_progress
 from controller.core.rollouts.plan import Plan
 from controller.core.rollouts.plan_parts import Guardrail, Stage
@@ -44,6 +56,7 @@ from tests.scenarios.brokers.lost_broker import (
 )
 from tests.scenarios.harness import Scenario
 from tests.support.backing.services import free_port
+from tests.support.controller_process import ControllerProcess
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -223,6 +236,136 @@ async def test_a_stage_completes_only_once_lagging_partitions_are_counted_up_to_
         arms = advanced["evidence"]["arms"]
         assert min(a["units"] for a in arms.values()) >= PARTITIONS * UNITS * 0.95, advanced
         assert "incomplete" not in advanced["evidence"], advanced
+
+
+@pytest.mark.timeout(300)
+async def test_a_frozen_owner_of_the_regression_holds_the_stage_until_it_is_counted(
+    apache_kafka_bootstrap: str, redis_url: str, redis_namespace: str, tmp_path: Path
+) -> None:
+    async with lost_broker_world(
+        apache_kafka_bootstrap,
+        redis_url,
+        redis_namespace,
+        tmp_path,
+        # a frozen member stays in the group: its partitions move to no one meanwhile
+        RC_KAFKA__SESSION_TIMEOUT_MS="60000",
+        RC_KAFKA__HEARTBEAT_INTERVAL_MS="1000",
+    ) as (world, _):
+        events = world.topics["events"]
+        # Given two instances, each owning events partitions, one gating the flag
+        daemons: dict[int, ControllerProcess] = {}
+        for i in range(2):
+            port = free_port()
+            env = {**world.daemon_env(), "RC_HTTP__PORT": str(port), "RC_HTTP__HOST": "127.0.0.1"}
+            env["RC_HTTP__HEALTH_PORT"] = "0"  # each its own
+            daemons[port] = ControllerProcess(env=env, log_path=tmp_path / f"d{i}.log").start()
+        try:
+            owned = await world.until(
+                lambda: _split(list(daemons)), timeout=90, what="two owners of events partitions"
+            )
+            gating = await world.until(
+                lambda: _gating(list(daemons)), timeout=60, what="the flag's gating instance"
+            )
+            other = next(p for p in daemons if p != gating)
+            harmed_on, healthy_on = owned[other][0], owned[gating]
+            frozen = daemons[other]
+            owner = f"{socket.gethostname()}:{frozen.pid}"
+            await world.start(FLAG, _frozen_plan())
+            state = await world.until(lambda: world.state(FLAG), timeout=60, what="flag state")
+            await world.until(
+                lambda: _owner_recorded(world, harmed_on, owner), timeout=60, what="owner named"
+            )
+
+            # When the owner of the regression's partition is frozen, the regression and
+            # healthy events are produced, and the stage's minimum time ends meanwhile
+            os.killpg(frozen.pid, signal.SIGSTOP)
+            stopped = time.monotonic()
+            async with _producer(world) as send:
+                await send(harmed_on, _requests(state, harmed_on, treatment_errors=0.3))
+                for partition in healthy_on:
+                    await send(partition, _requests(state, partition, treatment_errors=0.02))
+
+            # Then the gating instance holds, naming the partition, its lag and its owner
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{gating}", timeout=10) as http:
+
+                async def behind() -> dict[str, Any] | None:
+                    ready = (await http.get("/readyz")).json()
+                    waits = (ready.get("evidence_behind") or {}).get(FLAG) or {}
+                    return waits if waits.get("behind") else None
+
+                waits = await world.until(behind, timeout=60, what="the stage waiting")
+                (lag,) = waits["behind"]
+                assert (lag["topic"], lag["partition"]) == (events, harmed_on), waits
+                assert lag["records"] > 0
+                assert lag["owner"] == owner, waits
+                status = await _status(http)
+                assert status is not None
+                assert status["verdict"] == "hold", status
+                assert "broker's log end" in status["verdict_reason"], status
+            assert time.monotonic() - stopped < 60  # under the lag bound: it alone never waits
+            assert not world.observed.decision_where(flag=FLAG, action="advance")
+            assert not world.observed.decision_where(flag=FLAG, action="complete")
+
+            # And once the owner resumes and counts it, the flag is rolled back
+            os.killpg(frozen.pid, signal.SIGCONT)
+            rolled = await world.until(
+                lambda: world.observed.decision_where(flag=FLAG, action="rollback"),
+                timeout=90,
+                what=f"{FLAG} rolled back",
+            )
+            assert rolled["evidence"]["breach"] == "error_rate", rolled
+            # decisions are published in order: an advance before the rollback would show
+            assert not world.observed.decision_where(flag=FLAG, action="advance")
+        finally:
+            for daemon in daemons.values():
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(daemon.pid, signal.SIGCONT)
+                daemon.kill()
+
+
+def _frozen_plan() -> Plan:
+    return Plan(
+        stages=[
+            Stage(percent=50, min_duration=timedelta(seconds=6), min_units_per_arm=100),
+            Stage(percent=100, min_duration=timedelta(0), min_units_per_arm=0),
+        ],
+        guardrails=[Guardrail(metric="error_rate")],
+    )
+
+
+async def _readiness(port: int) -> dict[str, Any]:
+    try:
+        async with httpx.AsyncClient(timeout=5) as client:
+            answer = await client.get(f"http://127.0.0.1:{port}/readyz")
+    except httpx.TransportError as exc:  # still starting
+        raise AssertionError(f"no answer on {port}: {exc!r}") from exc
+    detail: dict[str, Any] = answer.json()
+    return detail
+
+
+async def _split(ports: list[int]) -> dict[int, list[int]]:
+    """Each instance's events partitions, once every partition is owned and both own some."""
+    owned = {p: sorted((await _readiness(p)).get("events_partitions") or []) for p in ports}
+    assert all(owned.values()), owned
+    assert sorted(x for parts in owned.values() for x in parts) == list(range(PARTITIONS))
+    return owned
+
+
+async def _gating(ports: list[int]) -> int:
+    """The instance that owns the flag's commands partition."""
+    wanted = partition_for(FLAG, 3)
+    owners = [p for p in ports if wanted in (await _readiness(p)).get("commands_partitions", [])]
+    assert len(owners) == 1, owners
+    return owners[0]
+
+
+async def _owner_recorded(world: Scenario, partition: int, owner: str) -> bool:
+    settings = RedisSettings(url=world.redis_url, key_prefix=world.prefix)
+    async with connect(settings) as client:
+        progress = ingest_progress(client, settings=settings, events=world.topics["events"])
+        owners = await progress.owners()
+    assert owners.get(world.topics["events"], {}).get(partition) == owner, owners
+    return True
 
 
 async def _counted_through(world: Scenario) -> bool:
