@@ -101,7 +101,7 @@ def _summary(s: RolloutView, verdict_text: str) -> str:
         f'<dt>phase</dt><dd class="phase">{esc(phase_text(s))}</dd>'
         f'<dt>stage</dt><dd class="stage">{esc(stage_text(s))}</dd>'
         f"<dt>serving</dt><dd>{percent_cell(s.percent)} of units</dd>"
-        f"<dt>time in stage</dt><dd>{esc(_in_stage(s))}</dd>{_next_move(s)}"
+        f"<dt>time in stage</dt><dd>{esc(_in_stage(s))}</dd>{_next_move(s)}{_needs(s)}"
         f"<dt>plan</dt><dd>{esc(s.plan)}</dd>{values}{gate}</dl>"
     )
 
@@ -125,6 +125,21 @@ def _next_move(s: RolloutView) -> str:
     if s.next_move is None or not s.next_move.why:
         return ""
     return f'<dt>next move</dt><dd class="next-move">{esc(s.next_move.why)}</dd>'
+
+
+def _needs(s: RolloutView) -> str:
+    """What the running stage still needs before the gate lets it advance, a short list with
+    the ring's warning first; nothing when the gate does not hold it."""
+    needs = s.needs
+    if needs is None or not needs.lines:
+        return ""
+    warned = needs.empty_ring is not None  # its line comes first
+    kinds = ["warning" if warned and i == 0 else "need" for i in range(len(needs.lines))]
+    items = "".join(
+        f'<li class="{kind}">{esc(line)}</li>'
+        for kind, line in zip(kinds, needs.lines, strict=True)
+    )
+    return f'<dt>still needs</dt><dd class="stage-needs"><ul>{items}</ul></dd>'
 
 
 def _in_stage(s: RolloutView) -> str:
@@ -251,9 +266,10 @@ def _srm(status: RolloutView, history: RolloutHistory) -> str:
     points = history.points()
     if now.srm is not None:
         srm = now.srm
-        flagged = "mismatch" if srm.flagged else "ok"
+        said = srm.word()  # "no units yet" on 0 against 0: no ratio was checked
+        kind = said if said in ("mismatch", "ok") else "none"
         text = (
-            f'<p class="srm {flagged}"><b>{flagged}</b>: {_units(srm.observed_treatment)}'
+            f'<p class="srm {kind}"><b>{said}</b>: {_units(srm.observed_treatment)}'
             f" treatment units against {_num(srm.expected_treatment)} expected;"
             f" sequential p = {_num(srm.sequential_p_value)}"
             f" (threshold {_num(srm.p_threshold)})</p>"

@@ -3,7 +3,7 @@
 Also evidence entries, latency histograms and numerals: what every other wing may use.
 """
 
-from controller.core.common.durations import ReadableDuration
+from controller.core.common.durations import ReadableDuration, countdown_text
 from controller.core.common.errors import (
     BrokerError,
     BrokerUnavailable,
@@ -125,6 +125,7 @@ __all__ = [
     "Written",
     "as_datetime",
     "bucket_bounds",
+    "countdown_text",
     "displayable",
     "dump_yaml",
     "environment_of",

@@ -7,11 +7,13 @@ form ``30s``, ``10m``, ``2h``, ``1d`` and their sums (``1h30m``), and seconds
 written as text (``"600"``). Anything
 else is refused with one sentence in the plan's own terms, naming both forms,
 rather than the parser's wording about the ISO format's parts; the value is
-not echoed (it may come from a hostile command). Pure.
+not echoed (it may come from a hostile command). :func:`countdown_text` writes
+the time left to something the other way round, for people. Pure.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import timedelta
 from typing import Any
@@ -54,3 +56,22 @@ def duration(value: Any) -> Any:
 
 ReadableDuration = BeforeValidator(duration)
 """Annotate a :class:`timedelta` field with it to read the short form (``10m``) too."""
+
+
+def countdown_text(seconds: float) -> str:
+    """The time left, as people read a countdown: ``45 s``, ``2 min 30 s``, ``1 h 5 min``,
+    ``2 d 3 h``; two units at most, rounded up, since a countdown that says less than is
+    left promises a move that does not come. Nothing left (or no finite number) is ``0 s``."""
+    left = math.ceil(seconds) if math.isfinite(seconds) and seconds > 0 else 0
+    if left < 60:
+        return f"{left} s"
+    if left < 3600:
+        return _two(*divmod(left, 60), "min", "s")
+    minutes = math.ceil(left / 60)
+    if minutes < 24 * 60:
+        return _two(*divmod(minutes, 60), "h", "min")
+    return _two(*divmod(math.ceil(left / 3600), 24), "d", "h")
+
+
+def _two(big: int, small: int, big_unit: str, small_unit: str) -> str:
+    return f"{big} {big_unit} {small} {small_unit}" if small else f"{big} {big_unit}"

@@ -115,6 +115,7 @@ def evaluate(
     evidence = _counted(evidence, completeness)
     limited = {**own_limits, **sourced.limits}
     breaches = tuple(m for m, said in (evidence.dry_run or {}).items() if said.would is not None)
+    waiting = tuple(untested(rollout, data, tests, sourced.waiting))
     verdict = _verdict(
         rollout,
         data,
@@ -125,8 +126,11 @@ def evaluate(
         limited=limited,
         sourced=sourced,
         completeness=completeness,
+        waiting=waiting,
     )
-    return dataclasses.replace(verdict, dry_run_breaches=breaches) if breaches else verdict
+    if not (breaches or waiting):
+        return verdict
+    return dataclasses.replace(verdict, dry_run_breaches=breaches, untested=waiting)
 
 
 def _verdict(
@@ -140,6 +144,7 @@ def _verdict(
     limited: dict[str, SequentialResult],
     sourced: Sourced,
     completeness: Completeness,
+    waiting: tuple[str, ...],
 ) -> Verdict:
     plan = rollout.plan
     for index, guardrail in enumerate(plan.guardrails):
@@ -186,7 +191,7 @@ def _verdict(
             f" minimum sample is met, before the minimum stage time {_stage(rollout).min_duration}"
         )
         return Verdict(VerdictKind.ADVANCE, why, None, _with(evidence, early_advance=True))
-    return _timing(rollout, data, now, tests, evidence, sourced=sourced)
+    return _timing(rollout, data, now, evidence, sourced=sourced, waiting=waiting)
 
 
 def _counted(evidence: GateEvidence, completeness: Completeness) -> GateEvidence:
@@ -279,10 +284,10 @@ def _timing(
     rollout: Rollout,
     data: FlagAggregates,
     now: datetime,
-    tests: dict[str, SequentialResult | None],
     evidence: GateEvidence,
     *,
     sourced: Sourced,
+    waiting: tuple[str, ...],
 ) -> Verdict:
     plan, stage = rollout.plan, rollout.plan.stages[rollout.stage]
     elapsed = now - rollout.stage_started_at
@@ -305,8 +310,7 @@ def _timing(
     if fewest < stage.min_units_per_arm:
         why = f"{fewest} units in {arm}, {stage.min_units_per_arm} needed"
         return Verdict(VerdictKind.HOLD, why, None, evidence)
-    waiting = untested(rollout, data, tests, sourced.waiting)
-    if waiting:
+    if waiting:  # the guardrails not yet tested (:func:`untested`)
         return Verdict(VerdictKind.HOLD, "; ".join(waiting), None, evidence)
     return Verdict(VerdictKind.ADVANCE, _complete(rollout), None, evidence)
 

@@ -35,6 +35,7 @@ from controller.core.reading.evidence_view import (
     ReadDecision,
     SrmCheck,
     evidence,
+    srm_word,
     where_decided,
 )
 from controller.core.reading.guardrail_state import (
@@ -65,9 +66,11 @@ from controller.core.reading.pipeline_view import (
 from controller.core.reading.sources_text import budget_text, source_lines
 from controller.core.reading.stage_power import (
     DEFAULT_EFFECT,
+    StageNeeds,
     running_lines,
     running_text,
     span_text,
+    stage_needs,
 )
 from controller.core.reading.views import (
     READ_API_MODELS,
@@ -165,6 +168,7 @@ __all__ = [
     "Rounded",
     "SrmCheck",
     "StageHistory",
+    "StageNeeds",
     "State",
     "Tested",
     "accepted",
@@ -207,7 +211,9 @@ __all__ = [
     "running_text",
     "source_lines",
     "span_text",
+    "srm_word",
     "stage_label",
+    "stage_needs",
     "stage_position",
     "state_text",
     "too_small",

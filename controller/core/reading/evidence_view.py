@@ -179,6 +179,20 @@ class SrmCheck(_Read):
     p_threshold: Number = None
     flagged: Flag = False
 
+    def word(self) -> str:
+        """``mismatch``, ``ok``, or ``no units yet`` (:func:`srm_word`)."""
+        return srm_word(self.flagged, self.observed_treatment, self.observed_control)
+
+
+def srm_word(flagged: bool, treatment: float | None, control: float | None) -> str:
+    """The sample-ratio check in a word: ``mismatch``, ``ok``, or ``no units yet`` while the
+    arms it counted hold no unit, since 0 against 0 expected is no ratio checked (a ring whose
+    rule matches nobody reads so). Counts an older gate did not give are not taken as 0."""
+    if flagged:
+        return "mismatch"
+    counted = [n for n in (treatment, control) if n is not None]
+    return "no units yet" if counted and not any(counted) else "ok"
+
 
 class PolicyEntry(_Read):
     """A health trigger that fired and the policy entry that chose its action."""

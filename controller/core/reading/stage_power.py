@@ -1,9 +1,16 @@
-"""What the running stage can catch, in words: for ``rolloutctl status`` and the console.
+"""What the running stage can catch, and what it still needs, in words: for
+``rolloutctl status``, the console and the MCP server.
 
 From each guardrail's own test in the stage's evidence and the time the stage has run,
 :func:`running_lines` says the smallest regression the stage detects with 80% power by
 the end of its minimum at its current traffic, and how much longer it needs to detect a
 regression of a given size (:mod:`controller.core.stats.power`, *a running stage*).
+
+:func:`stage_needs` sums up what a stage the gate holds still waits for, all of it at
+once where the gate's reason names only the first: the time left to its minimum, units
+per arm against its minimum, partitions not yet counted, gating guardrails not yet
+tested, a ring that has seen no unit at all, and how long its traffic needs to detect
+a +50% regression (:data:`DEFAULT_EFFECT`: a plan names no effect of its own).
 
 Pure. The evidence may come from an older controller: a test without its variance, N,
 level or ``n_tune`` has no figure, and says nothing.
@@ -11,9 +18,23 @@ level or ``n_tune`` has no figure, and says nothing.
 
 from __future__ import annotations
 
-from controller.core.reading.views import RolloutView
+import math
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from controller.core.common import countdown_text
 from controller.core.reading.wording import metric_name
-from controller.core.rollouts import COUNT_METRICS, conversion_of, metric_of
+from controller.core.rollouts import (
+    COUNT_METRICS,
+    Phase,
+    Rollout,
+    Verdict,
+    VerdictKind,
+    conversion_of,
+    metric_of,
+)
 from controller.core.stats import (
     POWER,
     Observed,
@@ -21,8 +42,11 @@ from controller.core.stats import (
     observed_seconds_to_detect,
     share_text,
 )
-from controller.core.wire import ArmTally, GateEvidence
+from controller.core.wire import ArmTally, AudienceRing, GateEvidence
 from controller.core.wire import GuardrailTest as WireTest
+
+if TYPE_CHECKING:  # the views serve a stage's needs, so they import this module
+    from controller.core.reading.views import RolloutView
 
 DEFAULT_EFFECT = 0.5
 """The regression the running stage's remaining time is given for: +50% (or -50%)."""
@@ -112,3 +136,188 @@ def _base(key: str, evidence: GateEvidence, rate: float | None) -> float | None:
 def _tests(evidence: GateEvidence) -> list[tuple[str, WireTest]]:
     tests = evidence.guardrails or {}
     return [(key, test) for key, test in tests.items() if isinstance(test, WireTest)]
+
+
+# --- what a waiting stage still needs ---------------------------------------------------
+
+NO_UNITS_AFTER = timedelta(minutes=1)
+"""A targeted stage served this long without a unit in either arm is not slow to start: its
+ring matches no unit the apps report (their SDK loads no segments, or sends no attribute
+the ring's rule reads), while its sample-ratio check has nothing to find wrong."""
+
+
+class _Need(BaseModel):
+    # A client reads a newer controller's answer: fields it does not know are ignored.
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+
+class UnitsNeeded(_Need):
+    """Units per arm against the stage's ``min_units_per_arm``."""
+
+    needed: int = Field(description="The stage's min_units_per_arm.")
+    fewest: int = Field(
+        description="Units in the arm the gate counts: the smaller, or treatment alone in a"
+        " stage with no concurrent control."
+    )
+    treatment: int
+    control: int | None = Field(description="Null in a stage with no concurrent control.")
+
+    def text(self) -> str:
+        """``units per arm: 153 of 300 (treatment 153, control 171)``."""
+        if self.control is None:
+            return f"units in treatment: {self.fewest} of {self.needed}"
+        arms = f"treatment {self.treatment}, control {self.control}"
+        return f"units per arm: {self.fewest} of {self.needed} ({arms})"
+
+
+class Detection(_Need):
+    """How much longer the stage's traffic needs to detect a regression on the gating
+    guardrail slowest to detect it."""
+
+    guardrail: str
+    effect: float = Field(
+        description="The regression asked about, relative and signed: 0.5 is +50% (where lower"
+        " is better), -0.5 is -50% (where higher is better)."
+    )
+    seconds: float | None = Field(
+        ge=0, description="How much longer at the current traffic; 0: now; null: over 30 days."
+    )
+
+    def text(self) -> str:
+        """``+50% on error rate: detectable in 12 min more at the current traffic``."""
+        sign = "+" if self.effect > 0 else "-"
+        what = f"{sign}{share_text(abs(self.effect))} on {metric_name(self.guardrail)}"
+        if self.seconds is None:
+            return f"{what}: not detectable within 30 days at the current traffic"
+        if self.seconds == 0:
+            return f"{what}: detectable now"
+        return f"{what}: detectable in {span_text(self.seconds)} more at the current traffic"
+
+
+class StageNeeds(_Need):
+    """What a running stage the gate holds still needs before it may advance."""
+
+    min_time_left_s: float | None = Field(
+        description="Seconds left to the stage's minimum time; null: reached."
+    )
+    units: UnitsNeeded | None = Field(description="Units against the minimum; null: met.")
+    partitions: str | None = Field(
+        description="The partitions not yet counted that the stage waits for, in words; null: none."
+    )
+    untested: list[str] = Field(
+        description="Why each gating guardrail is not yet tested, in the gate's words."
+    )
+    empty_ring: str | None = Field(
+        description="The stage's ring, as rule text, when it has seen no unit at all a minute"
+        " into the stage; null otherwise."
+    )
+    to_detect: Detection | None = Field(
+        description="How long the current traffic needs to detect a +50% regression; null:"
+        " no tested gating guardrail has a figure."
+    )
+    lines: list[str] = Field(
+        description="Each of the above in words, a warning first, as the console and rolloutctl"
+        " show them."
+    )
+
+
+def stage_needs(rollout: Rollout, verdict: Verdict | None, now: datetime) -> StageNeeds | None:
+    """What ``rollout``'s running stage still needs, by the gate's ``verdict`` on it now.
+
+    None unless the gate holds a running stage, and while the hold is on nothing counted
+    here (a policy's warning, say): a stage the gate moves or acts on needs nothing.
+    """
+    if rollout.phase is not Phase.RUNNING or verdict is None:
+        return None
+    if verdict.kind is not VerdictKind.HOLD:
+        return None
+    evidence, stage = verdict.evidence, rollout.plan.stages[rollout.stage]
+    elapsed = (now - rollout.stage_started_at).total_seconds()
+    left = stage.min_duration.total_seconds() - elapsed
+    needs = StageNeeds(
+        min_time_left_s=max(round(left, 1), 0.1) if left > 0 else None,
+        units=_units(rollout, evidence),
+        partitions=None if evidence.incomplete is None else evidence.incomplete.waiting,
+        untested=list(verdict.untested),
+        empty_ring=_empty_ring(rollout, evidence, elapsed),
+        to_detect=None,
+        lines=[],
+    )
+    waits = (needs.min_time_left_s, needs.units, needs.partitions, needs.untested)
+    if not any(part for part in (*waits, needs.empty_ring)):
+        return None
+    needs = needs.model_copy(update={"to_detect": _slowest(rollout, evidence, elapsed)})
+    return needs.model_copy(update={"lines": _lines(needs)})
+
+
+def _units(rollout: Rollout, evidence: GateEvidence) -> UnitsNeeded | None:
+    """Units against the minimum, counted as the gate counts them; None once it is met."""
+    arms, needed = evidence.arms or {}, rollout.plan.stages[rollout.stage].min_units_per_arm
+    treatment, control = (arms[a].units if a in arms else 0 for a in ("treatment", "control"))
+    alone = rollout.plan.limits is not None and rollout.percent >= 100  # no control to count
+    fewest = treatment if alone else min(treatment, control)
+    if fewest >= needed:
+        return None
+    return UnitsNeeded(
+        needed=needed, fewest=fewest, treatment=treatment, control=None if alone else control
+    )
+
+
+def _empty_ring(rollout: Rollout, evidence: GateEvidence, elapsed_s: float) -> str | None:
+    """The stage's ring, when a targeted stage has seen no unit in either arm for a while."""
+    ring, arms = evidence.audience, evidence.arms or {}
+    if not rollout.plan.targeted or ring is None or elapsed_s < NO_UNITS_AFTER.total_seconds():
+        return None
+    if any(tally.units for tally in arms.values()):
+        return None
+    return _ring_text(ring)
+
+
+def _ring_text(ring: AudienceRing) -> str:
+    if ring.rollout is None:
+        return ring.stage
+    return ring.rollout if ring.stage == "everyone" else f"{ring.stage} within {ring.rollout}"
+
+
+def _slowest(rollout: Rollout, evidence: GateEvidence, elapsed_s: float) -> Detection | None:
+    """The gating guardrail whose test needs longest to detect a +50% regression, with how
+    long; None where no gating guardrail's test has a figure (or none compares arms)."""
+    if rollout.percent >= 100 or elapsed_s <= 0:
+        return None
+    gating = {g.key for g in rollout.plan.guardrails if not g.dry_run}
+    found: list[Detection] = []
+    control = (evidence.arms or {}).get("control")
+    for key, test in _tests(evidence):
+        observed = _observed(test, elapsed_s) if key in gating else None
+        base = _base(key, evidence, _control_rate(key, control))
+        if observed is None or observed_detectable(observed, elapsed_s, base) is None:
+            continue  # no figure: a test without its numbers, or no base to take a share of
+        sign = 1 if test.direction == "lower_is_better" else -1
+        more = observed_seconds_to_detect(observed, base, DEFAULT_EFFECT)
+        seconds = None if more is None else round(more, 1)
+        found.append(Detection(guardrail=key, effect=sign * DEFAULT_EFFECT, seconds=seconds))
+    return max(found, key=_waited, default=None)
+
+
+def _waited(found: Detection) -> float:
+    return math.inf if found.seconds is None else found.seconds
+
+
+def _lines(needs: StageNeeds) -> list[str]:
+    """Each need in words: the warning first, then what the gate counts, in its order."""
+    lines = []
+    if needs.empty_ring is not None:
+        lines.append(
+            f"no units seen in this ring ({needs.empty_ring}): check that the apps' SDK loads"
+            " segments and sends the attributes the ring's rule reads"
+        )
+    if needs.min_time_left_s is not None:
+        lines.append(f"minimum stage time: {countdown_text(needs.min_time_left_s)} left")
+    if needs.units is not None:
+        lines.append(needs.units.text())
+    if needs.partitions is not None:
+        lines.append(needs.partitions)
+    lines += needs.untested
+    if needs.to_detect is not None:
+        lines.append(needs.to_detect.text())
+    return [line[:500] for line in lines]

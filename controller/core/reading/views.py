@@ -31,6 +31,7 @@ from pydantic import (
     ValidationError,
 )
 
+from controller.core.reading.stage_power import StageNeeds, stage_needs
 from controller.core.reading.steering import Steering, steering
 from controller.core.reading.wording import position_label, stage_position
 from controller.core.rollouts import NextMove, Rollout, Verdict, Window, next_move
@@ -143,6 +144,11 @@ class RolloutView(_View):
         default_factory=list,
         description="Operators' commands that changed its course while it ran (a promote to a "
         "next stage, a pause, a resume), oldest first, the last few.",
+    )
+    needs: StageNeeds | None = Field(
+        default=None,
+        description="What the running stage still needs before the gate lets it advance; null"
+        " when the gate does not hold it.",
     )
 
     def label(self) -> str | None:
@@ -384,5 +390,6 @@ def describe(
         "values": rollout.plan.arm_values,
         "applied": rollout.applied,
         "steered": [steering(kept) for kept in rollout.steered],
+        "needs": stage_needs(rollout, verdict, now),
     }
     return RolloutView.model_validate(fields)

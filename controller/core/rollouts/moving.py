@@ -14,7 +14,7 @@ view, when there is one), in this order:
   begins ``prerequisite``, :func:`prerequisite_wait`): no time can be told;
 * the advisor held the stage: until when;
 * in the watch after the last stage: until when;
-* the stage's minimum duration not reached: when it ends; the minimum
+* the stage's minimum duration not reached: how long is left, and when it ends; the minimum
   sample not reached (the gate's hold): no time can be told;
 * time-boxed: when the flag turns off by itself.
 
@@ -29,6 +29,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from controller.core.common import countdown_text
 from controller.core.rollouts.policy import Trigger
 from controller.core.rollouts.rollout import PauseReason, Phase, Rollout, Verdict, VerdictKind
 from controller.core.rollouts.windows import Window, next_opening
@@ -117,7 +118,8 @@ def _running(rollout: Rollout, verdict: Verdict | None, now: datetime) -> NextMo
     ends = rollout.stage_started_at + stage.min_duration
     held = verdict is None or verdict.kind is VerdictKind.HOLD
     if ends > now and held:
-        return _move(f"minimum stage time {stage.min_duration} ends at {_iso(ends)}", ends)
+        left = countdown_text((ends - now).total_seconds())  # the time is in ``at``
+        return _move(f"minimum stage time {stage.min_duration}: {left} left", ends)
     if verdict is not None and verdict.kind is VerdictKind.HOLD:
         return _gate_hold(verdict)
     box = rollout.plan.time_box

@@ -247,6 +247,7 @@ class Verdict:
     """Dry-run guardrails that would have acted: alerted on, never acted upon."""
     applied: Applied | None = None
     """The health trigger behind this verdict and the policy entry that chose its kind."""
+    untested: tuple[str, ...] = ()  # why each gating guardrail waits, as the gate words it
 
 
 # -- inputs of the state machine --------------------------------------------------

@@ -49,6 +49,12 @@ class Hold(BaseModel):
     flag_version: int
     moving: bool = Field(description="False when something holds it (the reasons say what).")
     reasons: list[str]
+    needs: list[str] = Field(
+        default_factory=list,
+        description="What the running stage still needs before the gate lets it advance, in"
+        " words (time left, units per arm, partitions, untested guardrails, an empty ring);"
+        " empty when the gate does not hold it.",
+    )
 
 
 class LatestDecision(BaseModel):
@@ -185,6 +191,7 @@ def hold_of(status: RolloutStatus) -> Hold:
         flag_version=status.flag_version,
         moving=not reasons,
         reasons=reasons,
+        needs=[] if status.needs is None else status.needs.lines,
     )
 
 

@@ -105,7 +105,8 @@ def _add_reads(server: MCPServer[Any], reader: Reader) -> None:
     @server.tool(annotations=READ)
     @told
     def why_holding(flag: Flag, environment: Environment = None) -> Hold:
-        """Why the rollout is not moving (a pause, a window, the gate, its minimums), if not."""
+        """Why the rollout is not moving (a pause, a window, the gate, its minimums), if not,
+        and what its stage still needs: time left, units per arm, untested guardrails."""
         return reader.hold(flag, environment)
 
     @server.tool(annotations=READ)

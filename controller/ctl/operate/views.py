@@ -52,9 +52,18 @@ def status_table(rollouts: Sequence[RolloutStatus]) -> str:
         "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
         for row in rows
     )
-    # Below the table, one line for each rollout that stands still: why, and until when.
-    still = [displayable(f"{r.flag}: {r.next_move.why}") for r in rollouts if r.next_move]
+    # Below the table, for each rollout that stands still: why, and until when; then what
+    # its stage still needs, in one line.
+    still = [displayable(line) for r in rollouts for line in _still(r)]
     return "\n".join([table, "", *still]) if still else table
+
+
+def _still(r: RolloutStatus) -> list[str]:
+    needs = r.needs.lines if r.needs is not None else []
+    return [
+        *([f"{r.flag}: {r.next_move.why}"] if r.next_move else []),
+        *([f"{r.flag} still needs: {'; '.join(needs)}"] if needs else []),
+    ]
 
 
 def _row(r: RolloutStatus) -> tuple[str, ...]:
@@ -88,6 +97,7 @@ def status_detail(r: RolloutStatus, *, effect: float = DEFAULT_EFFECT) -> str:
         lines.append(f"values:      {r.values.text()}")
     if r.next_move:
         lines.append(f"next move:   {r.next_move.why}")
+    lines += _needs_lines(r)
     if r.watch_until:
         lines.append(f"watch:       until {r.watch_until}, the holdback stays on control")
     if r.stale:
@@ -118,13 +128,20 @@ def status_detail(r: RolloutStatus, *, effect: float = DEFAULT_EFFECT) -> str:
         lines += _widening_lines(r.evidence, metric)
     lines += [f"  power: {line}" for line in running_lines(r, effect)]
     if (srm := evidence.srm) is not None:
-        flagged = "MISMATCH" if srm.flagged else "ok"
+        said = srm.word()  # "no units yet" on 0 against 0: no ratio was checked
+        flagged = said.upper() if srm.flagged else said
         p = srm.sequential_p_value if srm.sequential_p_value is not None else srm.p_value
         lines.append(f"  sample ratio: chi2 {_g(srm.chi2)}, sequential p {_g(p)} ({flagged})")
     if comparison := comparison_text(r.evidence):
         lines.append(f"  comparison: {comparison}")
     lines += [f"  {line}" for line in source_lines(r.evidence)]
     return displayable("\n".join(lines))
+
+
+def _needs_lines(r: RolloutStatus) -> list[str]:
+    """What the running stage still needs before the gate lets it advance, one need a line."""
+    needs = r.needs.lines if r.needs is not None else []
+    return [f"{'still needs:' if i == 0 else '':<13}{need}" for i, need in enumerate(needs)]
 
 
 def _widening_lines(gate: GateEvidence, metric: str) -> list[str]:
@@ -239,8 +256,6 @@ def _bounds(metric: str, test: GuardrailTest | None, baseline: float | None) -> 
 
 def _n(value: int | None) -> str:
     return "-" if value is None else str(value)
-    """Δ and its interval, the tolerance in the same digits, and the guardrail's state."""
-    state = guardrail_state(test).text
 
 
 def _g(value: float | None) -> str:

@@ -19,6 +19,7 @@ from controller.core.reading import (
     limit_text,
     ms_text,
     quantity_text,
+    srm_word,
 )
 from controller.ctl.report.model import (
     Arm,
@@ -70,7 +71,8 @@ def duration(seconds: float | None) -> str:
 def srm_text(srm: SampleRatio | None) -> str:
     if srm is None:
         return "-"
-    verdict = "MISMATCH" if srm.flagged else "ok"
+    said = srm_word(srm.flagged, srm.observed_treatment, srm.observed_control)
+    verdict = said.upper() if srm.flagged else said  # "no units yet" on 0 against 0
     return (
         f"{number(srm.observed_treatment)} treatment units against "
         f"{number(srm.expected_treatment)} expected, sequential p "

@@ -128,7 +128,7 @@ CASES: list[tuple[str, Rollout, Verdict | None, tuple[Window, ...], NextMove | N
         HOLD,
         (),
         NextMove(
-            why="minimum stage time 4:00:00 ends at 2026-11-21T12:00:00+00:00",
+            why="minimum stage time 4:00:00: 2 h left",
             at=(T0 + timedelta(hours=4)).isoformat(),
         ),
     ),

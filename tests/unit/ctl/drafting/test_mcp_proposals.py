@@ -13,7 +13,7 @@ from controller.core.common import ControllerError
 from controller.core.reading import RolloutStatus
 from controller.core.wire import Command, CommandAction, sent_object
 from controller.ctl.agent import drafts, proposing, tools
-from controller.ctl.agent.reading import Reader, hold_of, key_of
+from controller.ctl.agent.reading import Hold, Reader, hold_of, key_of
 from controller.ctl.app import main
 from controller.ctl.exits import EXIT_CONFIG
 from controller.settings import KafkaSettings, TopicSettings
@@ -190,3 +190,40 @@ def test_rings_become_a_plan_that_proposing_a_start_reads_back() -> None:
 )
 def test_a_drafted_rule_says_whether_it_can_be_used(rule: str, usable: bool) -> None:
     assert drafts.rule_draft(rule).usable is usable
+
+
+def test_why_holding_says_what_the_stage_still_needs() -> None:
+    needs = {
+        "min_time_left_s": 150.0, "units": None, "partitions": None, "untested": [],
+        "empty_ring": 'country in ["NZ"]', "to_detect": None,
+        "lines": ['no units seen in this ring (country in ["NZ"]): check ...',
+                  "minimum stage time: 2 min 30 s left"],
+    }  # fmt: skip
+    hold = hold_of(status(verdict="hold", verdict_reason="minimum stage time", needs=needs))
+    assert hold.moving is False
+    assert hold.needs == needs["lines"]
+    assert hold_of(status()).needs == []
+    assert "needs" in Hold.model_json_schema()["properties"]  # what the tool's schema says
+
+
+class _Served(Reader):
+    """A reader whose controller serves one rollout, waiting on its stage's minimums."""
+
+    def status(self, flag: str, environment: str | None = None) -> RolloutStatus | None:
+        needs = {
+            "min_time_left_s": 150.0, "units": None, "partitions": None, "untested": [],
+            "empty_ring": None, "to_detect": None,
+            "lines": ["minimum stage time: 2 min 30 s left"],
+        }  # fmt: skip
+        return status(verdict="hold", verdict_reason="minimum stage time", needs=needs)
+
+
+async def test_the_read_tools_tell_the_agent_what_the_stage_still_needs() -> None:
+    reader = _Served("http://127.0.0.1:1", KafkaSettings(), TopicSettings(), timeout_s=2)
+    async with Client(tools.build(reader)) as client:
+        held = await client.call_tool("why_holding", {"flag": "checkout"})
+        served = await client.call_tool("rollout_status", {"flag": "checkout"})
+    assert not held.is_error, held.content
+    assert held.structured_content["needs"] == ["minimum stage time: 2 min 30 s left"]
+    assert not served.is_error, served.content
+    assert served.structured_content["needs"]["min_time_left_s"] == 150.0

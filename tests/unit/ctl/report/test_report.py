@@ -13,7 +13,8 @@ import pytest
 
 from controller.core.reading import history
 from controller.core.wire.messages import Decision
-from controller.ctl.report.model import clock
+from controller.ctl.report.cells import srm_text
+from controller.ctl.report.model import SampleRatio, clock
 from controller.ctl.report.render import html_page, markdown
 from controller.ctl.report.report import from_served, who
 
@@ -520,3 +521,14 @@ def test_each_stage_says_why_a_guardrails_interval_is_as_wide_as_it_is(
     else:
         assert f"- {note}" in text
         assert f'<p class="widening">{html.escape(note)}</p>' in page
+
+
+@pytest.mark.parametrize(
+    ("counts", "said"),
+    [((0, 0), "(no units yet)"), ((90, 110), "(ok)")],
+)
+def test_a_reports_sample_ratio_reads_no_units_yet_on_0_against_0(
+    counts: tuple[int, int], said: str
+) -> None:
+    srm = SampleRatio(float(counts[0]), float(counts[1]), 0.0, 1.0, flagged=False)
+    assert srm_text(srm).endswith(said)
