@@ -48,6 +48,7 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 
 from controller.core.machine import health
+from controller.core.machine.final_look import always_valid_level, final_look, has_final_look
 from controller.core.machine.gate_evidence import audience, gate_evidence
 from controller.core.machine.sourced import Sourced, sourced_tests
 from controller.core.reading import harm_edge, quantity_text
@@ -98,7 +99,9 @@ def evaluate(
     """
     plan = rollout.plan
     tests: dict[str, SequentialResult | None] = {
-        g.key: guardrail_result(g, data, plan) for g in plan.guardrails if g.source == "events"
+        g.key: guardrail_result(g, data, plan, alpha=always_valid_level(rollout, g))
+        for g in plan.guardrails
+        if g.source == "events"
     }
     if sourced is None:
         sourced = sourced_tests(rollout, None, now, max_age=timedelta(0))
@@ -147,19 +150,9 @@ def _verdict(
     waiting: tuple[str, ...],
 ) -> Verdict:
     plan = rollout.plan
-    for index, guardrail in enumerate(plan.guardrails):
-        result = tests[guardrail.key]
-        if not guardrail.dry_run and result is not None and result.regressed:
-            applied = action_for(
-                plan.health_words,
-                "guardrail_regression",
-                guardrail=index,
-                watching=rollout.watching,
-            )
-            baseline = sourced.baselines.get(
-                guardrail.metric, control_baseline(guardrail, data.control)
-            )
-            return _regression(guardrail, result, evidence, baseline, applied)
+    regressed = _regressed(rollout, data, tests, evidence, sourced)
+    if regressed is not None:
+        return regressed
     for name, result in limited.items():
         if result.regressed:
             applied = action_for(
@@ -191,7 +184,35 @@ def _verdict(
             f" minimum sample is met, before the minimum stage time {_stage(rollout).min_duration}"
         )
         return Verdict(VerdictKind.ADVANCE, why, None, _with(evidence, early_advance=True))
-    return _timing(rollout, data, now, evidence, sourced=sourced, waiting=waiting)
+    verdict = _timing(rollout, data, now, evidence, sourced=sourced, waiting=waiting)
+    return final_look(rollout, data, now, tests, verdict)
+
+
+def _regressed(
+    rollout: Rollout,
+    data: FlagAggregates,
+    tests: dict[str, SequentialResult | None],
+    evidence: GateEvidence,
+    sourced: Sourced,
+) -> Verdict | None:
+    """The first gating guardrail whose always-valid test shows harm, as its verdict."""
+    plan = rollout.plan
+    for index, guardrail in enumerate(plan.guardrails):
+        result = tests[guardrail.key]
+        if not guardrail.dry_run and result is not None and result.regressed:
+            applied = action_for(
+                plan.health_words,
+                "guardrail_regression",
+                guardrail=index,
+                watching=rollout.watching,
+            )
+            baseline = sourced.baselines.get(
+                guardrail.metric, control_baseline(guardrail, data.control)
+            )
+            if has_final_look(rollout):  # two tests could have decided: say which
+                evidence = _with(evidence, decided_by="always_valid")
+            return _regression(guardrail, result, evidence, baseline, applied)
+    return None
 
 
 def _counted(evidence: GateEvidence, completeness: Completeness) -> GateEvidence:

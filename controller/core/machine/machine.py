@@ -99,10 +99,10 @@ from collections.abc import Mapping
 from datetime import datetime
 
 from controller.core.machine.approving import revoked
+from controller.core.machine.final_look import looked
 from controller.core.machine.gate import evaluate
 from controller.core.machine.health import act, named, outage_alert, overdue
 from controller.core.machine.operator import command
-from controller.core.machine.opinions import record_opinion
 from controller.core.machine.scheduling import due, time_box_over
 from controller.core.machine.transitions import (
     Cause,
@@ -112,6 +112,7 @@ from controller.core.machine.transitions import (
     decision,
     kill,
     pause,
+    record_opinion,
     recovered,
     refused,
     roll_back,
@@ -257,6 +258,7 @@ def _verdict(state: Rollout, event: GateInput) -> Step:
     if verdict.kind is VerdictKind.PAUSE:
         reason = verdict.pause_reason or PauseReason.GUARDRAIL
         return pause(state, event.now, reason, Cause.gate(verdict))
+    state = looked(state, event)
     return forward(
         state,
         event.now,
@@ -378,7 +380,10 @@ def late_regression(
     its versions, the same sequential tests, valid at any look).
     """
     for stage, data in sorted(passed.items()):
-        then = rollout.model_copy(update={"stage": stage, "watch_until": None})
+        # A passed stage had its final look: only the always-valid boundary looks again.
+        then = rollout.model_copy(
+            update={"stage": stage, "watch_until": None, "final_look_at": now}
+        )
         verdict = evaluate(then, data, now)
         applied = verdict.applied
         if applied is None or applied.trigger != "guardrail_regression":

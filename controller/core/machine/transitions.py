@@ -21,6 +21,8 @@ from controller.core.rollouts import (
     CommandRefused,
     Ending,
     MonitorUpInput,
+    Opinion,
+    OpinionInput,
     PauseReason,
     Phase,
     PublishFlagState,
@@ -30,7 +32,7 @@ from controller.core.rollouts import (
     Verdict,
     Watch,
 )
-from controller.core.wire import RolloutEvidence, StagePosition
+from controller.core.wire import OpinionOn, RolloutEvidence, StagePosition
 
 Step = tuple[Rollout | None, list[Action]]
 
@@ -69,6 +71,7 @@ def advance(state: Rollout, now: datetime, why: Cause) -> Step:
         stuck_alerted=False,
         dry_run_alerted=False,
         advisor_hold_until=None,
+        final_look_at=None,
         warned=[],
     )
     return new, [PublishFlagState(), decision(state, new, "advance", why)]
@@ -326,3 +329,43 @@ def position_of(rollout: Rollout) -> StagePosition:
 def at_stage(rollout: Rollout | None) -> dict[str, StagePosition]:
     """Where ``rollout`` stands, for a decision's evidence; nothing without one."""
     return {AT_STAGE: position_of(rollout)} if rollout is not None else {}
+
+
+def record_opinion(state: Rollout, event: OpinionInput) -> Step:
+    """The opinion as a decision of kind ``advisor``; the rollout is unchanged.
+
+    An opinion on a rollout that has since been replaced is dropped: its decision
+    belongs to a rollout no longer there.
+    """
+    asked = event.asked
+    if state.rollout_id != asked.rollout_id:
+        return state, []
+    advice = event.advice
+    if isinstance(advice, Opinion):
+        reason = f"advisory opinion on the advance: {advice.advice.action}"
+    else:
+        reason = f"advisory opinion missing: {advice.cause}"
+    on = OpinionOn(
+        rollout_id=asked.rollout_id,
+        stage=asked.stage,
+        flag_version=asked.flag_version,
+        decided_at=event.decided_at.isoformat(),
+        statistical_verdict="advance",
+    )
+    evidence = RolloutEvidence(
+        advisor=advice.evidence(),
+        advisor_mode="advisory",
+        opinion_on=on,
+        at_stage=position_of(asked),
+    )
+    record = RecordDecision(
+        kind="advisor",
+        action="opinion",
+        outcome="recorded",
+        reason=reason[:500],
+        phase_before=state.phase.value,
+        phase_after=state.phase.value,
+        stage=state.stage,
+        evidence=evidence,
+    )
+    return state, [record]

@@ -96,6 +96,14 @@ class Plan(Frozen):
             " its tolerance and the stage's minimum sample is met."
         ),
     )
+    final_look_share: float = Field(
+        default=0.5,
+        ge=0,
+        le=0.9,
+        allow_inf_nan=False,
+        description="Each guardrail's level spent once, in a fixed-horizon test, when a compared"
+        " stage would first move on; the rest is the always-valid boundary's. 0: none.",
+    )
     watch: Watch | None = Field(
         default=None, description="After the last stage (at 100%), watch before completing."
     )
@@ -248,6 +256,15 @@ class Plan(Frozen):
             return self.alpha_per_test
         return self._weighted(self.alpha_weights.get(key, 1.0))
 
+    def sequential_alpha(self, key: str) -> float:
+        """The always-valid boundary's level for guardrail ``key`` in a stage with a final
+        look: its level less the share the final look spends (:attr:`final_look_share`)."""
+        return self.alpha_for(key) * (1.0 - self.final_look_share)
+
+    def final_alpha(self, key: str) -> float:
+        """The level of guardrail ``key``'s fixed-horizon test at its stage's final look."""
+        return self.alpha_for(key) * self.final_look_share
+
     @property
     def limit_alpha(self) -> float:
         """The level of each absolute limit's test: a weight of 1 among the gating tests."""
@@ -288,6 +305,8 @@ class Plan(Frozen):
             total = self._total_weight()
             weights = self.alpha_weights
             budget["weights"] = {k: weights.get(k, 1.0) / total for k in self._gating_keys()}
+        if self.final_look_share > 0:
+            budget["final_look"] = self.final_look_share
         return budget
 
     @property

@@ -115,6 +115,9 @@ class Rollout(BaseModel):
         description="SHA-256 of the desired rollout `rolloutctl apply` started it from; "
         "none when started by hand.",
     )
+    final_look_at: datetime | None = Field(
+        default=None, description="When the stage's final look was taken and passed (once)."
+    )
     advisor_hold_until: datetime | None = Field(
         default=None, description="The advisor held this stage; gate again after this."
     )

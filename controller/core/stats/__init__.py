@@ -17,7 +17,9 @@ from controller.core.stats.aggregates import (
 )
 from controller.core.stats.folding import FOLD_LAYOUT, PartitionDelta, Seen, fold
 from controller.core.stats.guardrails import (
+    FixedHorizonResult,
     control_baseline,
+    fixed_horizon_test,
     guardrail_result,
     metric_floor,
     units_waiting,
@@ -84,6 +86,7 @@ __all__ = [
     "ArmAggregate",
     "CellDelta",
     "Conversions",
+    "FixedHorizonResult",
     "FlagAggregates",
     "NamedDelta",
     "Observed",
@@ -100,6 +103,7 @@ __all__ = [
     "comparison_text",
     "control_baseline",
     "counted_arm",
+    "fixed_horizon_test",
     "fold",
     "guardrail_result",
     "histogram_arm",

@@ -21,6 +21,8 @@ every conversion. :func:`controller.core.machine.gate.evaluate` decides on the r
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from statistics import NormalDist
 
 from controller.core.rollouts import Guardrail, Plan
 from controller.core.stats.aggregates import ArmAggregate, FlagAggregates
@@ -32,6 +34,7 @@ from controller.core.stats.latency import (
 )
 from controller.core.stats.on_units import QUANTILES, metric_events, unit_result
 from controller.core.stats.sequential import (
+    Direction,
     SequentialResult,
     count_rate_test,
     mean_test,
@@ -41,19 +44,22 @@ from controller.core.stats.units import COUNTED_KINDS, MIN_CLUSTERS
 
 
 def guardrail_result(
-    guardrail: Guardrail, data: FlagAggregates, plan: Plan
+    guardrail: Guardrail, data: FlagAggregates, plan: Plan, *, alpha: float | None = None
 ) -> SequentialResult | None:
     """The guardrail's sequential test, or None while its metric has too little data.
 
     Too little is fewer than ``min_metric_events`` of the metric in either arm
     (the smaller arm is what limits what can be said), and for a quantile also
-    fewer requests than bound it (:func:`metric_floor`).
+    fewer requests than bound it (:func:`metric_floor`). ``alpha``: the test's level,
+    left out the plan's for the guardrail (:meth:`Plan.alpha_for`); a stage with a final
+    look tests at its always-valid share (:meth:`Plan.sequential_alpha`).
     """
     read = data.converted(guardrail.conversion)
     t, c, metric = read.treatment, read.control, guardrail.metric
     if min(metric_events(metric, t), metric_events(metric, c)) < metric_floor(metric, plan):
         return None
-    independent = _independent_result(guardrail, t, c, plan)
+    level = plan.alpha_for(guardrail.key) if alpha is None else alpha
+    independent = _independent_result(guardrail, t, c, plan, level)
     if not on_units(data):
         return independent
     result = unit_result(guardrail, (data.treatment, data.control), (t, c), independent)
@@ -81,19 +87,19 @@ def on_units(data: FlagAggregates) -> bool:
 
 
 def _independent_result(
-    guardrail: Guardrail, t: ArmAggregate, c: ArmAggregate, plan: Plan
+    guardrail: Guardrail, t: ArmAggregate, c: ArmAggregate, plan: Plan, alpha: float
 ) -> SequentialResult:
-    """The guardrail's test with every event taken as independent."""
+    """The guardrail's test at level ``alpha`` with every event taken as independent."""
     metric = guardrail.metric
     if metric in QUANTILES:
-        return _quantile_result(guardrail, t, c, plan)
+        return _quantile_result(guardrail, t, c, plan, alpha)
     if metric == "latency_exceedance":
-        return _exceedance_result(guardrail, t, c, plan)
+        return _exceedance_result(guardrail, t, c, plan, alpha)
     if metric == "conversion_value":
-        return _value_result(guardrail, t, c, plan)
+        return _value_result(guardrail, t, c, plan, alpha)
     if metric in COUNTED_KINDS:
-        return _count_result(guardrail, t, c, plan)
-    return _proportion_result(guardrail, t, c, plan)
+        return _count_result(guardrail, t, c, plan, alpha)
+    return _proportion_result(guardrail, t, c, plan, alpha)
 
 
 def metric_floor(metric: str, plan: Plan) -> int:
@@ -109,20 +115,20 @@ def metric_floor(metric: str, plan: Plan) -> int:
 
 
 def _quantile_result(
-    guardrail: Guardrail, t: ArmAggregate, c: ArmAggregate, plan: Plan
+    guardrail: Guardrail, t: ArmAggregate, c: ArmAggregate, plan: Plan, alpha: float
 ) -> SequentialResult:
     return latency_quantile_test(
         t.latency_histogram,
         c.latency_histogram,
         QUANTILES[guardrail.metric],
         relative_tolerance=guardrail.tolerance if guardrail.relative else 0.0,
-        alpha=plan.alpha_for(guardrail.key),
+        alpha=alpha,
         n_tune=plan.n_tune,
     )
 
 
 def _exceedance_result(
-    guardrail: Guardrail, t: ArmAggregate, c: ArmAggregate, plan: Plan
+    guardrail: Guardrail, t: ArmAggregate, c: ArmAggregate, plan: Plan, alpha: float
 ) -> SequentialResult:
     assert guardrail.edge_ms is not None  # the plan model guarantees it
     return exceedance_test(
@@ -130,13 +136,13 @@ def _exceedance_result(
         c.latency_histogram,
         guardrail.edge_ms,
         tolerance=_absolute(guardrail, _exceedance_share(c, guardrail.edge_ms)),
-        alpha=plan.alpha_for(guardrail.key),
+        alpha=alpha,
         n_tune=plan.n_tune,
     )
 
 
 def _value_result(
-    guardrail: Guardrail, t: ArmAggregate, c: ArmAggregate, plan: Plan
+    guardrail: Guardrail, t: ArmAggregate, c: ArmAggregate, plan: Plan, alpha: float
 ) -> SequentialResult:
     return mean_test(
         t.conversion_value_sum,
@@ -147,13 +153,13 @@ def _value_result(
         c.conversion_values,
         direction="higher_is_better",
         tolerance=_absolute(guardrail, _rate(c.conversion_value_sum, c.conversion_values)),
-        alpha=plan.alpha_for(guardrail.key),
+        alpha=alpha,
         n_tune=plan.n_tune,
     )
 
 
 def _count_result(
-    guardrail: Guardrail, t: ArmAggregate, c: ArmAggregate, plan: Plan
+    guardrail: Guardrail, t: ArmAggregate, c: ArmAggregate, plan: Plan, alpha: float
 ) -> SequentialResult:
     count_t, count_c = counted(guardrail.metric, t), counted(guardrail.metric, c)
     return count_rate_test(
@@ -162,7 +168,7 @@ def _count_result(
         count_c,
         c.exposures,
         tolerance=_absolute(guardrail, _rate(count_c, c.exposures)),
-        alpha=plan.alpha_for(guardrail.key),
+        alpha=alpha,
         n_tune=plan.n_tune,
     )
 
@@ -173,7 +179,7 @@ def counted(metric: str, arm: ArmAggregate) -> int:
 
 
 def _proportion_result(
-    guardrail: Guardrail, t: ArmAggregate, c: ArmAggregate, plan: Plan
+    guardrail: Guardrail, t: ArmAggregate, c: ArmAggregate, plan: Plan, alpha: float
 ) -> SequentialResult:
     successes_t, n_t, successes_c, n_c = _proportion_counts(guardrail.metric, t, c)
     return proportion_test(
@@ -183,7 +189,7 @@ def _proportion_result(
         n_c,
         direction="lower_is_better" if guardrail.lower_is_better else "higher_is_better",
         tolerance=_absolute(guardrail, _rate(successes_c, n_c)),
-        alpha=plan.alpha_for(guardrail.key),
+        alpha=alpha,
         n_tune=plan.n_tune,
     )
 
@@ -222,3 +228,67 @@ def control_baseline(guardrail: Guardrail, control: ArmAggregate) -> float | Non
         _, _, successes, n = _proportion_counts(guardrail.metric, control, control)
         return _rate(successes, n)
     return None
+
+
+# --- the final look of a sequential hybrid ---------------------------------------------
+#
+# A guardrail's level is split in two (Plan.sequential_alpha, Plan.final_alpha): the
+# always-valid boundary watches for harm at every look at its share, and the rest is spent
+# once, when the stage would first move on (its minimum time and sample reached), in the
+# classical one-sided z-test of the same difference with the same variance on units. By the
+# union bound a healthy flag is rolled back by either with probability at most the two
+# shares together, the guardrail's level. The look's time depends on the clock and on counts
+# of units and events, never on the difference tested, so one look there keeps its level;
+# the rollout records it (Rollout.final_look_at) and it is never taken twice in a stage
+# (docs/architecture.md, *Statistics*, "The final look").
+
+_NORMAL = NormalDist()
+
+
+@dataclass(frozen=True, slots=True)
+class FixedHorizonResult:
+    """One guardrail's final look: the z-test of its difference against its tolerance."""
+
+    delta: float
+    variance: float
+    bound: float
+    """The one-sided bound on the harmful side at the look's level: the lower bound for a
+    lower-is-better metric, the upper for a higher-is-better one."""
+    z: float
+    p_value: float
+    alpha: float
+    tolerance: float
+    direction: Direction
+    regressed: bool
+
+
+def fixed_horizon_test(result: SequentialResult, alpha: float) -> FixedHorizonResult:
+    """The one-sided z-test at level ``alpha`` of ``result``'s difference, with its variance
+    (on units, where it was taken on units) and its tolerance: regressed iff the bound on
+    the harmful side lies beyond the tolerance. A variance of 0 or an infinite one never
+    regresses (as the sequential test)."""
+    if not 0.0 < alpha < 0.5:
+        raise ValueError(f"need 0 < alpha < 0.5 (one-sided), got {alpha}")
+    variance, delta = result.variance, result.delta
+    sign = 1.0 if result.direction == "lower_is_better" else -1.0
+    margin = sign * delta - result.tolerance
+    if not 0.0 < variance < math.inf:
+        bound = delta if variance == 0.0 else -sign * math.inf
+        return FixedHorizonResult(
+            delta, variance, bound, 0.0, 1.0, alpha, result.tolerance, result.direction, False
+        )
+    se = math.sqrt(variance)
+    z = margin / se
+    bound = delta - sign * _NORMAL.inv_cdf(1.0 - alpha) * se
+    p_value = 1.0 - _NORMAL.cdf(z)
+    return FixedHorizonResult(
+        delta=delta,
+        variance=variance,
+        bound=bound,
+        z=z,
+        p_value=p_value,
+        alpha=alpha,
+        tolerance=result.tolerance,
+        direction=result.direction,
+        regressed=p_value < alpha,
+    )

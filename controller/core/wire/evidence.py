@@ -139,6 +139,34 @@ class SrmCheck(Part):
     flagged: bool = Field(description="A mismatch was found.")
 
 
+class FixedHorizonTest(Part):
+    """One guardrail's test at its stage's final look: the one-sided z-test of the same
+    difference, with the same variance on units, at the share of its level kept for it."""
+
+    delta: Number = Field(description="Observed difference, treatment minus control.")
+    variance: Number = Field(description="Variance of the difference (on units).")
+    bound: Number = Field(description="The bound on the harmful side at the look's level.")
+    z: Number = Field(description="Standard errors the difference lies beyond the tolerance.")
+    p_value: Number = Field(description="One-sided p-value of no harm beyond the tolerance.")
+    alpha: Number = Field(description="The look's level: the guardrail's, times the share.")
+    tolerance: Number = Field(description="The harm the plan tolerates.")
+    direction: Literal["lower_is_better", "higher_is_better"] = Field(
+        description="Which way the metric is better."
+    )
+    regressed: bool = Field(description="The bound lies beyond the tolerance: harm shown.")
+
+
+class FinalLook(Part):
+    """The stage's final look (a sequential hybrid): one fixed-horizon test per gating
+    guardrail when the stage would first move on, taken once per stage."""
+
+    at: str = Field(description="When it was taken (ISO 8601, UTC).")
+    share: Number = Field(description="The share of each guardrail's level spent on it.")
+    tests: dict[str, FixedHorizonTest] | None = Field(
+        default=None, description="Per gating guardrail its test; absent if taken earlier."
+    )
+
+
 class AlphaSpent(Part):
     """How the plan's alpha is spent: the rollout's, the split and each test's level."""
 
@@ -152,6 +180,9 @@ class AlphaSpent(Part):
         default=None,
         description="With the plan's alpha_weights: each gating guardrail's share of the"
         " alpha (its weight over their sum); each test carries its own level.",
+    )
+    final_look: Number | None = Field(
+        default=None, description="The share of each test's level spent at its final look."
     )
 
 
@@ -340,6 +371,10 @@ class GateEvidence(Part):
     breach: str | None = Field(default=None, description="The guardrail or limit that acted.")
     early_advance: bool | None = Field(
         default=None, description="True when the stage ended before its minimum time."
+    )
+    final_look: FinalLook | None = Field(default=None, description="The stage's final look.")
+    decided_by: Literal["always_valid", "final_look"] | None = Field(
+        default=None, description="Which test decided a rollback or a stage's passing."
     )
     policy: PolicyEntry | None = Field(
         default=None, description="The health trigger and the policy entry applied."

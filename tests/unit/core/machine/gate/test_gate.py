@@ -33,6 +33,9 @@ def plan(**changes: object) -> Plan:
             Guardrail(metric="conversion_rate"),
         ],
         no_traffic_grace=timedelta(minutes=45),
+        # The always-valid boundary alone, at each test's whole level: the final look has
+        # tests of its own (test_final_look.py).
+        final_look_share=0,
     )
     return base.model_copy(update=changes)
 

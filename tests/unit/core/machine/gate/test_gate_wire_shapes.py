@@ -19,7 +19,7 @@ from controller.core.machine.gate import evaluate
 from controller.core.rollouts import HealthPolicy
 from controller.core.rollouts.plan import parse_plan
 from controller.core.rollouts.plan_parts import Guardrail
-from controller.core.rollouts.rollout import Verdict
+from controller.core.rollouts.rollout import Rollout, Verdict
 from controller.core.stats.aggregates import ArmAggregate, FlagAggregates
 from tests.unit.core.machine.gate import test_gate as table
 from tests.unit.core.machine.gate import test_gate_named as named
@@ -70,10 +70,18 @@ def _both_arms() -> Verdict:
     return evaluate(table.rollout(table.plan(health_policy=policy)), crossed, table.LATE)
 
 
+def _as_before(rollout: Rollout) -> Rollout:
+    """``rollout`` with no final look, whose evidence adds parts of its own (its own cases
+    are in test_final_look.py): every part below is published as it always was."""
+    return rollout.model_copy(
+        update={"plan": rollout.plan.model_copy(update={"final_look_share": 0})}
+    )
+
+
 def _named() -> Verdict:
     plan = named.named_plan(Guardrail(metric="conversion_rate"), named.CHECKOUT)
     data = named.data(named.treated(0.025, other=7), named.control(0.05))
-    return evaluate(table.rollout(plan), data, table.LATE)
+    return evaluate(_as_before(table.rollout(plan)), data, table.LATE)
 
 
 def _limits_ring() -> Verdict:
@@ -90,16 +98,16 @@ def _limits_ring() -> Verdict:
     treated = table.arm(units=2_000, requests=20_000, errors=3_000)
     data = table.data(treated, ArmAggregate())
     rollout = table.rollout(plan).model_copy(update={"percent": 100.0})
-    return evaluate(rollout, data, table.LATE + timedelta(days=1))
+    return evaluate(_as_before(rollout), data, table.LATE + timedelta(days=1))
 
 
 def _prometheus() -> Verdict:
-    r = sourced.rollout(sourced.plan())
+    r = _as_before(sourced.rollout(sourced.plan()))
     return sourced.verdict(r, sourced.reading(r, errors=(600, 200)), sourced.events(5_000))
 
 
 def _prometheus_missing() -> Verdict:
-    r = sourced.rollout(sourced.plan(events_guardrail=False))
+    r = _as_before(sourced.rollout(sourced.plan(events_guardrail=False)))
     return sourced.verdict(r, None)
 
 
