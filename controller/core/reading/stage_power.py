@@ -80,7 +80,7 @@ def running_text(status: RolloutView, key: str, effect: float = DEFAULT_EFFECT) 
         return ""
     evidence = status.evidence
     base = _base(key, evidence, _control_rate(key, (evidence.arms or {}).get("control")))
-    observed = _observed(test, status.time_in_stage_s)
+    observed = _observed(test, status.time_in_stage_s, _final_share(evidence))
     end = max(status.min_duration_s, status.time_in_stage_s)
     at_end = None if observed is None else observed_detectable(observed, end, base)
     if observed is None or at_end is None:
@@ -94,14 +94,24 @@ def running_text(status: RolloutView, key: str, effect: float = DEFAULT_EFFECT) 
     )
 
 
-def _observed(test: WireTest, elapsed_s: float) -> Observed | None:
-    """The test's figures, when it has them all (one from an older gate may not)."""
+def _final_share(evidence: GateEvidence) -> float | None:
+    """The share of each test's level its stage's final look spends, where it has one."""
+    share = evidence.alpha.final_look if evidence.alpha is not None else None
+    return share if isinstance(share, int | float) and 0 < share < 1 else None
+
+
+def _observed(test: WireTest, elapsed_s: float, share: float | None = None) -> Observed | None:
+    """The test's figures, when it has them all (one from an older gate may not); with a
+    final look (``share``), a test on units has the rest of its level there."""
     fields = (test.variance, test.n, test.tolerance, test.alpha, test.n_tune)
     if any(not isinstance(x, int | float) for x in fields):
         return None
+    final = None
+    if share is not None and test.unit_of_analysis == "unit":
+        final = test.alpha * share / (1.0 - share)
     try:
         return Observed(test.variance, int(test.n), test.tolerance, test.alpha,
-                        int(test.n_tune), elapsed_s)  # fmt: skip
+                        int(test.n_tune), elapsed_s, final)  # fmt: skip
     except (TypeError, ValueError):
         return None
 
@@ -288,7 +298,7 @@ def _slowest(rollout: Rollout, evidence: GateEvidence, elapsed_s: float) -> Dete
     found: list[Detection] = []
     control = (evidence.arms or {}).get("control")
     for key, test in _tests(evidence):
-        observed = _observed(test, elapsed_s) if key in gating else None
+        observed = _observed(test, elapsed_s, _final_share(evidence)) if key in gating else None
         base = _base(key, evidence, _control_rate(key, control))
         if observed is None or observed_detectable(observed, elapsed_s, base) is None:
             continue  # no figure: a test without its numbers, or no base to take a share of

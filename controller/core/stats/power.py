@@ -9,10 +9,13 @@ guardrail is the smallest regression Δ the gate's test detects with probability
     Δ = δ + h(N, V(Δ)) + z_0.8 · √V(Δ)
 
 with h the boundary of :mod:`controller.core.stats.sequential` at the plan's level per
-test and ``n_tune``, δ the guardrail's tolerance, N the units behind the metric and V the
-variance of the difference on units: the variance as if requests were independent, at
-the regressed rate and with the gate's floors, times the design effect (a latency
-quantile widens its ranks by it instead, as :mod:`controller.core.stats.on_units` does).
+test and ``n_tune`` (with a final look, the smaller of the boundary at its share of the
+level and the fixed-horizon test's z·√V at the rest: either shows harm at the stage's end,
+on the same Δ̂ and V̂; :func:`last_look_width`), δ the guardrail's tolerance, N the units
+behind the metric and V the variance of the difference on units: the variance as if
+requests were independent, at the regressed rate and with the gate's floors, times the
+design effect (a latency quantile widens its ranks by it instead, as
+:mod:`controller.core.stats.on_units` does).
 
 **The approximation.** At the stage's end Δ̂ is taken as normal around Δ with variance V,
 and the gate's V̂ as V: the test then regresses (Δ̂ - h > δ) with probability
@@ -174,7 +177,7 @@ def detectable(
     if base <= 0.0:
         return Detectable(guardrail.key, direction, None, None, base, "its base is 0")
     n = sum(arms.units) if guardrail.source == "events" else sum(arms.requests)
-    level = _Level(plan.alpha_for(guardrail.key), plan.n_tune)  # the gate's, weights and all
+    level = _level(guardrail, plan)
     powers = [
         (weight, _power_of(guardrail, base, traffic, content, plan))
         for weight, content in arm_contents(percent, traffic, arms, _failing(guardrail, traffic))
@@ -238,10 +241,32 @@ def _power_of(
 
 @dataclass(frozen=True, slots=True)
 class _Level:
-    """The level the gate tests a guardrail at, and the sample size its bound is tuned for."""
+    """The level the gate tests a guardrail at, and the sample size its bound is tuned for;
+    with a final look, the z its fixed-horizon test must reach."""
 
     alpha: float
     n_tune: int
+    final_z: float | None = None
+
+
+def _level(guardrail: Guardrail, plan: Plan) -> _Level:
+    """The gate's levels for ``guardrail`` in a compared stage, weights and all: with a final
+    look, the always-valid boundary's share and the look's z."""
+    if guardrail.source != "events" or guardrail.dry_run or plan.final_look_share <= 0:
+        return _Level(plan.alpha_for(guardrail.key), plan.n_tune)
+    final_z = _NORMAL.inv_cdf(1.0 - plan.final_alpha(guardrail.key))
+    return _Level(plan.sequential_alpha(guardrail.key), plan.n_tune, final_z)
+
+
+def last_look_width(variance: float, n: int, level: _Level) -> float:
+    """What Δ must exceed its tolerance by at the stage's last look: the always-valid
+    boundary's half-width, or at a final look the fixed-horizon test's z·√V where smaller
+    (either test shows the harm, on the same Δ and V)."""
+    rho = sequential_rho(level.alpha, level.n_tune)
+    h = sequential_half_width(variance=variance, n=n, alpha=level.alpha, rho=rho)
+    if level.final_z is None:
+        return h
+    return min(h, level.final_z * math.sqrt(variance))
 
 
 def _margin(models: _Models, x: float, tolerance: float, n: int, level: _Level) -> float:
@@ -252,8 +277,7 @@ def _margin(models: _Models, x: float, tolerance: float, n: int, level: _Level) 
     spread = variance if noise is None else noise(x)[1]
     if not (math.isfinite(variance) and variance > 0.0 and spread > 0.0):
         return -math.inf
-    rho = sequential_rho(level.alpha, level.n_tune)
-    h = sequential_half_width(variance=variance, n=n, alpha=level.alpha, rho=rho)
+    h = last_look_width(variance, n, level)
     return (delta - tolerance - h) / math.sqrt(spread)
 
 

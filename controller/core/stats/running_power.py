@@ -5,16 +5,20 @@ Pure; standard library only. A guardrail's test in the stage's evidence has its 
 V and its N after ``elapsed_s`` seconds; at the same traffic V shrinks as 1/t and N grows
 as t, so after t seconds the smallest regression detected with 80% power is
 δ + h(N·t/t₀, V·t₀/t) + z_0.8·√(V·t₀/t), with the same approximation as the preview's
-(V taken at the observed data, not at the regression).
+(V taken at the observed data, not at the regression); with a final look, h is the smaller
+of the boundary's and the fixed-horizon test's z·√V at the stage's end.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from statistics import NormalDist
 
 from controller.core.stats.power import Z_POWER, first_time
 from controller.core.stats.sequential import sequential_half_width, sequential_rho
+
+_NORMAL = NormalDist()
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +31,9 @@ class Observed:
     alpha: float
     n_tune: int
     elapsed_s: float
+    final_alpha: float | None = None
+    """The level of the stage's final look, where it has one: its fixed-horizon test shows
+    harm at the stage's end where the boundary would not yet."""
 
     def delta_at(self, seconds: float) -> float | None:
         """The smallest Δ (harmful side) detected with 80% power after ``seconds`` in the
@@ -38,6 +45,8 @@ class Observed:
         variance, n = self.variance / scale, max(1, round(self.n * scale))
         rho = sequential_rho(self.alpha, self.n_tune)
         h = sequential_half_width(variance=variance, n=n, alpha=self.alpha, rho=rho)
+        if self.final_alpha is not None and 0.0 < self.final_alpha < 0.5:
+            h = min(h, _NORMAL.inv_cdf(1.0 - self.final_alpha) * math.sqrt(variance))
         return self.tolerance + h + Z_POWER * math.sqrt(variance)
 
 

@@ -11,6 +11,7 @@ import pytest
 
 from controller.core.common import BUCKET_COUNT, EDGES_MS
 from controller.core.rollouts import DEFAULT_PLAN, Guardrail, Plan, Stage
+from controller.core.stats.guardrails import fixed_horizon_test
 from controller.core.stats.latency import latency_quantile_test
 from controller.core.stats.power import (
     MAX_SECONDS,
@@ -41,11 +42,14 @@ CONVERSIONS = Guardrail(metric="conversion_rate")
 BUSY = Traffic(requests_per_s=200.0)
 
 
-def _plan(*guardrails: Guardrail, alpha: float = 0.05) -> Plan:
+def _plan(*guardrails: Guardrail, alpha: float = 0.05, final_look_share: float = 0.0) -> Plan:
+    """A one-stage plan; with no final look unless asked: most tests below check the
+    preview against the always-valid boundary alone, at each test's whole level."""
     return Plan(
         stages=[Stage(percent=5, min_duration=timedelta(minutes=30), min_units_per_arm=0)],
         guardrails=list(guardrails) or [ERRORS],
         alpha=alpha,
+        final_look_share=final_look_share,
     )
 
 
@@ -196,6 +200,41 @@ def test_synthetic_arms_at_the_figure_are_caught_four_times_in_five(guardrail: G
     rng = np.random.default_rng(59)
     assert 0.74 <= _final_look_power(rng, guardrail, 1.0, 1000) <= 0.86
     assert _final_look_power(rng, guardrail, 0.5, 1000) < 0.35
+
+
+def _hybrid_power(rng: np.random.Generator, factor: float, runs: int) -> tuple[float, float]:
+    """With a final look: how often the stage's last look regresses on binomial arms of the
+    preview's stage (error rate moved by ``factor`` times the predicted effect), by either
+    test, and how much smaller the figure is than the boundary's alone."""
+    plan, alone = _plan(ERRORS, final_look_share=0.5), _plan(ERRORS)
+    found = detectable(ERRORS, 5.0, 1800.0, BUSY, plan)
+    without = detectable(ERRORS, 5.0, 1800.0, BUSY, alone)
+    assert found.effect is not None
+    assert found.base is not None
+    assert without.effect is not None
+    n_t, n_c = (round(n) for n in arms_at(5.0, BUSY, 1800.0).requests)
+    rate_t = found.base * (1.0 + found.effect * factor)
+    hits_t, hits_c = rng.binomial(n_t, rate_t, runs), rng.binomial(n_c, found.base, runs)
+    caught = 0
+    for t, c in zip(hits_t, hits_c, strict=True):
+        test = proportion_test(
+            int(t),
+            n_t,
+            int(c),
+            n_c,
+            direction="lower_is_better",
+            alpha=plan.sequential_alpha(ERRORS.key),
+        )
+        caught += test.regressed or fixed_horizon_test(test, plan.final_alpha(ERRORS.key)).regressed
+    return caught / runs, found.effect / without.effect
+
+
+def test_with_a_final_look_the_figure_is_caught_four_times_in_five() -> None:
+    rng = np.random.default_rng(61)
+    at_figure, sharper = _hybrid_power(rng, 1.0, 1000)
+    assert 0.74 <= at_figure <= 0.86
+    assert _hybrid_power(rng, 0.5, 1000)[0] < 0.35
+    assert sharper < 0.9  # the final look sees smaller regressions than the boundary alone
 
 
 def _histogram(samples: np.ndarray) -> tuple[int, ...]:
