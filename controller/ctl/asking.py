@@ -3,7 +3,7 @@
 A person waits at the terminal, so such a command bounds its wait for the model:
 
 * a model known to be too small for the task (below
-  :data:`~controller.core.reading.wording.SMALL_MODEL_MAX_BILLIONS` billion parameters, as
+  :data:`~controller.core.reading.advisor_text.SMALL_MODEL_MAX_BILLIONS` billion parameters, as
   its name says, ``smollm2-135m-instruct``, or when the name states no size as
   the server's model list does, llama.cpp's ``n_params``) is not asked: the
   command says so at once and prints what it prints without a model;

@@ -1,5 +1,5 @@
 """``POST /commands/check``: whether the controller would admit each signed command of a set
-now, deciding none (:mod:`controller.core.reading.command_checks`). ``rolloutctl apply``
+now, deciding none (:mod:`controller.core.reading.commands`). ``rolloutctl apply``
 asks before it sends anything, so a set it may only send part of is not sent at all.
 
 The operator's route: it wants the webhook token wherever one is set, as ``/rollouts``

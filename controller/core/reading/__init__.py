@@ -1,6 +1,17 @@
 """What people read: views, evidence, headlines, wording, gate history and the narrative."""
 
 from controller.core.reading import history
+from controller.core.reading.advisor_text import (
+    INCOHERENT,
+    SMALL_MODEL_MAX_BILLIONS,
+    SMALL_MODEL_NOTE,
+    advice_text,
+    advisor_name,
+    listed_billions,
+    model_billions,
+    quotable_rationale,
+    too_small,
+)
 from controller.core.reading.audit import (
     AUDIT_MODELS,
     AUDIT_TOPICS,
@@ -19,7 +30,7 @@ from controller.core.reading.audit import (
     holders_of_alert,
     with_holder,
 )
-from controller.core.reading.command_checks import (
+from controller.core.reading.commands import (
     MAX_CHECK_BYTES,
     MAX_CHECKED_COMMANDS,
     CheckedCommand,
@@ -46,7 +57,14 @@ from controller.core.reading.guardrail_state import (
     state_text,
 )
 from controller.core.reading.headline import verdict_line
-from controller.core.reading.intervals import Rounded, decimals_for, rounded_interval
+from controller.core.reading.intervals import (
+    INDEPENDENT_REQUESTS,
+    WIDENING_SHOWN,
+    Rounded,
+    decimals_for,
+    rounded_interval,
+    widening_text,
+)
 from controller.core.reading.narrative import NARRATIVE_SCHEMA, accepted, messages
 from controller.core.reading.pipeline_run import (
     ApprovalGiven,
@@ -56,11 +74,11 @@ from controller.core.reading.pipeline_run import (
     PipelineRun,
     PipelineStep,
 )
-from controller.core.reading.pipeline_text import pipeline_text
 from controller.core.reading.pipeline_view import (
     MAX_PLAIN_FLAG,
     flag_problem,
     gate_text,
+    pipeline_text,
     pipeline_view,
 )
 from controller.core.reading.sources_text import budget_text, source_lines
@@ -85,15 +103,9 @@ from controller.core.reading.views import (
     StageHistory,
     describe,
 )
-from controller.core.reading.widening import INDEPENDENT_REQUESTS, WIDENING_SHOWN, widening_text
 from controller.core.reading.wording import (
     AT_STAGE,
-    INCOHERENT,
     NAMED_CONVERSIONS,
-    SMALL_MODEL_MAX_BILLIONS,
-    SMALL_MODEL_NOTE,
-    advice_text,
-    advisor_name,
     amount_text,
     at_stage,
     control_rate,
@@ -102,18 +114,14 @@ from controller.core.reading.wording import (
     harm_edge,
     label_of,
     limit_text,
-    listed_billions,
     metric_name,
-    model_billions,
     ms_text,
     percent_text,
     position_label,
     quantity_text,
-    quotable_rationale,
     rollout_stage,
     stage_label,
     stage_position,
-    too_small,
 )
 
 __all__ = [

@@ -252,7 +252,7 @@ class Evidence(_Read):
     latency: Latencies = None
     srm: Annotated[SrmCheck | None, BeforeValidator(_object)] = None
     advisor: Annotated[AdvisorReply | None, BeforeValidator(_advisor)] = None
-    """The advisor's opinion, read by :func:`controller.core.reading.wording.advice_text`."""
+    """The advisor's opinion, read by :func:`controller.core.reading.advisor_text.advice_text`."""
     policy: Annotated[PolicyEntry | None, BeforeValidator(_object)] = None
     window: Annotated[Window | None, BeforeValidator(_object)] = None
     actor: Text = ""

@@ -31,8 +31,8 @@ from pydantic import (
     ValidationError,
 )
 
+from controller.core.reading.commands import Steering, steering
 from controller.core.reading.stage_power import StageNeeds, stage_needs
-from controller.core.reading.steering import Steering, steering
 from controller.core.reading.wording import position_label, stage_position
 from controller.core.rollouts import NextMove, Rollout, Verdict, Window, next_move
 from controller.core.rules import AudienceRule, Ring

@@ -8,7 +8,7 @@ import math
 import pytest
 
 from controller.core.reading import INDEPENDENT_REQUESTS, widening_text
-from controller.core.reading.widening import times
+from controller.core.reading.intervals import times
 from controller.core.wire import GateEvidence, GuardrailTest
 
 

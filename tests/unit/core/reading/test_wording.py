@@ -7,18 +7,20 @@ from typing import Any
 
 import pytest
 
-from controller.core.reading.wording import (
+from controller.core.reading.advisor_text import (
     advice_text,
     advisor_name,
-    decided_at,
-    label_of,
     listed_billions,
     model_billions,
+    too_small,
+)
+from controller.core.reading.wording import (
+    decided_at,
+    label_of,
     percent_text,
     position_label,
     stage_label,
     stage_position,
-    too_small,
 )
 from controller.core.rollouts.plan import DEFAULT_PLAN
 from controller.core.rollouts.rollout import Phase, Rollout
