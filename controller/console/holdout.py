@@ -15,8 +15,7 @@ from urllib.parse import quote
 from controller.console.pages import esc, flag_url
 from controller.core.holdouts import Comparison, GuardrailComparison, HoldoutReport
 from controller.core.reading import amount_text, harm_edge, limit_text, quantity_text
-from controller.core.rollouts import metric_of
-from controller.core.rollouts.plan_parts import LOWER_IS_BETTER
+from controller.core.rollouts import LOWER_IS_BETTER, metric_of
 
 VERDICTS = {
     "regressed": "regressed",

@@ -30,8 +30,8 @@ from datetime import datetime
 from pydantic import BaseModel, ConfigDict, Field
 
 from controller.core.common import countdown_text
-from controller.core.rollouts.policy import Trigger
-from controller.core.rollouts.rollout import PauseReason, Phase, Rollout, Verdict, VerdictKind
+from controller.core.rollouts.policy import PauseReason, Trigger
+from controller.core.rollouts.rollout import Phase, Rollout, Verdict, VerdictKind
 from controller.core.rollouts.windows import Window, next_opening
 from controller.core.wire import (
     MAX_PREREQUISITE_DEPTH,

@@ -42,6 +42,7 @@ plan carries every field, so a default cannot be told from a written one. Pure.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -78,6 +79,24 @@ DEFAULTS: dict[Trigger, HealthAction] = {
     "backend_drift": "hold",
 }
 """What each trigger did before a plan could choose (see the module)."""
+
+
+# Why a rollout is paused: a trigger its policy holds on (the machine's health step maps
+# each to its reason), an operator, an approval or the advisor awaited, or a monitor.
+class PauseReason(StrEnum):
+    OPERATOR = "operator"
+    SRM = "srm"
+    AWAITING_APPROVAL = "awaiting_approval"
+    ADVISOR_OBJECTION = "advisor_objection"
+    NO_TRAFFIC = "no_traffic"
+    GUARDRAIL = "guardrail"
+    BACKEND_DRIFT = "backend_drift"
+    UNITS_IN_BOTH_ARMS = "units_in_both_arms"
+    INCONCLUSIVE = "inconclusive"
+    ADVISOR_UNAVAILABLE = "advisor_unavailable"
+    MONITOR = "monitor"
+    """A monitor's ``down`` with ``action: hold`` (an aborted deploy of the flag's service)."""
+
 
 _OLD_WORDS: dict[str, HealthAction] = {"pause": "hold", "alert": "warn", "rollback": "rollback"}
 

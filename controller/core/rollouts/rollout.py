@@ -16,7 +16,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from controller.core.rollouts.advice import AdvisorResult
 from controller.core.rollouts.approval_ledger import Ledger
 from controller.core.rollouts.plan import Plan
-from controller.core.rollouts.policy import Applied, Trigger
+from controller.core.rollouts.policy import Applied, PauseReason, Trigger
 from controller.core.rollouts.windows import Window
 from controller.core.rules import Ring, rings_of
 from controller.core.wire import (
@@ -47,21 +47,6 @@ class Phase(StrEnum):
     @property
     def terminal(self) -> bool:
         return self in (Phase.COMPLETED, Phase.ROLLED_BACK, Phase.ABORTED, Phase.KILLED)
-
-
-class PauseReason(StrEnum):
-    OPERATOR = "operator"
-    SRM = "srm"
-    AWAITING_APPROVAL = "awaiting_approval"
-    ADVISOR_OBJECTION = "advisor_objection"
-    NO_TRAFFIC = "no_traffic"
-    GUARDRAIL = "guardrail"
-    BACKEND_DRIFT = "backend_drift"
-    UNITS_IN_BOTH_ARMS = "units_in_both_arms"
-    INCONCLUSIVE = "inconclusive"
-    ADVISOR_UNAVAILABLE = "advisor_unavailable"
-    MONITOR = "monitor"
-    """A monitor's ``down`` with ``action: hold`` (an aborted deploy of the flag's service)."""
 
 
 def _read_back(raw: object) -> object:

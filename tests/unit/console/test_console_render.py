@@ -41,7 +41,8 @@ from controller.core.rollouts.actions import RaiseAlert, RecordDecision
 from controller.core.rollouts.completeness import Completeness
 from controller.core.rollouts.moving import NextMove
 from controller.core.rollouts.plan_parts import Stage
-from controller.core.rollouts.rollout import PauseReason, Phase, Rollout
+from controller.core.rollouts.policy import PauseReason
+from controller.core.rollouts.rollout import Phase, Rollout
 from controller.core.rules.text import parse
 from controller.core.wire import JsonObject
 from controller.core.wire.messages import Alert, Decision, decision_or_alert

@@ -22,7 +22,8 @@ from controller.core.release import Environments, Permission, Role, RoleBook
 from controller.core.rollouts import ApprovalGate, ApprovalRule
 from controller.core.rollouts.plan import Plan
 from controller.core.rollouts.plan_parts import Stage
-from controller.core.rollouts.rollout import PauseReason, Phase, Rollout
+from controller.core.rollouts.policy import PauseReason
+from controller.core.rollouts.rollout import Phase, Rollout
 from controller.core.trust.signing import generate_key
 from controller.core.wire import sent_object
 from controller.ctl.operate.commands import signed_model

@@ -13,13 +13,8 @@ from controller.core.rollouts import ApprovalGate, ApprovalRule, Ledger
 from controller.core.rollouts.actions import Action, PublishFlagState, RecordDecision
 from controller.core.rollouts.plan import Plan
 from controller.core.rollouts.plan_parts import Stage
-from controller.core.rollouts.rollout import (
-    CommandInput,
-    KeysRevokedInput,
-    PauseReason,
-    Phase,
-    Rollout,
-)
+from controller.core.rollouts.policy import PauseReason
+from controller.core.rollouts.rollout import CommandInput, KeysRevokedInput, Phase, Rollout
 from controller.core.wire import ApprovalRecord
 from controller.core.wire.messages import CommandAction
 

@@ -17,13 +17,12 @@ from controller.core.machine.gate import evaluate
 from controller.core.rollouts.actions import Action, PublishFlagState, RaiseAlert, RecordDecision
 from controller.core.rollouts.advice import Unavailable
 from controller.core.rollouts.plan import parse_plan
-from controller.core.rollouts.policy import TRIGGERS, HealthAction, Trigger, action_for
+from controller.core.rollouts.policy import TRIGGERS, HealthAction, PauseReason, Trigger, action_for
 from controller.core.rollouts.rollout import (
     BackendDriftInput,
     CommandInput,
     GateInput,
     Input,
-    PauseReason,
     Phase,
     Rollout,
     TickInput,

@@ -11,6 +11,7 @@ from controller.core.machine.operator import applicable
 from controller.core.rollouts.actions import Action, PublishFlagState, RaiseAlert, RecordDecision
 from controller.core.rollouts.plan import Plan
 from controller.core.rollouts.plan_parts import Stage
+from controller.core.rollouts.policy import PauseReason
 from controller.core.rollouts.rollout import (
     CommandInput,
     CommandRefused,
@@ -18,7 +19,6 @@ from controller.core.rollouts.rollout import (
     Input,
     MonitorDownInput,
     MonitorUpInput,
-    PauseReason,
     Phase,
     Rollout,
     TickInput,

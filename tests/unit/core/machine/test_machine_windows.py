@@ -12,12 +12,12 @@ from controller.core.machine.machine import step
 from controller.core.rollouts.actions import Action, RaiseAlert, RecordDecision
 from controller.core.rollouts.plan import Plan
 from controller.core.rollouts.plan_parts import Stage, Watch
+from controller.core.rollouts.policy import PauseReason
 from controller.core.rollouts.rollout import (
     CommandInput,
     GateInput,
     Input,
     MonitorDownInput,
-    PauseReason,
     Phase,
     Rollout,
     Verdict,

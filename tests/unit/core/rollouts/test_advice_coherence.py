@@ -11,14 +11,8 @@ from controller.core.rollouts.actions import RecordDecision
 from controller.core.rollouts.advice import Advice, Opinion, incoherence
 from controller.core.rollouts.plan import Plan
 from controller.core.rollouts.plan_parts import Stage
-from controller.core.rollouts.rollout import (
-    GateInput,
-    PauseReason,
-    Phase,
-    Rollout,
-    Verdict,
-    VerdictKind,
-)
+from controller.core.rollouts.policy import PauseReason
+from controller.core.rollouts.rollout import GateInput, Phase, Rollout, Verdict, VerdictKind
 
 NOW = datetime(2026, 11, 23, 12, tzinfo=UTC)
 NO_REASON = "its rationale gives no reason"

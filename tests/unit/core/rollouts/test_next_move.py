@@ -12,8 +12,8 @@ from controller.core.reading.views import RolloutStatus, describe
 from controller.core.rollouts.moving import NextMove, next_move
 from controller.core.rollouts.plan import Plan
 from controller.core.rollouts.plan_parts import Stage, TimeBox
-from controller.core.rollouts.policy import Applied
-from controller.core.rollouts.rollout import PauseReason, Phase, Rollout, Verdict, VerdictKind
+from controller.core.rollouts.policy import Applied, PauseReason
+from controller.core.rollouts.rollout import Phase, Rollout, Verdict, VerdictKind
 from controller.core.rollouts.windows import Window, Windows, waiting_reason
 
 HOURS: tuple[Window, ...] = TypeAdapter(Windows).validate_python(

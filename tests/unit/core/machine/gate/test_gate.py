@@ -13,7 +13,8 @@ from controller.core.machine.gate import evaluate, harm_excluded
 from controller.core.rollouts import HealthPolicy
 from controller.core.rollouts.plan import Plan
 from controller.core.rollouts.plan_parts import Guardrail, Stage
-from controller.core.rollouts.rollout import PauseReason, Phase, Rollout, VerdictKind
+from controller.core.rollouts.policy import PauseReason
+from controller.core.rollouts.rollout import Phase, Rollout, VerdictKind
 from controller.core.stats.aggregates import ArmAggregate, FlagAggregates
 from controller.core.stats.sequential import proportion_test
 from tests.support.documents import as_read
