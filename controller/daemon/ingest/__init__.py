@@ -1,5 +1,7 @@
-"""Exactly-once ingest: partitions, batches, flushing, progress, holds, log gaps, OTLP records,
-and how far its counts trail the broker's log ends when a stage is about to move."""
+"""Exactly-once ingest: partitions, batches, flushing, progress, holds, log gaps, OTLP records.
+
+And its catch-up: how far its counts trail the broker's log ends when a stage is about to move.
+"""
 
 from controller.daemon.ingest.catch_up import BehindAlarm, CatchUp, LogEnds
 from controller.daemon.ingest.counted import CountedThrough, counted_through
