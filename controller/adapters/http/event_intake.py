@@ -59,9 +59,8 @@ import structlog
 from aiohttp import web
 
 from controller.adapters.http.app_access import AppAccess, client_of, key_of, open_access
-from controller.core.common import ControllerError, environment_of
+from controller.core.common import ControllerError, RateLimiter, environment_of
 from controller.core.release import DEFAULT_ENVIRONMENT
-from controller.core.stats import RateLimiter
 from controller.core.trust import AppKey, Refused, Scope, bound_refusal
 from controller.core.wire import (
     MAX_NESTING,

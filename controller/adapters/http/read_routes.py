@@ -42,11 +42,10 @@ from aiohttp import web
 
 from controller.adapters.http.app_access import AppAccess, key_of, open_access
 from controller.adapters.http.read_snapshot import BodySource, ReadSnapshot, Served
-from controller.core.common import environment_of, scoped, split
+from controller.core.common import RateLimiter, environment_of, scoped, split
 from controller.core.reading import RolloutHistory, RolloutStatus
 from controller.core.release import SINGLE, Environments
 from controller.core.rollouts import deploy_verdict
-from controller.core.stats import RateLimiter
 from controller.core.trust import Refused, Scope, bearer, bound_refusal, request_environment
 
 StatusSource = Callable[[str | None], Awaitable[list[RolloutStatus]]]

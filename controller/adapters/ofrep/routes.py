@@ -59,7 +59,7 @@ the reason in ``errorDetails``; ``OPTIONS`` answers a CORS preflight.
 
 Each client (its app key, else its remote address) may make
 ``http.ofrep_requests_per_second`` evaluation requests a second (a token
-bucket of :mod:`controller.core.stats.rates`, a second's worth, at least one, at once); past it
+bucket of :mod:`controller.core.common.rates`, a second's worth, at least one, at once); past it
 the request is answered 429 with ``Retry-After`` (whole seconds) and OFREP's
 error body, before its body is read. A bulk request counts as one, like a
 single-flag one, whatever the number of flags: it is one pass over one
@@ -105,9 +105,8 @@ from controller.adapters.ofrep.stream_route import (
     token_judge,
 )
 from controller.adapters.ofrep.streams import Peer, StreamHub, StreamLimit
-from controller.core.common import scoped, split
+from controller.core.common import RateLimiter, scoped, split
 from controller.core.release import SINGLE, Environments
-from controller.core.stats import RateLimiter
 from controller.core.trust import AppKey, Refused, Scope, bound_refusal, request_environment
 from controller.core.wire import ErrorCode, Evaluation, evaluate
 

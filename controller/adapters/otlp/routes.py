@@ -77,9 +77,8 @@ from controller.adapters.otlp.proto import (
     logs_response,
     traces_response,
 )
-from controller.core.common import BrokerError, ControllerError, StoreError
+from controller.core.common import BrokerError, ControllerError, RateLimiter, StoreError
 from controller.core.release import DEFAULT_ENVIRONMENT
-from controller.core.stats import RateLimiter
 from controller.core.telemetry import (
     WHOLE_BODY,
     Bounds,

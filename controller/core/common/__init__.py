@@ -65,6 +65,7 @@ from controller.core.common.numerals import (
     sentences,
     stripped,
 )
+from controller.core.common.rates import RateLimiter
 from controller.core.common.scopes import environment_of, scoped, split
 from controller.core.common.text import displayable, html_text
 from controller.core.common.timestamps import as_datetime, iso_or_none
@@ -112,6 +113,7 @@ __all__ = [
     "Numeral",
     "Percent",
     "PlainFlagKey",
+    "RateLimiter",
     "ReadableDuration",
     "Reason",
     "SchemaVersion",

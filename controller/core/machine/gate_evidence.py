@@ -16,6 +16,7 @@ from controller.core.stats import (
     SequentialResult,
     SrmResult,
     arm_latency,
+    dominance,
     limit_parts,
 )
 from controller.core.wire import (
@@ -24,6 +25,7 @@ from controller.core.wire import (
     ArmTally,
     AudienceRing,
     BothArms,
+    DominantUnit,
     DryRun,
     GateEvidence,
     GuardrailTest,
@@ -46,7 +48,10 @@ def gate_evidence(
         "arms": {name: _tally(plan, arm) for name, arm in _arms(data)},
         "alpha": plan.alpha_budget(),
         "flag_versions": [*sorted(data.versions)],
-        "guardrails": {m: (_test(r) if r else INSUFFICIENT) for m, r in tests.items()},
+        "guardrails": {
+            m: (_test(r, _dominant(plan, m, data, r)) if r else INSUFFICIENT)
+            for m, r in tests.items()
+        },
         "srm": SrmCheck.model_validate(srm, from_attributes=True),
         "latency": {name: _latency(arm) for name, arm in _arms(data)},
     }
@@ -69,10 +74,33 @@ def _arms(data: FlagAggregates) -> tuple[tuple[str, ArmAggregate], ...]:
     return (("treatment", data.treatment), ("control", data.control))
 
 
-def _test(result: SequentialResult) -> GuardrailTest:
+def _test(result: SequentialResult, dominant: DominantUnit | None = None) -> GuardrailTest:
     # Read from the result's fields (every one of them, as its evidence() gives them), its
     # infinities as floats: the same test as from its JSON-ready evidence, built faster.
-    return GuardrailTest.model_validate(result, from_attributes=True)
+    test = GuardrailTest.model_validate(result, from_attributes=True)
+    return test if dominant is None else test.model_copy(update={"dominant": dominant})
+
+
+DOMINANCE_FROM = 2.0
+"""A test's design effect from which the bucket carrying most of its variance is looked
+for: below it no unit weighs much (and the gate saves the pass over its buckets)."""
+
+
+def _dominant(
+    plan: Plan, key: str, data: FlagAggregates, result: SequentialResult
+) -> DominantUnit | None:
+    """The bucket of units deciding the guardrail's test, where one does."""
+    if result.design_effect is None or result.design_effect < DOMINANCE_FROM:
+        return None
+    guardrail = next((g for g in plan.guardrails if g.key == key), None)
+    found = None if guardrail is None else dominance(guardrail, data)
+    if found is None:
+        return None
+    return DominantUnit(
+        arm="treatment" if found.arm == "treatment" else "control",
+        events_share=found.events_share,
+        variance_share=found.variance_share,
+    )
 
 
 def _latency(arm: ArmAggregate) -> ArmLatency:

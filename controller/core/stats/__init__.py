@@ -15,6 +15,7 @@ from controller.core.stats.aggregates import (
     FlagAggregates,
     NamedDelta,
 )
+from controller.core.stats.dominance import Dominance, dominance, dominance_text
 from controller.core.stats.folding import FOLD_LAYOUT, PartitionDelta, Seen, fold
 from controller.core.stats.guardrails import (
     FixedHorizonResult,
@@ -39,7 +40,6 @@ from controller.core.stats.power import (
     plan_preview,
     share_text,
 )
-from controller.core.stats.rates import RateLimiter
 from controller.core.stats.regressing import Traffic
 from controller.core.stats.running_power import (
     Observed,
@@ -86,12 +86,12 @@ __all__ = [
     "ArmAggregate",
     "CellDelta",
     "Conversions",
+    "Dominance",
     "FixedHorizonResult",
     "FlagAggregates",
     "NamedDelta",
     "Observed",
     "PartitionDelta",
-    "RateLimiter",
     "Seen",
     "SequentialResult",
     "Shown",
@@ -103,6 +103,8 @@ __all__ = [
     "comparison_text",
     "control_baseline",
     "counted_arm",
+    "dominance",
+    "dominance_text",
     "fixed_horizon_test",
     "fold",
     "guardrail_result",

@@ -26,6 +26,7 @@ from statistics import NormalDist
 
 from controller.core.rollouts import Guardrail, Plan
 from controller.core.stats.aggregates import ArmAggregate, FlagAggregates
+from controller.core.stats.dominance import dominance, dominance_text
 from controller.core.stats.latency import (
     exceedance_bucket,
     exceedance_test,
@@ -77,6 +78,9 @@ def units_waiting(guardrail: Guardrail, data: FlagAggregates) -> str:
     name = min(held, key=lambda arm: held[arm])
     if held[name] < MIN_CLUSTERS:
         return f"{held[name]} of {MIN_CLUSTERS} buckets of units hold data in {name}"
+    found = dominance(guardrail, data)
+    if found is not None:
+        return f"too few units to bound it on units yet: {dominance_text(found)}"
     return "too few units to bound it on units yet"
 
 

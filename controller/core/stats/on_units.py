@@ -324,7 +324,7 @@ def _share_variance(histogram: Sequence[int], first: int) -> float:
     return bernoulli_variance(sum(histogram[first:]), counted) / counted if counted else 0.0
 
 
-def _position(latency_ms: float) -> float:
+def latency_position(latency_ms: float) -> float:
     """Where ``latency_ms`` lies in the fine histogram, as a bucket index with its fraction."""
     index = bisect_right(EDGES_MS, latency_ms)
     low, high = bucket_bounds(index)
@@ -349,7 +349,7 @@ def _quantile(
         at = histogram_quantile(arm.latency_histogram, q)
         if at is None:
             return None
-        effects.append(_latency_effect(edges, _position(at), index))
+        effects.append(_latency_effect(edges, latency_position(at), index))
     result = latency_quantile_test(
         read[0].latency_histogram,
         read[1].latency_histogram,

@@ -105,10 +105,8 @@ class GuardrailTest(Part):
     p_value: Number = Field(description="Always-valid p-value of no harm.")
     unit_of_analysis: Literal["unit", "request"] = Field(
         default="request",
-        description="What `n` counts and the variance is taken over: `unit`, the unit of "
-        "assignment (the variance from buckets of units, valid when a unit sends many "
-        "requests); `request`, requests assumed independent (a source with no units, such as "
-        "a Prometheus series).",
+        description="What `n` counts and the variance is over: `unit`, the unit of assignment "
+        "(buckets of units); `request`, requests assumed independent (a Prometheus series).",
     )
     design_effect: Number | None = Field(
         default=None,
@@ -120,6 +118,18 @@ class GuardrailTest(Part):
         description="The interval's half-width on units over its half-width as if requests "
         "were independent: how much wider heavy or failing units make it.",
     )
+    dominant: DominantUnit | None = Field(
+        default=None, description="A bucket of units carrying half its variance or more."
+    )
+
+
+class DominantUnit(Part):
+    """The bucket of units carrying most of a guardrail's variance on units in one arm: in
+    practice one unit (a bot, a broken account) sending a large share of its events."""
+
+    arm: Literal["treatment", "control"] = Field(description="The arm it is in.")
+    events_share: Number = Field(description="Its share of the arm's events of the metric.")
+    variance_share: Number = Field(description="Its share of the arm's variance on units.")
 
 
 class SrmCheck(Part):
@@ -173,13 +183,9 @@ class AlphaSpent(Part):
     rollout: Number = Field(description="The plan's alpha for the whole rollout.")
     guardrails: int = Field(description="Gating guardrails the alpha is split over.")
     stages: int = Field(description="Compared stages the alpha is split over.")
-    per_test: Number = Field(
-        description="Each test's level with equal weights: the alpha, split evenly."
-    )
+    per_test: Number = Field(description="Each test's level with equal weights (evenly).")
     weights: dict[str, Number] | None = Field(
-        default=None,
-        description="With the plan's alpha_weights: each gating guardrail's share of the"
-        " alpha (its weight over their sum); each test carries its own level.",
+        default=None, description="Per gating guardrail its share of the plan's alpha_weights."
     )
     final_look: Number | None = Field(
         default=None, description="The share of each test's level spent at its final look."
@@ -190,13 +196,9 @@ class TierBurn(Part):
     """One tier of the plan's burn-rate condition as read (tiers are joined by OR)."""
 
     above: Number = Field(description="The burn rate that holds over every window of it.")
-    windows: list[str] = Field(
-        description="Its windows (`1h`, `5m`: long, then short); each one's burn rate is"
-        " under the budget's `windows`."
-    )
+    windows: list[str] = Field(description="Its windows (`1h`, `5m`: long, then short).")
     burns: bool | None = Field(
-        description="The burn rate is above over every window of it; null: a window's"
-        " could not be read (forward moves wait: never taken as healthy)."
+        description="Above over every window of it; null: a window could not be read."
     )
 
 
@@ -216,8 +218,7 @@ class ErrorBudget(Part):
         " threshold of the first that burns (else of the first)."
     )
     windows: dict[str, Number | None] = Field(
-        description="Per window (`5m`, `1h`) of every tier the burn rate read; null: it"
-        " could not be read."
+        description="Per window (`5m`, `1h`) the burn rate read; null: it could not be read."
     )
     problems: dict[str, str] | None = Field(
         default=None, description="Per window that could not be read, why."

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from controller.core.stats.rates import MAX_CLIENTS, RateLimiter
+from controller.core.common.rates import MAX_CLIENTS, RateLimiter
 
 # (seconds since the start, client, cost, the wait answered); rate 10 a second, burst 20.
 STEPS = [
