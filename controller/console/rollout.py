@@ -32,6 +32,7 @@ from controller.core.reading import (
     RolloutHistory,
     RolloutView,
     budget_text,
+    dominant_text,
     guardrail_state,
     ms_text,
     running_text,
@@ -199,7 +200,8 @@ def _charts(
             f"<figcaption>{esc(metric)}: Δ (line) and its always-valid bound (band);"
             f" dashed: tolerance{' (dry run)' if figure.dry_run else ''}"
             f"{ARMS_CAPTION if figure.per_arm else ''}"
-            f"{_widening(status, metric)}{_power(status, metric)}</figcaption>"
+            f"{_widening(status, metric)}{_dominant(status, metric)}{_power(status, metric)}"
+            "</figcaption>"
             f"<details><summary>numbers for {esc(metric)}</summary>{figure.table()}</details>"
             "</figure>"
         )
@@ -227,6 +229,14 @@ def _widening(status: RolloutView, metric: str) -> str:
     test = (status.evidence.guardrails or {}).get(metric)
     said = widening_text(test) if isinstance(test, GuardrailTest) else ""
     return f'. <span class="widening">{esc(said[:1].upper() + said[1:])}</span>' if said else ""
+
+
+def _dominant(status: RolloutView, metric: str) -> str:
+    """The one bucket of units that carries most of the guardrail's variance at the gate now,
+    where its evidence names one: in practice one bot or broken account decides it."""
+    test = (status.evidence.guardrails or {}).get(metric)
+    said = dominant_text(test) if isinstance(test, GuardrailTest) else ""
+    return f'. <span class="dominant">{esc(said[:1].upper() + said[1:])}</span>' if said else ""
 
 
 def _power(status: RolloutView, metric: str) -> str:

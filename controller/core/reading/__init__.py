@@ -62,6 +62,7 @@ from controller.core.reading.intervals import (
     WIDENING_SHOWN,
     Rounded,
     decimals_for,
+    dominant_text,
     rounded_interval,
     widening_text,
 )
@@ -191,6 +192,7 @@ __all__ = [
     "decided_at",
     "decimals_for",
     "describe",
+    "dominant_text",
     "evidence",
     "export_order",
     "flag_problem",

@@ -22,7 +22,9 @@ time) to see the same difference. A guardrail's evidence says by how much
 (:class:`~controller.core.wire.evidence.GuardrailTest`'s ``widening``), and a
 Prometheus guardrail, whose series carry no unit, says it was tested on requests
 taken as independent. :func:`widening_text` puts either in one sentence, the same
-for the console, ``rolloutctl status`` and ``rolloutctl report``.
+for the console, ``rolloutctl status`` and ``rolloutctl report``; where one bucket of
+units carries most of the variance (the evidence's ``dominant``: in practice one bot or
+broken account), :func:`dominant_text` says which arm and how much.
 
 Pure; values in the unit they are shown in (percentage points, ms, the
 metric's own), the edge signed: ``+tolerance`` when lower is better, ``-tolerance``
@@ -36,6 +38,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from controller.core.stats import dominance_text
 from controller.core.wire import GuardrailTest
 
 MAX_PLACES = 6
@@ -169,6 +172,17 @@ def widening_text(test: GuardrailTest) -> str:
         f" {times(widening)} as wide: the stage needs about {times(widening * widening)} as many"
         " units to see the same difference"
     )
+
+
+def dominant_text(test: GuardrailTest) -> str:
+    """The bucket of units that carries most of ``test``'s variance, in the gate's words;
+    empty when the evidence names none.
+
+    ``one bucket of units in treatment sent 41% of its events and carries 93% of its
+    variance: most likely one unit (a bot, a broken account) decides this metric``
+    """
+    found = test.dominant
+    return "" if found is None else dominance_text(found)
 
 
 def times(factor: float) -> str:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from controller.core.rollouts import Guardrail
 from controller.core.stats.aggregates import ArmAggregate, FlagAggregates
@@ -113,7 +114,19 @@ def _heaviest(arm: str, ys: Sequence[float], ns: Sequence[float]) -> Dominance |
     return Dominance(arm, bucket, ns[bucket] / total, share)
 
 
-def dominance_text(found: Dominance) -> str:
+class DominantShares(Protocol):
+    """What :func:`dominance_text` reads: a :class:`Dominance`, or the evidence's part that
+    publishes one (:class:`~controller.core.wire.evidence.DominantUnit`)."""
+
+    @property
+    def arm(self) -> str: ...
+    @property
+    def events_share(self) -> float: ...
+    @property
+    def variance_share(self) -> float: ...
+
+
+def dominance_text(found: DominantShares) -> str:
     """``found`` as people read it: which arm, its share of the events, of the variance."""
     return (
         f"one bucket of units in {found.arm} sent {found.events_share:.0%} of its events and"

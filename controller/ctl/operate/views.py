@@ -23,6 +23,7 @@ from controller.core.reading import (
     GuardrailTest,
     RolloutStatus,
     budget_text,
+    dominant_text,
     guardrail_state,
     harm_edge,
     limit_text,
@@ -146,10 +147,12 @@ def _needs_lines(r: RolloutStatus) -> list[str]:
 
 def _widening_lines(gate: GateEvidence, metric: str) -> list[str]:
     """Under a guardrail's bounds, why its interval is as wide as it is, when there is a word
-    to say: how much units widen it, or that it assumes independent requests."""
+    to say: how much units widen it, or that it assumes independent requests; then the one
+    bucket of units that carries most of its variance, when the evidence names one."""
     test = (gate.guardrails or {}).get(metric)
-    said = widening_text(test) if isinstance(test, WireTest) else ""
-    return [f"    {said}"] if said else []
+    if not isinstance(test, WireTest):
+        return []
+    return [f"    {said}" for said in (widening_text(test), dominant_text(test)) if said]
 
 
 def _completeness_lines(evidence: Evidence) -> list[str]:

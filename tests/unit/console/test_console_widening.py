@@ -69,3 +69,41 @@ def test_each_guardrails_caption_says_why_its_interval_is_as_wide_as_it_is(
     else:
         assert shown.endswith(f'. <span class="widening">{said}</span>')
     assert 'class="widening"' not in caption(html, "latency_p95")  # each its own
+
+
+DOMINANT = {"arm": "treatment", "events_share": 0.41, "variance_share": 0.93}
+BOT = (
+    "One bucket of units in treatment sent 41% of its events and carries 93% of its variance:"
+    " most likely one unit (a bot, a broken account) decides this metric"
+)
+
+
+@pytest.mark.parametrize(
+    ("test", "said"),
+    [
+        (
+            published_test(
+                unit_of_analysis="unit", design_effect=5.29, widening=2.3, dominant=DOMINANT
+            ),
+            f'. <span class="widening">{WIDENED}</span>. <span class="dominant">{BOT}</span>',
+        ),
+        (
+            published_test(unit_of_analysis="unit", dominant=DOMINANT),
+            f'. <span class="dominant">{BOT}</span>',
+        ),
+        (published_test(unit_of_analysis="unit", design_effect=5.29, widening=2.3), None),
+        ("insufficient data", None),
+    ],
+)  # fmt: skip
+def test_a_guardrails_caption_names_the_unit_that_decides_it(
+    test: object, said: str | None
+) -> None:
+    """After the widening, the bucket of units that carries most of the guardrail's variance,
+    in the gate's words: in practice one bot or broken account."""
+    html = page({"error_rate": test, "latency_p95": "insufficient data"})
+    shown = caption(html, "error_rate")
+    if said is None:
+        assert 'class="dominant"' not in shown
+    else:
+        assert shown.endswith(said)
+    assert 'class="dominant"' not in caption(html, "latency_p95")

@@ -427,6 +427,44 @@ def test_status_detail_says_why_a_guardrails_interval_is_as_wide_as_it_is(
         )
 
 
+DOMINANT = {"arm": "treatment", "events_share": 0.41, "variance_share": 0.93}
+BOT = (
+    "    one bucket of units in treatment sent 41% of its events and carries 93% of its"
+    " variance: most likely one unit (a bot, a broken account) decides this metric"
+)
+
+
+@pytest.mark.parametrize(
+    ("tested", "below"),
+    [
+        # Widened and decided by one bucket: both said, the widening first.
+        (
+            {"unit_of_analysis": "unit", "design_effect": 5.29, "widening": 2.3,
+             "dominant": DOMINANT},
+            [f"    {WIDENED}", BOT],
+        ),
+        # A bucket named with no widening to speak of (read back from an older gate): named.
+        ({"unit_of_analysis": "unit", "dominant": DOMINANT}, [BOT]),
+        # None named: nothing more than the widening.
+        ({"unit_of_analysis": "unit", "design_effect": 5.29, "widening": 2.3}, [f"    {WIDENED}"]),
+    ],
+)  # fmt: skip
+def test_status_detail_names_the_unit_that_decides_a_guardrail(
+    tested: dict[str, Any], below: list[str]
+) -> None:
+    """Under the guardrail's bounds, after its widening: the bucket of units that carries
+    most of its variance, in the gate's words, and nothing under the other guardrails."""
+    error_rate = {"delta": 0.005, "lower": -0.01, "upper": 0.02, "tolerance": 0.0, **tested}
+    guardrails = {"error_rate": error_rate, "latency_p95": "insufficient data"}
+    evidence = {**rollout().evidence.wire(), "guardrails": guardrails}
+    text = status_detail(rollout(evidence=evidence)).splitlines()
+    at = next(i for i, line in enumerate(text) if line.startswith("  guardrail error_rate:"))
+    shown = [line[: len(want)] for line, want in zip(text[at + 1 :], below, strict=False)]
+    assert shown == below
+    assert text[at + 1 + len(below)].startswith("  guardrail latency_p95:")
+    assert sum("decides this metric" in line for line in text) == (BOT in below)
+
+
 def test_status_detail_shows_the_error_budget_in_one_line() -> None:
     budget = {"holds": False, "reason": "r", "above": 14.4, "windows": {"5m": 1.25}}
     text = status_detail(rollout(evidence={"error_budget": budget}))

@@ -7,9 +7,9 @@ import math
 
 import pytest
 
-from controller.core.reading import INDEPENDENT_REQUESTS, widening_text
+from controller.core.reading import INDEPENDENT_REQUESTS, dominant_text, widening_text
 from controller.core.reading.intervals import times
-from controller.core.wire import GateEvidence, GuardrailTest
+from controller.core.wire import DominantUnit, GateEvidence, GuardrailTest
 
 
 def guardrail_test(
@@ -92,3 +92,43 @@ def test_a_gate_from_before_units_reads_as_tested_on_requests() -> None:
     old = read["error_rate"]
     assert isinstance(old, GuardrailTest)
     assert widening_text(old) == INDEPENDENT_REQUESTS
+
+
+BOT = (
+    "one bucket of units in treatment sent 41% of its events and carries 93% of its variance:"
+    " most likely one unit (a bot, a broken account) decides this metric"
+)
+
+
+@pytest.mark.parametrize(
+    ("dominant", "said"),
+    [
+        # Named by the gate: which arm, its share of the events, its share of the variance.
+        ({"arm": "treatment", "events_share": 0.41, "variance_share": 0.93}, BOT),
+        (
+            {"arm": "control", "events_share": 0.004, "variance_share": 0.5},
+            "one bucket of units in control sent 0% of its events and carries 50% of its"
+            " variance: most likely one unit (a bot, a broken account) decides this metric",
+        ),
+        # Named by none (no bucket carries half, or a design effect under 2): no word.
+        (None, ""),
+    ],
+)
+def test_the_unit_that_decides_a_metric_in_words(
+    dominant: dict[str, object] | None, said: str
+) -> None:
+    test = guardrail_test(widening=6.0, deff=36.0).model_copy(
+        update={"dominant": None if dominant is None else DominantUnit.model_validate(dominant)}
+    )
+    assert dominant_text(test) == said
+
+
+def test_a_published_dominant_part_reads_back_into_the_same_words() -> None:
+    raw = guardrail_test(widening=6.0, deff=36.0).model_dump() | {
+        "dominant": {"arm": "treatment", "events_share": 0.41, "variance_share": 0.93}
+    }
+    read = GateEvidence.tolerant({"guardrails": {"error_rate": raw}}).guardrails
+    assert read is not None
+    test = read["error_rate"]
+    assert isinstance(test, GuardrailTest)
+    assert dominant_text(test) == BOT
