@@ -7,7 +7,8 @@ does all of that in Redis and answers with one msgpack document, which
 up into :class:`~controller.core.stats.aggregates.FlagAggregates`. Nothing
 between Redis and the gate is a dict of field names: the fields are summed
 in Redis, the float sums in the order they always were (partition, then
-version), so a read is what it was before to the last bit.
+version), so a read is what it was before to the last bit. The unit buckets'
+strings of lanes come back as stored and the daemon adds them (:mod:`.lanes`).
 
 On one node, one call covers every partition and checks, in the same call,
 that the partitions whose keys it was given are those claimed; a partition
@@ -24,7 +25,6 @@ cells together, whose units count a unit several flags saw once (one ``PFCOUNT``
 from __future__ import annotations
 
 import asyncio
-import math
 from collections.abc import Iterable, Sequence
 from importlib import resources
 from typing import Any
@@ -34,15 +34,11 @@ from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import NoScriptError
 
 from controller.adapters.redis.client import RedisClient, translated
+from controller.adapters.redis.lanes import LaneCell, added_lanes, in_slots
 from controller.adapters.redis.layout import partition_tag, partitions_key, with_layout
 from controller.core.common import BUCKET_COUNT, StoreError
 from controller.core.rules import Cohort
-from controller.core.stats import (
-    ArmAggregate,
-    Conversions,
-    FlagAggregates,
-    UnitBuckets,
-)
+from controller.core.stats import ArmAggregate, Conversions, FlagAggregates, UnitBuckets
 from controller.core.wire import Arm
 from controller.settings import RedisSettings
 
@@ -104,10 +100,11 @@ class ArmReply(msgspec.Struct, array_like=True, frozen=True, gc=False):
     value_sums: tuple[float, ...]
     value_squares: tuple[float, ...]
     named: tuple[NamedReply, ...]
-    units_buckets: tuple[float, ...]
-    """The unit buckets, summed, flat, in the core's slot order (:class:`UnitBuckets`): the
-    cells' strings of lanes and the hashes' float sums (:mod:`.layout`); empty when none
-    holds any."""
+    unit_sums: tuple[float, ...]
+    """The unit buckets' float sums, summed, in :data:`~.layout.SUM_FIELDS`' order; empty
+    when no hash holds any."""
+    lanes: tuple[LaneCell, ...]
+    """Each cell's string of unit bucket lanes, as stored (none for a cell without)."""
 
 
 CallReply = list[tuple[ArmReply, ArmReply]]
@@ -348,12 +345,14 @@ def _arm(parts: list[ArmReply]) -> ArmAggregate:
 def _unit_buckets(parts: list[ArmReply]) -> UnitBuckets:
     """The unit buckets over the replies of its partitions (empty when none holds any: the
     events were counted before buckets existed, or there were none)."""
-    held = [p.units_buckets for p in parts if p.units_buckets]
-    if not held:
+    cells = [(cell.key, cell.lanes) for part in parts for cell in part.lanes]
+    sums = [p.unit_sums for p in parts if p.unit_sums]
+    if not cells and not sums:
         return NO_BUCKETS
-    if len(held) == 1:
-        return UnitBuckets(held[0])
-    return UnitBuckets(tuple(map(math.fsum, zip(*held, strict=True))))
+    try:
+        return UnitBuckets(in_slots(added_lanes(cells), sums))
+    except ValueError as exc:
+        raise StoreError(str(exc)) from None
 
 
 def _named(parts: list[ArmReply]) -> dict[str, Conversions]:

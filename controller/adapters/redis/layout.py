@@ -14,9 +14,9 @@ size, at about six times the memory per field), and every flush read and
 wrote each field it touched (``HMGET``, then ``HSET``) to keep its counters
 exact. Packed, they are one string per cell (``{P:T:n}:b:<flag>:<ver>:<arm>``):
 a flush adds to them with one ``BITFIELD`` of ``INCRBY`` operations, no read,
-and a gate's read adds the cells' strings up in Redis (``read.lua``), each lane
-into its slot of the core's layout, so the arm's buckets arrive as the core
-holds them.
+and a gate's read (``read.lua``) hands each cell's string back as it is: the
+daemon adds them up (:mod:`.lanes`), all lanes of a cell at once, and puts
+each lane in its slot of the core's layout (:data:`SLOT_SOURCES`).
 
 **Layout.** Lane ``k`` is a signed 64-bit big-endian integer at bytes
 ``8k .. 8k + 8`` of the string (``BITFIELD``'s ``i64`` at bit offset ``64k``). It
@@ -29,9 +29,10 @@ so a string written before a kind was added reads the same after.
 **Exactness.** A lane holds at most 2^63 - 1. Each increment is a count the
 flush checks to be a whole number below 2^53, and a lane would need some 9.2
 billion billion events of one kind in one bucket of one cell to overflow
-(``OVERFLOW FAIL`` leaves it unchanged even then). The read adds lanes as
-Lua's doubles, exact below 2^53 (some nine million billion events); a negative
-lane, which no flush writes, fails the read.
+(``OVERFLOW FAIL`` leaves it unchanged even then). The read adds lanes as whole
+numbers, exactly (:mod:`.lanes`), and hands them to the core as doubles, exact
+below 2^53 (some nine million billion events); a negative lane, which no flush
+writes, fails the read.
 
 The conversions' value sums are floats, which ``BITFIELD`` cannot hold: they
 stay in the cell's hash, one field ``u<bucket>.s`` per bucket with any.
@@ -48,6 +49,7 @@ __all__ = [
     "LANE_COUNT",
     "LANE_KINDS",
     "SLOT_COUNT",
+    "SLOT_SOURCES",
     "SOURCES_PARTITION",
     "SUM_FIELDS",
     "lane_offsets",
@@ -102,32 +104,32 @@ SUM_FIELDS: tuple[str, ...] = tuple(
 SLOT_COUNT = UNIT_BUCKETS * len(KINDS)
 """The core's slots of one arm's unit buckets (:class:`~controller.core.stats.UnitBuckets`)."""
 
-_slot_of_lane = [0] * LANE_COUNT
 _OFFSETS_BY_SLOT: list[int | None] = [None] * SLOT_COUNT
-_sum_slots: dict[str, int] = {}
+_sources: list[int] = [0] * SLOT_COUNT
 for _b in range(UNIT_BUCKETS):
     for _k, _kind in enumerate(KINDS):
         _slot = _b * len(KINDS) + _k
         if _kind in SUM_KINDS:
-            _sum_slots[f"u{_b}.{_kind}"] = _slot
+            _sources[_slot] = LANE_COUNT + SUM_FIELDS.index(f"u{_b}.{_kind}")
         else:
             _lane = LANE_KINDS.index(_kind) * UNIT_BUCKETS + _b
-            _slot_of_lane[_lane] = _slot
+            _sources[_slot] = _lane
             _OFFSETS_BY_SLOT[_slot] = 64 * _lane
 _OFFSETS = tuple(_OFFSETS_BY_SLOT)
+SLOT_SOURCES: tuple[int, ...] = tuple(_sources)
+"""Where each slot of the core's layout comes from: lane ``i`` is ``i``, the float sum of
+:data:`SUM_FIELDS` ``[j]`` is ``LANE_COUNT + j``."""
 
 
 def with_layout(script: str) -> str:
     """A Lua script with the lanes' layout written into its placeholder lines: the bits of
-    every lane (``local LANE_BITS = 0``), the core's slot of each lane (``local LANE_SLOTS =
-    {}``), the core's slots in all (``local UNIT_SLOTS = 0``) and the slot of each float
-    sum's field (``local UNIT_SUMS = {}``); Lua counts from 1."""
-    lanes = ", ".join(str(slot + 1) for slot in _slot_of_lane)
-    sums = ", ".join(f"['{name}'] = {slot + 1}" for name, slot in _sum_slots.items())
+    every lane (``local LANE_BITS = 0``), the float sums' fields in all (``local SUM_COUNT =
+    0``) and each one's place among them (``local UNIT_SUMS = {}``, in the order of
+    :data:`SUM_FIELDS`); Lua counts from 1."""
+    sums = ", ".join(f"['{name}'] = {j + 1}" for j, name in enumerate(SUM_FIELDS))
     return (
         script.replace("local LANE_BITS = 0 ", f"local LANE_BITS = {64 * LANE_COUNT} ")
-        .replace("local LANE_SLOTS = {}\n", f"local LANE_SLOTS = {{{lanes}}}\n")
-        .replace("local UNIT_SLOTS = 0\n", f"local UNIT_SLOTS = {SLOT_COUNT}\n")
+        .replace("local SUM_COUNT = 0\n", f"local SUM_COUNT = {len(SUM_FIELDS)}\n")
         .replace("local UNIT_SUMS = {}\n", f"local UNIT_SUMS = {{{sums}}}\n")
     )
 

@@ -9,23 +9,24 @@
 -- Returns the claimed partitions (an array) when they are not the ones expected: the caller
 -- reads again with their keys. Otherwise msgpack, per read {treatment, control}, each arm
 -- {units, exp, req, err, lat_n, conv, cv_n, wu, both, {histogram}, {lat_sum...}, {cv_sum...},
--- {cv_sq...}, {named...}, {unit buckets}}: counts summed (the units are one PFCOUNT per
--- partition, a union of the versions); float sums as stored, one per partition and version
--- that holds one, in that order, so the caller adds them up in the order it always did. Each
--- named conversion the hashes count (fields conv:<name>, cv_n:<name>, cv_sum:<name>,
--- cv_sq:<name>) is one {name, conv, cv_n, {cv_sum...}, {cv_sq...}}, in the order first read.
--- The unit buckets are one flat array in the core's slot order (empty when no cell holds
--- any): the cells' strings of lanes added up, each lane into its slot (LANE_SLOTS), and the
--- buckets' float sums (fields u<bucket>.s) into theirs (UNIT_SUMS)
--- (controller/adapters/redis/layout.py, which writes the three lines below).
-local LANE_SLOTS = {}
-local UNIT_SLOTS = 0
+-- {cv_sq...}, {named...}, {unit sums...}, {lanes...}}: counts summed (the units are one
+-- PFCOUNT per partition, a union of the versions); float sums as stored, one per partition
+-- and version that holds one, in that order, so the caller adds them up in the order it
+-- always did. Each named conversion the hashes count (fields conv:<name>, cv_n:<name>,
+-- cv_sum:<name>, cv_sq:<name>) is one {name, conv, cv_n, {cv_sum...}, {cv_sq...}}, in the
+-- order first read.
+-- The unit sums are the buckets' float sums (fields u<bucket>.s) added up, one flat array in
+-- the order of UNIT_SUMS (empty when no hash holds any). The lanes are each cell's string of
+-- unit bucket lanes as stored, {key, string}, every cell that holds one, in the order read:
+-- the caller adds them up (controller/adapters/redis/lanes.py), which Lua did at a cost of
+-- more CPU than the rest of the read (controller/adapters/redis/layout.py writes the two
+-- lines below).
+local SUM_COUNT = 0
 local UNIT_SUMS = {}
 local COUNTERS = {exp = 2, req = 3, err = 4, lat_n = 5, conv = 6, cv_n = 7, wu = 8, both = 9}
 local FLOATS = {lat_sum = 11, cv_sum = 12, cv_sq = 13}
-local HIST, NAMED, UNITS = 10, 14, 15
+local HIST, NAMED, SUMS, LANES = 10, 14, 15, 16
 local NAMED_SLOTS = {conv = 2, cv_n = 3, cv_sum = 4, cv_sq = 5}
-local LANE_COUNT = #LANE_SLOTS
 
 local at = 1
 if ARGV[1] ~= '-' then
@@ -39,39 +40,26 @@ local parts, buckets = tonumber(ARGV[2]), tonumber(ARGV[3])
 local function empty_arm()
   local hist = {}
   for i = 1, buckets do hist[i] = 0 end
-  return {0, 0, 0, 0, 0, 0, 0, 0, 0, hist, {}, {}, {}, {}, {}}
+  return {0, 0, 0, 0, 0, 0, 0, 0, 0, hist, {}, {}, {}, {}, {}, {}}
 end
 
--- The arm's flat array of unit bucket slots, made at its first use.
-local function unit_slots(arm)
-  local units = arm[UNITS]
-  if #units == 0 then
-    for i = 1, UNIT_SLOTS do units[i] = 0 end
+-- The arm's float sums of unit buckets, made at their first use.
+local function unit_sums(arm)
+  local sums = arm[SUMS]
+  if #sums == 0 then
+    for i = 1, SUM_COUNT do sums[i] = 0 end
   end
-  return units
+  return sums
 end
 
--- A cell's string of lanes (an i64 each, big-endian: BITFIELD's) added into the arm's unit
--- bucket slots, each lane into its own. Returns why not, or nil.
-local formats = {}
-local function add_lanes(arm, key, value)
-  if not value or value == '' then return nil end
-  local size = #value
-  if size % 8 ~= 0 or size > 8 * LANE_COUNT then
-    return key .. ' holds ' .. size .. ' bytes, not unit bucket lanes'
-  end
-  local n = size / 8
-  local format = formats[n]
-  if format == nil then
-    format = '>' .. string.rep('i8', n)
-    formats[n] = format
-  end
-  local values, units = {struct.unpack(format, value)}, unit_slots(arm)
-  for i = 1, n do
-    local count = values[i]
-    if count < 0 then return key .. ': a unit bucket lane holds a negative count' end
-    local slot = LANE_SLOTS[i]
-    units[slot] = units[slot] + count
+-- A cell's string of lanes, as stored, into the arm's (none when the cell holds none).
+-- Returns why not, or nil.
+local function add_lanes(arm, key)
+  local lanes = redis.pcall('GET', key)
+  if type(lanes) == 'table' and lanes['err'] then return key .. ' is not a string' end
+  if lanes and lanes ~= '' then
+    local cells = arm[LANES]
+    cells[#cells + 1] = {key, lanes}
   end
   return nil
 end
@@ -104,8 +92,8 @@ local function add_row(arm, names, row)
     if value == nil then return redis.error_reply('not a number: ' .. name) end
     local unit = UNIT_SUMS[name]
     if unit then
-      local units = unit_slots(arm)
-      units[unit] = units[unit] + value
+      local sums = unit_sums(arm)
+      sums[unit] = sums[unit] + value
     else
       local slot = COUNTERS[name]
       if slot then
@@ -138,11 +126,7 @@ for r = 4, #ARGV do
       if versions > 0 then
         arm[1] = arm[1] + redis.call('PFCOUNT', unpack(KEYS, at + versions, at + 2 * versions - 1))
         for v = 2 * versions, 3 * versions - 1 do
-          local lanes = redis.pcall('GET', KEYS[at + v])
-          if type(lanes) == 'table' and lanes['err'] then
-            return redis.error_reply(KEYS[at + v] .. ' is not a string')
-          end
-          local why = add_lanes(arm, KEYS[at + v], lanes)
+          local why = add_lanes(arm, KEYS[at + v])
           if why then return redis.error_reply(why) end
         end
       end

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from controller.adapters.redis.layout import LANE_COUNT, LANE_KINDS, lane_offsets, with_layout
+from controller.adapters.redis.layout import (
+    LANE_COUNT,
+    LANE_KINDS,
+    SLOT_SOURCES,
+    SUM_FIELDS,
+    lane_offsets,
+    with_layout,
+)
 from controller.core.stats.units import KIND_COUNT, KINDS, SUM_KINDS, UNIT_BUCKETS
 
 LANES = LANE_COUNT
@@ -45,23 +52,19 @@ def test_a_float_sum_has_no_lane() -> None:
         lane_offsets([slot(3, "s")])
 
 
-def test_the_scripts_get_each_lanes_slot_and_each_sums_slot() -> None:
-    script = with_layout(
-        "local LANE_BITS = 0 -- x\nlocal LANE_SLOTS = {}\nlocal UNIT_SLOTS = 0\n"
-        "local UNIT_SUMS = {}\n"
-    )
+def test_the_scripts_get_the_lanes_bits_and_each_sums_place() -> None:
+    script = with_layout("local LANE_BITS = 0 -- x\nlocal SUM_COUNT = 0\nlocal UNIT_SUMS = {}\n")
     lines = dict(line.split(" = ", 1) for line in script.splitlines())
     assert lines["local LANE_BITS"] == f"{64 * LANES} -- x"
-    assert lines["local UNIT_SLOTS"] == str(UNIT_BUCKETS * KIND_COUNT)
-    slots = [int(x) - 1 for x in lines["local LANE_SLOTS"].strip("{}").split(", ")]
-    assert len(slots) == LANES
-    assert slots[lane(5, "e")] == slot(5, "e")
-    assert slots[lane(63, LANE_KINDS[-1])] == slot(63, LANE_KINDS[-1])
-    assert sorted(slots) == sorted(set(range(UNIT_BUCKETS * KIND_COUNT)) - float_slots())
+    assert lines["local SUM_COUNT"] == str(len(SUM_FIELDS))
     sums = lines["local UNIT_SUMS"]
     assert sums.count("] = ") == UNIT_BUCKETS * len(SUM_KINDS)
-    assert f"['u7.s'] = {slot(7, 's') + 1}" in sums
+    assert f"['u7.s'] = {SUM_FIELDS.index('u7.s') + 1}" in sums
 
 
-def float_slots() -> set[int]:
-    return {slot(b, kind) for b in range(UNIT_BUCKETS) for kind in SUM_KINDS}
+def test_every_slot_comes_from_its_lane_or_its_float_sum() -> None:
+    assert len(SLOT_SOURCES) == UNIT_BUCKETS * KIND_COUNT
+    assert sorted(SLOT_SOURCES) == list(range(LANES + len(SUM_FIELDS)))
+    assert SLOT_SOURCES[slot(5, "e")] == lane(5, "e")
+    assert SLOT_SOURCES[slot(63, LANE_KINDS[-1])] == lane(63, LANE_KINDS[-1])
+    assert SLOT_SOURCES[slot(7, "s")] == LANES + SUM_FIELDS.index("u7.s")
