@@ -128,10 +128,10 @@ def test_the_decision_shows_the_shares_and_each_test_its_own_level() -> None:
         "conversion_rate": pytest.approx(1 / 6),
     }
     # Two stages: the compared one and the limited one at 100%; of each level, the final
-    # look's share (half, by default) is left to the always-valid boundary.
-    assert evidence["alpha"]["final_look"] == 0.5
-    assert evidence["guardrails"]["error_rate"]["alpha"] == pytest.approx(0.05 * 4 / 6 / 2 / 2)
-    assert evidence["guardrails"]["conversion_rate"]["alpha"] == pytest.approx(0.05 / 6 / 2 / 2)
+    # look's share (0.3, by default) is left to the always-valid boundary.
+    assert evidence["alpha"]["final_look"] == 0.3
+    assert evidence["guardrails"]["error_rate"]["alpha"] == pytest.approx(0.05 * 4 / 6 / 2 * 0.7)
+    assert evidence["guardrails"]["conversion_rate"]["alpha"] == pytest.approx(0.05 / 6 / 2 * 0.7)
 
 
 def test_the_power_preview_takes_each_guardrails_own_level() -> None:
