@@ -8,6 +8,15 @@ and no offsets left on the broker. A partition with nothing written since
 span (a producer's clock may run backwards) are left out, so what is read is
 exactly the records stamped ``since <= t < until`` from where the index
 placed the span.
+
+Not every Kafka-compatible broker keeps a time index: the embedded broker names
+offset 0 for any instant, and as a partition's end the first offset of its last
+batch plus one. So a partition's end is the further of what ListOffsets names and
+a fetch's high watermark, and each time index answer is checked against the
+records just around it (:mod:`controller.core.common.time_index`); a partition
+whose records contradict it is read from its beginning to its end instead, named
+in :attr:`SpanReader.whole`. A record without a timestamp cannot be placed in time:
+reading one raises :class:`BrokerError` rather than leave it out unsaid.
 """
 
 from __future__ import annotations
@@ -17,8 +26,16 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka.structs import OffsetAndTimestamp
 
 from controller.core.common import BrokerError
+from controller.core.common.time_index import (
+    Stamped,
+    contradiction,
+    first_at_or_after,
+    instant,
+    probe_from,
+)
 from controller.core.reading import AuditType, PublishedRecord
 from controller.kit.kafka_client import ClientLifecycle, topics_partitions, translated
 from controller.settings import KafkaSettings
@@ -26,6 +43,8 @@ from controller.settings import KafkaSettings
 FETCH_MAX_RECORDS = 5_000
 FETCH_TIMEOUT_MS = 500
 """The longest a fetch waits for records; a stalled broker is told apart by ``idle_s``."""
+PROBE_RECORDS = 2
+"""Records read around a time index's answer: the one before the offset and the one at it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +81,8 @@ class SpanReader(ClientLifecycle):
         self._ranges: dict[TopicPartition, _Range] = {}
         self.missing: list[str] = []
         """The topics asked for that do not exist."""
+        self.whole: dict[str, str] = {}
+        """Each partition (``topic/partition``) read whole, and how its time index was wrong."""
         options = kafka.client_options() | {"client_id": "rolloutctl-audit"}
         self._client = self._consumer = AIOKafkaConsumer(
             **options, enable_auto_commit=False, auto_offset_reset="earliest"
@@ -84,17 +105,93 @@ class SpanReader(ClientLifecycle):
             self._consumer.seek(partition, span.start)
 
     async def _span(self, partitions: list[TopicPartition]) -> dict[TopicPartition, _Range]:
-        ends = await self._consumer.end_offsets(partitions)
-        starts = await self._consumer.offsets_for_times(dict.fromkeys(partitions, self._since_ms))
-        stops = await self._consumer.offsets_for_times(dict.fromkeys(partitions, self._until_ms))
+        with translated("reading the topics' offsets failed", bootstrap=self._bootstrap):
+            begins = await self._consumer.beginning_offsets(partitions)
+            ends = await self._consumer.end_offsets(partitions)
+            starts = await self._consumer.offsets_for_times(
+                dict.fromkeys(partitions, self._since_ms)
+            )
+            stops = await self._consumer.offsets_for_times(
+                dict.fromkeys(partitions, self._until_ms)
+            )
+        bounds = await self._bounds({p: _Range(begins[p], ends[p]) for p in partitions})
+        first = {p: _answer(starts.get(p), bounds[p]) for p in partitions}
+        last = {p: _answer(stops.get(p), bounds[p]) for p in partitions}
+        wrong = await self._contradicted(self._since_ms, first, bounds)
+        wrong |= await self._contradicted(self._until_ms, last, bounds)
+        self.whole = {f"{p.topic}/{p.partition}": why for p, why in sorted(wrong.items())}
         ranges = {}
         for partition in partitions:
-            start, stop = starts.get(partition), stops.get(partition)
-            first = ends[partition] if start is None else start.offset
-            last = ends[partition] if stop is None else stop.offset
-            if first < last:
-                ranges[partition] = _Range(first, last)
+            whole = partition in wrong
+            span = bounds[partition] if whole else _Range(first[partition], last[partition])
+            if span.start < span.stop:
+                ranges[partition] = span
         return ranges
+
+    async def _bounds(
+        self, listed: Mapping[TopicPartition, _Range]
+    ) -> dict[TopicPartition, _Range]:
+        """Each partition's first offset and end: the end ListOffsets names, or the high
+        watermark of a fetch from just before it where that is further (the embedded broker
+        names the first offset of the last batch, plus one)."""
+        probes = {p: span.stop - 1 for p, span in listed.items() if span.start < span.stop}
+        await self._around(probes, listed)
+        bounds = {}
+        for partition, span in listed.items():
+            fetched_end = self._consumer.highwater(partition) if partition in probes else None
+            bounds[partition] = _Range(span.start, max(span.stop, fetched_end or 0))
+        return bounds
+
+    async def _contradicted(
+        self,
+        at_ms: int,
+        answers: Mapping[TopicPartition, int],
+        bounds: Mapping[TopicPartition, _Range],
+    ) -> dict[TopicPartition, str]:
+        """The partitions whose records contradict the index's answer for ``at_ms``, and why."""
+        probes = {}
+        for p, offset in answers.items():
+            if (start := probe_from(offset, begin=bounds[p].start, end=bounds[p].stop)) is not None:
+                probes[p] = start
+        around = await self._around(probes, bounds)
+        wrong = {}
+        for p, offset in answers.items():
+            span = bounds[p]
+            records = around.get(p, [])
+            why = contradiction(at_ms, offset, begin=span.start, end=span.stop, around=records)
+            if why is not None:
+                wrong[p] = f"the index names offset {offset} for {instant(at_ms)}, but {why}"
+        return wrong
+
+    async def _around(
+        self, probes: Mapping[TopicPartition, int], bounds: Mapping[TopicPartition, _Range]
+    ) -> dict[TopicPartition, list[Stamped]]:
+        """The first :data:`PROBE_RECORDS` records of each partition from its probe offset."""
+        read: dict[TopicPartition, list[Stamped]] = {p: [] for p in probes}
+        for partition, offset in probes.items():
+            self._consumer.seek(partition, offset)
+        left, loop = set(probes), asyncio.get_running_loop()
+        moved_at = loop.time()
+        while left:
+            with translated("reading the time index's records failed", bootstrap=self._bootstrap):
+                fetched = await self._consumer.getmany(
+                    *left, timeout_ms=FETCH_TIMEOUT_MS, max_records=FETCH_MAX_RECORDS
+                )
+                positions = {p: await self._consumer.position(p) for p in left}
+            for partition, records in fetched.items():
+                taken = read[partition]
+                taken += [_stamped(r) for r in records[: PROBE_RECORDS - len(taken)]]
+            done = {
+                p for p in left if len(read[p]) >= PROBE_RECORDS or positions[p] >= bounds[p].stop
+            }
+            if fetched or done:
+                moved_at = loop.time()
+            elif loop.time() - moved_at > self._idle_s:
+                raise BrokerError(
+                    f"reading the time index's records stalled for {self._idle_s:.0f} s"
+                )
+            left -= done
+        return read
 
     async def batches(self) -> AsyncIterator[list[PublishedRecord]]:
         """The span's records, a batch at a time, in order per partition.
@@ -129,6 +226,9 @@ class SpanReader(ClientLifecycle):
         for partition, records in fetched.items():
             if (span := left.get(partition)) is not None:
                 kept += [self._published(r) for r in records if r.offset < span.stop]
+        for record in kept:
+            if record.timestamp_ms < 0:
+                raise BrokerError(_no_timestamp(record.topic, record.partition, record.offset))
         return kept
 
     async def _done(self, left: Mapping[TopicPartition, _Range]) -> list[TopicPartition]:
@@ -146,3 +246,21 @@ class SpanReader(ClientLifecycle):
             key=record.key,
             value=record.value,
         )
+
+
+def _answer(found: OffsetAndTimestamp | None, bounds: _Range) -> int:
+    offset = None if found is None or found.offset < 0 else found.offset
+    return first_at_or_after(offset, begin=bounds.start, end=bounds.stop)
+
+
+def _stamped(record: ConsumerRecord[bytes, bytes]) -> Stamped:
+    if record.timestamp < 0:
+        raise BrokerError(_no_timestamp(record.topic, record.partition, record.offset))
+    return Stamped(record.offset, record.timestamp)
+
+
+def _no_timestamp(topic: str, partition: int, offset: int) -> str:
+    return (
+        f"the record at {topic}/{partition}/{offset} has no timestamp: the broker cannot "
+        "place it in time, so no span of time can be read from it"
+    )

@@ -256,6 +256,12 @@ async def _read(options: Options) -> list[PublishedRecord]:
     async with reader:
         for topic in reader.missing:
             warn(f"topic {topic} does not exist: no {options.topics[topic]} records exported")
+        if reader.whole and not options.quiet:
+            where, why = next(iter(reader.whole.items()))
+            warn(
+                f"the broker's time index disagrees with its records ({where}: {why}): "
+                f"{len(reader.whole)} partition(s) read from their beginning, by timestamp"
+            )
         return await _drain(reader, options)
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import time
 import uuid
+from dataclasses import dataclass
 
 import pytest
 from aiokafka import AIOKafkaProducer
@@ -41,15 +43,28 @@ async def _produce(bootstrap: str, topic: str, stamped: list[tuple[int, int]]) -
         await producer.stop()
 
 
-async def test_the_span_holds_the_records_stamped_in_it_and_no_other(
-    apache_kafka_bootstrap: str,
-) -> None:
+@dataclass(frozen=True, slots=True)
+class Broker:
+    bootstrap: str
+    indexed: bool
+    """Whether it keeps a time index (Apache Kafka does, the embedded broker does not)."""
+
+
+@pytest.fixture(params=["apache_kafka_bootstrap", "tansu_bootstrap"])
+def broker(request: pytest.FixtureRequest) -> Broker:
+    """Apache Kafka, then the embedded broker."""
+    bootstrap = str(request.getfixturevalue(request.param))
+    return Broker(bootstrap, indexed=request.param == "apache_kafka_bootstrap")
+
+
+async def test_the_span_holds_the_records_stamped_in_it_and_no_other(broker: Broker) -> None:
+    bootstrap = broker.bootstrap
     # Given a partition whose producer's clock went back once, and one all before the span
-    topic = await _topic(apache_kafka_bootstrap, partitions=2)
+    topic = await _topic(bootstrap, partitions=2)
     stamped = [(0, T - 10_000), (0, T + 1_000), (0, T + 2_000), (0, T - 5_000), (0, T + 3_000)]
     stamped += [(0, T + 100_000), (1, T - 20_000), (1, T - 1)]
-    await _produce(apache_kafka_bootstrap, topic, stamped)
-    kafka = KafkaSettings(bootstrap_servers=apache_kafka_bootstrap)
+    await _produce(bootstrap, topic, stamped)
+    kafka = KafkaSettings(bootstrap_servers=bootstrap)
     missing = f"t-span-missing-{uuid.uuid4().hex[:8]}"
     # When the span [T, T + 10 s) is read
     reader = SpanReader(
@@ -64,10 +79,33 @@ async def test_the_span_holds_the_records_stamped_in_it_and_no_other(
             (0, 4, 3_000),
         ]
         assert {r.kind for r in read} == {"decision"}
-        # ...the range the time index gave held 4 (the late one included), and the topic
-        # that does not exist is named
-        assert reader.total == 4
+        # ...the topic that does not exist is named
         assert reader.missing == [missing]
+        if broker.indexed:
+            # ...and where the broker keeps a time index, the range it gave held 4 (the late
+            # one included)
+            assert (reader.total, reader.whole) == (4, {})
+        else:
+            # ...and where its answers contradict the records, both partitions are read whole
+            assert reader.total == 8
+            assert set(reader.whole) == {f"{topic}/0", f"{topic}/1"}
+
+
+async def test_a_span_up_to_now_holds_every_record_since(broker: Broker) -> None:
+    bootstrap = broker.bootstrap
+    # Given records stamped by the producer's clock, the last a moment ago
+    topic = await _topic(bootstrap, partitions=1)
+    now = int(time.time() * 1000)
+    await _produce(bootstrap, topic, [(0, now - 3_000), (0, now - 2_000), (0, now - 1_000)])
+    kafka = KafkaSettings(bootstrap_servers=bootstrap)
+    # When the span from 2.5 s ago until a moment from now is read
+    reader = SpanReader(
+        kafka, {topic: "decision"}, since_ms=now - 2_500, until_ms=now + 1_000, timeout_s=30
+    )
+    async with reader:
+        read = [r async for batch in reader.batches() for r in batch]
+    # Then it holds the two records since then, whatever the broker's time index says
+    assert [r.offset for r in read] == [1, 2]
 
 
 async def test_a_span_of_topics_none_of_which_exists_is_refused(

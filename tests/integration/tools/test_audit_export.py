@@ -90,10 +90,15 @@ def _config(tmp_path: Path, bootstrap: str, names: dict[str, str]) -> Path:
     return config
 
 
+@pytest.fixture(params=["apache_kafka_bootstrap", "tansu_bootstrap"])
+def bootstrap(request: pytest.FixtureRequest) -> str:
+    """Apache Kafka, then the embedded broker (the demo's, which keeps no time index)."""
+    return str(request.getfixturevalue(request.param))
+
+
 async def test_the_export_validates_and_holds_each_decision_once_in_order(
-    apache_kafka_bootstrap: str, tmp_path: Path
+    bootstrap: str, tmp_path: Path
 ) -> None:
-    bootstrap = apache_kafka_bootstrap
     names = await _topics(bootstrap, {"decisions": 3, "commands": 2, "alerts": 1})
     kafka = KafkaSettings(bootstrap_servers=bootstrap)
     decisions = [_decision(n, flag=f"flag-{n % 4}") for n in range(40)]
