@@ -11,6 +11,7 @@ from controller.core.machine.commands import (
     start_problem,
     taken,
 )
+from controller.core.machine.final_look import held_for_advice
 from controller.core.machine.gate import evaluate
 from controller.core.machine.health import drift_alerted
 from controller.core.machine.log_gaps import (
@@ -56,6 +57,7 @@ __all__ = [
     "drift_alerted",
     "evaluate",
     "gap_of",
+    "held_for_advice",
     "identity_change",
     "late_regression",
     "log_gaps",

@@ -118,9 +118,19 @@ def _regressed(
     return health.verdict(applied, why, evidence.model_copy(update=update))
 
 
+def held_for_advice(verdict: Verdict) -> Verdict | None:
+    """A hold that records ``verdict``'s final look, taken and passed at this gate, before
+    the advisor is asked in the background; None when it took none. The look is then not
+    taken again while the advice is awaited, nor by the re-check that applies it."""
+    look = verdict.evidence.final_look
+    if verdict.kind is not VerdictKind.ADVANCE or look is None or look.tests is None:
+        return None
+    return Verdict(VerdictKind.HOLD, "asking the advisor", None, verdict.evidence)
+
+
 def looked(state: Rollout, event: GateInput) -> Rollout:
-    """``state`` with its stage's final look recorded, when this verdict took it and passed:
-    a stage that waits after it (an advisor, an approval, a window) is not looked at again."""
+    """``state`` with its stage's final look recorded, when this verdict took it: a stage
+    that waits after it (an advisor, an approval, a window) is not looked at again."""
     look = event.verdict.evidence.final_look
     if state.final_look_at is not None or look is None or look.tests is None:
         return state

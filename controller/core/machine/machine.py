@@ -252,13 +252,12 @@ def _verdict(state: Rollout, event: GateInput) -> Step:
             return watched
     if verdict.kind is VerdictKind.ROLLBACK and state.phase.active:
         return roll_back(state, event.now, Cause.gate(verdict))
-    budget = verdict.evidence.error_budget
+    budget, state = verdict.evidence.error_budget, looked(state, event)
     if state.phase is not Phase.RUNNING or verdict.kind is VerdictKind.HOLD:
         return budget_eased(state, event.now, budget, event.prerequisite), []
     if verdict.kind is VerdictKind.PAUSE:
         reason = verdict.pause_reason or PauseReason.GUARDRAIL
         return pause(state, event.now, reason, Cause.gate(verdict))
-    state = looked(state, event)
     return forward(
         state,
         event.now,

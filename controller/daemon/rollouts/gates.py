@@ -25,7 +25,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from controller.core.common import ControllerError, StoreError
-from controller.core.machine import evaluate
+from controller.core.machine import evaluate, held_for_advice
 from controller.core.rollouts import (
     GateInput,
     Input,
@@ -219,6 +219,9 @@ class GateLoop:
             events.insert(0, GateInput(verdict, now, prerequisite=held))
         elif background:
             self._consultations.start(flag, rollout, verdict, now)
+            recorded = held_for_advice(verdict)  # its final look, never taken twice
+            if recorded is not None:
+                events.insert(0, GateInput(recorded, now, prerequisite=held))
         else:
             events.insert(0, await self._consultations.with_advice(rollout, verdict, now))
         for event in events:

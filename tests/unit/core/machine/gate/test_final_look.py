@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 
 import pytest
 
+from controller.core.machine.final_look import held_for_advice
 from controller.core.machine.gate import evaluate
 from controller.core.machine.machine import late_regression, step
 from controller.core.rollouts import Stage
@@ -168,3 +169,19 @@ def test_the_fixed_horizon_test(
 def test_a_level_out_of_range_is_refused() -> None:
     with pytest.raises(ValueError, match="alpha"):
         fixed_horizon_test(_result(1.0, 1.0, "lower_is_better"), 0.5)
+
+
+def test_a_look_awaiting_the_advisor_is_recorded_before_the_advice() -> None:
+    # In gating mode the advice is asked in the background: the gate first records the look
+    # with a hold, so the gates that run meanwhile and the re-check do not look again.
+    rollout = table.rollout(HYBRID)
+    passed = evaluate(rollout, table.HEALTHY, table.LATE)
+    hold = held_for_advice(passed)
+    assert hold is not None
+    assert hold.kind is VerdictKind.HOLD
+    recorded, actions = step(rollout, GateInput(verdict=hold, now=table.LATE))
+    assert recorded is not None
+    assert recorded.final_look_at == table.LATE
+    assert recorded.stage == 0
+    assert actions == []
+    assert held_for_advice(evaluate(recorded, table.HEALTHY, table.LATE)) is None
