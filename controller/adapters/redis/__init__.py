@@ -3,7 +3,6 @@
 from controller.adapters.redis.aggregate_reads import HOLDOUT_CELLS, HoldoutReads
 from controller.adapters.redis.aggregates import IdWindow, RedisAggregateStore, connect
 from controller.adapters.redis.app_keys import AppKeyStore
-from controller.adapters.redis.applied import AppliedStore
 from controller.adapters.redis.client import RedisClient
 from controller.adapters.redis.history import RedisGateHistory
 from controller.adapters.redis.ingest_progress import (
@@ -14,7 +13,7 @@ from controller.adapters.redis.ingest_progress import (
 from controller.adapters.redis.ledger import EventLedger
 from controller.adapters.redis.log_gaps import GapStore
 from controller.adapters.redis.pipeline_runs import PipelineRunStore
-from controller.adapters.redis.rollouts import RolloutStore
+from controller.adapters.redis.rollouts import AppliedStore, RolloutStore
 from controller.adapters.redis.segments import SegmentStore
 
 __all__ = [

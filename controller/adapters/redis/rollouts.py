@@ -12,6 +12,8 @@ Keys (``P`` is the key prefix)::
                              were read from, by time (trimmed with the ids)
     {P:flag:<flag>}:draining string with a TTL: the instance draining the outbox now
     {P:flag:<flag>}:synced   string with a TTL: the marker a drain waits for replicas on
+    {P:flag:<flag>}:backend  string: what the flag-backend sync applied last (JSON), see
+                             core.serving.Applied
 
 The state, its outbox and the flag's applied command ids share a hash tag, so
 one Lua script saves a new state, the messages it implies and the id of the
@@ -37,6 +39,11 @@ kept with the bytes it came from, and a load that finds the same bytes (most
 do: a gate that holds saves nothing) takes it instead of validating the JSON
 again. Rollouts are immutable, so sharing one between loads is safe.
 
+Next to the flag's state, :class:`AppliedStore` keeps what the flag-backend sync
+applied last. Only the sync of the instance that owns the flag writes it. A record that
+cannot be read counts as none: the sync then compares with nothing, writes what the
+rollout wants and records it afresh.
+
 A stored state or outbox entry that cannot be read is reported, not raised as
 a crash: :meth:`RolloutStore.load` raises a permanent :class:`StoreError`
 naming the flag, and :meth:`RolloutStore.pending` hands an unreadable entry
@@ -54,6 +61,7 @@ from controller.adapters.redis.client import RedisClient, translated
 from controller.adapters.redis.replicas import ReplicaWait
 from controller.core.common import StoreError
 from controller.core.rollouts import Rollout
+from controller.core.serving import Applied
 from controller.ports import CommandSeen, Loaded, OutboxMessage, SaveOutcome, StateWrite
 from controller.settings import RedisSettings
 
@@ -293,3 +301,28 @@ class RolloutStore:
             del self._decoded[next(iter(self._decoded))]
         self._decoded[flag] = (doc, rollout)
         return Loaded(revision, rollout)
+
+
+class AppliedStore:
+    """The sync's per-flag record: what it applied, what it is applying, and any hold."""
+
+    def __init__(self, client: RedisClient, *, settings: RedisSettings) -> None:
+        self._redis = client
+        self._prefix = settings.key_prefix
+
+    def _key(self, flag: str) -> str:
+        return f"{{{self._prefix}:flag:{flag}}}:backend"
+
+    async def get(self, flag: str) -> Applied | None:
+        async with translated():
+            raw = await self._redis.get(self._key(flag))
+        if raw is None:
+            return None
+        try:
+            return Applied.from_json(orjson.loads(raw))
+        except orjson.JSONDecodeError:
+            return None
+
+    async def put(self, flag: str, record: Applied) -> None:
+        async with translated():
+            await self._redis.set(self._key(flag), orjson.dumps(record.to_json()))
