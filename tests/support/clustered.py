@@ -128,11 +128,30 @@ class _Requests:
     value: np.ndarray
 
 
+@dataclass(frozen=True)
+class Treated:
+    """What treatment does to its units: factors on their error propensity, their latency
+    and their conversion propensity (all 1: identical arms)."""
+
+    errors: float = 1.0
+    latency: float = 1.0
+    conversions: float = 1.0
+
+
 def _population(
-    rng: np.random.Generator, shape: Shape, units: int, percent: float, treatment_factor: float
+    rng: np.random.Generator,
+    shape: Shape,
+    units: int,
+    percent: float,
+    treatment_factor: float,
+    changed: Treated | None = None,
 ) -> _Requests:
     """Draw a stage's units and their requests (``treatment_factor`` scales treatment units'
-    error propensity: 1 for identical arms)."""
+    error propensity: 1 for identical arms; ``changed``, where given, replaces it and
+    changes their latency and conversions too). The factors apply after every draw: a seed
+    draws the same units whatever they are."""
+    treated_as = changed or Treated(errors=treatment_factor)
+    treatment_factor = treated_as.errors
     n = units
     shares = np.array([t.share for t in shape.tiers])
     tier = rng.choice(len(shape.tiers), size=n, p=shares / shares.sum())
@@ -149,6 +168,7 @@ def _population(
     converts = shape.conversion_rate * np.exp(
         rng.normal(-(shape.conversion_sigma**2) / 2, shape.conversion_sigma, n)
     )
+    converts = np.where(treated, converts * treated_as.conversions, converts)
     converts = np.where(bots, 0.0, np.minimum(converts, 1.0))
     scale = shape.value_median * np.exp(rng.normal(0.0, shape.value_unit_sigma, n))
     bucket = rng.integers(0, UNIT_BUCKETS, n)
@@ -157,6 +177,7 @@ def _population(
     unit = unit[order]
     total = unit.size
     stall = rng.random(total) < 0.005
+    speed = np.where(treated, speed * treated_as.latency, speed)
     latency = speed[unit] * np.where(
         stall, rng.lognormal(math.log(400.0), 0.6, total), rng.lognormal(math.log(20.0), 0.5, total)
     )
@@ -263,10 +284,13 @@ def simulate_clustered(
     seed: int,
     treatment_factor: float = 1.0,
     growth: float = 0.05,
+    treated: Treated | None = None,
 ) -> dict[str, Outcome]:
     """Run the plan's stages on ``shape``'s traffic; how each plan ended (see the module).
 
-    ``Outcome.seconds`` counts requests here, not seconds: the stream's requests so far.
+    ``treatment_factor`` scales treatment units' error propensity, ``treated`` (where
+    given, in its place) their latency and conversions too. ``Outcome.seconds`` counts
+    requests here, not seconds: the stream's requests so far.
     """
     rng = np.random.default_rng(seed)
     names = [*judged.singles, *(f"{m}@requests" for m in judged.singles if judged.independent)]
@@ -277,7 +301,7 @@ def simulate_clustered(
             break
         duration = stage.min_duration.total_seconds()
         units = max(1000, round(shape.units * duration / 1800))
-        r = _population(rng, shape, units, stage.percent, treatment_factor)
+        r = _population(rng, shape, units, stage.percent, treatment_factor, treated)
         arms = (_Arm(units, np.zeros(units, bool)), _Arm(units, np.zeros(units, bool)))
         started, last, advanced = T0 + timedelta(hours=index), 0, False
         for count in look_counts(r.arm.size, growth=growth):

@@ -35,6 +35,7 @@ from controller.core.stats.running_power import (
     observed_seconds_to_detect,
 )
 from controller.core.stats.sequential import Direction, difference_test, proportion_test
+from tests.support.clustered import Judged, Shape, Tier, Treated, simulate_clustered
 
 ERRORS = Guardrail(metric="error_rate")
 P99 = Guardrail(metric="latency_p99", tolerance=0.10, relative=True)
@@ -356,3 +357,42 @@ def test_traffic_out_of_range_is_refused(bad: dict[str, object]) -> None:
 def test_exceedance_share_rounds_the_edge_up_as_the_gate_does() -> None:
     traffic = Traffic(requests_per_s=1.0, latency_median_ms=100.0, latency_sigma=0.5)
     assert 0.0 < exceedance_share(250.0, traffic) < exceedance_share(200.0, traffic) < 0.2
+
+
+CLUSTERED = Shape("clustered", (Tier(1.0, 5, 15),), error_rate=0.008, failing_share=0.004,
+                  units=2_000)  # fmt: skip
+"""10 requests per unit, 0.4% of units failing half of theirs: an error rate of 0.997% whose
+design effect is 1.98 ((E[π(1 - π)] + 11·Var(π)) / (R(1 - R)), E[m²]/E[m] = 11)."""
+
+
+def _clustered_caught(share: float, runs: int) -> int:
+    """Stages of 25% for 20 minutes (about 330 treated units) judged by the real gate, its
+    final look included, treatment's error propensities raised to ``share`` of the figure."""
+    plan = Plan(
+        stages=[Stage(percent=25, min_duration=timedelta(minutes=20), min_units_per_arm=0)],
+        guardrails=[ERRORS],
+        alpha=0.0125,
+    )
+    traffic = Traffic(requests_per_s=1333 * 10 / 1200, requests_per_unit=10.0, design_effect=1.98,
+                      error_rate=0.009968, failing_share=0.004, failing_rate=0.5)  # fmt: skip
+    found = detectable(ERRORS, 25.0, 1200.0, traffic, plan)
+    assert found.effect is not None
+    target = traffic.error_rate * (1.0 + share * found.effect)
+    # every unit's propensity times f, the failing units' (half) capped at 1 from f = 2 on
+    rate_at_2 = 2.0 * traffic.error_rate
+    factor = 2.0 * target / rate_at_2 if target <= rate_at_2 else (target - 0.004) / 0.007968
+    caught = 0
+    for run in range(runs):
+        outcomes = simulate_clustered(
+            Judged(plan, {}), CLUSTERED, seed=8_100 + run, treated=Treated(errors=factor)
+        )
+        caught += outcomes["plan"].stopped == "error_rate"
+    return caught
+
+
+def test_a_clustered_small_arm_at_the_figure_is_caught_by_the_gate_and_its_final_look() -> None:
+    """The small version of ``bench/power.py``'s clustered stage: each run looks as its
+    requests arrive and takes the final look at the stage's end, as the gate does."""
+    runs = 30
+    assert 0.6 * runs <= _clustered_caught(1.0, runs) <= runs - 1
+    assert _clustered_caught(0.5, runs) < 0.5 * runs
