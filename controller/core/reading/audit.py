@@ -30,6 +30,7 @@ from typing import Annotated, Literal
 import orjson
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
+from controller.core.trust.audit_chain import AuditSeal
 from controller.core.wire import JsonObject
 
 AUDIT_TYPE_PREFIX = "dev.rollout-controller."
@@ -112,6 +113,12 @@ class AuditEvent(BaseModel):
         description="Extension attribute: where `signerholder` was read: `operator_keys` "
         "(the last `operator_keys` alert before the command, the keys as of its time) or "
         "`settings` (the keys of the configuration the export was run with, today's keys).",
+    )
+    prevdigest: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")] | None = Field(
+        default=None,
+        description="Extension attribute: SHA-256 (hex) of the line before this one as "
+        "written; the first event's names the export's start (docs/audit.md). Every event "
+        "of an export carries it.",
     )
 
 
@@ -305,5 +312,5 @@ def with_holder(event: AuditEvent, holders: KeyHolders) -> AuditEvent:
     return event.model_copy(update={"signerholder": found[0], "signerholderfrom": found[1]})
 
 
-AUDIT_MODELS: dict[str, type[BaseModel]] = {"audit-event": AuditEvent}
-"""The audit export's line by the file stem of its JSON Schema in ``schemas/``."""
+AUDIT_MODELS: dict[str, type[BaseModel]] = {"audit-event": AuditEvent, "audit-seal": AuditSeal}
+"""The audit export's lines by the file stem of their JSON Schema in ``schemas/``."""

@@ -43,10 +43,11 @@ from controller.core.reading import (
     KeyHolders,
     PublishedRecord,
     audit_event,
-    audit_line,
     export_order,
     with_holder,
 )
+from controller.core.trust.audit_chain import Signer
+from controller.ctl.report.audit_chain import add_check_parser, chained, signer_of
 from controller.ctl.report.audit_holders import current_holders, key_holders
 from controller.ctl.terminal import UsageError, run_guarded, warn
 from controller.settings import KafkaSettings, TopicSettings
@@ -80,6 +81,13 @@ class Options:
     """Each configured operator key's holder (today's keys)."""
     alerts_topic: str | None = None
     """Where ``operator_keys`` alerts are read to name commands' holders; None: no commands."""
+    signer: Signer | None = None
+    """The operator key the seal is signed with; None: unsigned."""
+
+    @property
+    def types(self) -> list[AuditType]:
+        """The types exported, in their order: what the chain's start names."""
+        return [t for t in AUDIT_TYPES if t in self.topics.values()]
 
 
 def parse_time(text: str, *, now: datetime, flag: str) -> datetime:
@@ -126,8 +134,8 @@ def topics_of(types: Iterable[AuditType], names: TopicSettings) -> dict[str, Aud
 
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """``rolloutctl audit export``."""
-    audit = commands.add_parser("audit", help="export what the controller published")
+    """``rolloutctl audit export`` and ``rolloutctl audit check``."""
+    audit = commands.add_parser("audit", help="export what the controller published; check it")
     verbs = audit.add_subparsers(dest="audit_command", metavar="VERB", required=True)
     sub = verbs.add_parser(
         "export",
@@ -141,12 +149,15 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "again after a restart is written once (same id, same content); event ids are "
         "stable, so exports of overlapping spans deduplicate on (source, id). Lines "
         "validate against schemas/audit-event.schema.json. Written to stdout, a file "
-        "(--out) or a Kafka topic (--to-topic).",
+        "(--out) or a Kafka topic (--to-topic). Each event names the digest of the line "
+        "before it (prevdigest); a last line, the seal, counts them and is signed with "
+        "--key-id/--key: `rolloutctl audit check` checks the file end to end.",
         epilog="Times: RFC 3339 with an offset (2026-11-01T09:00:00Z), a date (midnight "
         "UTC) or 'now'. Exit codes: 0 exported, 1 broker or file failure, 2 usage, "
         "78 bad configuration.",
     )
     _add_arguments(sub)
+    add_check_parser(verbs)
 
 
 def _add_arguments(sub: argparse.ArgumentParser) -> None:
@@ -180,6 +191,8 @@ def _add_arguments(sub: argparse.ArgumentParser) -> None:
         f"(default: {DEFAULT_MAX_RECORDS:,})",
     )
     sub.add_argument("--quiet", action="store_true", help="no progress, no summary")
+    sub.add_argument("--key-id", metavar="ID", help="the operator key that signs the seal")
+    sub.add_argument("--key", type=Path, metavar="FILE", help="its private key file")
 
 
 def options_from_args(args: argparse.Namespace, *, now: datetime) -> Options:
@@ -212,11 +225,16 @@ def options_from_args(args: argparse.Namespace, *, now: datetime) -> Options:
         args.to_topic,
         current_holders(settings.engine.operator_keys),
         settings.topics.alerts if "command" in types else None,
+        signer_of(args.key_id, args.key),
     )
 
 
 def run(args: argparse.Namespace) -> int:
-    """Export what the parsed arguments ask for; returns the exit code."""
+    """Export (or check) what the parsed arguments ask for; returns the exit code."""
+    if args.audit_command == "check":
+        from controller.ctl.report.audit_chain import run_check  # noqa: PLC0415
+
+        return run_check(args)
     return run_guarded(lambda: asyncio.run(export(options_from_args(args, now=datetime.now(UTC)))))
 
 
@@ -232,12 +250,19 @@ async def export(options: Options) -> int:
             until_ms=_ms(options.until),
             current=options.holders,
         )
+    lines = chained(
+        _admitted(records, written),
+        since=options.since,
+        until=options.until,
+        types=options.types,
+        signer=options.signer,
+    )
     if options.to_topic is not None:
-        await _publish(records, options.kafka, options.to_topic, written)
+        await _publish(lines, options.kafka, options.to_topic)
     elif options.out is None:
-        _write(records, sys.stdout, written)
+        _write(lines, sys.stdout)
     else:
-        await asyncio.to_thread(_write_file, records, options.out, written)
+        await asyncio.to_thread(_write_file, lines, options.out)
     if not options.quiet:
         _summary(written, len(records))
     return 0
@@ -314,24 +339,24 @@ def _admitted(records: Sequence[PublishedRecord], written: _Written) -> Iterator
             yield with_holder(admitted, written.holders)
 
 
-def _write(records: Sequence[PublishedRecord], stream: IO[str], written: _Written) -> None:
-    for event in _admitted(records, written):
-        stream.write(audit_line(event) + "\n")
+def _write(lines: Iterable[tuple[str | None, str]], stream: IO[str]) -> None:
+    for _, line in lines:
+        stream.write(line + "\n")
 
 
 async def _publish(
-    records: Sequence[PublishedRecord], kafka: KafkaSettings, topic: str, written: _Written
+    lines: Iterable[tuple[str | None, str]], kafka: KafkaSettings, topic: str
 ) -> None:
-    """Produce each event to ``topic`` (CloudEvents' Kafka binding, structured mode), in
-    order, keyed by its subject; return once the broker has them all."""
+    """Produce each line to ``topic`` (CloudEvents' Kafka binding, structured mode), in
+    order, keyed by its subject (the seal by none); return once the broker has them all."""
     from controller.adapters.kafka import OutRecord, Producer  # noqa: PLC0415
 
     header = [("content-type", STRUCTURED_CONTENT_TYPE)]
     async with Producer(kafka=kafka) as producer:
         chunk: list[OutRecord] = []
-        for event in _admitted(records, written):
-            key = event.subject.encode() if event.subject else None
-            chunk.append(OutRecord(topic, key, audit_line(event).encode(), header))
+        for subject, line in lines:
+            key = subject.encode() if subject else None
+            chunk.append(OutRecord(topic, key, line.encode(), header))
             if len(chunk) >= PUBLISH_CHUNK:
                 await producer.send_all(chunk)
                 chunk = []
@@ -339,12 +364,12 @@ async def _publish(
             await producer.send_all(chunk)
 
 
-def _write_file(records: Sequence[PublishedRecord], out: Path, written: _Written) -> None:
+def _write_file(lines: Iterable[tuple[str | None, str]], out: Path) -> None:
     """Write beside ``out``, fsync, and rename into place: ``out`` is whole or untouched."""
     fd, temporary = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent or Path())
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as stream:
-            _write(records, stream, written)
+            _write(lines, stream)
             stream.flush()
             os.fsync(stream.fileno())
         Path(temporary).replace(out)

@@ -26,8 +26,11 @@ from tests.support.backing.reading import read_to_end
 
 pytestmark = pytest.mark.integration
 
-SCHEMA = Path(__file__).resolve().parents[3] / "schemas" / "audit-event.schema.json"
+SCHEMAS = Path(__file__).resolve().parents[3] / "schemas"
+SCHEMA = SCHEMAS / "audit-event.schema.json"
+SEAL_SCHEMA = SCHEMAS / "audit-seal.schema.json"
 EXPORT_TIMEOUT_S = 120.0
+SIGNED_TYPES = ("decision,command,alert",)
 """A Python process and a Kafka client on a busy two-core machine: seconds, rarely more."""
 
 
@@ -70,15 +73,38 @@ async def _stamped(bootstrap: str, topic: str, value: bytes, timestamp_ms: int) 
 
 
 def _export(
-    config: Path, out: Path | str, since: str, until: str, types: str = "decision,command,alert"
+    config: Path,
+    out: Path | str,
+    since: str,
+    until: str,
+    types: str = "decision,command,alert",
+    *signing: str,
 ) -> subprocess.CompletedProcess[str]:
     """The export to a file, or to the topic named by a string."""
     command = [sys.executable, "-m", "controller.ctl.app", "audit", "export"]
     command += ["--config", str(config), "--since", since, "--until", until]
     command += ["--out", str(out)] if isinstance(out, Path) else ["--to-topic", out]
-    command += ["--types", types]
+    command += ["--types", types, *signing]
+    return _rolloutctl(command)
+
+
+def _rolloutctl(command: list[str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         command, capture_output=True, text=True, timeout=EXPORT_TIMEOUT_S, check=False
+    )
+
+
+def _checked(out: Path, *keys: str) -> subprocess.CompletedProcess[str]:
+    """``rolloutctl audit check`` of the file, with ``--public-key ID=BASE64`` for each key."""
+    command = [sys.executable, "-m", "controller.ctl.app", "audit", "check", str(out)]
+    command += [f"--public-key={key}" for key in keys]
+    return _rolloutctl(command)
+
+
+def _validator(schema: Path) -> Draft202012Validator:
+    return Draft202012Validator(
+        json.loads(schema.read_text(encoding="utf-8")),
+        format_checker=Draft202012Validator.FORMAT_CHECKER,
     )
 
 
@@ -121,21 +147,35 @@ async def test_the_export_validates_and_holds_each_decision_once_in_order(
         await publisher.publish([(names["commands"], "flag-2", b"{not json")])
     until_ms = int(datetime.now(UTC).timestamp() * 1000) + 1
     await _stamped(bootstrap, names["decisions"], b'{"id":"after"}', until_ms + 60_000)
-    # When the span is exported
+    # When the span is exported, its seal signed with an operator key
     config = _config(tmp_path, bootstrap, names)
     out = tmp_path / "audit.jsonl"
     since = datetime.fromtimestamp(since_ms / 1000, UTC).isoformat()
     until = datetime.fromtimestamp(until_ms / 1000, UTC).isoformat()
-    done = await asyncio.to_thread(_export, config, out, since, until)
-    # Then every line is a CloudEvent the published schema accepts
+    key, key_file = Ed25519PrivateKey.generate(), tmp_path / "ops-1.key"
+    key_file.write_text(signing.private_key_text(key), encoding="ascii")
+    sign = ("--key-id", "ops-1", "--key", str(key_file))
+    done = await asyncio.to_thread(_export, config, out, since, until, *SIGNED_TYPES, *sign)
+    # Then every line but the last is a CloudEvent the published schema accepts, the last
+    # the seal its own schema accepts
     assert done.returncode == 0, done.stderr
-    lines = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
-    validator = Draft202012Validator(
-        json.loads(SCHEMA.read_text(encoding="utf-8")),
-        format_checker=Draft202012Validator.FORMAT_CHECKER,
-    )
+    *lines, sealed = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
     for line in lines:
-        validator.validate(line)
+        _validator(SCHEMA).validate(line)
+    _validator(SEAL_SCHEMA).validate(sealed)
+    assert sealed["data"]["events"] == len(lines)
+    # ...and the check finds it whole and signed by the key, and the line edited in a copy
+    public = f"ops-1={signing.public_key_text(key.public_key())}"
+    checked = await asyncio.to_thread(_checked, out, public)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert f"{len(lines)} events, chained, counted and signed by ops-1" in checked.stdout
+    edited = out.read_text(encoding="utf-8").splitlines()
+    edited[3] = edited[3].replace('"reason":"step', '"reason":"stop')
+    assert edited[3] != out.read_text(encoding="utf-8").splitlines()[3]
+    copy = tmp_path / "edited.jsonl"
+    copy.write_text("\n".join(edited) + "\n", encoding="utf-8")
+    caught = await asyncio.to_thread(_checked, copy, public)
+    assert (caught.returncode, caught.stdout.split(": ")[1]) == (1, "line 4"), caught.stdout
     # ...holding each decision exactly once, as published, and the alert
     exported = [e for e in lines if e["type"] == "dev.rollout-controller.decision"]
     assert sorted(e["id"] for e in exported) == sorted(d.id for d in decisions)
@@ -152,9 +192,13 @@ async def test_the_export_validates_and_holds_each_decision_once_in_order(
     assert "10 republished copies dropped" in done.stderr
     assert f"left out {names['commands']}/" in done.stderr
     # ...and a second export of the span is the same, line for line
-    again = await asyncio.to_thread(_export, config, tmp_path / "again.jsonl", since, until)
+    # (but for the seal's time)
+    again = await asyncio.to_thread(
+        _export, config, tmp_path / "again.jsonl", since, until, *SIGNED_TYPES, *sign
+    )
     assert again.returncode == 0, again.stderr
-    assert (tmp_path / "again.jsonl").read_text(encoding="utf-8") == out.read_text(encoding="utf-8")
+    lines_again = (tmp_path / "again.jsonl").read_text(encoding="utf-8").splitlines()
+    assert lines_again[:-1] == out.read_text(encoding="utf-8").splitlines()[:-1]
 
 
 async def test_an_export_to_a_topic_carries_the_lines_the_file_does(
@@ -178,11 +222,14 @@ async def test_an_export_to_a_topic_carries_the_lines_the_file_does(
     # Then the topic holds the file's lines, in its order, each a structured CloudEvent
     assert to_file.returncode == 0, to_file.stderr
     assert to_topic.returncode == 0, to_topic.stderr
-    lines = file.read_text(encoding="utf-8").splitlines()
+    *lines, sealed = file.read_text(encoding="utf-8").splitlines()
     assert len(lines) == len(decisions)
     records = await read_to_end(bootstrap, names["audit"], partitions=1)
-    assert [r.value.decode() for r in records] == lines
-    assert [r.key.decode() for r in records] == [json.loads(line)["subject"] for line in lines]
+    assert [r.value.decode() for r in records[:-1]] == lines
+    assert [r.key.decode() for r in records[:-1]] == [json.loads(x)["subject"] for x in lines]
+    # ...and ends with the seal, keyed by nothing
+    assert json.loads(records[-1].value)["data"] == json.loads(sealed)["data"]
+    assert records[-1].key is None
     for record in records:
         assert dict(record.headers)["content-type"].startswith(b"application/cloudevents+json")
 
@@ -223,7 +270,7 @@ async def test_each_command_names_the_holder_of_its_key_as_of_its_time(
     done = await asyncio.to_thread(_export, config, out, since.isoformat(), until, "command")
     # Then each command names its key's holder as of its time, and where that was read
     assert done.returncode == 0, done.stderr
-    lines = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    lines = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()[:-1]]
     holders = {e["id"]: (e.get("signerholder"), e.get("signerholderfrom")) for e in lines}
     assert holders == {
         "c-ops-1": ("ana", "operator_keys"),

@@ -25,6 +25,7 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from jsonschema import Draft202012Validator
 
+from controller.core.trust.audit_chain import Checked, check_export
 from tests.scenarios.harness import TOPICS, Scenario, fast_plan
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -80,7 +81,10 @@ def _start_export(
 def _exported(export: subprocess.Popen[str], out: Path) -> list[dict[str, Any]]:
     _, stderr = export.communicate(timeout=EXPORT_TIMEOUT_S)
     assert export.returncode == 0, stderr
-    return [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    lines = out.read_bytes().splitlines()
+    # the file is whole: its chain holds from the start to the seal, its last line
+    assert isinstance(check_export(lines, {}), Checked)
+    return [json.loads(line) for line in lines[:-1]]
 
 
 def _export(world: Scenario, out: Path, since: datetime, until: datetime) -> list[dict[str, Any]]:

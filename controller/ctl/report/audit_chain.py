@@ -1,0 +1,146 @@
+"""The audit export's chain on the command line: its lines as written, and ``audit check``.
+
+:func:`chained` turns the export's events into its lines, each naming the
+digest of the one before, and ends them with the seal, signed when the export
+was given an operator key (``--key-id``, ``--key``).
+``rolloutctl audit check FILE`` reads a file back and names the first line
+that fails (:func:`~controller.core.trust.audit_chain.check_export`); the
+public keys are the operator keys of ``--config``, and any ``--public-key
+ID=BASE64`` given.
+
+Exit codes of the check: 0 the chain holds (signed, or unsigned without
+``--require-signature``), 1 a line fails or the file cannot be read, 2 usage,
+78 bad configuration.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from controller.core.common import ConfigError, ControllerError
+from controller.core.reading import AuditEvent, audit_line
+from controller.core.release import read_key_record
+from controller.core.trust import signing
+from controller.core.trust.audit_chain import (
+    Checked,
+    SealData,
+    Signer,
+    check_export,
+    line_digest,
+    seal,
+    seal_line,
+    start_digest,
+)
+from controller.ctl.terminal import UsageError, run_guarded, warn
+
+EXIT_FAILED = 1
+
+
+def chained(
+    events: Iterable[AuditEvent],
+    *,
+    since: datetime,
+    until: datetime,
+    types: Sequence[str],
+    signer: Signer | None,
+) -> Iterator[tuple[str | None, str]]:
+    """Each event's (subject, line), chained from the start, then the seal's (None, line)."""
+    start = start_digest(since, until, types)
+    head, count = start, 0
+    for event in events:
+        line = audit_line(event.model_copy(update={"prevdigest": head}))
+        head, count = line_digest(line.encode()), count + 1
+        yield event.subject, line
+    opened = SealData(
+        since=since, until=until, types=list(types), events=0, start=start, head=start
+    )
+    sealed = seal(opened, events=count, head=head, at=datetime.now(UTC), signer=signer)
+    yield None, seal_line(sealed)
+
+
+def signer_of(key_id: str | None, key: Path | None) -> Signer | None:
+    """The operator key the seal is signed with, or None; both or neither must be given."""
+    if key_id is None and key is None:
+        return None
+    if key_id is None or key is None:
+        raise UsageError("--key-id and --key go together: the key that signs the seal")
+    try:
+        return Signer(key_id, signing.load_private_key(key.read_text(encoding="ascii")))
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        raise ConfigError(f"--key {key}: not a readable Ed25519 private key ({error})") from error
+
+
+def add_check_parser(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``rolloutctl audit check``."""
+    sub = verbs.add_parser(
+        "check",
+        help="check an export end to end: chain, count, seal and its signature",
+        description="Read an export written by `rolloutctl audit export` and check that it "
+        "is whole and as written: each event names the digest of the line before it (the "
+        "first, the export's start), the last line is the seal that counts the events and "
+        "names the last one's digest, and the seal's signature is by a known operator key. "
+        "The first line that fails is named: edited, dropped, moved, added, a bad signature.",
+        epilog="Exit codes: 0 the chain holds, 1 a line fails, 2 usage, 78 bad configuration.",
+    )
+    sub.add_argument("file", type=Path, metavar="FILE", help="the export (JSON Lines)")
+    sub.add_argument(
+        "--config", type=Path, metavar="FILE", help="controller settings: its operator keys"
+    )
+    sub.add_argument(
+        "--public-key",
+        action="append",
+        default=[],
+        metavar="ID=BASE64",
+        help="an operator public key by its id (repeatable), besides --config's",
+    )
+    sub.add_argument("--require-signature", action="store_true", help="fail on an unsigned seal")
+
+
+def public_keys(config: Path | None, given: Sequence[str]) -> dict[str, Ed25519PublicKey]:
+    """The operator public keys by id: ``--config``'s, then each ``--public-key``."""
+    texts: dict[str, str] = {}
+    if config is not None:
+        from controller.settings import load_settings  # noqa: PLC0415 - keep `--help` fast
+
+        for key_id, value in load_settings(config).engine.operator_keys.items():
+            texts[key_id] = read_key_record(key_id, value).public_key
+    for item in given:
+        key_id, _, text = item.partition("=")
+        if not key_id or not text:
+            raise UsageError(f"--public-key {item!r}: give ID=BASE64")
+        texts[key_id] = text
+    try:
+        return {key_id: signing.load_public_key(text) for key_id, text in texts.items()}
+    except ValueError as error:
+        raise ConfigError(f"a public key is not a base64 Ed25519 key: {error}") from error
+
+
+def run_check(args: argparse.Namespace) -> int:
+    """Check the file; print the verdict; return the exit code."""
+    return run_guarded(lambda: check(args.file, public_keys(args.config, args.public_key),
+                                     require_signature=args.require_signature))  # fmt: skip
+
+
+def check(file: Path, keys: Mapping[str, Ed25519PublicKey], *, require_signature: bool) -> int:
+    """The verdict on ``file``, printed; the exit code."""
+    try:
+        lines = file.read_bytes().splitlines()
+    except OSError as error:
+        raise ControllerError(f"cannot read {file}: {error.strerror or error}") from error
+    verdict = check_export(lines, keys)
+    if not isinstance(verdict, Checked):
+        print(f"{file}: line {verdict.line}: {verdict.reason}")
+        return EXIT_FAILED
+    if verdict.signed_by is None:
+        print(f"{file}: {verdict.events:,} events, chained and counted; the seal is unsigned")
+        if require_signature:
+            warn("--require-signature: an unsigned seal vouches for nothing beyond the file")
+            return EXIT_FAILED
+        return 0
+    print(f"{file}: {verdict.events:,} events, chained, counted and signed by {verdict.signed_by}")
+    return 0
