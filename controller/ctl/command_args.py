@@ -148,8 +148,9 @@ def add_raw(commands: Subparsers[argparse.ArgumentParser]) -> None:
     verify = commands.add_parser(
         "verify",
         help="check a command's signature (command JSON on stdin)",
-        description="Read a command as JSON from stdin; print `valid` and exit 0, or "
-        "`invalid: REASON` and exit 1.",
+        description="Read a signed command as JSON from stdin (a flag, segment, app-key, "
+        "ingest or pipeline command, by its type, as in an audit export's data); print "
+        "`valid` and exit 0, or `invalid: REASON` and exit 1.",
     )
     verify.add_argument(
         "--public-key", required=True, metavar="BASE64", help="the operator's public key"

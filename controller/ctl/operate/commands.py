@@ -28,12 +28,15 @@ import orjson
 from pydantic import ValidationError
 
 from controller.core.common import ConfigError, dump_yaml
+from controller.core.machine import IngestCommand
+from controller.core.release import PipelineCommand
 from controller.core.rollouts import Plan
-from controller.core.trust import signing
+from controller.core.trust import AppKeyCommand, signing
 from controller.core.wire import (
     Command,
     CommandAction,
     JsonObject,
+    SegmentCommand,
     SignedCommand,
     sent_object,
     summarize,
@@ -201,14 +204,28 @@ async def send_command(
     )
 
 
+_SIGNED_MODELS: dict[str, type[SignedCommand]] = {
+    "command": Command,
+    "segment_command": SegmentCommand,
+    "app_key": AppKeyCommand,
+    "ingest": IngestCommand,
+    "pipeline": PipelineCommand,
+}
+"""Every signed command on the commands topic, by its ``type``."""
+
+
 def verify_command(command: Mapping[str, object], public_key: str) -> str | None:
     """Why ``command`` is not a valid signed command for ``public_key``, or None.
 
     Raises ValueError if ``public_key`` is not a base64 Ed25519 public key.
     """
     key = signing.load_public_key(public_key)
+    model = _SIGNED_MODELS.get(str(command.get("type")))
+    if model is None:
+        kinds = ", ".join(_SIGNED_MODELS)
+        return f"not a valid command: type {command.get('type')!r} is none of {kinds}"
     try:
-        Command.model_validate(command)
+        model.model_validate(command)
     except ValidationError as exc:
         return f"not a valid command: {summarize(exc)}"
     if "sig" not in command:

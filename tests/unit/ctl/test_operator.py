@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import stat
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,10 +15,11 @@ import yaml
 
 from controller.core.rollouts.plan import DEFAULT_PLAN, load_plan
 from controller.core.trust import signing
-from controller.core.wire import sent_object
+from controller.core.wire import JsonObject, sent_object
 from controller.core.wire.messages import Command
 from controller.ctl.app import main
 from controller.ctl.exits import EXIT_CONFIG, EXIT_USAGE
+from controller.ctl.operate import segments
 from controller.ctl.operate.commands import (
     command_record,
     encode_command,
@@ -420,3 +422,39 @@ def test_missing_arguments_are_usage_errors(capsys: pytest.CaptureFixture[str]) 
         main(["pause"])
     assert exc.value.code == EXIT_USAGE
     assert "required" in capsys.readouterr().err
+
+
+RULE = 'country in ["de"]'
+
+
+def _segment_command() -> JsonObject:
+    unsigned = segments.commands_for("beta", action="put", actor="ops", key_id="k1", rule=RULE)
+    return sent_object(unsigned[0])
+
+
+def _app_key_command() -> JsonObject:
+    return {
+        "type": "app_key", "v": 1, "id": "c-web", "ts": 1_700_000_000_000, "action": "revoke",
+        "target": "web", "actor": "ops", "key_id": "k1",
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize("made", [_segment_command, _app_key_command])
+@pytest.mark.parametrize(
+    ("tamper", "verdict"),
+    [
+        (None, None),
+        ("actor", "bad signature"),
+        ("type", "not a valid command: type 'nonsense' is none of command, segment_command"),
+    ],
+)
+def test_verify_checks_segment_and_app_key_commands_as_the_controller_does(
+    made: Callable[[], JsonObject], tamper: str | None, verdict: str | None
+) -> None:
+    private, public = signing.generate_key()
+    command = made()
+    command["sig"] = signing.sign(command, private)
+    if tamper is not None:
+        command[tamper] = "nonsense"
+    found = verify_command(command, public)
+    assert found == verdict or (verdict is not None and found is not None and verdict in found)
