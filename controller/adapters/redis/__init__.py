@@ -10,6 +10,7 @@ from controller.adapters.redis.ingest_progress import (
     IngestProgressStore,
     ingest_progress,
 )
+from controller.adapters.redis.join_journal import JoinJournal
 from controller.adapters.redis.ledger import EventLedger
 from controller.adapters.redis.log_gaps import GapStore
 from controller.adapters.redis.pipeline_runs import PipelineRunStore
@@ -26,6 +27,7 @@ __all__ = [
     "HoldoutReads",
     "IdWindow",
     "IngestProgressStore",
+    "JoinJournal",
     "PipelineRunStore",
     "RedisAggregateStore",
     "RedisClient",

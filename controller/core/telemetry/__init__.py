@@ -15,6 +15,7 @@ from controller.core.telemetry.evaluations import (
 )
 from controller.core.telemetry.flag_rules import DEFAULT_ARMS, FlagRules, Lookup, rules_of
 from controller.core.telemetry.joining import JoinBuffer
+from controller.core.telemetry.journal import journal_batch, journal_entry, within
 from controller.core.telemetry.otlp_json import decode_logs_json, decode_traces_json
 from controller.core.telemetry.recording import Translated
 from controller.core.telemetry.rejoining import RejoinMarks
@@ -90,10 +91,13 @@ __all__ = [
     "evaluations_in",
     "event_id",
     "items_of",
+    "journal_batch",
+    "journal_entry",
     "kept_attributes",
     "rules_of",
     "span_id_from",
     "span_id_of",
     "trace_id_from",
     "trace_id_of",
+    "within",
 ]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from controller.adapters.redis import AppKeyStore
+from controller.adapters.redis import AppKeyStore, JoinJournal
 from controller.daemon.registries import FlagDirectory, KeyBook
 from controller.daemon.rollouts import broker_log_ends, evidence_watch
 from controller.daemon.running.assembly import Daemon, Run
@@ -113,5 +113,10 @@ async def _otlp_intake(
         metrics=run.metrics,
         max_event_bytes=run.settings.ingest.max_event_bytes,
         clock=run.when.clock,
+        journal=JoinJournal(
+            daemon.redis.client,
+            settings=run.settings.redis,
+            window_ms=int(http.otlp_join_window_seconds * 1000),
+        ),
     )
     return await run.enter("otlp intake", intake)

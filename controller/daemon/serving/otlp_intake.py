@@ -46,6 +46,15 @@ The join buffer's evaluations that never met their span are dropped once
 ``http.otlp_join_window_seconds`` old, every second while the daemon runs
 (counted, ``unmatched``): their exposures were counted on arrival, no
 outcome is.
+
+What an export leaves waiting is in memory, and the export is answered: the exporter will
+not send it again. So, given a :class:`Journal`, each export answered is journaled first
+(after its events were acknowledged: a kill before that leaves it unanswered, and it is
+sent again), and the intake, when it opens, translates the journal's exports of the last
+join window again for their joins only: a restart finds the evaluations that waited for
+their request spans, and the spans a late evaluation walks up to, as they were. A join of
+two journaled halves was counted before (the second half's export sent it); one with a
+half that comes after the restart is counted then, once by id.
 """
 
 from __future__ import annotations
@@ -58,7 +67,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Self
+from typing import Protocol, Self
 
 import msgspec
 import orjson
@@ -67,7 +76,17 @@ import structlog
 from controller.adapters.http import ChangedEvents, EventSink
 from controller.adapters.otlp import Signal, Taken
 from controller.core.common import ControllerError
-from controller.core.telemetry import Logs, Lookup, Refusal, Spans, Translated, Translator
+from controller.core.telemetry import (
+    Logs,
+    Lookup,
+    Refusal,
+    Spans,
+    Translated,
+    Translator,
+    journal_batch,
+    journal_entry,
+    within,
+)
 from controller.core.wire import (
     ConversionIn,
     CrashIn,
@@ -111,6 +130,18 @@ class _Item:
     headers: Sequence[tuple[str, bytes]] = ()
 
 
+class Journal(Protocol):
+    """Where the exports of the last join window are kept across a restart."""
+
+    async def append(self, entry: bytes) -> None:
+        """Keep one answered export's entry (StoreError when it could not)."""
+        ...
+
+    async def recent(self) -> list[bytes]:
+        """The entries kept, oldest first; some may be older than the window."""
+        ...
+
+
 class OtlpIntake:
     """Takes decoded OTLP exports for the routes; use it with ``async with`` (the join
     buffer's expiry runs while it is open)."""
@@ -125,8 +156,12 @@ class OtlpIntake:
         metrics: Metrics,
         max_event_bytes: int,
         clock: Callable[[], datetime],
+        journal: Journal | None = None,
     ) -> None:
+        """``journal``: where answered exports are kept for a restart's joins (none: a
+        restart loses what waited)."""
         self._events, self._directory, self._translator = events, directory, translator
+        self._journal = journal
         self._dead_letters, self._metrics, self._clock = dead_letters, metrics, clock
         self._decoder = EventDecoder(max_bytes=max_event_bytes)
         self._expiry: asyncio.Task[None] | None = None
@@ -134,6 +169,8 @@ class OtlpIntake:
         """The one thread that touches the translator (and its join buffer)."""
 
     async def __aenter__(self) -> Self:
+        if self._journal is not None:
+            await self._rejoin(self._journal)
         self._expiry = asyncio.create_task(self._expire_every(), name="otlp-expiry")
         return self
 
@@ -150,15 +187,45 @@ class OtlpIntake:
         acknowledge them: nothing counted), dead-letter what is not counted."""
         await self._directory.fresh()
         loop = asyncio.get_running_loop()
-        work = functools.partial(self._translated, batch, self._now_ms())
+        now = self._now_ms()
+        work = functools.partial(self._translated, batch, now)
         translated, events, unfit = await loop.run_in_executor(self._worker, work)
         refused = [*batch.refused, *translated.refused, *unfit]
         sent = await self._send(client, events)
+        entry = journal_entry(batch, now) if self._journal is not None else None
+        if self._journal is not None and entry is not None:
+            await self._journal.append(entry)  # before the answer: a kill first, a resend
         self._counted(signal, sent, translated, refused)
         errors = [r for r in refused if r.reason not in NOT_ERRORS]
         if errors:
             await self._dead_letter(client, signal, errors)
         return _taken(signal, errors, _rejected(batch, translated, unfit))
+
+    async def _rejoin(self, journal: Journal) -> None:
+        """Translate the journal's exports of the last join window again, for their joins
+        only; a join that a half of it completes with is sent (once by id)."""
+        try:
+            raw = await journal.recent()
+        except ControllerError as exc:  # the start goes on; what waited is lost, as before
+            log.warning("otlp_journal_unread", error=str(exc)[:300])
+            return
+        await self._directory.fresh()
+        decoded = [entry for entry in map(journal_batch, raw) if entry is not None]
+        entries = within(decoded, self._now_ms(), self._translator.join_window_ms)
+        loop = asyncio.get_running_loop()
+        ready = await loop.run_in_executor(self._worker, self._replayed, entries)
+        events, _ = self._checked(Translated(events=ready))
+        await self._send("otlp-journal", events)
+        log.info("otlp_journal_read", exports=len(entries), skipped=len(raw) - len(decoded))
+
+    def _replayed(self, entries: list[tuple[int, Spans | Logs]]) -> list[InEvent]:
+        """``entries`` translated again for their joins only, on the translating thread."""
+        for at_ms, batch in entries:
+            if isinstance(batch, Spans):
+                self._translator.spans(batch, at_ms, replaying=True)
+            else:
+                self._translator.logs(batch, at_ms, replaying=True)
+        return self._translator.take_ready()
 
     def count(self, signal: Signal, outcome: str, items: int = 0) -> None:
         """Count one export by what became of it, and the items it held."""

@@ -55,6 +55,7 @@ class World:
             dedupe_seconds=60,
             metrics=self.metrics,
         )
+        self.events = events
         self.intake = OtlpIntake(
             events=events,
             directory=self.directory,
