@@ -100,12 +100,13 @@ def arm_chart(
     stages: Sequence[Mark] = (),
     width: int = WIDTH,
     height: int = HEIGHT,
+    empty: str = "no per-arm data",
 ) -> str:
     """An accessible SVG chart of each arm's value over time, in % (rates) or ms (latency)."""
     head = _head(points, metric, width, height)
     if not points:
         text = f'<text x="{width / 2}" y="{height / 2}" text-anchor="middle" class="empty">'
-        return head + text + "no per-arm data</text></svg>"
+        return head + text + f"{html_text(empty)}</text></svg>"
     scale = _ArmScale.of(points, width, height)
     ticks = (value_text(0.0, metric), value_text(scale.top, metric))
     parts = [head, _frame(width, height, ticks, scale.top, scale.y)]

@@ -117,6 +117,7 @@ def guardrail_chart(
     decisions: Sequence[Mark] = (),
     width: int = WIDTH,
     height: int = HEIGHT,
+    empty: str = "no data yet",
 ) -> str:
     """An accessible SVG chart of ``metric``'s Δ and bound against ``tolerance``.
 
@@ -126,7 +127,7 @@ def guardrail_chart(
     """
     limit = tolerance if lower_is_better else -tolerance
     title = f"{metric}: treatment minus control, with its always-valid bound"
-    desc = describe(points, tolerance, metric=metric, lower_is_better=lower_is_better)
+    desc = describe(points, tolerance, metric=metric, lower_is_better=lower_is_better, empty=empty)
     head = (
         f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" viewBox="0 0 {width} {height}"'
         f' width="100%" role="img" aria-labelledby="t-{_id(metric)} d-{_id(metric)}"'
@@ -136,7 +137,7 @@ def guardrail_chart(
     )
     if not points:
         text = f'<text x="{width / 2}" y="{height / 2}" text-anchor="middle" class="empty">'
-        return head + text + "no data yet</text></svg>"
+        return head + text + f"{html_text(empty)}</text></svg>"
     scale = _Scale(points, limit, width, height, [m.ts_ms for m in (*stages, *decisions)])
     parts = [
         head,
@@ -152,11 +153,17 @@ def guardrail_chart(
 
 
 def describe(
-    points: Sequence[ChartPoint], tolerance: float, *, metric: str, lower_is_better: bool
+    points: Sequence[ChartPoint],
+    tolerance: float,
+    *,
+    metric: str,
+    lower_is_better: bool,
+    empty: str = "no data yet",
 ) -> str:
-    """The chart in one sentence, for screen readers and text views."""
+    """The chart in one sentence, for screen readers and text views; ``empty`` without a
+    point."""
     if not points:
-        return f"{metric}: no data yet."
+        return f"{metric}: {empty}."
     last = points[-1]
     side = "above" if lower_is_better else "below"
     limit = tolerance if lower_is_better else -tolerance

@@ -11,10 +11,16 @@ rollout, and stages are named as every other output names them
 :class:`~controller.core.reading.views.RolloutHistory`: the console's own, or one a
 report read over the network (:meth:`~controller.core.reading.views.RolloutHistory.read`
 leaves out what breaks the contract).
+
+A stage with no concurrent control compares nothing: its gate tests the treated units
+against the plan's absolute limits, and :func:`figures` adds one figure per limit the
+history tests (``limit``: the plan's limit as declared), drawn by
+:mod:`controller.console.limit_chart` over the same rollout with the same marks.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -32,6 +38,14 @@ from controller.console.charts import (
     describe,
     guardrail_chart,
 )
+from controller.console.limit_chart import (
+    describe_limit,
+    limit_chart,
+    limit_names,
+    limit_of,
+    limit_points,
+    limit_table,
+)
 from controller.core.common import as_datetime
 from controller.core.reading import RolloutHistory
 from controller.core.wire import Decision
@@ -41,6 +55,9 @@ MAX_FIGURES = 20
 MAX_KEY_CHARS = 96
 """A guardrail's key is kept to this many characters (``conversion_value:`` and a 64-character
 conversion name fit)."""
+NOT_COMPARED = "no comparison: a stage without control is gated on its limits (below)"
+"""What a guardrail's empty chart says where the rollout's only stages so far had no
+control."""
 MARK_SLACK_MS = 60_000
 """Decisions up to this long before or after a chart's points are marked on it."""
 
@@ -59,9 +76,25 @@ class Figure:
     dry_run: bool = False
     arms: tuple[ArmPoint, ...] = ()
     """Each arm's own value at each gate, where the history records it (rates, latency)."""
+    limit: float | None = None
+    """A limit's figure: the plan's limit as declared (the rate it allows is the
+    ``tolerance``); None for a guardrail's."""
+    empty: str = ""
+    """What the chart says without a point; empty: the chart's own words."""
 
     def svg(self, *, width: int = WIDTH, height: int = HEIGHT) -> str:
         """The chart as inline SVG (its text equivalent inside)."""
+        if self.limit is not None:
+            return limit_chart(
+                self.points,
+                self.tolerance,
+                name=self.metric,
+                declared=self.limit,
+                stages=self.stages,
+                decisions=self.decisions,
+                width=width,
+                height=height,
+            )
         return guardrail_chart(
             self.points,
             self.tolerance,
@@ -71,19 +104,25 @@ class Figure:
             decisions=self.decisions,
             width=width,
             height=height,
+            empty=self.empty or "no data yet",
         )
 
     def arms_svg(self, *, width: int = WIDTH, height: int = HEIGHT) -> str:
         """Each arm's own value over time, as inline SVG: the chart beside Δ's."""
         return arm_chart(
-            self.arms, metric=self.metric, stages=self.stages, width=width, height=height
+            self.arms,
+            metric=self.metric,
+            stages=self.stages,
+            width=width,
+            height=height,
+            empty=self.empty or "no per-arm data",
         )
 
     @property
     def per_arm(self) -> bool:
         """Whether to chart this metric per arm: always a rate (from the counts); a latency
         quantile where the history kept the arms' quantiles (older points did not)."""
-        return self.metric in RATES or bool(self.arms)
+        return self.limit is None and (self.metric in RATES or bool(self.arms))
 
     def arms_text(self) -> str:
         """The per-arm chart in one sentence."""
@@ -91,18 +130,29 @@ class Figure:
 
     def text(self) -> str:
         """The chart in one sentence: latest Δ and bound, and when it crossed, if it did."""
+        if self.limit is not None:
+            return describe_limit(
+                self.points, self.tolerance, name=self.metric, declared=self.limit
+            )
         return describe(
-            self.points, self.tolerance, metric=self.metric, lower_is_better=self.lower_is_better
+            self.points,
+            self.tolerance,
+            metric=self.metric,
+            lower_is_better=self.lower_is_better,
+            empty=self.empty or "no data yet",
         )
 
     def table(self, *, limit: int = 60) -> str:
         """The chart's numbers, newest first, as an HTML table."""
+        if self.limit is not None:
+            return limit_table(self.points, self.tolerance, limit=limit)
         edge = self.tolerance if self.lower_is_better else -self.tolerance
         return chart_table(self.points, metric=self.metric, limit=limit, edge=edge)
 
     @property
     def crossed(self) -> ChartPoint | None:
-        """The first point whose bound lay wholly beyond the tolerance, if one did."""
+        """The first point whose bound lay wholly beyond the tolerance (a limit's: above the
+        rate it allows), if one did."""
         index = crossing(self.points, self.tolerance, lower_is_better=self.lower_is_better)
         return self.points[index] if index >= 0 else None
 
@@ -141,6 +191,22 @@ def figures(
             metric, points, tolerance, lower_is_better, starts, marks, spec.dry_run, arms
         )
         out.append(figure)
+    limited = limit_figures(history, starts, decided)
+    if limited:  # a stage without control compared nothing: say so, not "no data yet"
+        out = [f if f.points else dataclasses.replace(f, empty=NOT_COMPARED) for f in out]
+    return out + limited
+
+
+def limit_figures(
+    history: RolloutHistory, starts: Sequence[Mark], decided: Sequence[Mark]
+) -> list[Figure]:
+    """One figure per absolute limit the history tests: the treated units' rate against it."""
+    out = []
+    for name in limit_names(history):
+        points = tuple(limit_points(history, name))
+        ceiling, declared = limit_of(history, name)
+        marks = tuple(m for m in decided if _within(m, points))
+        out.append(Figure(name, points, ceiling, True, tuple(starts), marks, limit=declared))
     return out
 
 

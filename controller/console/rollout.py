@@ -32,8 +32,10 @@ from controller.core.reading import (
     RolloutHistory,
     RolloutView,
     budget_text,
+    comparison_text,
     dominant_text,
     guardrail_state,
+    limit_reading,
     ms_text,
     running_text,
     source_lines,
@@ -42,7 +44,6 @@ from controller.core.reading import (
     verdict_line,
     widening_text,
 )
-from controller.core.stats import comparison_text
 from controller.core.wire import Alert, Decision, GuardrailTest
 
 ENDED = ("rolled_back", "killed", "aborted")
@@ -189,8 +190,8 @@ def _charts(
     history: RolloutHistory,
     decisions: Sequence[Decision],
 ) -> str:
-    sections = []
-    for figure in figures(history, decisions, guardrails):
+    sections, drawn = [], figures(history, decisions, guardrails)
+    for figure in (f for f in drawn if f.limit is None):
         metric = figure.metric
         sections.append(
             f'<figure class="guardrail" data-metric="{esc(metric)}">{_state(status, metric)}'
@@ -206,7 +207,27 @@ def _charts(
             "</figure>"
         )
     body = "".join(sections) or '<p class="none">No guardrails in this plan.</p>'
-    return _section("guardrails", "Guardrails", body)
+    limits = [_limit(status, f) for f in drawn if f.limit is not None]
+    shown = _section("limits", "Limits", "".join(limits)) if limits else ""
+    return _section("guardrails", "Guardrails", body) + shown
+
+
+def _limit(status: RolloutView, figure: Figure) -> str:
+    """One limit over the rollout: the treated units' rate against it, what the gate says of
+    it now and, until it is shown either way, what the stage's size could catch."""
+    name = figure.metric
+    entry = (status.evidence.limits or {}).get(name)
+    now = f'<p class="limit-state">{esc(limit_reading(name, entry))}</p>' if entry else ""
+    return (
+        f'<figure class="limit" data-limit="{esc(name)}">{now}'
+        '<div class="scroll chart-scroll" tabindex="0" role="region"'
+        f' aria-label="{esc(name)} limit chart">{figure.svg()}</div>'
+        f"<figcaption>{esc(figure.text())} Line: the treated units' rate; band: its"
+        " always-valid bound; dashed: the limit. Not breached is not shown above: only its"
+        " top at or below the limit shows the rate kept.</figcaption>"
+        f"<details><summary>numbers for the {esc(name)} limit</summary>{figure.table()}"
+        "</details></figure>"
+    )
 
 
 def _state(status: RolloutView, metric: str) -> str:

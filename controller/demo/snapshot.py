@@ -13,10 +13,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from controller.core.reading import percent_text, quotable_rationale
+from controller.core.reading import comparison_text, percent_text, quotable_rationale
 from controller.core.rollouts import Phase, Plan, Rollout, Verdict
 from controller.core.rules import to_text
-from controller.core.stats import comparison_text
 from controller.core.wire import AdvisorReply, ArmTally, GateEvidence, GuardrailTest
 from controller.demo.scenario import DemoFlag
 from controller.demo.tracking import FlagRecord

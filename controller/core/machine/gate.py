@@ -77,10 +77,10 @@ from controller.core.stats import (
     metric_floor,
     srm_test,
     units_waiting,
+    unproven,
+    without_control,
 )
-from controller.core.wire import (
-    GateEvidence,
-)
+from controller.core.wire import GateEvidence
 
 
 def evaluate(
@@ -118,7 +118,7 @@ def evaluate(
     evidence = _counted(evidence, completeness)
     limited = {**own_limits, **sourced.limits}
     breaches = tuple(m for m, said in (evidence.dry_run or {}).items() if said.would is not None)
-    waiting = tuple(untested(rollout, data, tests, sourced.waiting))
+    waiting = (*untested(rollout, data, tests, sourced.waiting), *unproven(plan.limits, own_limits))
     verdict = _verdict(
         rollout,
         data,
@@ -368,7 +368,7 @@ def _waiting_for(guardrail: Guardrail, data: FlagAggregates, plan: Plan) -> str:
 def _complete(rollout: Rollout) -> str:
     """The advance's reason: never "guardrails hold" when no guardrail was tested."""
     if rollout.percent >= 100:
-        return "the stage is complete (no concurrent control: no guardrail compares arms)"
+        return f"the stage is complete ({without_control(rollout.plan.limits)})"
     if not _gating(rollout.plan):
         return "the stage is complete (no gating guardrail)"
     return "guardrails hold and the stage is complete"

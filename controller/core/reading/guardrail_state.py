@@ -13,6 +13,13 @@ higher is better):
 - ``undecided``: Δ is within the edge but the interval still reaches past it.
 
 Only ``holds`` is good news: a guardrail that is not yet decided is never "ok".
+
+A limit of a stage with no concurrent control (:mod:`controller.core.stats.limits`) is
+read the same way, its rate against the limit as the edge: ``breached``, ``above it, not
+yet shown above``, ``shown under it`` (its upper bound at or below the limit: only then
+is it *shown* kept) or ``not shown above, nor yet under``, with what its size could catch
+(:func:`comparison_text`).
+
 Pure; every surface reads its own shape of a test, so the test is read through
 :class:`Tested`, with any field possibly missing.
 """
@@ -24,7 +31,10 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
 
+from controller.core.reading.intervals import decimals_for, rounded_interval
 from controller.core.reading.wording import metric_name
+from controller.core.stats import NO_CONTROL, QUANTILE_SHARES
+from controller.core.wire import GateEvidence, LimitTest
 
 
 class Tested(Protocol):
@@ -108,3 +118,84 @@ def state_text(metric: str, test: Tested | None) -> str:
 
 def _number(value: float | None) -> float:
     return math.nan if value is None else float(value)
+
+
+LIMIT_WORDS = {
+    State.REGRESSED: "breached",
+    State.WATCHING: "above it, not yet shown above",
+    State.HOLDS: "shown under it",
+    State.UNDECIDED: "not shown above, nor yet under",
+    State.UNTESTED: "not yet tested",
+}
+"""A limit's state in words, by the state its test is in."""
+
+
+def comparison_text(evidence: GateEvidence) -> str:
+    """A gate's evidence without a control in words, or "" for a comparison of two arms.
+
+    ``none (no concurrent control): gated on absolute limits: error_rate: 1.4% [0, 2.9%]
+    against its limit 5%, not shown above, nor yet under (864 requests: only an error rate
+    above 9.5% would be caught)``; what the console, ``rolloutctl status`` and the report
+    show.
+    """
+    if evidence.comparison != NO_CONTROL:
+        return ""
+    parts = [limit_reading(name, entry) for name, entry in (evidence.limits or {}).items()]
+    return f"{NO_CONTROL}: gated on absolute limits: " + ("; ".join(parts) or "none declared")
+
+
+def limit_reading(name: str, entry: LimitTest) -> str:
+    """One limit: its rate and interval against what it allows, its state, and, until it is
+    shown either way, what its size could catch."""
+    test = entry.test
+    state = guardrail_state(test).state
+    said = f"{name[:32]}: {limit_interval(name, entry)}, {LIMIT_WORDS[state]}"
+    caught = caught_text(name, entry)
+    return f"{said} ({caught})" if caught and not guardrail_state(test).decided else said
+
+
+def limit_interval(name: str, entry: LimitTest) -> str:
+    """``1.4% [0, 2.9%] against its limit 5%``; a latency limit's rate is a share of requests
+    slower than it: ``3.1% [1.0%, 5.2%] of requests slower than 200 ms, at most 5%``. The
+    interval keeps its side of the limit (:func:`rounded_interval`)."""
+    test = entry.test
+    values = (_number(v) for v in (test.delta, test.lower, test.upper, test.tolerance))
+    interval, edge = rate_interval(*values)
+    if name in QUANTILE_SHARES:
+        return f"{interval} of requests slower than {entry.limit:g} ms, at most {edge}"
+    return f"{interval} against its limit {edge}"
+
+
+def rate_interval(rate: float, lower: float, upper: float, ceiling: float) -> tuple[str, str]:
+    """A rate and its interval in percent, each on its side of ``ceiling``
+    (:func:`rounded_interval`), and the ceiling at the same rounding: ``("1.4% [0, 7.2%]",
+    "5.0%")``. A bound below 0 reads 0; an unbounded upper bound, ``unbounded``."""
+    shown = rounded_interval(rate * 100, max(lower, 0.0) * 100, upper * 100, ceiling * 100)
+    low, high, edge = (_percent(text) for text in (shown.lower, shown.upper, shown.limit))
+    return f"{_percent(shown.delta)} [{low}, {high or 'unbounded'}]", edge
+
+
+def caught_text(name: str, entry: LimitTest) -> str:
+    """``864 requests: only an error rate above 9.5% would be caught``: what the limit's
+    test catches with 80% power at its size so far; "" without the figure."""
+    n, rate = entry.test.n, entry.detectable
+    if not isinstance(n, int) or n < 0:
+        return ""  # a damaged or older record: no figure
+    counted = f"{n:,} request{'' if n == 1 else 's'}"
+    if n and rate is None:
+        return f"{counted}: no rate would be caught yet"
+    if rate is None or not math.isfinite(rate):
+        return ""
+    percent = rate * 100
+    shown = f"{percent:.{decimals_for(percent)}f}%"
+    if name in QUANTILE_SHARES:
+        what = f"a share above {shown} of requests slower than {entry.limit:g} ms"
+    else:
+        what = f"an error rate above {shown}"
+    return f"{counted}: only {what} would be caught"
+
+
+def _percent(text: str) -> str:
+    """A written value in percent (``+1.4``) as a share is written (``1.4%``); ``0`` bare."""
+    bare = text.lstrip("+")
+    return bare if bare in ("0", "", "-") else f"{bare}%"

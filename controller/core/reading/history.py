@@ -14,6 +14,12 @@ as an object (:meth:`GatePoint.as_json`). :func:`decode` reads what the store
 hands back as hostile input: anything that does not have the expected shape is
 dropped, never raised. Points stored before the latency quantiles were kept
 (one element shorter) still decode, without latency.
+
+At a stage with no concurrent control (100% of its audience, gated on the plan's absolute
+limits) a point keeps each limit's test too (:class:`LimitPoint`: the treated units' rate,
+its always-valid bound, and what the limit allows), one more element, stored only where
+the gate tested a limit: the guardrails compare nothing there, so without it such a stage
+would leave no trace on a chart.
 """
 
 from __future__ import annotations
@@ -24,10 +30,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
+from pydantic import BaseModel, ConfigDict, Field
 
 from controller.core.rollouts import Rollout, Verdict
 from controller.core.stats import ARM_QUANTILE_DECIMALS, ARM_QUANTILES
-from controller.core.wire import ArmLatency, ArmTally, GuardrailTest, JsonObject
+from controller.core.wire import ArmLatency, ArmTally, GuardrailTest, JsonObject, LimitTest
 
 ARMS = ("treatment", "control")
 ARM_COUNTS = ("units", "exposures", "requests", "errors", "conversions")
@@ -72,6 +79,33 @@ class GuardrailPoint:
         }
 
 
+class LimitPoint(BaseModel):
+    """One limit's test at a gate of a stage with no concurrent control, stored and served."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    rate: float = Field(ge=0, le=1, description="The treated units' rate so far in the stage.")
+    lower: float | None = Field(description="Its always-valid lower bound; null: unbounded.")
+    upper: float | None = Field(description="Its always-valid upper bound; null: unbounded.")
+    ceiling: float = Field(
+        ge=0,
+        le=1,
+        description="The rate the limit allows: the error rate's limit, or the share of"
+        " requests a latency limit lets be slower.",
+    )
+    limit: float = Field(ge=0, description="The plan's limit as declared (a share, or ms).")
+    regressed: bool = Field(description="Shown above the limit: breached.")
+
+    def stored(self) -> list[object]:
+        bounds = (_short(v) if v is not None else None for v in (self.lower, self.upper))
+        rate, ceiling = _short(self.rate), _short(self.ceiling)
+        return [rate, *bounds, ceiling, _short(self.limit), int(self.regressed)]
+
+
+MAX_LIMITS = 8
+"""A plan has at most three limits on its events; more in a stored point means it is damaged."""
+
+
 @dataclass(frozen=True, slots=True)
 class GatePoint:
     """One recorded gate evaluation of a rollout's stage."""
@@ -88,6 +122,8 @@ class GatePoint:
     latency: dict[str, tuple[float | None, ...]] = field(default_factory=dict)
     """Per arm its latency quantiles in ms (:data:`LATENCY_QUANTILES`), None without
     requests; empty where the gate gave none (points stored before they were kept)."""
+    limits: dict[str, LimitPoint] = field(default_factory=dict)
+    """Per absolute limit its test, at a stage with no concurrent control; else empty."""
 
     def as_json(self) -> JsonObject:
         """The served shape: named fields, the time both in ms and ISO 8601."""
@@ -104,6 +140,7 @@ class GatePoint:
                 arm: dict(zip(LATENCY_QUANTILES, q, strict=True)) for arm, q in self.latency.items()
             }
             or None,
+            "limits": {name: test.model_dump() for name, test in self.limits.items()} or None,
         }
 
 
@@ -124,7 +161,27 @@ def point_of(rollout: Rollout, verdict: Verdict, now: datetime) -> GatePoint:
         arms={a: _tallied(arms.get(a)) for a in ARMS},
         guardrails=guardrails,
         latency=_latency_of(evidence.latency or {}),
+        limits=_limits_of(evidence.limits or {}),
     )
+
+
+def _limits_of(limits: dict[str, LimitTest]) -> dict[str, LimitPoint]:
+    """Each limit's test as a point keeps it."""
+    return {
+        name[:64]: LimitPoint(
+            rate=entry.test.delta,
+            lower=_bound(entry.test.lower),
+            upper=_bound(entry.test.upper),
+            ceiling=entry.test.tolerance,
+            limit=entry.limit,
+            regressed=entry.test.regressed,
+        )
+        for name, entry in list(limits.items())[:MAX_LIMITS]
+    }
+
+
+def _bound(value: float) -> float | None:
+    return float(value) if math.isfinite(value) else None
 
 
 def _tallied(tally: ArmTally | None) -> tuple[int, ...]:
@@ -205,7 +262,10 @@ def encode(point: GatePoint) -> bytes:
     arms = [list(point.arms.get(a, (0,) * len(ARM_COUNTS))) for a in ARMS]
     row = [point.ts_ms, point.stage, point.percent, VERDICTS.index(point.verdict)]
     latency = [list(point.latency[a]) if a in point.latency else None for a in ARMS]
-    return orjson.dumps([*row, _short(point.srm_p), *arms, tests, latency])
+    stored = [*row, _short(point.srm_p), *arms, tests, latency]
+    if point.limits:  # only a stage without control tests limits: the rest stay short
+        stored.append({name: test.stored() for name, test in point.limits.items()})
+    return orjson.dumps(stored)
 
 
 def decode(raw: bytes | str) -> GatePoint | None:
@@ -214,10 +274,11 @@ def decode(raw: bytes | str) -> GatePoint | None:
         return None
     try:
         fields = orjson.loads(raw)
-        if not isinstance(fields, list) or len(fields) not in (8, 9):
-            return None  # 8: stored before each arm's latency was kept
+        if not isinstance(fields, list) or len(fields) not in (8, 9, 10):
+            return None  # 8: stored before each arm's latency was kept; 10: with limits
         ts, stage, percent, verdict, srm_p, t, c, tests = fields[:8]
-        latency = fields[8] if len(fields) == 9 else None
+        latency = fields[8] if len(fields) >= 9 else None
+        limits = fields[9] if len(fields) == 10 else {}
         guardrails = {
             str(m)[:64]: None if g is None else _decoded_guardrail(g)
             for m, g in list(tests.items())[:MAX_GUARDRAILS]
@@ -231,6 +292,7 @@ def decode(raw: bytes | str) -> GatePoint | None:
             arms={"treatment": _counts(t), "control": _counts(c)},
             guardrails=guardrails,
             latency=_decoded_latency(latency),
+            limits=_decoded_limits(limits),
         )
     except (orjson.JSONDecodeError, ValueError, TypeError, IndexError, AttributeError):
         return None
@@ -247,6 +309,23 @@ def _decoded_guardrail(g: list[Any]) -> GuardrailPoint:
         lower_is_better=bool(lower_is_better),
         regressed=bool(regressed),
     )
+
+
+def _decoded_limits(raw: Any) -> dict[str, LimitPoint]:
+    if not isinstance(raw, dict) or len(raw) > MAX_LIMITS:
+        raise ValueError("limits are not an object of a few")
+    kept = {}
+    for name, stored in raw.items():
+        rate, lower, upper, ceiling, limit, regressed = stored
+        kept[str(name)[:64]] = LimitPoint(
+            rate=rate,
+            lower=lower,  # JSON has no NaN: a number or null
+            upper=upper,
+            ceiling=ceiling,
+            limit=limit,
+            regressed=bool(regressed),
+        )
+    return kept
 
 
 def _decoded_latency(raw: Any) -> dict[str, tuple[float | None, ...]]:

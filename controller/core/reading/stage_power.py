@@ -12,6 +12,10 @@ per arm against its minimum, partitions not yet counted, gating guardrails not y
 tested, a ring that has seen no unit at all, and how long its traffic needs to detect
 a +50% regression (:data:`DEFAULT_EFFECT`: a plan names no effect of its own).
 
+:func:`limit_stage_lines` says, for ``plan validate --traffic``, what each stage without
+control catches of its limits by its minimum and how long showing them under takes
+(:func:`controller.core.stats.limits.limit_preview`).
+
 Pure. The evidence may come from an older controller: a test without its variance, N,
 level or ``n_tune`` has no figure, and says nothing.
 """
@@ -25,10 +29,12 @@ from typing import TYPE_CHECKING
 from pydantic import BaseModel, ConfigDict, Field
 
 from controller.core.common import countdown_text
+from controller.core.reading.intervals import decimals_for
 from controller.core.reading.wording import metric_name
 from controller.core.rollouts import (
     COUNT_METRICS,
     Phase,
+    Plan,
     Rollout,
     Verdict,
     VerdictKind,
@@ -37,7 +43,12 @@ from controller.core.rollouts import (
 )
 from controller.core.stats import (
     POWER,
+    QUANTILE_SHARES,
+    LimitFigure,
+    LimitStagePreview,
     Observed,
+    Traffic,
+    limit_preview,
     observed_detectable,
     observed_seconds_to_detect,
     share_text,
@@ -331,3 +342,42 @@ def _lines(needs: StageNeeds) -> list[str]:
     if needs.to_detect is not None:
         lines.append(needs.to_detect.text())
     return [line[:500] for line in lines]
+
+
+def limit_stage_lines(plan: Plan, traffic: Traffic) -> list[str]:
+    """Each stage without control (gated on the plan's limits), for ``plan validate
+    --traffic``: what each limit catches by the stage's minimum, and what showing it under
+    costs in time (``limits.require_proof``)."""
+    lines = []
+    for stage in limit_preview(plan, traffic):
+        said = "; ".join(_limit_said(stage, figure) for figure in stage.limits)
+        span = span_text(stage.seconds)
+        lines.append(f"stage {stage.index + 1} (100%, {span}, no control): {said}")
+    return lines
+
+
+def _limit_said(stage: LimitStagePreview, figure: LimitFigure) -> str:
+    name, base = metric_name(figure.name), _rate(figure.base)
+    if figure.name in QUANTILE_SHARES:
+        name = f"share of requests slower than {figure.limit:g} ms"
+    caught = (
+        f"caught above {_rate(figure.detectable)} ({stage.requests:,.0f} requests)"
+        if figure.detectable is not None
+        else f"no rate caught in {stage.requests:,.0f} requests"
+    )
+    said = f"{name} against {_rate(figure.ceiling)}: {caught}"
+    proof = figure.proof_seconds
+    if proof is None:
+        never = ": the stage would never advance" if stage.require_proof else ""
+        return f"{said}; never shown under at a {base} base{never}"
+    extra = max(proof - stage.seconds, 0.0)
+    if not stage.require_proof:
+        return f"{said}; limits.require_proof would need {span_text(proof)} at a {base} base"
+    held = f"{span_text(extra)} past its minimum" if extra else "within its minimum"
+    return f"{said}; shown under after {span_text(proof)} at a {base} base: held {held}"
+
+
+def _rate(share: float) -> str:
+    """A rate in percent with two significant digits: ``5.6%``, ``0.52%``, ``36%``."""
+    percent = share * 100
+    return f"{percent:.{decimals_for(percent)}f}%"

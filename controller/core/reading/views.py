@@ -32,6 +32,7 @@ from pydantic import (
 )
 
 from controller.core.reading.commands import Steering, steering
+from controller.core.reading.history import LimitPoint
 from controller.core.reading.stage_power import StageNeeds, stage_needs
 from controller.core.reading.wording import position_label, stage_position
 from controller.core.rollouts import NextMove, Rollout, Verdict, Window, next_move
@@ -265,6 +266,9 @@ class HistoryPoint(_View):
         default=None,
         description="Per arm its latency quantiles as the gate saw them; null or absent"
         " where the gate gave none (points recorded before they were kept).",
+    )
+    limits: dict[str, LimitPoint] | None = Field(
+        default=None, description="Per absolute limit its test, at a stage without control."
     )
 
 

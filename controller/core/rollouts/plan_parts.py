@@ -268,10 +268,15 @@ class Limits(BaseModel):
         max_length=8,
         description="Scalar PromQL queries, each with its bound.",
     )
+    require_proof: bool = Field(
+        default=False,
+        description="Hold a stage until each limit on the treated units' events is shown"
+        " kept (its always-valid upper bound below the limit), not only not shown breached.",
+    )
 
     def named(self) -> dict[str, float]:
         """The limits the plan set on the treated units' events, by name."""
-        fields = self.model_dump(exclude={"prometheus"})
+        fields = self.model_dump(exclude={"prometheus", "require_proof"})
         return {name: value for name, value in fields.items() if value is not None}
 
 

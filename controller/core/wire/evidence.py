@@ -14,26 +14,13 @@ string ``"inf"`` / ``"-inf"`` (JSON has none) and read back as one.
 
 from __future__ import annotations
 
-import math
-from typing import TYPE_CHECKING, Annotated, Literal, Self
+from typing import TYPE_CHECKING, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, PlainSerializer
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
-from controller.core.wire.json import JsonObject
+from controller.core.wire.json import JsonObject, Number
 from controller.core.wire.ordered import tolerant
 
-
-def _json_number(value: float) -> int | float | str:
-    return value if math.isfinite(value) else str(value)
-
-
-Number = Annotated[
-    int | float,
-    PlainSerializer(_json_number, return_type=int | float | str, when_used="json"),
-]
-"""A number as the evidence writes it: an integer stays one; infinities as ``"inf"``, read
-back as floats by pydantic's own float (which takes ``"inf"`` and ``"-inf"``, from Python
-and JSON alike: no validator of ours runs for each number of each gate)."""
 INSUFFICIENT = "insufficient data"
 """A guardrail's entry while either arm is below its event floor."""
 
@@ -255,6 +242,11 @@ class LimitTest(Part):
 
     limit: Number = Field(description="The plan's limit.")
     test: GuardrailTest = Field(description="The treated arm against the limit.")
+    detectable: Number | None = Field(
+        default=None,
+        description="The smallest true rate its test shows above the limit with 80% power at"
+        " its size so far; null: none up to 100%.",
+    )
 
 
 class PolicyEntry(Part):

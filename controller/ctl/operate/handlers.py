@@ -296,8 +296,11 @@ def _plan_result(
         print(f"  {finding}")
     if power is not None:
         print(f"  smallest regression detected with 80% power, {power.assumed.line()}:")
-        for stage in power.stages:
-            print(f"    {plan_power.stage_line(stage)}")
+        for line in [
+            *map(plan_power.stage_line, power.stages),
+            *plan_power.limit_lines(plan, power.assumed),
+        ]:
+            print(f"    {line}")
 
 
 def keygen(args: argparse.Namespace) -> int:

@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Literal
 
-from controller.core.reading import RolloutStatus, metric_name, span_text
+from controller.core.reading import RolloutStatus, limit_stage_lines, metric_name, span_text
 from controller.core.rollouts import Finding, Plan
 from controller.core.stats import FEW_UNITS, POWER, StagePreview, Traffic, plan_preview
 from controller.core.wire import GateEvidence
@@ -301,6 +301,11 @@ def stage_line(preview: StagePreview) -> str:
             " where a few units send most requests; give --heavy-units)"
         )
     return f"stage {preview.index + 1} ({preview.percent:g}%, {span}): {said}"
+
+
+def limit_lines(plan: Plan, assumed: Assumed) -> list[str]:
+    """Each stage without control: what its limits catch and what proof costs in time."""
+    return limit_stage_lines(plan, assumed.traffic)
 
 
 def max_findings(found: list[StagePreview], args: argparse.Namespace) -> list[Finding]:

@@ -23,6 +23,7 @@ from controller.core.reading import (
     GuardrailTest,
     RolloutStatus,
     budget_text,
+    comparison_text,
     dominant_text,
     guardrail_state,
     harm_edge,
@@ -35,7 +36,6 @@ from controller.core.reading import (
     widening_text,
 )
 from controller.core.rollouts import COMPLETION_SERVES
-from controller.core.stats import comparison_text
 from controller.core.wire import Alert, Decision, GateEvidence
 from controller.core.wire import GuardrailTest as WireTest
 

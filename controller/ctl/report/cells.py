@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 
+from controller.console.figures import Figure
 from controller.core.reading import (
     NAMED_CONVERSIONS,
     amount_text,
@@ -19,6 +20,7 @@ from controller.core.reading import (
     limit_text,
     ms_text,
     quantity_text,
+    rate_interval,
     srm_word,
 )
 from controller.ctl.report.model import (
@@ -38,6 +40,30 @@ CHART_KEY = (
     " each decision as dotted lines, and the first gate whose bound lay wholly beyond the"
     " tolerance ringed."
 )
+
+LIMIT_KEY = (
+    "A stage serving all of its audience has no control: each limit's chart is the treated"
+    " units' rate over the whole rollout as a line, its always-valid bound as a band and the"
+    " limit dashed. Not breached is not shown above: only the band's top at or below the limit"
+    " shows the rate kept."
+)
+LIMIT_HEAD = ["limit", "stage", "rate [anytime-valid interval]", "at most", "reads"]
+
+
+def limit_cells(figure: Figure) -> list[list[str]]:
+    """Each stage's last test of a limit figure's limit: where the stage left it."""
+    last = {p.stage: p for p in figure.points}
+    rows = []
+    for point in last.values():
+        interval, edge = rate_interval(point.delta, point.lower, point.upper, figure.tolerance)
+        if point.lower > figure.tolerance:
+            reads = "breached"
+        elif point.upper <= figure.tolerance:
+            reads = "shown under"
+        else:
+            reads = "not shown above, nor yet under"
+        rows.append([figure.metric, point.stage_name, interval, edge, reads])
+    return rows
 
 
 # -- numbers and words, shared -------------------------------------------------------------

@@ -26,6 +26,8 @@ from controller.ctl.report.cells import (
     CHART_KEY,
     DECISION_HEAD,
     GUARDRAIL_HEAD,
+    LIMIT_HEAD,
+    LIMIT_KEY,
     STAGE_HEAD,
     TABLE_ROWS,
     arm_cells,
@@ -33,6 +35,7 @@ from controller.ctl.report.cells import (
     duration,
     guardrail_cells,
     held_back,
+    limit_cells,
     srm_text,
     stage_cells,
     summary_rows,
@@ -86,10 +89,12 @@ def markdown(report: Report, *, depth: int = 0) -> str:
             out += [*(f"    {displayable(line)}" for line in stage.sources), ""]
         out += [f"Sample ratio: {_md(srm_text(stage.srm))}."]
     if report.charts:
-        out += ["", f"{h}## Guardrails over time", ""]
+        out += ["", f"{h}## {_charts_title(report.charts)}", ""]
         for figure in report.charts:
             out += [f"- {_md(figure.text())}"]
             out += [f"- {_md(figure.arms_text())}"] if figure.per_arm else []
+        if rows := [row for f in report.charts if f.limit is not None for row in limit_cells(f)]:
+            out += ["", _md(LIMIT_KEY), "", *_md_table(LIMIT_HEAD, rows)]
         out += ["", "_The HTML report (`--html FILE`) draws each as a chart._"]
     out += ["", f"{h}## Decisions", "", *_md_table(DECISION_HEAD, list(decision_cells(report)))]
     return "\n".join(out) + "\n"
@@ -201,12 +206,18 @@ def _h_charts(charts: list[Figure]) -> list[str]:
     """Each guardrail over the rollout: the chart, its description, and its numbers."""
     if not charts:
         return []
-    parts = ["<h2>Guardrails over time</h2>", f'<p class="note">{_h(CHART_KEY)}</p>']
+    parts = [f"<h2>{_charts_title(charts)}</h2>", f'<p class="note">{_h(CHART_KEY)}</p>']
+    if any(figure.limit is not None for figure in charts):
+        parts.append(f'<p class="note">{_h(LIMIT_KEY)}</p>')
     for figure in charts:
         metric, shown = _h(figure.metric), min(len(figure.points), TABLE_ROWS)
+        kind, title = (
+            ("limit", f"{metric} limit") if figure.limit is not None else ("guardrail", metric)
+        )
         # The chart and its table are drawn from numbers and escape their own text.
         parts += [
-            f'<section class="guardrail" data-metric="{metric}"><h3>{metric}</h3>',
+            f'<section class="{kind}" data-{"limit" if kind == "limit" else "metric"}="{metric}">'
+            f"<h3>{title}</h3>",
             f'<figure><div class="wrap newest" tabindex="0" role="region"'
             f' aria-label="{metric} chart">'
             f"{figure.svg()}</div><figcaption>{_h(figure.text())}</figcaption></figure>",
@@ -216,6 +227,12 @@ def _h_charts(charts: list[Figure]) -> list[str]:
             "</details></section>",
         ]
     return parts
+
+
+def _charts_title(charts: list[Figure]) -> str:
+    """``Guardrails over time``, ``and limits`` where a stage without control drew one."""
+    limited = any(figure.limit is not None for figure in charts)
+    return "Guardrails and limits over time" if limited else "Guardrails over time"
 
 
 def _h_arms(figure: Figure) -> list[str]:

@@ -21,12 +21,12 @@ from controller.core.reading import (
     ReadDecision,
     RolloutStatus,
     SrmCheck,
+    comparison_text,
     guardrail_state,
     position_label,
     source_lines,
     widening_text,
 )
-from controller.core.stats import comparison_text
 from controller.core.wire import Decision, GateEvidence, gate_of
 from controller.core.wire import GuardrailTest as WireTest
 from controller.ctl.report.model import (

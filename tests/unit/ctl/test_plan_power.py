@@ -231,3 +231,39 @@ def test_unreadable_unlike_units_are_a_usage_error(
 ) -> None:
     assert main(["plan", "validate", "--traffic", "200/s", option, text, DEFAULT]) == EXIT_USAGE
     assert said in capsys.readouterr().err
+
+
+RING_PLAN = """\
+name: staff-first
+audience: 'country == "TH"'
+stages:
+  - {audience: 'user_id in segment("staff")', percent: 100, min_duration: 5m}
+  - {percent: 25, min_duration: 30m}
+  - {percent: 100, min_duration: 10m}
+guardrails: [{metric: error_rate}]
+limits: {error_rate: 0.05, latency_p95_ms: 200%s}
+"""
+
+
+@pytest.mark.parametrize(
+    ("proof", "said"),
+    [
+        ("", r"limits\.require_proof would need \d+ s at a 1\.0% base"),
+        (", require_proof: true", r"shown under after \d+ s at a 1\.0% base: held within its"),
+    ],
+)
+def test_a_limit_stage_says_what_it_catches_and_what_proof_costs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], proof: str, said: str
+) -> None:
+    path = tmp_path / "ring.yaml"
+    path.write_text(RING_PLAN % proof)
+    assert main(["plan", "validate", "--traffic", "12.5/s", str(path)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    (staff,) = [line for line in out if line.startswith("    stage 1 (100%, 5 min, no control)")]
+    assert re.search(r"error rate against 5\.0%: caught above \d\.\d% \(3,750 requests\)", staff)
+    assert re.search(said, staff), staff
+    # p95 at the default 100/300 ms latency: 8% of requests slower than 200 ms, over 5%
+    slow = "share of requests slower than 200 ms against 5.0%"
+    assert slow in staff
+    never = "never shown under at a 8.3% base" + (": the stage would never advance" * bool(proof))
+    assert staff.endswith(never)

@@ -21,13 +21,16 @@ from controller.adapters.memory import (
 from controller.core.common.errors import StoreUnavailable
 from controller.core.machine.gate import evaluate
 from controller.core.reading import history
-from controller.core.rollouts.rollout import Verdict
+from controller.core.reading.views import HistoryPoint
+from controller.core.rollouts.rollout import Rollout, Verdict
+from controller.core.stats.aggregates import ArmAggregate
 from controller.core.wire import GateEvidence, JsonValue
 from controller.daemon.rollouts.engine import build_engine
 from controller.daemon.rollouts.history import Recorder
 from controller.ports import OutboxMessage
 from controller.settings import EngineSettings, HistorySettings, TopicSettings
 from tests.support.documents import as_read
+from tests.unit.core.machine.gate import test_limit_proof as limit_proof
 from tests.unit.core.machine.gate.test_gate import EARLY, EMPTY, HEALTHY, T0, arm, data, rollout
 from tests.unit.daemon.rollouts.test_engine import NOW, NoDeadLetters, start
 
@@ -330,3 +333,62 @@ def test_latency_evidence_is_kept_bounded(
         verdict, evidence=GateEvidence.tolerant({**verdict.evidence.wire(), "latency": evidence})
     )
     assert history.point_of(rollout(), changed, EARLY).latency == kept
+
+
+def _limit_verdict(errors: int) -> tuple[Rollout, Verdict]:
+    limited = limit_proof.limit_stage()
+    treated = limit_proof.treated(864, errors)
+    return limited, evaluate(limited, data(treated, ArmAggregate()), limit_proof.LATE)
+
+
+def test_a_limit_stage_point_carries_each_limits_test_and_round_trips() -> None:
+    limited, verdict = _limit_verdict(errors=15)
+    point = history.point_of(limited, verdict, EARLY)
+    test = (verdict.evidence.limits or {})["error_rate"].test
+    kept = point.limits["error_rate"]
+    assert (kept.rate, kept.upper, kept.ceiling, kept.limit) == (
+        test.delta,
+        test.upper,
+        0.05,
+        0.05,
+    )
+    assert point.guardrails == {"error_rate": None}  # no comparison: nothing else to chart
+    back = history.decode(history.encode(point))
+    assert back is not None
+    assert back.limits["error_rate"].upper == pytest.approx(test.upper, rel=1e-4)
+    served = HistoryPoint.model_validate(back.as_json())
+    assert served.limits is not None
+    assert served.limits["error_rate"].rate == pytest.approx(15 / 864, rel=1e-4)
+    compared = history.point_of(rollout(), evaluate(rollout(), HEALTHY, EARLY), EARLY)
+    assert compared.limits == {}
+    assert len(orjson.loads(history.encode(compared))) == 9  # no limits: stored as before
+    assert HistoryPoint.model_validate(compared.as_json()).limits is None
+
+
+@pytest.mark.parametrize(
+    "tail",
+    [
+        b', null, {"error_rate": [0.1, 0, 0.2, 0.05, 0.05]}]',  # a field missing
+        b', null, {"error_rate": [1.5, 0, 0.2, 0.05, 0.05, 0]}]',  # a rate above 1
+        b', null, {"error_rate": ["x", 0, 0.2, 0.05, 0.05, 0]}]',
+        b", null, []]",
+        b', null, {"error_rate": null}]',
+    ],
+)
+def test_damaged_limits_drop_the_point(tail: bytes) -> None:
+    assert history.decode(OLD_SHAPE[:-1] + tail) is None
+
+
+def test_limits_stored_beside_latency_decode() -> None:
+    raw = NEW_SHAPE[:-1] + b', {"error_rate": [0.0141, null, 0.072, 0.05, 0.05, 0]}]'
+    back = history.decode(raw)
+    assert back is not None
+    assert back.latency["treatment"] == (1.5, 20.25, 80.0)
+    (name, kept), *_ = back.limits.items()
+    assert (name, kept.rate, kept.lower, kept.upper, kept.regressed) == (
+        "error_rate",
+        0.0141,
+        None,
+        0.072,
+        False,
+    )

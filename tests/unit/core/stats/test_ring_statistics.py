@@ -16,6 +16,7 @@ import pytest
 
 from controller.core.common.histogram import BUCKET_COUNT
 from controller.core.machine import gate
+from controller.core.reading import comparison_text
 from controller.core.reading.views import RolloutStatus, describe
 from controller.core.rollouts.plan import Plan, parse_plan
 from controller.core.rollouts.plan_parts import Limits
@@ -23,7 +24,7 @@ from controller.core.rollouts.rollout import Phase, Rollout, VerdictKind
 from controller.core.rules.matching import IdSegments
 from controller.core.stats.aggregates import ArmAggregate, CellDelta, CellKey, FlagAggregates
 from controller.core.stats.folding import fold
-from controller.core.stats.limits import NO_CONTROL, comparison_text, limit_tests
+from controller.core.stats.limits import NO_CONTROL, limit_tests
 from controller.core.wire import GateEvidence
 from controller.core.wire.decoding import ExposureIn, InEvent, RequestIn
 from controller.core.wire.evaluation import evaluate
@@ -295,7 +296,8 @@ def test_the_status_says_no_concurrent_control_never_a_comparison() -> None:
     fold(events(rollout, [{"user_id": f"staff-{i}"} for i in range(300)], fails, rng), cells)
     verdict = gate.evaluate(rollout, aggregates(cells), NOW)
     text = comparison_text(verdict.evidence)
-    assert text.startswith(f"{NO_CONTROL}: gated on absolute limits: error_rate:")
+    assert text.startswith(f"{NO_CONTROL}: gated on absolute limits: error_rate: ")
+    assert "300 requests: only an error rate above" in text
     view = describe(rollout, verdict, NOW)
     detail = status_detail(RolloutStatus.model_validate({**view.model_dump(), "stale": False}))
     assert f"comparison: {text}" in detail
@@ -323,25 +325,44 @@ def test_a_ring_without_traffic_of_its_own_raises_no_traffic_past_the_grace() ->
     assert verdict.applied.trigger == "no_traffic"
 
 
+def limit(
+    limit: float, ceiling: float, rate: float, lower: float, upper: float, **more: Any
+) -> Any:
+    """A limit's entry as a gate publishes it: the rate of 864 requests against its ceiling."""
+    test = sequential_test(delta=rate, lower=lower, upper=upper, tolerance=ceiling, n=864, **more)
+    return {"limit": limit, "test": test, "detectable": more.pop("detectable", 0.095)}
+
+
 @pytest.mark.parametrize(
     ("limits", "said"),
     [
         (
-            {"error_rate": {"limit": 0.01, "test": sequential_test(delta=0.012, regressed=True)}},
-            "error_rate: 1.2% (limit 1%, breached)",
+            {"error_rate": limit(0.01, 0.01, 0.03, 0.012, 0.048, regressed=True)},
+            "error_rate: 3.0% [1.2%, 4.8%] against its limit 1.0%, breached",
+        ),
+        (  # not yet either way: what its size could catch
+            {"error_rate": limit(0.05, 0.05, 0.0141, -0.02, 0.072)},
+            "error_rate: 1.4% [0, 7.2%] against its limit 5.0%, not shown above, nor yet"
+            " under (864 requests: only an error rate above 9.5% would be caught)",
+        ),
+        (  # the bound a hair under the limit reads under it, never equal to it
+            {"error_rate": limit(0.05, 0.05, 0.031, 0.012, 0.04996)},
+            "error_rate: 3.100% [1.200%, 4.996%] against its limit 5.000%, shown under it",
         ),
         (
-            {"latency_p95_ms": {"limit": 200, "test": sequential_test(delta=0.031)}},
-            "latency_p95_ms: 3.1% of requests slower than 200 ms (at most 5%, not shown above)",
+            {"error_rate": limit(0.05, 0.05, 0.061, 0.01, 0.11)},
+            "error_rate: 6% [1%, 11%] against its limit 5.0%, above it, not yet shown"
+            " above (864 requests: only an error rate above 9.5% would be caught)",
         ),
         (
-            {
-                "latency_p99_ms": {
-                    "limit": 350.5,
-                    "test": sequential_test(delta=0.02, regressed=True),
-                }
-            },
-            "latency_p99_ms: 2% of requests slower than 350.5 ms (at most 1%, breached)",
+            {"latency_p95_ms": limit(200, 0.05, 0.031, 0.01, 0.045)},
+            "latency_p95_ms: 3.1% [1.0%, 4.5%] of requests slower than 200 ms, at most 5.0%,"
+            " shown under it",
+        ),
+        (
+            {"latency_p99_ms": limit(350.5, 0.01, 0.02, 0.012, 0.028, regressed=True)},
+            "latency_p99_ms: 2.0% [1.2%, 2.8%] of requests slower than 350.5 ms, at most"
+            " 1.0%, breached",
         ),
         (  # a damaged record: the reader leaves it out, no number is invented
             {"latency_p95_ms": {"limit": "x", "test": {"delta": True}}},
