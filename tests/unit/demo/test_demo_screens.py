@@ -451,10 +451,10 @@ def test_a_ring_served_to_all_of_its_audience_is_tested_against_its_limit() -> N
     shown = flag_view(DemoFlag(FAULTY, faulty=True), state, verdict, Tracker().record(FAULTY), NOW)
     assert shown.ring == 'user_id in segment("staff") 100%'
     assert shown.limits.startswith("none (no concurrent control): gated on absolute limits:")
-    assert "error_rate: 8% (limit 3%, breached)" in shown.limits
+    assert "error_rate: 8% [5%, 11%] against its limit 3.0%, breached" in shown.limits
     line = status_line(6.0, shown)
     assert 'stage 1/5 (100%), ring user_id in segment("staff") 100%' in line
-    assert "error_rate: 8% (limit 3%, breached)" in line
+    assert "error_rate: 8% [5%, 11%] against its limit 3.0%, breached" in line
     text = rendered(render_live(dataclasses.replace(SNAPSHOT, flags=(shown,))), 120)
     assert 'rings: user_id in segment("staff") 100% → user_id in segment("beta") 100%' in text
     assert "everyone 100%" in text
@@ -474,7 +474,7 @@ def test_a_ring_served_to_all_of_its_audience_is_tested_against_its_limit() -> N
     )
     done = rollout(Phase.ROLLED_BACK, 0)
     final = flag_view(DemoFlag(FAULTY, faulty=True), done, None, tracker.record(FAULTY), NOW)
-    assert "error_rate: 8% (limit 3%, breached)" in final.limits
+    assert "error_rate: 8% [5%, 11%] against its limit 3.0%, breached" in final.limits
     assert final.rollback_reason is not None
     assert final.rollback_reason.startswith("error_rate 0.08 is above its limit 0.03")
     summary = rendered(render_summary([final]), 200)
