@@ -189,10 +189,9 @@ class OtlpIntake:
         loop = asyncio.get_running_loop()
         now = self._now_ms()
         work = functools.partial(self._translated, batch, now)
-        translated, events, unfit = await loop.run_in_executor(self._worker, work)
+        translated, events, unfit, entry = await loop.run_in_executor(self._worker, work)
         refused = [*batch.refused, *translated.refused, *unfit]
         sent = await self._send(client, events)
-        entry = journal_entry(batch, now) if self._journal is not None else None
         if self._journal is not None and entry is not None:
             await self._journal.append(entry)  # before the answer: a kill first, a resend
         self._counted(signal, sent, translated, refused)
@@ -245,13 +244,15 @@ class OtlpIntake:
 
     def _translated(
         self, batch: Spans | Logs, now: int
-    ) -> tuple[Translated, list[tuple[InEvent, bytes]], list[Refusal]]:
-        """``batch`` translated and its events checked, on the translating thread."""
+    ) -> tuple[Translated, list[tuple[InEvent, bytes]], list[Refusal], bytes | None]:
+        """``batch`` translated and its events checked, and its journal entry (None without
+        a journal), on the translating thread."""
         if isinstance(batch, Spans):
             translated = self._translator.spans(batch, now)
         else:
             translated = self._translator.logs(batch, now)
-        return (translated, *self._checked(translated))
+        entry = journal_entry(batch, now) if self._journal is not None else None
+        return (translated, *self._checked(translated), entry)
 
     def _checked(self, translated: Translated) -> tuple[list[tuple[InEvent, bytes]], list[Refusal]]:
         """Each event as ingest will read it, or refused as ingest would refuse it."""
