@@ -281,7 +281,9 @@ def _plan_result(
                 "error": error or None,
                 "findings": [f.as_dict() for f in findings],
                 "plan": None if plan is None else plan.model_dump(mode="json"),
-                "power": None if power is None else plan_power.as_json(power.stages, power.assumed),
+                "power": None
+                if power is None
+                else plan_power.as_json(power.stages, power.assumed, plan),
             }
         )
         return

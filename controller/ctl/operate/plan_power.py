@@ -15,12 +15,19 @@ from __future__ import annotations
 import argparse
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Literal
 
 from controller.core.reading import RolloutStatus, limit_stage_lines, metric_name, span_text
 from controller.core.rollouts import Finding, Plan
-from controller.core.stats import FEW_UNITS, POWER, StagePreview, Traffic, plan_preview
+from controller.core.stats import (
+    FEW_UNITS,
+    POWER,
+    StagePreview,
+    Traffic,
+    limit_preview,
+    plan_preview,
+)
 from controller.core.wire import GateEvidence
 from controller.core.wire import GuardrailTest as WireTest
 from controller.ctl.terminal import UsageError, env_url
@@ -336,8 +343,11 @@ def max_findings(found: list[StagePreview], args: argparse.Namespace) -> list[Fi
     return out
 
 
-def as_json(found: list[StagePreview], assumed: Assumed) -> dict[str, object]:
+def as_json(
+    found: list[StagePreview], assumed: Assumed, plan: Plan | None = None
+) -> dict[str, object]:
     t = assumed.traffic
+    limited = [] if plan is None else limit_preview(plan, t)
     return {
         "traffic": {
             "requests_per_s": t.requests_per_s,
@@ -367,5 +377,15 @@ def as_json(found: list[StagePreview], assumed: Assumed) -> dict[str, object]:
                 },
             }
             for p in found
+        ],
+        "limit_stages": [
+            {
+                "stage": stage.index,
+                "seconds": stage.seconds,
+                "requests": stage.requests,
+                "require_proof": stage.require_proof,
+                "limits": {figure.name: asdict(figure) for figure in stage.limits},
+            }
+            for stage in limited
         ],
     }

@@ -267,3 +267,19 @@ def test_a_limit_stage_says_what_it_catches_and_what_proof_costs(
     assert slow in staff
     never = "never shown under at a 8.3% base" + (": the stage would never advance" * bool(proof))
     assert staff.endswith(never)
+
+
+def test_the_json_preview_gives_each_limit_stage(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "ring.yaml"
+    path.write_text(RING_PLAN % ", require_proof: true")
+    assert main(["plan", "validate", "--json", "--traffic", "12.5/s", str(path)]) == 0
+    stages = json.loads(capsys.readouterr().out)["power"]["limit_stages"]
+    assert [s["stage"] for s in stages] == [0, 2]
+    staff = stages[0]
+    assert (staff["seconds"], staff["requests"], staff["require_proof"]) == (300.0, 3750.0, True)
+    error_rate = staff["limits"]["error_rate"]
+    assert (error_rate["ceiling"], error_rate["base"]) == (0.05, 0.01)
+    assert 0 < error_rate["proof_seconds"] < 300
+    assert staff["limits"]["latency_p95_ms"]["proof_seconds"] is None
