@@ -80,8 +80,11 @@ def added_lanes(cells: Iterable[tuple[str, bytes]]) -> tuple[int, ...]:
     # 256 lanes below 2^56, or 2 below 2^63, add below 2^64: no carry into the next lane
     per = 256 if small else 2
     width = max(map(len, held))
-    parts = [_summed(held[i : i + per], width) for i in range(0, len(held), per)]
-    sums = parts[0] if len(parts) == 1 else tuple(map(sum, zip(*parts, strict=True)))
+    if len(held) == 1:  # nothing to add
+        sums = _unsigned(width // LANE).unpack(held[0])
+    else:
+        parts = [_summed(held[i : i + per], width) for i in range(0, len(held), per)]
+        sums = parts[0] if len(parts) == 1 else tuple(map(sum, zip(*parts, strict=True)))
     return sums + _NO_LANES[len(sums) :]
 
 
@@ -110,4 +113,9 @@ def in_slots(lanes: tuple[int, ...], sums: Sequence[tuple[float, ...]]) -> tuple
         values = tuple(map(math.fsum, zip(*sums, strict=True)))
     if len(lanes) != LANE_COUNT or len(values) != len(SUM_FIELDS):
         raise ValueError(f"need {LANE_COUNT} lanes and {len(SUM_FIELDS)} float sums")
-    return tuple(map(float, _in_slot_order(lanes + values)))
+    # The lanes made floats in a list (a tuple from ``map`` grows as it goes), which the
+    # slots are then picked from in one C call
+    floats = list(map(float, lanes))
+    floats += values
+    slots: tuple[float, ...] = _in_slot_order(floats)
+    return slots
