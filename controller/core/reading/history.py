@@ -262,7 +262,7 @@ def encode(point: GatePoint) -> bytes:
     arms = [list(point.arms.get(a, (0,) * len(ARM_COUNTS))) for a in ARMS]
     row = [point.ts_ms, point.stage, point.percent, VERDICTS.index(point.verdict)]
     latency = [list(point.latency[a]) if a in point.latency else None for a in ARMS]
-    stored = [*row, _short(point.srm_p), *arms, tests, latency]
+    stored: list[object] = [*row, _short(point.srm_p), *arms, tests, latency]
     if point.limits:  # only a stage without control tests limits: the rest stay short
         stored.append({name: test.stored() for name, test in point.limits.items()})
     return orjson.dumps(stored)

@@ -21,8 +21,8 @@ from typing import Literal
 
 from pydantic import Field
 
-from controller.core.wire.evidence import GateEvidence, Number
-from controller.core.wire.json import JsonObject
+from controller.core.wire.evidence import GateEvidence
+from controller.core.wire.json import JsonObject, Number
 from controller.core.wire.ordered import Ordered, tolerant
 
 
