@@ -9,6 +9,7 @@ from controller.core.drafting.restore import (
     SegmentState,
     plan_restore,
     segments_of,
+    stage_shown,
 )
 from controller.core.drafting.ring_form import (
     RING_LIMITS,
@@ -76,4 +77,5 @@ __all__ = [
     "rings_schema",
     "segments_of",
     "shape_problem",
+    "stage_shown",
 ]

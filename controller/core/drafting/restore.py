@@ -9,12 +9,17 @@ steps that bring the flag back, each saying what changes from what to what, or a
 
 Only commands the controller takes are proposed: no command lowers a running
 rollout's stage, so a rollout ahead of the stage it was at is aborted and started
-again with its plan from that stage on (the stage's percent and what follows);
-one behind is promoted stage by stage, each promote made against the stage it
-leaves (``expect_stage``) and the rollout (``expect_rollout_id``), so a rollout
-that moved meanwhile rejects the rest. Segments come first, so a start finds them
-as they were. A segment's earlier rule is in its decision's evidence; an id list's
-ids are not (only their digest), so one whose ids changed since is refused.
+again with its whole plan, then promoted to that stage, so that the new rollout's
+stages are the plan's (status says "stage 3/4" where it said so before, not
+"stage 1/2" of a plan cut short). One behind is promoted stage by stage, each
+promote made against the stage it leaves (``expect_stage``) and the rollout
+(``expect_rollout_id``), so a rollout that moved meanwhile rejects the rest.
+Segments come first, so a start finds them as they were. A segment's earlier rule
+is in its decision's evidence; an id list's ids are not (only their digest), so one
+whose ids changed since is refused.
+
+Stages are numbered in what a step says as status numbers them, from 1; a
+command's ``expect_stage`` is the contract's, from 0.
 """
 
 from __future__ import annotations
@@ -22,8 +27,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
-
-from pydantic import ValidationError
 
 from controller.core.rollouts import Phase, Plan
 from controller.core.rules import AudienceRule, Segment, conditions, to_text
@@ -82,6 +85,8 @@ class RestoreStep:
     plan: Plan | None = None
     segment: str | None = None
     rule: JsonObject | None = None
+    new_rollout: bool = False
+    """A step on the rollout a ``start`` before it made: its id is known once it started."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,7 +192,7 @@ def _flag_steps(then: FlagThen, now: FlagNow) -> Sequence[RestoreStep] | Restore
         return _completed(then, now)
     if then.phase not in ACTIVE or then.stage is None:
         return RestoreRefusal(
-            f"state {then.phase} (stage {then.stage}) cannot be brought back with commands"
+            f"state {then.phase} ({stage_shown(then.stage)}) cannot be brought back with commands"
         )
     return _active(then, now, then.stage)
 
@@ -212,7 +217,7 @@ def _ended(then: FlagThen, now: FlagNow) -> Sequence[RestoreStep] | RestoreRefus
             f"{ENDINGS[str(then.phase)]}"
         )
     action = ENDINGS[str(then.phase)]
-    change = f"rollout {now.rollout_id}: {now.phase} at stage {now.stage} → {then.phase}"
+    change = f"rollout {now.rollout_id}: {now.phase} at {stage_shown(now.stage)} → {then.phase}"
     return [RestoreStep("command", action, change, now.rollout_id, now.stage)]
 
 
@@ -230,32 +235,30 @@ def _active(then: FlagThen, now: FlagNow, stage: int) -> Sequence[RestoreStep] |
             f"the decision's rollout {then.rollout_id} is no longer the flag's "
             f"(now {now.rollout_id or 'none'}): its plan is not known here"
         )
-    restart = _restart_plan(plan, stage)
-    if isinstance(restart, RestoreRefusal):
-        return restart
+    if not 0 <= stage < len(plan.stages):
+        return RestoreRefusal(
+            f"{stage_shown(stage)} is not in the rollout's plan (of {len(plan.stages)} stages)"
+        )
     steps: list[RestoreStep] = []
     if now.phase in ACTIVE:
-        change = f"rollout {now.rollout_id}: {now.phase} at stage {now.stage} → aborted"
+        change = f"rollout {now.rollout_id}: {now.phase} at {stage_shown(now.stage)} → aborted"
         steps.append(RestoreStep("command", "abort", change, now.rollout_id, now.stage))
-    percent = plan.stages[stage].percent
-    change = f"new rollout of the same plan from stage {stage} ({percent:g}%)"
-    steps.append(RestoreStep("command", "start", change, plan=restart))
+    first = f"{stage_shown(0)} ({plan.stages[0].percent:g}%)"
+    start = RestoreStep("command", "start", f"new rollout of the same plan at {first}", plan=plan)
+    steps.append(start)
+    steps += [_promote_new(plan, s) for s in range(stage)]
     return steps + _paused_again(then, now, same_rollout=False)
 
 
-def _restart_plan(plan: Plan, stage: int) -> Plan | RestoreRefusal:
-    if not 0 <= stage < len(plan.stages):
-        return RestoreRefusal(f"stage {stage} is not in the rollout's plan")
-    try:
-        return Plan.model_validate(
-            {**plan.model_dump(mode="json"), "stages": [
-                s.model_dump(mode="json") for s in plan.stages[stage:]
-            ]}
-        )  # fmt: skip
-    except ValidationError as error:
-        return RestoreRefusal(
-            f"the plan from stage {stage} on is no plan: {str(error).splitlines()[0]}"
-        )
+def _promote_new(plan: Plan, stage: int) -> RestoreStep:
+    to = f"{stage_shown(stage + 1)} ({plan.stages[stage + 1].percent:g}%)"
+    change = f"the new rollout: {stage_shown(stage)} → {to}"
+    return RestoreStep("command", "promote", change, None, stage, new_rollout=True)
+
+
+def stage_shown(stage: int | None) -> str:
+    """A stage as status shows it, from 1."""
+    return "no stage" if stage is None else f"stage {stage + 1}"
 
 
 def _phase_only(then: FlagThen, now: FlagNow) -> list[RestoreStep]:
@@ -275,14 +278,15 @@ def _resumed(now: FlagNow, then: FlagThen) -> list[RestoreStep]:
 
 
 def _promote(now: FlagNow, stage: int | None, *, to_end: bool = False) -> RestoreStep:
-    to = "the end (100%)" if to_end else f"stage {(stage or 0) + 1}"
-    change = f"rollout {now.rollout_id}: stage {stage} → {to}"
+    to = "the end (100%)" if to_end else stage_shown((stage or 0) + 1)
+    change = f"rollout {now.rollout_id}: {stage_shown(stage)} → {to}"
     return RestoreStep("command", "promote", change, now.rollout_id, stage, to_end=to_end)
 
 
 def _paused_again(then: FlagThen, now: FlagNow, *, same_rollout: bool) -> list[RestoreStep]:
     if then.phase != Phase.PAUSED:
         return []
-    rollout = now.rollout_id if same_rollout else "(the new one)"
-    change = f"rollout {rollout}: running → paused"
-    return [RestoreStep("command", "pause", change, now.rollout_id if same_rollout else None)]
+    if same_rollout:
+        change = f"rollout {now.rollout_id}: running → paused"
+        return [RestoreStep("command", "pause", change, now.rollout_id)]
+    return [RestoreStep("command", "pause", "the new rollout: running → paused", new_rollout=True)]

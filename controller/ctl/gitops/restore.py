@@ -37,6 +37,7 @@ from controller.core.drafting import (
     SegmentState,
     plan_restore,
     segments_of,
+    stage_shown,
 )
 from controller.core.reading import AuditEvent, PublishedRecord, audit_event
 from controller.core.rollouts import Plan
@@ -226,7 +227,7 @@ def _show(args: argparse.Namespace, result: RestorePlan, target: Decision) -> No
     if args.json:
         print_json({"flag": args.flag, "decision": args.to_decision, "steps": steps})
         return
-    state = f"{target.phase_after} at stage {target.stage}"
+    state = f"{target.phase_after} at {stage_shown(target.stage)}"
     print(f"restore {args.flag} to decision {args.to_decision} ({state}):")
     if not result.steps:
         print("  already so: nothing to send")
@@ -256,10 +257,13 @@ def _send(args: argparse.Namespace, result: RestorePlan) -> int:
         kafka,
         settings.topics,
     )
+    new_rollout: str | None = None
     for step in result.steps:
         if step.kind == "segment_command":
             code = _send_segment(args, step, signer)
         else:
+            # A step on the rollout the start before it made is held to that rollout.
+            expect_rollout_id = new_rollout if step.new_rollout else step.expect_rollout_id
             command = signed_model(
                 step.action,
                 args.flag,
@@ -269,11 +273,13 @@ def _send(args: argparse.Namespace, result: RestorePlan) -> int:
                 reason=signer.reason,
                 plan=step.plan,
                 to_end=step.to_end,
-                expect_rollout_id=step.expect_rollout_id,
+                expect_rollout_id=expect_rollout_id,
                 expect_stage=step.expect_stage,
             )
             answered = handlers.send_signed(args, command)
             code = _told(args, answered, f"{step.action} {args.flag}")
+            if step.action == "start" and answered is not None:
+                new_rollout = answered.decision.rollout_id
         if code != 0:
             return code
     return 0

@@ -3,8 +3,9 @@ names brought back to the state after an earlier decision.
 
 A rollout targeted at a rule segment is promoted to its second stage; the segment is
 widened and the rollout promoted again. Restoring to the first promote's decision puts
-the segment's rule back as it was and serves the second stage's percent again (the
-rollout, ahead of it, is aborted and its plan started again from that stage), each
+the segment's rule back as it was and serves the second stage again (the rollout,
+ahead of it, is aborted, its plan started again and promoted to that stage: status
+numbers its stages as before), each
 step signed and sent like any command. A dry run sends nothing; a decision that is
 not there is refused with the reason.
 """
@@ -141,11 +142,12 @@ async def test_a_restore_brings_back_the_stage_and_the_segment_of_an_earlier_dec
     assert await _segment_rule(url) == orjson_rule(wide)
     # When a restore to the first promote is asked for without --yes
     dry = await asyncio.to_thread(_restore, world, tmp_path, url, earlier["id"], "--dry-run")
-    # Then it proposes the segment's rule back, the rollout aborted and started from stage 1
+    # Then it proposes the segment's rule back, the rollout aborted, started and promoted
+    # to its second stage, stages named from 1 as status names them
     assert dry.returncode == 0, dry.stderr
     assert "segment put" in dry.stdout
-    assert "abort" in dry.stdout
-    assert "from stage 1 (5%)" in dry.stdout, dry.stdout
+    assert "running at stage 3 → aborted" in dry.stdout, dry.stdout
+    assert "the new rollout: stage 1 → stage 2 (5%)" in dry.stdout, dry.stdout
     assert "nothing sent" in dry.stderr
     rollout = await world.rollout(FLAG)
     assert rollout is not None
@@ -159,11 +161,12 @@ async def test_a_restore_brings_back_the_stage_and_the_segment_of_an_earlier_dec
     assert rollout is not None
     assert rollout.rollout_id != started["rollout_id"]
     assert rollout.phase.value == "running"
-    assert rollout.plan.stages[rollout.stage].percent == 5
+    assert (rollout.stage, rollout.plan.stages[rollout.stage].percent) == (1, 5)
     assert rollout.plan.audience == _plan().audience
+    assert len(rollout.plan.stages) == len(_plan().stages)
     # ...each step decided as a command signed by the operator's key
     restored = [d for d in world.observed.decisions if d.get("evidence", {}).get("key_id")]
-    assert {"abort", "start"} <= {d["action"] for d in restored if d["flag"] == FLAG}
+    assert {"abort", "start", "promote"} <= {d["action"] for d in restored if d["flag"] == FLAG}
     # ...and a restore to a decision that is not there is refused, naming it
     missing = await asyncio.to_thread(_restore, world, tmp_path, url, "no-such-decision", "--yes")
     assert missing.returncode == 1

@@ -57,15 +57,20 @@ def _summary(result: RestorePlan | RestoreRefusal) -> list[tuple[str, int | None
         (_then("paused", stage=1), _now(stage=1), [("pause", 1, "r1")]),
         (_then(stage=1), _now("paused", stage=1), [("resume", 1, "r1")]),
         (_then("paused", stage=1), _now("paused", stage=1), []),
-        (  # ahead of it: aborted and started again from that stage
+        (  # ahead of it: aborted, started again and promoted to that stage
             _then(stage=1),
             _now(stage=3),
-            [("abort", 3, "r1"), ("start", None, None)],
+            [("abort", 3, "r1"), ("start", None, None), ("promote", 0, None)],
         ),
-        (  # the rollout ended since: started again from that stage
+        (  # the rollout ended since: started again and promoted to that stage
             _then(stage=2),
             _now("rolled_back", stage=2),
-            [("start", None, None)],
+            [("start", None, None), ("promote", 0, None), ("promote", 1, None)],
+        ),
+        (  # paused then, ahead now: the new rollout paused again at that stage
+            _then("paused", stage=0),
+            _now(stage=3),
+            [("abort", 3, "r1"), ("start", None, None), ("pause", None, None)],
         ),
         (_then("completed", 3), _now(stage=2), [("promote", 2, "r1")]),
         (_then("killed", 1), _now(stage=2), [("kill", 2, "r1")]),
@@ -82,22 +87,43 @@ def test_the_commands_that_bring_the_flag_back(
 def test_a_rollout_replaced_since_is_started_again_with_its_own_plan() -> None:
     then = FlagThen("d-1", "r1", "running", 2, PLAN)
     result = plan_restore("checkout", then, FlagNow(True, "r2", "paused", 0, None))
-    assert _summary(result) == [("abort", 0, "r2"), ("start", None, None)]
+    assert _summary(result) == [
+        ("abort", 0, "r2"),
+        ("start", None, None),
+        ("promote", 0, None),
+        ("promote", 1, None),
+    ]
     assert isinstance(result, RestorePlan)
-    start = result.steps[-1].plan
-    assert start is not None
-    assert [s.percent for s in start.stages] == [50, 100]
+    assert result.steps[1].plan == PLAN
 
 
-def test_a_restart_serves_the_plan_from_that_stage_on() -> None:
+def test_a_restart_keeps_the_plans_stages_and_says_them_as_status_does() -> None:
+    # Given a rollout at its second stage (10%) then, at its fourth now
     result = plan_restore("checkout", _then(stage=1), _now(stage=3))
     assert isinstance(result, RestorePlan)
-    start = result.steps[-1]
-    assert start.plan is not None
-    assert [s.percent for s in start.plan.stages] == [10, 50, 100]
-    assert start.plan.audience == PLAN.audience
-    assert "stage 1 (10%)" in start.change
-    assert result.steps[0].change == "rollout r1: running at stage 3 → aborted"
+    abort, start, promote = result.steps
+    # Then the new rollout has the whole plan, its stages numbered as before
+    assert start.plan == PLAN
+    assert [s.percent for s in PLAN.stages] == [1, 10, 50, 100]
+    # ...and each step names stages from 1, as status does
+    assert abort.change == "rollout r1: running at stage 4 → aborted"
+    assert start.change == "new rollout of the same plan at stage 1 (1%)"
+    assert promote.change == "the new rollout: stage 1 → stage 2 (10%)"
+    # ...each promote of the new rollout held to it once its start names it
+    assert (promote.new_rollout, promote.expect_stage) == (True, 0)
+
+
+@pytest.mark.parametrize(
+    ("then", "now", "said"),
+    [
+        (_then(stage=3), _now(stage=1), ["rollout r1: stage 2 → stage 3", "stage 3 → stage 4"]),
+        (_then("killed", 1), _now(stage=2), ["rollout r1: running at stage 3 → killed"]),
+    ],
+)
+def test_steps_name_stages_from_1(then: FlagThen, now: FlagNow, said: list[str]) -> None:
+    result = plan_restore("checkout", then, now)
+    assert isinstance(result, RestorePlan)
+    assert all(text in step.change for text, step in zip(said, result.steps, strict=True))
 
 
 @pytest.mark.parametrize(
@@ -110,7 +136,7 @@ def test_a_restart_serves_the_plan_from_that_stage_on() -> None:
         (_then("pending", None), _now(), "cannot be brought back"),
         (_then("completed", 3), _now("aborted", 3), "not started again"),
         (_then("killed", 1), _now("completed", 3), "nothing to kill"),
-        (_then(stage=7), _now("aborted", 2), "stage 7 is not in the rollout's plan"),
+        (_then(stage=7), _now("aborted", 2), "stage 8 is not in the rollout's plan (of 4"),
     ],
 )
 def test_a_state_commands_cannot_bring_back_is_refused_with_the_reason(
