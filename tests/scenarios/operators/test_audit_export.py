@@ -147,7 +147,10 @@ async def test_an_export_across_a_kill_holds_every_decision_exactly_once(
     advances = sorted(d["stage"] for d in exported.values() if d["action"] == "advance")
     assert advances == [1, 2, 3, 4]
     assert [d["action"] for d in exported.values()].count("complete") == 1
-    # ...and what was exported across the kill is in it unchanged
-    assert [e for e in during if e["type"] == DECISION] == [
-        e for e in after if e["type"] == DECISION
-    ][: len([e for e in during if e["type"] == DECISION])]
+
+    # ...and what was exported across the kill is in it unchanged (but for the chain,
+    # which is each export's own: its start names its span)
+    def unchained(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [{**e, "prevdigest": None} for e in events if e["type"] == DECISION]
+
+    assert unchained(during) == unchained(after)[: len(unchained(during))]
