@@ -24,7 +24,7 @@ import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Final, Literal
 
 import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -32,8 +32,8 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstrai
 
 from controller.core.trust import signing
 
-SEAL_TYPE = "dev.rollout-controller.audit-seal"
-SEAL_SOURCE = "/rollout-controller/audit-export"
+SEAL_TYPE: Final = "dev.rollout-controller.audit-seal"
+SEAL_SOURCE: Final = "/rollout-controller/audit-export"
 Digest = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
 
 
