@@ -1,5 +1,5 @@
-"""``rolloutctl restore`` on Apache Kafka with the daemon: a flag and the segment its plan
-names brought back to the state after an earlier decision.
+"""``rolloutctl restore`` on Apache Kafka and the embedded broker with the daemon: a flag
+and the segment its plan names brought back to the state after an earlier decision.
 
 A rollout targeted at a rule segment is promoted to its second stage; the segment is
 widened and the rollout promoted again. Restoring to the first promote's decision puts
@@ -41,7 +41,7 @@ CTL_TIMEOUT_S = 180.0
 """A Python process reading two topics and waiting for four decisions on a busy machine."""
 
 
-async def _apache_topics(bootstrap: str) -> dict[str, str]:
+async def _topics(bootstrap: str) -> dict[str, str]:
     partitions = {"events": 2, "commands": 2} | {n: 1 for n in TOPICS if n != "commands"}
     names = {key: f"t-restore-{key}-{uuid.uuid4().hex[:8]}" for key in partitions}
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
@@ -55,15 +55,17 @@ async def _apache_topics(bootstrap: str) -> dict[str, str]:
     return names
 
 
-@pytest.fixture
+@pytest.fixture(params=["apache_kafka_bootstrap", "tansu_bootstrap"])
 async def world(
-    apache_kafka_bootstrap: str, redis_url: str, redis_namespace: str, tmp_path: Path
+    request: pytest.FixtureRequest, redis_url: str, redis_namespace: str, tmp_path: Path
 ) -> AsyncIterator[Scenario]:
+    """The daemon on Apache Kafka, then on the embedded broker (the demo's, no time index)."""
+    bootstrap = str(request.getfixturevalue(request.param))
     async with Scenario(
-        bootstrap=apache_kafka_bootstrap,
+        bootstrap=bootstrap,
         redis_url=redis_url,
         prefix=redis_namespace,
-        topics=await _apache_topics(apache_kafka_bootstrap),
+        topics=await _topics(bootstrap),
         workdir=tmp_path,
     ) as scenario:
         yield scenario
