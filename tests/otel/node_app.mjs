@@ -2,6 +2,7 @@
 //
 //   OFREP_NODE_HOME=.ofrep-node node tests/otel/node_app.mjs OFREP_URL OTLP_ENDPOINT FLAG \
 //       [--errors CONTROL,TREATMENT] [--latency-ms CONTROL,TREATMENT]
+//       [--spans-every-ms N] [--logs-every-ms N]
 //
 // It evaluates its flag with OpenFeature's server SDK through the OFREP provider,
 // records each evaluation with OpenFeature's OpenTelemetry EventHook (a log record
@@ -36,6 +37,9 @@ const { values, positionals } = parseArgs({
   options: {
     errors: { type: "string", default: "0.05,0.05" },
     "latency-ms": { type: "string", default: "10,10" },
+    // How often the SDK exports its batches; the SDK's own defaults are 5000 and 1000.
+    "spans-every-ms": { type: "string", default: "200" },
+    "logs-every-ms": { type: "string", default: "200" },
   },
 });
 const [ofrepUrl, otlpEndpoint, flag] = positionals;
@@ -47,12 +51,12 @@ const sdk = new NodeSDK({
   serviceName: "checkout",
   spanProcessors: [
     new tracing.BatchSpanProcessor(new OTLPTraceExporter({ url: `${otlpEndpoint}/v1/traces` }), {
-      scheduledDelayMillis: 200,
+      scheduledDelayMillis: Number(values["spans-every-ms"]),
     }),
   ],
   logRecordProcessors: [
     new logs.BatchLogRecordProcessor(new OTLPLogExporter({ url: `${otlpEndpoint}/v1/logs` }), {
-      scheduledDelayMillis: 200,
+      scheduledDelayMillis: Number(values["logs-every-ms"]),
     }),
   ],
   instrumentations: [],
