@@ -205,10 +205,10 @@ class OtlpIntake:
         only; a join that a half of it completes with is sent (once by id)."""
         try:
             raw = await journal.recent()
+            await self._directory.fresh()
         except ControllerError as exc:  # the start goes on; what waited is lost, as before
             log.warning("otlp_journal_unread", error=str(exc)[:300])
             return
-        await self._directory.fresh()
         decoded = [entry for entry in map(journal_batch, raw) if entry is not None]
         entries = within(decoded, self._now_ms(), self._translator.join_window_ms)
         loop = asyncio.get_running_loop()
