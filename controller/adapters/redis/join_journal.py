@@ -19,6 +19,8 @@ from __future__ import annotations
 from controller.adapters.redis.client import RedisClient, translated
 from controller.settings import RedisSettings
 
+PAGE = 64
+"""Entries read by one command at a start."""
 _APPEND = """
 local now = redis.call('TIME')
 local oldest = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) - tonumber(ARGV[2])
@@ -43,11 +45,16 @@ class JoinJournal:
 
     async def recent(self) -> list[bytes]:
         """Every entry the journal holds, oldest first (a few may be a window old)."""
-        async with translated():
-            found = await self._redis.xrange(self._key)
         entries: list[bytes] = []
-        for _, fields in found or []:
-            entry = (fields or {}).get(b"e")
-            if isinstance(entry, bytes):
-                entries.append(entry)
-        return entries
+        start: bytes | str = "-"
+        while True:  # a page at a time: a busy window is many exports, each one large
+            async with translated():
+                found = await self._redis.xrange(self._key, min=start, count=PAGE) or []
+            for _, fields in found:
+                entry = (fields or {}).get(b"e")
+                if isinstance(entry, bytes):
+                    entries.append(entry)
+            if len(found) < PAGE:
+                return entries
+            last = found[-1][0]
+            start = b"(" + last if isinstance(last, bytes) else f"({last}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from controller.adapters.redis import JoinJournal, RedisClient
+from controller.adapters.redis.join_journal import PAGE
 from controller.settings import RedisSettings
 
 
@@ -12,7 +13,9 @@ async def test_entries_read_back_in_order_and_the_key_expires_after_two_windows(
     settings = RedisSettings(key_prefix=redis_namespace)
     journal = JoinJournal(store_client, settings=settings, window_ms=30_000)
     assert await journal.recent() == []
+    # more than a page of them, read a page at a time
     entries = [b"first", b"\x00\xffsecond", b"third" * 1000]
+    entries += [f"export {i}".encode() for i in range(2 * PAGE)]
     for entry in entries:
         await journal.append(entry)
     assert await journal.recent() == entries
