@@ -7,12 +7,12 @@ from controller.adapters.redis.client import RedisClient
 from controller.adapters.redis.history import RedisGateHistory
 from controller.adapters.redis.ingest_progress import (
     CountedTimes,
+    GapStore,
     IngestProgressStore,
     ingest_progress,
 )
 from controller.adapters.redis.join_journal import JoinJournal
 from controller.adapters.redis.ledger import EventLedger
-from controller.adapters.redis.log_gaps import GapStore
 from controller.adapters.redis.pipeline_runs import PipelineRunStore
 from controller.adapters.redis.rollouts import AppliedStore, RolloutStore
 from controller.adapters.redis.segments import SegmentStore

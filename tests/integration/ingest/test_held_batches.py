@@ -18,7 +18,7 @@ import pytest
 
 from controller.adapters.kafka import EventConsumer
 from controller.adapters.redis.aggregates import RedisAggregateStore, connect
-from controller.adapters.redis.log_gaps import GapStore
+from controller.adapters.redis.ingest_progress import GapStore
 from controller.core.machine.log_gaps import LogIdentity
 from controller.core.stats.folding import PartitionDelta
 from controller.daemon.ingest.ingest import Ingest

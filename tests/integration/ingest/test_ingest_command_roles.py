@@ -10,7 +10,7 @@ import pytest
 
 from controller.adapters.memory import MemoryOutputs
 from controller.adapters.redis.aggregates import connect
-from controller.adapters.redis.log_gaps import GapStore
+from controller.adapters.redis.ingest_progress import GapStore
 from controller.core.release import Environments, KeyRecord, Permission, Role, RoleBook
 from controller.core.trust import signing
 from controller.core.wire import sent_object

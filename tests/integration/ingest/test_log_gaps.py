@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from controller.adapters.redis.aggregates import RedisAggregateStore, connect
-from controller.adapters.redis.log_gaps import GapStore
+from controller.adapters.redis.ingest_progress import GapStore
 from controller.core.machine.log_gaps import LogIdentity
 from controller.core.rollouts.actions import RaiseAlert
 from controller.core.stats.folding import PartitionDelta
