@@ -16,7 +16,6 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 from controller.console.charts import (
     HEIGHT,
@@ -26,7 +25,11 @@ from controller.console.charts import (
     PAD_TOP,
     WIDTH,
     Mark,
+    TimeAxis,
+    mark_line,
+    time_ticks,
 )
+from controller.console.labels import LINE_PX, Label, render
 from controller.core.common import html_text
 from controller.core.reading import HistoryPoint, RolloutHistory, decimals_for, metric_name
 
@@ -101,22 +104,27 @@ def arm_chart(
     width: int = WIDTH,
     height: int = HEIGHT,
     empty: str = "no per-arm data",
+    axis: TimeAxis | None = None,
 ) -> str:
-    """An accessible SVG chart of each arm's value over time, in % (rates) or ms (latency)."""
+    """An accessible SVG chart of each arm's value over time, in % (rates) or ms (latency),
+    over the rollout's shared time ``axis`` when given."""
     head = _head(points, metric, width, height)
     if not points:
         text = f'<text x="{width / 2}" y="{height / 2}" text-anchor="middle" class="empty">'
         return head + text + f"{html_text(empty)}</text></svg>"
-    scale = _ArmScale.of(points, width, height)
+    scale = _ArmScale.of(points, width, height, axis)
     ticks = (value_text(0.0, metric), value_text(scale.top, metric))
-    parts = [head, _frame(width, height, ticks, scale.top, scale.y)]
-    parts += (_arm_line(points, arm, scale, metric) for arm in ARMS)
-    parts += (_stage_line(mark, scale) for mark in stages if scale.t0 <= mark.ts_ms <= scale.t1)
+    frame, labels = _frame(width, height, ticks, scale.top, scale.y)
+    parts = [head, frame]
+    parts += (_arm_line(points, arm, scale) for arm in ARMS)
     parts += (
-        _time_tick(ts, anchor, scale) for ts, anchor in ((scale.t0, "start"), (scale.t1, "end"))
+        mark_line(mark, scale.x, height, "stage")
+        for mark in stages
+        if scale.t0 <= mark.ts_ms <= scale.t1
     )
-    parts.append("</svg>")
-    return "".join(parts)
+    labels += [_arm_label(points[-1], arm, scale, metric) for arm in ARMS]
+    labels += time_ticks(scale.x, scale.t0, scale.t1, height - PAD_BOTTOM)
+    return "".join(parts) + render(labels, top=0, bottom=height) + "</svg>"
 
 
 def _head(points: Sequence[ArmPoint], metric: str, width: int, height: int) -> str:
@@ -143,65 +151,56 @@ class _ArmScale:
     height: int
 
     @classmethod
-    def of(cls, points: Sequence[ArmPoint], width: int, height: int) -> _ArmScale:
-        t0 = min(p.ts_ms for p in points)
-        t1 = max(*(p.ts_ms for p in points), t0 + 1000)
+    def of(
+        cls, points: Sequence[ArmPoint], width: int, height: int, axis: TimeAxis | None
+    ) -> _ArmScale:
+        span = axis or TimeAxis.over(p.ts_ms for p in points) or TimeAxis(0, 1000)
         top = max(max(p.treatment, p.control) for p in points) * 1.1 or 0.01
-        return cls(t0, t1, top, width, height)
+        return cls(span.t0, span.t1, top, width, height)
 
     def x(self, ts: int) -> float:
-        span = self.width - PAD_LEFT - PAD_RIGHT
-        return round(PAD_LEFT + (ts - self.t0) / (self.t1 - self.t0) * span, 1)
+        return TimeAxis(self.t0, self.t1).x(ts, self.width)
 
     def y(self, value: float) -> float:
         share = min(max(value / self.top, 0.0), 1.0)
         return round(self.height - PAD_BOTTOM - share * (self.height - PAD_TOP - PAD_BOTTOM), 1)
 
 
-def _arm_line(points: Sequence[ArmPoint], arm: str, scale: _ArmScale, metric: str) -> str:
-    """One arm's line, labelled at its end with its latest value."""
+def _arm_line(points: Sequence[ArmPoint], arm: str, scale: _ArmScale) -> str:
+    """One arm's line (control dashed, to tell them apart without colour)."""
     x, y = scale.x, scale.y
     path = " ".join(f"{x(p.ts_ms)},{y(getattr(p, arm))}" for p in points)
-    dash = "" if arm == "treatment" else ' stroke-dasharray="6 3"'  # apart without colour
-    last = points[-1]
-    latest = value_text(getattr(last, arm), metric)
+    dash = "" if arm == "treatment" else ' stroke-dasharray="6 3"'
     return (
         f'<polyline class="arm {arm}" points="{path}" fill="none" stroke="currentColor"'
         f' stroke-width="2"{dash}/>'
-        f'<text class="arm-label {arm}" x="{x(last.ts_ms) - 4}" y="{y(getattr(last, arm)) - 6}"'
-        f' text-anchor="end">{arm} {latest}</text>'
     )
 
 
-def _stage_line(mark: Mark, scale: _ArmScale) -> str:
-    at = scale.x(mark.ts_ms)
-    return (
-        f'<line class="stage" x1="{at}" x2="{at}" y1="{PAD_TOP}"'
-        f' y2="{scale.height - PAD_BOTTOM}" stroke="currentColor" stroke-dasharray="2 3"/>'
-    )
-
-
-def _time_tick(ts: int, anchor: str, scale: _ArmScale) -> str:
-    return (
-        f'<text x="{scale.x(ts)}" y="{scale.height - PAD_BOTTOM + 18}" text-anchor="{anchor}"'
-        f' class="tick">{_clock(ts)} UTC</text>'
-    )
+def _arm_label(last: ArmPoint, arm: str, scale: _ArmScale, metric: str) -> Label:
+    """An arm's latest value at its line's end; the two arms' labels, often at one height,
+    are moved apart by a row (treatment's placed first)."""
+    value = getattr(last, arm)
+    said = f"{arm} {value_text(value, metric)}"
+    at, y = scale.x(last.ts_ms) - 4, scale.y(value) - 6
+    rank = 1 if arm == "treatment" else 2
+    return Label(at, y, said, f"arm-label {arm}", "end", rank, LINE_PX, both_ways=True)
 
 
 def _frame(
     width: int, height: int, ticks: tuple[str, str], top: float, y: Callable[[float], float]
-) -> str:
+) -> tuple[str, list[Label]]:
     left, right = PAD_LEFT, width - PAD_RIGHT
-    out = [
+    frame = (
         f'<rect x="{left}" y="{PAD_TOP}" width="{right - left}"'
         f' height="{height - PAD_TOP - PAD_BOTTOM}" class="plot" fill="none"'
         ' stroke="currentColor" stroke-opacity="0.2"/>'
+    )
+    labels = [
+        Label(left - 4, y(value) + 4, tick, "tick", "end", rank=3)
+        for value, tick in zip((0.0, top), ticks, strict=True)
     ]
-    for value, tick in zip((0.0, top), ticks, strict=True):
-        out.append(
-            f'<text x="{left - 4}" y="{y(value) + 4}" text-anchor="end" class="tick">{tick}</text>'
-        )
-    return "".join(out)
+    return frame, labels
 
 
 def _point(point: HistoryPoint, metric: str) -> ArmPoint | None:
@@ -235,7 +234,3 @@ def _latency_point(point: HistoryPoint, quantile: str) -> ArmPoint | None:
 
 def _count(value: int) -> bool:
     return 0 <= value < 2**53
-
-
-def _clock(ts_ms: int) -> str:
-    return datetime.fromtimestamp(ts_ms / 1000, tz=UTC).strftime("%H:%M:%S")

@@ -17,12 +17,14 @@ ringed dot. The drawing carries ``data-`` attributes (``data-ts`` in ms,
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from controller.console.labels import LINE_PX, Label, render
 from controller.core.common import html_text
 from controller.core.reading import (
+    Collecting,
     HistoryPoint,
     RolloutHistory,
     amount_text,
@@ -38,7 +40,6 @@ MAX_POINTS = 5_000
 PAD_LEFT, PAD_RIGHT, PAD_TOP, PAD_BOTTOM = 72, 16, 20, 28
 LABEL_CHAR_PX = 7.0
 """About how wide a character of a 12 px label is, to keep labels apart."""
-MAX_LABEL_ROWS = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +65,28 @@ class Mark:
 
     ts_ms: int
     label: str
+
+
+@dataclass(frozen=True, slots=True)
+class TimeAxis:
+    """The time span every chart of one rollout shares: one instant is one x on each, so a
+    stage's line falls at the same place on the Δ chart, the arms' and the limits'."""
+
+    t0: int
+    t1: int
+
+    @classmethod
+    def over(cls, instants: Iterable[int]) -> TimeAxis | None:
+        """The span from the first instant to the last (at least a second); None without any."""
+        times = list(instants)
+        if not times:
+            return None
+        return cls(min(times), max(*times, min(times) + 1000))
+
+    def x(self, ts_ms: int, width: int) -> float:
+        """``ts_ms`` as x on a chart ``width`` wide."""
+        share = (ts_ms - self.t0) / (self.t1 - self.t0)
+        return round(PAD_LEFT + share * (width - PAD_LEFT - PAD_RIGHT), 1)
 
 
 def chart_points(history: RolloutHistory, metric: str) -> list[ChartPoint]:
@@ -118,12 +141,17 @@ def guardrail_chart(
     width: int = WIDTH,
     height: int = HEIGHT,
     empty: str = "no data yet",
+    axis: TimeAxis | None = None,
+    collecting: Sequence[Collecting] = (),
 ) -> str:
     """An accessible SVG chart of ``metric``'s Δ and bound against ``tolerance``.
 
     ``tolerance`` is absolute and non-negative: harm is Δ above it when lower
     is better, below minus it when higher is better. ``stages`` marks where
-    each stage began and ``decisions`` when a decision was taken.
+    each stage began and ``decisions`` when a decision was taken; ``axis`` is
+    the time span the rollout's other charts share (default: the points' and
+    marks'); ``collecting`` shades and labels each stage's start before the
+    guardrail had data.
     """
     limit = tolerance if lower_is_better else -tolerance
     title = f"{metric}: treatment minus control, with its always-valid bound"
@@ -138,18 +166,17 @@ def guardrail_chart(
     if not points:
         text = f'<text x="{width / 2}" y="{height / 2}" text-anchor="middle" class="empty">'
         return head + text + f"{html_text(empty)}</text></svg>"
-    scale = _Scale(points, limit, width, height, [m.ts_ms for m in (*stages, *decisions)])
-    parts = [
-        head,
-        _axes(scale, limit, metric),
-        _band(points, scale),
-        _line(points, scale),
-        _marks(stages, scale, "stage"),
-        _marks(decisions, scale, "decision"),
-        _crossing(points, tolerance, lower_is_better, scale),
-        "</svg>",
-    ]
-    return "".join(parts)
+    scale = _Scale(
+        points, limit, width, height, [m.ts_ms for m in (*stages, *decisions)], axis=axis
+    )
+    frame, labels = _axes(scale, limit, metric)
+    shade, waiting = _collecting(collecting, scale)
+    staged, staged_labels = _marks(stages, scale, "stage")
+    decided, decided_labels = _marks(decisions, scale, "decision")
+    ring, crossed = _crossing(points, tolerance, lower_is_better, scale)
+    labels += waiting + staged_labels + decided_labels + crossed
+    body = [shade, frame, _band(points, scale), _line(points, scale), staged, decided, ring]
+    return head + "".join(body) + render(labels, top=0, bottom=height) + "</svg>"
 
 
 def describe(
@@ -218,67 +245,65 @@ class _Scale:
         width: int,
         height: int,
         instants: Iterable[int],
+        *,
+        axis: TimeAxis | None = None,
     ) -> None:
         times = [p.ts_ms for p in points] + list(instants)
-        self.t0, self.t1 = min(times), max(times)
-        if self.t1 <= self.t0:
-            self.t1 = self.t0 + 1000
-        core = [0.0, limit] + [p.delta for p in points if math.isfinite(p.delta)]
-        span = (max(core) - min(core)) or abs(limit) or 1e-3
-        # The early bound is very wide: show up to 1.5 spans beyond Δ and the tolerance.
-        room = [v for p in points for v in (p.lower, p.upper) if math.isfinite(v)]
-        lo = max(min(core + room), min(core) - 1.5 * span)
-        hi = min(max(core + room), max(core) + 1.5 * span)
-        pad = (hi - lo) * 0.05 or span * 0.05
+        self.axis = axis or TimeAxis.over(times) or TimeAxis(0, 1000)
+        self.t0, self.t1 = self.axis.t0, self.axis.t1
+        # Both sides of the band in view, the harm side included, with zero and the
+        # tolerance: an infinite bound is drawn at the edge.
+        values = [0.0, limit] + [
+            v for p in points for v in (p.delta, p.lower, p.upper) if math.isfinite(v)
+        ]
+        lo, hi = min(values), max(values)
+        pad = (hi - lo) * 0.05 or abs(limit) * 0.05 or 5e-5
         self.lo, self.hi = lo - pad, hi + pad
         self.width, self.height = width, height
 
     def x(self, ts_ms: int) -> float:
-        share = (ts_ms - self.t0) / (self.t1 - self.t0)
-        return round(PAD_LEFT + share * (self.width - PAD_LEFT - PAD_RIGHT), 1)
+        return self.axis.x(ts_ms, self.width)
 
     def y(self, value: float) -> float:
-        value = min(max(value, self.lo), self.hi)  # infinities and outliers at the edge
+        value = min(max(value, self.lo), self.hi)  # infinities at the edge
         share = (value - self.lo) / (self.hi - self.lo)
         return round(self.height - PAD_BOTTOM - share * (self.height - PAD_TOP - PAD_BOTTOM), 1)
 
 
-def _axes(scale: _Scale, limit: float, metric: str) -> str:
+def _axes(scale: _Scale, limit: float, metric: str) -> tuple[str, list[Label]]:
+    """The plot's frame, zero and the tolerance as lines; their words and the ticks as labels
+    (the tolerance's first: it must stay in view)."""
     left, right = PAD_LEFT, scale.width - PAD_RIGHT
     bottom = scale.height - PAD_BOTTOM
     out = [
         f'<rect x="{left}" y="{PAD_TOP}" width="{right - left}" height="{bottom - PAD_TOP}"'
         ' class="plot" fill="none" stroke="currentColor" stroke-opacity="0.2"/>'
     ]
-    lines = [(0.0, "zero", "0"), (limit, "tolerance", f"tolerance {tolerance_text(metric, limit)}")]
-    for value, cls, label in lines:
+    for value, cls in ((0.0, "zero"), (limit, "tolerance")):
         y = scale.y(value)
         dash = ' stroke-dasharray="6 4"' if cls == "tolerance" else ""
         out.append(
             f'<line class="{cls}" x1="{left}" x2="{right}" y1="{y}" y2="{y}"'
             f' data-value="{value!r}" stroke="currentColor"{dash}/>'
         )
-        if cls == "zero" and value == limit:
-            continue  # the tolerance's label says it
-        side = "tick" if cls == "zero" else "tolerance-label"
-        x, anchor = (left - 4, "end") if cls == "zero" else (left + 4, "start")
-        out.append(
-            f'<text x="{x}" y="{y - 4 if cls != "zero" else y + 4}" text-anchor="{anchor}"'
-            f' class="{side}">{label}</text>'
-        )
-    for value in (scale.lo, scale.hi):
-        y = scale.y(value)
-        out.append(
-            f'<text x="{left - 4}" y="{y + 4}" text-anchor="end" class="tick">'
-            f"{tolerance_text(metric, value)}</text>"
-        )
-    for ts in (scale.t0, scale.t1):
-        anchor = "start" if ts == scale.t0 else "end"
-        out.append(
-            f'<text x="{scale.x(ts)}" y="{bottom + 18}" text-anchor="{anchor}" class="tick">'
-            f"{_clock(ts)} UTC</text>"
-        )
-    return "".join(out)
+    said = f"tolerance {tolerance_text(metric, limit)}"
+    y = scale.y(limit)
+    labels = [Label(left + 4, y - 4, said, "tolerance-label", rank=0, step=LINE_PX)]
+    if limit:  # else the tolerance's label says it
+        labels.append(Label(left - 4, scale.y(0.0) + 4, "0", "tick", "end", rank=1))
+    labels += [
+        Label(left - 4, scale.y(v) + 4, tolerance_text(metric, v), "tick", "end", rank=7)
+        for v in (scale.lo, scale.hi)
+    ]
+    return "".join(out), labels + time_ticks(scale.x, scale.t0, scale.t1, bottom)
+
+
+def time_ticks(x: Callable[[int], float], t0: int, t1: int, bottom: float) -> list[Label]:
+    """The time axis's two ends, in UTC."""
+    return [
+        Label(x(ts), bottom + 18, f"{_clock(ts)} UTC", "tick", anchor, rank=2)
+        for ts, anchor in ((t0, "start"), (t1, "end"))
+    ]
 
 
 def _band(points: Sequence[ChartPoint], scale: _Scale) -> str:
@@ -303,53 +328,77 @@ def _line(points: Sequence[ChartPoint], scale: _Scale) -> str:
     )
 
 
-def _marks(marks: Sequence[Mark], scale: _Scale, cls: str) -> str:
+def _marks(marks: Sequence[Mark], scale: _Scale, cls: str) -> tuple[str, list[Label]]:
     """Vertical lines; stage labels along the top, decision labels along the bottom.
 
-    A label starts at its line (it names what begins there) unless it would
-    run off the plot, and labels that would overlap go on further rows.
+    A label starts at its line (it names what begins there) unless it would run off the
+    plot; a label in another's way moves a row inwards (:func:`controller.console.labels.layout`).
     """
-    ends: list[float] = []  # per row, where its last label ends
-    out = []
+    lines, labels = [], []
+    top, bottom = PAD_TOP + 12, scale.height - PAD_BOTTOM - 4
     for mark in sorted(marks, key=lambda m: m.ts_ms):
         x, right = scale.x(mark.ts_ms), scale.width - PAD_RIGHT
         span = LABEL_CHAR_PX * len(mark.label)
-        anchor, start = ("start", x + 3) if x + 3 + span <= right else ("end", x - 3 - span)
-        row = next((i for i, end in enumerate(ends) if end < start), len(ends))
-        row = min(row, MAX_LABEL_ROWS - 1)
-        ends[row : row + 1] = [start + span + 4]
-        out.append(_mark(mark, scale, cls, anchor, row))
-    return "".join(out)
+        anchor, at = ("start", x + 3) if x + 3 + span <= right else ("end", x - 3)
+        lines.append(mark_line(mark, scale.x, scale.height, cls))
+        y, step, rank = (top, LINE_PX, 4) if cls == "stage" else (bottom, -LINE_PX, 5)
+        labels.append(Label(round(at, 1), y, mark.label, f"{cls}-label", anchor, rank, step))
+    return "".join(lines), labels
 
 
-def _mark(mark: Mark, scale: _Scale, cls: str, anchor: str, row: int) -> str:
-    x, bottom = scale.x(mark.ts_ms), scale.height - PAD_BOTTOM
-    y_text = PAD_TOP + 12 + 14 * row if cls == "stage" else bottom - 4 - 14 * row
-    x_text = x + 3 if anchor == "start" else x - 3
+def mark_line(mark: Mark, x: Callable[[int], float], height: int, cls: str) -> str:
+    """A mark's vertical line across the plot, with its instant (``data-ts``)."""
+    at = x(mark.ts_ms)
     return (
-        f'<line class="{cls}" x1="{x}" x2="{x}" y1="{PAD_TOP}" y2="{bottom}"'
+        f'<line class="{cls}" x1="{at}" x2="{at}" y1="{PAD_TOP}" y2="{height - PAD_BOTTOM}"'
         f' data-ts="{mark.ts_ms}" stroke="currentColor" stroke-opacity="0.5"'
         ' stroke-dasharray="2 3"/>'
-        f'<text class="{cls}-label" x="{x_text}" y="{y_text}" text-anchor="{anchor}">'
-        f"{html_text(mark.label)}</text>"
     )
+
+
+def _collecting(gaps: Sequence[Collecting], scale: _Scale) -> tuple[str, list[Label]]:
+    """Each stage's start before the guardrail had data, shaded and labelled with the units
+    seen by then: the gap reads as waiting, not as missing data."""
+    shades, labels = [], []
+    height = scale.height - PAD_TOP - PAD_BOTTOM
+    for gap in gaps:
+        left, right = scale.x(gap.start_ms), scale.x(gap.end_ms)
+        shades.append(
+            f'<rect class="collecting" x="{left}" y="{PAD_TOP}" width="{round(right - left, 1)}"'
+            f' height="{height}" data-ts="{gap.start_ms}" data-units="{gap.units}"'
+            ' fill="currentColor" fill-opacity="0.06" stroke="none"/>'
+        )
+        middle = PAD_TOP + height / 2
+        labels.append(
+            Label(
+                left + 3,
+                middle,
+                gap.text(),
+                "collecting-label",
+                rank=3,
+                step=LINE_PX,
+                both_ways=True,
+            )
+        )
+    return "".join(shades), labels
 
 
 def _crossing(
     points: Sequence[ChartPoint], tolerance: float, lower_is_better: bool, scale: _Scale
-) -> str:
+) -> tuple[str, list[Label]]:
     index = crossing(points, tolerance, lower_is_better=lower_is_better)
     if index < 0:
-        return ""
+        return "", []
     p = points[index]
     bound = p.lower if lower_is_better else p.upper
     x, y = scale.x(p.ts_ms), scale.y(bound)
-    return (
+    ring = (
         f'<circle class="crossing" cx="{x}" cy="{y}" r="5" fill="none" stroke="currentColor"'
         f' stroke-width="2" data-ts="{p.ts_ms}" data-value="{bound!r}"/>'
-        f'<text class="crossing-label" x="{x - 4}" y="{max(y - 8, PAD_TOP + 10)}"'
-        f' text-anchor="end">crossed {_clock(p.ts_ms)}</text>'
     )
+    said = f"crossed {_clock(p.ts_ms)}"
+    at = max(y - 8, PAD_TOP + 10)
+    return ring, [Label(x - 4, at, said, "crossing-label", "end", 1, LINE_PX, both_ways=True)]
 
 
 def _id(metric: str) -> str:

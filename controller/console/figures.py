@@ -32,6 +32,7 @@ from controller.console.charts import (
     WIDTH,
     ChartPoint,
     Mark,
+    TimeAxis,
     chart_points,
     chart_table,
     crossing,
@@ -47,7 +48,7 @@ from controller.console.limit_chart import (
     limit_table,
 )
 from controller.core.common import as_datetime
-from controller.core.reading import RolloutHistory
+from controller.core.reading import Collecting, RolloutHistory, collecting
 from controller.core.wire import Decision
 
 MAX_FIGURES = 20
@@ -81,6 +82,10 @@ class Figure:
     ``tolerance``); None for a guardrail's."""
     empty: str = ""
     """What the chart says without a point; empty: the chart's own words."""
+    axis: TimeAxis | None = None
+    """The time span every chart of the rollout shares; None: this chart's own."""
+    collecting: tuple[Collecting, ...] = ()
+    """Each stage's start before the guardrail had data, to be labelled as waiting."""
 
     def svg(self, *, width: int = WIDTH, height: int = HEIGHT) -> str:
         """The chart as inline SVG (its text equivalent inside)."""
@@ -94,6 +99,7 @@ class Figure:
                 decisions=self.decisions,
                 width=width,
                 height=height,
+                axis=self.axis,
             )
         return guardrail_chart(
             self.points,
@@ -105,6 +111,8 @@ class Figure:
             width=width,
             height=height,
             empty=self.empty or "no data yet",
+            axis=self.axis,
+            collecting=self.collecting,
         )
 
     def arms_svg(self, *, width: int = WIDTH, height: int = HEIGHT) -> str:
@@ -116,6 +124,7 @@ class Figure:
             width=width,
             height=height,
             empty=self.empty or "no per-arm data",
+            axis=self.axis,
         )
 
     @property
@@ -179,34 +188,59 @@ def figures(
     """
     specs = guardrails if guardrails is not None else [GuardrailSpec(m) for m in metrics(history)]
     starts = tuple(stage_marks(history))
-    decided = decision_marks(decisions)
+    times = [p.ts_ms for p in history.points() if 0 <= p.ts_ms < 2**53]
+    decided = tuple(m for m in decision_marks(decisions) if _within(m, times))
+    # One time axis for every chart of the rollout: a stage's line falls at one x on each.
+    axis = TimeAxis.over([*times, *(m.ts_ms for m in (*starts, *decided))])
     out = []
     for spec in specs[:MAX_FIGURES]:
         metric = spec.metric[:MAX_KEY_CHARS]
         points = tuple(chart_points(history, metric))
         tolerance, lower_is_better = tolerance_of(history, metric, spec)
-        marks = tuple(m for m in decided if _within(m, points))
         arms = tuple(arm_points(history, metric))
+        waits = tuple(collecting(history, metric))
         figure = Figure(
-            metric, points, tolerance, lower_is_better, starts, marks, spec.dry_run, arms
+            metric,
+            points,
+            tolerance,
+            lower_is_better,
+            starts,
+            decided,
+            spec.dry_run,
+            arms,
+            axis=axis,
+            collecting=waits,
         )
         out.append(figure)
-    limited = limit_figures(history, starts, decided)
+    limited = limit_figures(history, starts, decided, axis)
     if limited:  # a stage without control compared nothing: say so, not "no data yet"
         out = [f if f.points else dataclasses.replace(f, empty=NOT_COMPARED) for f in out]
     return out + limited
 
 
 def limit_figures(
-    history: RolloutHistory, starts: Sequence[Mark], decided: Sequence[Mark]
+    history: RolloutHistory,
+    starts: Sequence[Mark],
+    decided: Sequence[Mark],
+    axis: TimeAxis | None = None,
 ) -> list[Figure]:
     """One figure per absolute limit the history tests: the treated units' rate against it."""
     out = []
     for name in limit_names(history):
         points = tuple(limit_points(history, name))
         ceiling, declared = limit_of(history, name)
-        marks = tuple(m for m in decided if _within(m, points))
-        out.append(Figure(name, points, ceiling, True, tuple(starts), marks, limit=declared))
+        out.append(
+            Figure(
+                name,
+                points,
+                ceiling,
+                True,
+                tuple(starts),
+                tuple(decided),
+                limit=declared,
+                axis=axis,
+            )
+        )
     return out
 
 
@@ -255,11 +289,11 @@ def tolerance_of(
     return (abs(planned) if math.isfinite(planned) else 0.0), guardrail.lower_is_better
 
 
-def _within(mark: Mark, points: Sequence[ChartPoint]) -> bool:
-    """Only decisions of this rollout's charted span (give or take a minute) are marked."""
-    if not points:
+def _within(mark: Mark, times: Sequence[int]) -> bool:
+    """Only decisions of this rollout's recorded span (give or take a minute) are marked."""
+    if not times:
         return False
-    return points[0].ts_ms - MARK_SLACK_MS <= mark.ts_ms <= points[-1].ts_ms + MARK_SLACK_MS
+    return min(times) - MARK_SLACK_MS <= mark.ts_ms <= max(times) + MARK_SLACK_MS
 
 
 def ts_ms(ts: float | datetime) -> int:

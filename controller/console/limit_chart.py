@@ -29,11 +29,14 @@ from controller.console.charts import (
     WIDTH,
     ChartPoint,
     Mark,
+    TimeAxis,
     _band,
     _line,
     _marks,
     _Scale,
+    time_ticks,
 )
+from controller.console.labels import LINE_PX, Label, render
 from controller.core.common import html_text
 from controller.core.reading import RolloutHistory, metric_name, rate_interval
 from controller.core.stats import QUANTILE_SHARES
@@ -124,8 +127,10 @@ def limit_chart(
     decisions: Sequence[Mark] = (),
     width: int = WIDTH,
     height: int = HEIGHT,
+    axis: TimeAxis | None = None,
 ) -> str:
-    """An accessible SVG chart of a limit's rate and bound against the rate it allows."""
+    """An accessible SVG chart of a limit's rate and bound against the rate it allows, over
+    the rollout's shared time ``axis`` when given."""
     key = "limit-" + "".join(c if c.isalnum() else "-" for c in name)[:64]
     title = f"{name}: the treated units' {rate_name(name, declared)}, with its always-valid bound"
     desc = describe_limit(points, ceiling, name=name, declared=declared)
@@ -139,57 +144,49 @@ def limit_chart(
     if not points:
         text = f'<text x="{width / 2}" y="{height / 2}" text-anchor="middle" class="empty">'
         return head + text + "no test yet: no stage without control has run</text></svg>"
-    scale = _Scale(points, ceiling, width, height, [m.ts_ms for m in (*stages, *decisions)])
-    parts = [
-        head,
-        _axes(scale, ceiling),
-        _band(points, scale),
-        _line(points, scale),
-        _marks(stages, scale, "stage"),
-        _marks(decisions, scale, "decision"),
-        _breach(points, ceiling, scale),
-        "</svg>",
-    ]
-    return "".join(parts)
+    scale = _Scale(
+        points, ceiling, width, height, [m.ts_ms for m in (*stages, *decisions)], axis=axis
+    )
+    frame, labels = _axes(scale, ceiling)
+    staged, staged_labels = _marks(stages, scale, "stage")
+    decided, decided_labels = _marks(decisions, scale, "decision")
+    ring, breached = _breach(points, ceiling, scale)
+    labels += staged_labels + decided_labels + breached
+    body = [frame, _band(points, scale), _line(points, scale), staged, decided, ring]
+    return head + "".join(body) + render(labels, top=0, bottom=height) + "</svg>"
 
 
-def _axes(scale: _Scale, ceiling: float) -> str:
+def _axes(scale: _Scale, ceiling: float) -> tuple[str, list[Label]]:
     left, right, bottom = PAD_LEFT, scale.width - PAD_RIGHT, scale.height - PAD_BOTTOM
     y = scale.y(ceiling)
-    out = [
+    frame = (
         f'<rect x="{left}" y="{PAD_TOP}" width="{right - left}" height="{bottom - PAD_TOP}"'
-        ' class="plot" fill="none" stroke="currentColor" stroke-opacity="0.2"/>',
+        ' class="plot" fill="none" stroke="currentColor" stroke-opacity="0.2"/>'
         f'<line class="tolerance limit" x1="{left}" x2="{right}" y1="{y}" y2="{y}"'
-        f' data-value="{ceiling!r}" stroke="currentColor" stroke-dasharray="6 4"/>',
-        f'<text x="{left + 4}" y="{y - 4}" text-anchor="start" class="tolerance-label">'
-        f"limit {share_text(ceiling)}</text>",
+        f' data-value="{ceiling!r}" stroke="currentColor" stroke-dasharray="6 4"/>'
+    )
+    said = f"limit {share_text(ceiling)}"
+    labels = [Label(left + 4, y - 4, said, "tolerance-label", rank=0, step=LINE_PX)]
+    labels += [
+        Label(left - 4, scale.y(value) + 4, share_text(value), "tick", "end", rank=7)
+        for value in (max(scale.lo, 0.0), scale.hi)
     ]
-    for value in (max(scale.lo, 0.0), scale.hi):
-        out.append(
-            f'<text x="{left - 4}" y="{scale.y(value) + 4}" text-anchor="end" class="tick">'
-            f"{share_text(value)}</text>"
-        )
-    for ts in (scale.t0, scale.t1):
-        anchor = "start" if ts == scale.t0 else "end"
-        out.append(
-            f'<text x="{scale.x(ts)}" y="{bottom + 18}" text-anchor="{anchor}" class="tick">'
-            f"{_clock(ts)} UTC</text>"
-        )
-    return "".join(out)
+    return frame, labels + time_ticks(scale.x, scale.t0, scale.t1, bottom)
 
 
-def _breach(points: Sequence[ChartPoint], ceiling: float, scale: _Scale) -> str:
+def _breach(points: Sequence[ChartPoint], ceiling: float, scale: _Scale) -> tuple[str, list[Label]]:
     """The first point whose band lay wholly above the limit, ringed."""
     p = next((p for p in points if p.lower > ceiling), None)
     if p is None:
-        return ""
+        return "", []
     x, y = scale.x(p.ts_ms), scale.y(p.lower)
-    return (
+    ring = (
         f'<circle class="crossing" cx="{x}" cy="{y}" r="5" fill="none" stroke="currentColor"'
         f' stroke-width="2" data-ts="{p.ts_ms}" data-value="{p.lower!r}"/>'
-        f'<text class="crossing-label" x="{x - 4}" y="{max(y - 8, PAD_TOP + 10)}"'
-        f' text-anchor="end">breached {_clock(p.ts_ms)}</text>'
     )
+    said = f"breached {_clock(p.ts_ms)}"
+    at = max(y - 8, PAD_TOP + 10)
+    return ring, [Label(x - 4, at, said, "crossing-label", "end", 1, LINE_PX, both_ways=True)]
 
 
 def _clock(ts_ms: int) -> str:

@@ -87,6 +87,7 @@ from controller.core.reading.pipeline_view import (
     pipeline_view,
 )
 from controller.core.reading.sources_text import budget_text, source_lines
+from controller.core.reading.spans import Collecting, Span, collecting, rollout_span, stage_spans
 from controller.core.reading.stage_power import (
     DEFAULT_EFFECT,
     StageNeeds,
@@ -154,6 +155,7 @@ __all__ = [
     "AuditEvent",
     "AuditType",
     "CheckedCommand",
+    "Collecting",
     "CommandCheckRequest",
     "CommandChecks",
     "Dedup",
@@ -180,6 +182,7 @@ __all__ = [
     "RolloutStatus",
     "RolloutView",
     "Rounded",
+    "Span",
     "SrmCheck",
     "StageHistory",
     "StageNeeds",
@@ -194,6 +197,7 @@ __all__ = [
     "audit_line",
     "budget_text",
     "caught_text",
+    "collecting",
     "comparison_text",
     "control_rate",
     "decided_at",
@@ -225,6 +229,7 @@ __all__ = [
     "quantity_text",
     "quotable_rationale",
     "rate_interval",
+    "rollout_span",
     "rollout_stage",
     "rounded_interval",
     "running_lines",
@@ -235,6 +240,7 @@ __all__ = [
     "stage_label",
     "stage_needs",
     "stage_position",
+    "stage_spans",
     "state_text",
     "too_small",
     "verdict_line",
