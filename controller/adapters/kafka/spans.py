@@ -28,14 +28,7 @@ from dataclasses import dataclass
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.structs import OffsetAndTimestamp
 
-from controller.core.common import BrokerError
-from controller.core.common.time_index import (
-    Stamped,
-    contradiction,
-    first_at_or_after,
-    instant,
-    probe_from,
-)
+from controller.core.common import BrokerError, time_index
 from controller.core.reading import AuditType, PublishedRecord
 from controller.kit.kafka_client import ClientLifecycle, topics_partitions, translated
 from controller.settings import KafkaSettings
@@ -151,23 +144,28 @@ class SpanReader(ClientLifecycle):
         """The partitions whose records contradict the index's answer for ``at_ms``, and why."""
         probes = {}
         for p, offset in answers.items():
-            if (start := probe_from(offset, begin=bounds[p].start, end=bounds[p].stop)) is not None:
+            span = bounds[p]
+            if (
+                start := time_index.probe_from(offset, begin=span.start, end=span.stop)
+            ) is not None:
                 probes[p] = start
         around = await self._around(probes, bounds)
         wrong = {}
+        when = time_index.instant(at_ms)
         for p, offset in answers.items():
             span = bounds[p]
-            records = around.get(p, [])
-            why = contradiction(at_ms, offset, begin=span.start, end=span.stop, around=records)
+            why = time_index.contradiction(
+                at_ms, offset, begin=span.start, end=span.stop, around=around.get(p, [])
+            )
             if why is not None:
-                wrong[p] = f"the index names offset {offset} for {instant(at_ms)}, but {why}"
+                wrong[p] = f"the index names offset {offset} for {when}, but {why}"
         return wrong
 
     async def _around(
         self, probes: Mapping[TopicPartition, int], bounds: Mapping[TopicPartition, _Range]
-    ) -> dict[TopicPartition, list[Stamped]]:
+    ) -> dict[TopicPartition, list[time_index.Stamped]]:
         """The first :data:`PROBE_RECORDS` records of each partition from its probe offset."""
-        read: dict[TopicPartition, list[Stamped]] = {p: [] for p in probes}
+        read: dict[TopicPartition, list[time_index.Stamped]] = {p: [] for p in probes}
         for partition, offset in probes.items():
             self._consumer.seek(partition, offset)
         left, loop = set(probes), asyncio.get_running_loop()
@@ -250,13 +248,13 @@ class SpanReader(ClientLifecycle):
 
 def _answer(found: OffsetAndTimestamp | None, bounds: _Range) -> int:
     offset = None if found is None or found.offset < 0 else found.offset
-    return first_at_or_after(offset, begin=bounds.start, end=bounds.stop)
+    return time_index.first_at_or_after(offset, begin=bounds.start, end=bounds.stop)
 
 
-def _stamped(record: ConsumerRecord[bytes, bytes]) -> Stamped:
+def _stamped(record: ConsumerRecord[bytes, bytes]) -> time_index.Stamped:
     if record.timestamp < 0:
         raise BrokerError(_no_timestamp(record.topic, record.partition, record.offset))
-    return Stamped(record.offset, record.timestamp)
+    return time_index.Stamped(record.offset, record.timestamp)
 
 
 def _no_timestamp(topic: str, partition: int, offset: int) -> str:

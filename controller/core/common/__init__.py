@@ -1,8 +1,10 @@
 """The core's shared vocabulary: errors, timestamps, bounds, text, YAML, durations.
 
-Also evidence entries, latency histograms and numerals: what every other wing may use.
+Also evidence entries, latency histograms, numerals and the check of a broker's time index:
+what every other wing may use.
 """
 
+from controller.core.common import time_index
 from controller.core.common.durations import ReadableDuration, countdown_text
 from controller.core.common.errors import (
     BrokerError,
@@ -144,4 +146,5 @@ __all__ = [
     "sentences",
     "split",
     "stripped",
+    "time_index",
 ]

@@ -30,7 +30,7 @@ from typing import Annotated, Literal
 import orjson
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
-from controller.core.trust.audit_chain import AuditSeal
+from controller.core.trust import audit_chain
 from controller.core.wire import JsonObject
 
 AUDIT_TYPE_PREFIX = "dev.rollout-controller."
@@ -312,5 +312,8 @@ def with_holder(event: AuditEvent, holders: KeyHolders) -> AuditEvent:
     return event.model_copy(update={"signerholder": found[0], "signerholderfrom": found[1]})
 
 
-AUDIT_MODELS: dict[str, type[BaseModel]] = {"audit-event": AuditEvent, "audit-seal": AuditSeal}
+AUDIT_MODELS: dict[str, type[BaseModel]] = {
+    "audit-event": AuditEvent,
+    "audit-seal": audit_chain.AuditSeal,
+}
 """The audit export's lines by the file stem of their JSON Schema in ``schemas/``."""

@@ -1,6 +1,7 @@
-"""What is signed and who may send: Ed25519 signatures on commands and flag states, and app keys."""
+"""What is signed and who may send: Ed25519 signatures on commands and flag states, app keys,
+and the audit export's chain and seal."""
 
-from controller.core.trust import app_keys, signing, stream_tokens
+from controller.core.trust import app_keys, audit_chain, signing, stream_tokens
 from controller.core.trust.app_keys import (
     CLIENT_PREFIX,
     SERVER_PREFIX,
@@ -37,6 +38,7 @@ __all__ = [
     "StateVerifier",
     "access",
     "app_keys",
+    "audit_chain",
     "bearer",
     "bound_refusal",
     "digest",

@@ -25,17 +25,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from controller.core.common import ConfigError, ControllerError
 from controller.core.reading import AuditEvent, audit_line
 from controller.core.release import read_key_record
-from controller.core.trust import signing
-from controller.core.trust.audit_chain import (
-    Checked,
-    SealData,
-    Signer,
-    check_export,
-    line_digest,
-    seal,
-    seal_line,
-    start_digest,
-)
+from controller.core.trust import audit_chain, signing
 from controller.ctl.terminal import UsageError, run_guarded, warn
 
 EXIT_FAILED = 1
@@ -47,30 +37,30 @@ def chained(
     since: datetime,
     until: datetime,
     types: Sequence[str],
-    signer: Signer | None,
+    signer: audit_chain.Signer | None,
 ) -> Iterator[tuple[str | None, str]]:
     """Each event's (subject, line), chained from the start, then the seal's (None, line)."""
-    start = start_digest(since, until, types)
+    start = audit_chain.start_digest(since, until, types)
     head, count = start, 0
     for event in events:
         line = audit_line(event.model_copy(update={"prevdigest": head}))
-        head, count = line_digest(line.encode()), count + 1
+        head, count = audit_chain.line_digest(line.encode()), count + 1
         yield event.subject, line
-    opened = SealData(
+    opened = audit_chain.SealData(
         since=since, until=until, types=list(types), events=0, start=start, head=start
     )
-    sealed = seal(opened, events=count, head=head, at=datetime.now(UTC), signer=signer)
-    yield None, seal_line(sealed)
+    sealed = audit_chain.seal(opened, events=count, head=head, at=datetime.now(UTC), signer=signer)
+    yield None, audit_chain.seal_line(sealed)
 
 
-def signer_of(key_id: str | None, key: Path | None) -> Signer | None:
+def signer_of(key_id: str | None, key: Path | None) -> audit_chain.Signer | None:
     """The operator key the seal is signed with, or None; both or neither must be given."""
     if key_id is None and key is None:
         return None
     if key_id is None or key is None:
         raise UsageError("--key-id and --key go together: the key that signs the seal")
     try:
-        return Signer(key_id, signing.load_private_key(key.read_text(encoding="ascii")))
+        return audit_chain.Signer(key_id, signing.load_private_key(key.read_text(encoding="ascii")))
     except (OSError, UnicodeDecodeError, ValueError) as error:
         raise ConfigError(f"--key {key}: not a readable Ed25519 private key ({error})") from error
 
@@ -132,8 +122,8 @@ def check(file: Path, keys: Mapping[str, Ed25519PublicKey], *, require_signature
         lines = file.read_bytes().splitlines()
     except OSError as error:
         raise ControllerError(f"cannot read {file}: {error.strerror or error}") from error
-    verdict = check_export(lines, keys)
-    if not isinstance(verdict, Checked):
+    verdict = audit_chain.check_export(lines, keys)
+    if not isinstance(verdict, audit_chain.Checked):
         print(f"{file}: line {verdict.line}: {verdict.reason}")
         return EXIT_FAILED
     if verdict.signed_by is None:

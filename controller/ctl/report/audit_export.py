@@ -46,7 +46,7 @@ from controller.core.reading import (
     export_order,
     with_holder,
 )
-from controller.core.trust.audit_chain import Signer
+from controller.core.trust import audit_chain
 from controller.ctl.report.audit_chain import add_check_parser, chained, signer_of
 from controller.ctl.report.audit_holders import current_holders, key_holders
 from controller.ctl.terminal import UsageError, run_guarded, warn
@@ -81,7 +81,7 @@ class Options:
     """Each configured operator key's holder (today's keys)."""
     alerts_topic: str | None = None
     """Where ``operator_keys`` alerts are read to name commands' holders; None: no commands."""
-    signer: Signer | None = None
+    signer: audit_chain.Signer | None = None
     """The operator key the seal is signed with; None: unsigned."""
 
     @property

@@ -91,11 +91,16 @@ async def test_the_span_holds_the_records_stamped_in_it_and_no_other(broker: Bro
             assert set(reader.whole) == {f"{topic}/0", f"{topic}/1"}
 
 
+def _epoch_ms() -> int:
+    """Now by the wall clock, as the producer stamps records."""
+    return int(time.time() * 1000)
+
+
 async def test_a_span_up_to_now_holds_every_record_since(broker: Broker) -> None:
     bootstrap = broker.bootstrap
     # Given records stamped by the producer's clock, the last a moment ago
     topic = await _topic(bootstrap, partitions=1)
-    now = int(time.time() * 1000)
+    now = _epoch_ms()
     await _produce(bootstrap, topic, [(0, now - 3_000), (0, now - 2_000), (0, now - 1_000)])
     kafka = KafkaSettings(bootstrap_servers=bootstrap)
     # When the span from 2.5 s ago until a moment from now is read
