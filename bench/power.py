@@ -294,8 +294,9 @@ def draw(metric: str, rng: np.random.Generator) -> Drawn | None:
     base = SHAPES[str(rng.choice(SHAPE_NAMES))]
     shape = replace(base, error_rate=float(rng.choice(ERROR_RATES)))
     per_half_hour = float(rng.choice(PER_HALF_HOUR))
+    percent = float(rng.choice(PERCENTS))  # before the length: the seed's plans stay as measured
     minutes = timedelta(minutes=int(rng.choice(MINUTES)))
-    stage = Stage(percent=float(rng.choice(PERCENTS)), min_duration=minutes, min_units_per_arm=0)
+    stage = Stage(percent=percent, min_duration=minutes, min_units_per_arm=0)
     return previewed(metric, shape, stage, per_half_hour, float(rng.choice(ALPHAS)))
 
 
