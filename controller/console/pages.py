@@ -18,11 +18,13 @@ from urllib.parse import quote
 
 from controller.core.common import as_datetime, html_text, split
 from controller.core.reading import (
+    FINISHED,
     HistoryPoint,
     RolloutRow,
     RolloutView,
     State,
     guardrail_state,
+    rollout_span,
     state_text,
 )
 from controller.core.wire import Alert
@@ -98,11 +100,12 @@ def rollout_list(
     ``pipelines`` names the flag), then the recent alerts."""
     body = (
         "".join(_row(r, pipelines) for r in rows)
-        or '<tr><td colspan="6">No rollouts yet.</td></tr>'
+        or '<tr><td colspan="8">No rollouts yet.</td></tr>'
     )
     head = (
         '<tr><th scope="col">flag</th><th scope="col">phase</th><th scope="col">stage</th>'
         '<th scope="col">serving</th><th scope="col">time in stage</th>'
+        '<th scope="col">ended</th><th scope="col">total</th>'
         '<th scope="col">health</th></tr>'
     )
     return (
@@ -126,11 +129,20 @@ def _row(r: RolloutRow, pipelines: Collection[str]) -> str:
         f'<td data-label="phase">{esc(phase_text(r))}</td>'
         f'<td data-label="stage">{esc(stage_text(r))}</td>'
         f'<td data-label="serving">{percent_cell(r.percent)}</td>'
-        f'<td data-label="in stage">'
-        f"{esc(duration(r.time_in_stage_s) if r.active else '-')}</td>"
+        f'<td data-label="in stage">{esc(duration(r.time_in_stage_s))}</td>{_span_cells(r)}'
         f'<td data-label="health">'
         f'<span class="health {esc(r.health)}">{esc(HEALTH_TEXT.get(r.health, r.health))}</span>'
         f"{f' <small>{esc(note)}</small>' if note else ''}</td></tr>"
+    )
+
+
+def _span_cells(r: RolloutView) -> str:
+    """When the rollout ended (``running`` while it runs) and how long it ran in all."""
+    span = rollout_span(r)
+    ended = clock(span.end) if span.end else ("-" if r.phase in FINISHED else "running")
+    return (
+        f'<td data-label="ended" class="ended">{esc(ended)}</td>'
+        f'<td data-label="total" class="total">{esc(duration(span.seconds))}</td>'
     )
 
 

@@ -31,15 +31,18 @@ from controller.core.reading import (
     Evidence,
     RolloutHistory,
     RolloutView,
+    Span,
     budget_text,
     comparison_text,
     dominant_text,
     guardrail_state,
     limit_reading,
     ms_text,
+    rollout_span,
     running_text,
     source_lines,
     stage_label,
+    stage_spans,
     state_text,
     verdict_line,
     widening_text,
@@ -103,7 +106,8 @@ def _summary(s: RolloutView, verdict_text: str) -> str:
         f'<dt>phase</dt><dd class="phase">{esc(phase_text(s))}</dd>'
         f'<dt>stage</dt><dd class="stage">{esc(stage_text(s))}</dd>'
         f"<dt>serving</dt><dd>{percent_cell(s.percent)} of units</dd>"
-        f"<dt>time in stage</dt><dd>{esc(_in_stage(s))}</dd>{_next_move(s)}{_needs(s)}"
+        f"<dt>time in stage</dt><dd>{esc(duration(s.time_in_stage_s))}</dd>{_ran(s)}"
+        f"{_next_move(s)}{_needs(s)}"
         f"<dt>plan</dt><dd>{esc(s.plan)}</dd>{values}{gate}</dl>"
     )
 
@@ -144,15 +148,20 @@ def _needs(s: RolloutView) -> str:
     return f'<dt>still needs</dt><dd class="stage-needs"><ul>{items}</ul></dd>'
 
 
-def _in_stage(s: RolloutView) -> str:
-    if s.phase not in ("running", "paused"):
-        return "-"
-    return duration(s.time_in_stage_s)
+def _ran(s: RolloutView) -> str:
+    """When the rollout started and ended, and how long it ran in all (so far, while it
+    runs)."""
+    span = rollout_span(s)
+    if span.start is None:
+        return ""
+    ended = f", ended {clock(span.end)}" if span.end else ""
+    said = f"started {clock(span.start)}{ended}: {duration(span.seconds)}"
+    return f'<dt>{"ran" if span.end else "running"}</dt><dd class="ran">{esc(said)}</dd>'
 
 
 def _timeline(status: RolloutView, page: RolloutPage, history: RolloutHistory) -> str:
     current, phase, percents = status.stage, status.phase, page.stages
-    started = {st.stage: st.points[0].ts_ms for st in history.stages if st.points}
+    spans = stage_spans(status, history)
     items = []
     for i, percent in enumerate(percents):
         if phase == "completed" or i < current:
@@ -161,9 +170,7 @@ def _timeline(status: RolloutView, page: RolloutPage, history: RolloutHistory) -
             state = _ended_state(phase) if phase in ENDED else "current"
         else:
             state = "pending"
-        when = started.get(i)
-        # The time is when the stage began, whatever became of it.
-        at = f" <small>· started</small> <time>{esc(clock(when))}</time>" if when else ""
+        at = _when(spans.get(i), running=state == "current" and phase in ("running", "paused"))
         current_attr = ' aria-current="step"' if i == current and state == "current" else ""
         label = f"<b>{esc(stage_label(i, len(percents), percent))}</b>"
         if i < len(page.rings):
@@ -174,6 +181,19 @@ def _timeline(status: RolloutView, page: RolloutPage, history: RolloutHistory) -
         '<section aria-labelledby="h-stages"><h2 id="h-stages">Stages</h2>'
         f'{within}<ol class="timeline">{"".join(items)}</ol></section>'
     )
+
+
+def _when(span: Span | None, *, running: bool) -> str:
+    """A stage's start, end and duration: the time it has run so far while it runs."""
+    if span is None or span.start is None:
+        return ""
+    out = f" <small>· started</small> <time>{esc(clock(span.start))}</time>"
+    if span.end is not None:
+        out += f' <small>· ended</small> <time class="end">{esc(clock(span.end))}</time>'
+    if span.seconds is not None:
+        took = "so far" if running else "in all"
+        out += f' <small class="took">· {esc(duration(span.seconds))} {took}</small>'
+    return out
 
 
 def _ended_state(phase: str) -> str:

@@ -87,7 +87,14 @@ from controller.core.reading.pipeline_view import (
     pipeline_view,
 )
 from controller.core.reading.sources_text import budget_text, source_lines
-from controller.core.reading.spans import Collecting, Span, collecting, rollout_span, stage_spans
+from controller.core.reading.spans import (
+    FINISHED,
+    Collecting,
+    Span,
+    collecting,
+    rollout_span,
+    stage_spans,
+)
 from controller.core.reading.stage_power import (
     DEFAULT_EFFECT,
     StageNeeds,
@@ -137,6 +144,7 @@ __all__ = [
     "AUDIT_TOPICS",
     "AUDIT_TYPE_PREFIX",
     "DEFAULT_EFFECT",
+    "FINISHED",
     "INCOHERENT",
     "INDEPENDENT_REQUESTS",
     "MAX_AUDIT_RECORD_BYTES",

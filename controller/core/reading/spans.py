@@ -24,6 +24,9 @@ from datetime import UTC, datetime
 
 from controller.core.reading.views import HistoryPoint, RolloutHistory, RolloutView
 
+FINISHED = ("completed", "rolled_back", "killed", "aborted")
+"""Phases a rollout does not leave: it ended when it came to one."""
+
 
 @dataclass(frozen=True, slots=True)
 class Collecting:
@@ -99,7 +102,7 @@ def rollout_span(status: RolloutView) -> Span:
     """When the rollout started and ended, and how long it ran: to its end once ended, else
     so far (to its stage's start, then its time in stage)."""
     start, end = _parse(status.started_at), _parse(status.ended_at)
-    if end is not None:
+    if end is not None or status.phase in FINISHED:  # ended, maybe before its end was kept
         return Span(start, end, _between(start, end))
     stage_start = _parse(status.stage_started_at)
     before = _between(start, stage_start)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from datetime import datetime
 
 from controller.console.figures import Figure
 from controller.core.reading import (
@@ -182,7 +183,7 @@ GUARDRAIL_HEAD = [
     "p",
 ]
 DECISION_HEAD = ["time", "at", "action", "outcome", "by", "reason", "advisor"]
-STAGE_HEAD = ["stage", "started", "duration", "ended by"]
+STAGE_HEAD = ["stage", "started", "ended", "duration", "ended by"]
 WAIT_HEAD = ["at", "from", "until", "why"]
 TRIGGER_HEAD = ["time", "at", "trigger", "action", "policy entry", "outcome", "reason"]
 
@@ -211,8 +212,39 @@ def decision_cells(report: Report) -> Iterator[list[str]]:
         yield [clock(row.ts), row.stage, row.action, row.outcome, row.by, row.reason, advice]
 
 
+def stage_span(stage: StageReport) -> str:
+    """A stage's start, end and duration in one line: ``2026-11-22 10:00:00 UTC to
+    2026-11-22 10:04:05 UTC, 4m05s``; a running stage's duration is so far."""
+    end = "now" if stage.outcome == "running" else clock(stage.ended_at)
+    return f"{clock(stage.started_at)} to {end}, {duration(stage.duration_s)}"
+
+
 def stage_cells(stage: StageReport) -> list[str]:
-    return [stage.label, clock(stage.started_at), duration(stage.duration_s), stage.outcome]
+    ended = "running" if stage.outcome == "running" else clock(stage.ended_at)
+    return [
+        stage.label,
+        clock(stage.started_at),
+        ended,
+        duration(stage.duration_s),
+        stage.outcome,
+    ]
+
+
+def ended_rows(report: Report) -> list[tuple[str, str]]:
+    """When the rollout ended and how long it ran, from its last stage's end; none while it
+    runs."""
+    last = report.stages[-1] if report.stages else None
+    if last is None or last.outcome == "running" or last.ended_at is None:
+        return []
+    try:
+        ran = datetime.fromisoformat(last.ended_at) - datetime.fromisoformat(
+            report.started_at or ""
+        )
+    except (ValueError, TypeError):  # an unreadable or zone-less start: no duration to say
+        return [("ended", clock(last.ended_at))]
+    seconds = ran.total_seconds()
+    said = duration(seconds) if seconds >= 0 else "-"
+    return [("ended", clock(last.ended_at)), ("duration", said)]
 
 
 def summary_rows(report: Report) -> list[tuple[str, str]]:
@@ -224,5 +256,6 @@ def summary_rows(report: Report) -> list[tuple[str, str]]:
         ("phase", report.phase),
         ("serving", served),
         ("started", clock(report.started_at)),
+        *ended_rows(report),
         ("report made", clock(report.generated_at)),
     ]

@@ -32,12 +32,12 @@ from controller.ctl.report.cells import (
     TABLE_ROWS,
     arm_cells,
     decision_cells,
-    duration,
     guardrail_cells,
     held_back,
     limit_cells,
     srm_text,
     stage_cells,
+    stage_span,
     summary_rows,
     widening_notes,
 )
@@ -73,7 +73,7 @@ def markdown(report: Report, *, depth: int = 0) -> str:
         out += ["", f"{h}## {title}", "", *_md_table(head, rows)]
     for stage in report.stages:
         out += ["", f"{h}### {_md(stage.label)}", ""]
-        out += [f"{_md(duration(stage.duration_s))}, ended by {_md(stage.outcome)}."]
+        out += [f"{_md(stage_span(stage))}, ended by {_md(stage.outcome)}."]
         if stage.evidence_from:
             out += [f"Numbers from: {_md(stage.evidence_from)}.", ""]
         if stage.audience:
@@ -141,6 +141,7 @@ svg.chart .tolerance-label,svg.chart .crossing-label{fill:#cf222e}
 svg.chart .crossing-label{font-weight:600}svg.chart .zero,svg.chart .stage{color:#59636e}
 svg.chart .stage-label{fill:#59636e}svg.chart .decision{color:#9a6700}
 svg.chart .decision-label{fill:#9a6700}summary{cursor:pointer}
+svg.chart .collecting{color:#59636e}svg.chart .collecting-label{fill:#59636e;font-style:italic}
 svg.arms-chart{display:block;min-width:560px;height:auto;font-size:12px;color:#1b1f24}
 svg.arms-chart text{fill:currentColor}svg.arms-chart .tick{fill:#57606a}
 svg.arms-chart .treatment{color:#0969da}svg.arms-chart text.treatment{fill:#0969da}
@@ -255,7 +256,7 @@ def _ring_text(stage: StageReport) -> str:
 def _h_stage(stage: StageReport) -> list[str]:
     parts = [
         f"<section><h3>{_h(stage.label)}</h3>",
-        f"<p>{_h(duration(stage.duration_s))}, ended by {_h(stage.outcome)}.",
+        f"<p>{_h(stage_span(stage))}, ended by {_h(stage.outcome)}.",
     ]
     if stage.evidence_from:
         parts.append(f' <span class="note">Numbers from: {_h(stage.evidence_from)}.</span>')
