@@ -155,8 +155,9 @@ def _ran(s: RolloutView) -> str:
     if span.start is None:
         return ""
     ended = f", ended {clock(span.end)}" if span.end else ""
-    said = f"started {clock(span.start)}{ended}: {duration(span.seconds)}"
-    return f'<dt>{"ran" if span.end else "running"}</dt><dd class="ran">{esc(said)}</dd>'
+    took = f", {duration(span.seconds)} {'in all' if span.end else 'so far'}"
+    said = f"started {clock(span.start)}{ended}{took if span.seconds is not None else ''}"
+    return f'<dt>ran</dt><dd class="ran">{esc(said)}</dd>'
 
 
 def _timeline(status: RolloutView, page: RolloutPage, history: RolloutHistory) -> str:

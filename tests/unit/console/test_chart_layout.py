@@ -152,7 +152,7 @@ def test_each_stage_opens_with_its_wait_for_data_labelled_with_the_units_seen() 
 
 
 def test_a_stage_without_control_waits_for_no_guardrail() -> None:
-    served = {"flag": "f", "rollout_id": "r", "stages": [SERVED["stages"][2]]}  # type: ignore[index]
+    served = {"flag": "f", "rollout_id": "r", "stages": [SERVED["stages"][2]]}
     read = RolloutHistory.read(served)
     assert read is not None
     assert collecting(read, "error_rate") == []

@@ -74,8 +74,10 @@ def test_the_list_says_when_each_rollout_ended_and_how_long_it_ran(
 def test_a_rollouts_span_is_to_its_end_or_so_far() -> None:
     ended = rollout_span(RolloutView.model_validate(ENDED))
     assert (ended.seconds, ended.end is not None) == (100.0, True)
-    running = rollout_span(RolloutView.model_validate(RUNNING))
-    assert (running.seconds, running.end) == (230.0, None)  # 30 s in stage 1, then 200 s
+    running = RolloutView.model_validate(RUNNING)
+    assert (rollout_span(running).seconds, rollout_span(running).end) == (230.0, None)
+    page = rollout_detail(RolloutPage(running, HISTORY))
+    assert '<dd class="ran">started 10:00:00, 3 min so far</dd>' in page  # 30 s, then 200 s
 
 
 def test_each_stage_has_its_start_end_and_duration_on_the_page() -> None:
@@ -90,7 +92,7 @@ def test_each_stage_has_its_start_end_and_duration_on_the_page() -> None:
     assert "30 s in all" in first
     assert '<time class="end">10:01:40</time>' in failed
     assert "70 s in all" in failed
-    assert '<dd class="ran">started 10:00:00, ended 10:01:40: 100 s</dd>' in page
+    assert '<dd class="ran">started 10:00:00, ended 10:01:40, 100 s in all</dd>' in page
     assert "<dt>time in stage</dt><dd>70 s</dd>" in page
 
 
