@@ -10,13 +10,11 @@ effect is estimated from the arms' unit buckets (:mod:`controller.core.stats.uni
   delta method's variance over buckets (the larger of the arms' own and the one identical
   arms would share, pooled within arms over both arms' buckets) against the variance as if
   the same events were independent;
-* the share above a latency edge, and each arm's latency quantile: each arm's design effect
-  of its share of latencies above the edge, around that arm's own share (the larger of its
-  own and the one pooled within both arms), interpolated between the coarse edges around
-  the edge or the quantile. Each arm's quantile ranks are widened by its own; the share
-  above an edge takes the arms' effects weighed by their variance. A difference between
-  the arms is the effect being tested, never clustering, so no design effect is taken
-  around both arms' pooled share.
+* the share above a latency edge, and each arm's latency quantile: the design effect of the
+  share of latencies above the edge pooled within both arms, each arm's residuals around its
+  own share, interpolated between the coarse edges around the edge or each arm's quantile,
+  whose ranks it widens. A difference between the arms is the effect being tested, never
+  clustering, so no design effect is taken around both arms' pooled share.
 
 Taking the variance as "independent variance times design effect" rather than the bucket
 variance alone keeps today's floors (half an event, the pooled null) and lets a
@@ -251,10 +249,12 @@ class _Edges:
 
     def _share_effects(self, first_bin: int) -> tuple[float | None, float | None]:
         """Per arm, the design effect of its share of latencies from coarse bin ``first_bin``
-        up: the larger of its own, around its own share, and the one pooled within both arms
-        (more buckets, so a small arm's few units add no noise below it). Never around the
-        pooled share of both arms: a difference between the arms is the effect, not
-        clustering. None where it cannot be said (a share of 0 or 1 in both arms)."""
+        up, pooled within both arms: each arm's residuals around its own share, over both
+        arms' buckets (an arm's own alone, where the pooled one cannot be said). Never around
+        the pooled share of both arms: a difference between the arms is the effect, not
+        clustering. Not the larger of an arm's own and the pooled one either: a small arm's
+        own, from the few tail events of its buckets, is mostly noise, and the larger of two
+        noisy estimates of 1 is well above 1 (p99 lost a tenth of its power to it)."""
         if not 0 < first_bin < LATENCY_BINS:
             return None, None
         treatment, control = self.buckets
@@ -272,10 +272,7 @@ class _Edges:
 
 
 def _arm_effect(spread: ShareSpread, pooled: float | None) -> float | None:
-    own = spread.design_effect
-    if own is None or pooled is None:
-        return pooled if own is None else own
-    return max(own, pooled)
+    return spread.design_effect if pooled is None else pooled
 
 
 def _enough(buckets: Sequence[UnitBuckets]) -> bool:
