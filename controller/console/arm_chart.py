@@ -17,18 +17,18 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from controller.console.charts import (
+from controller.console.axis import (
     HEIGHT,
     PAD_BOTTOM,
     PAD_LEFT,
     PAD_RIGHT,
     PAD_TOP,
     WIDTH,
-    Mark,
     TimeAxis,
     mark_line,
     time_ticks,
 )
+from controller.console.charts import Mark
 from controller.console.labels import LINE_PX, Label, render
 from controller.core.common import html_text
 from controller.core.reading import HistoryPoint, RolloutHistory, decimals_for, metric_name
@@ -118,7 +118,7 @@ def arm_chart(
     parts = [head, frame]
     parts += (_arm_line(points, arm, scale) for arm in ARMS)
     parts += (
-        mark_line(mark, scale.x, height, "stage")
+        mark_line(mark.ts_ms, scale.x, height, "stage")
         for mark in stages
         if scale.t0 <= mark.ts_ms <= scale.t1
     )

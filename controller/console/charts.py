@@ -17,11 +17,22 @@ ringed dot. The drawing carries ``data-`` attributes (``data-ts`` in ms,
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from controller.console.labels import LINE_PX, Label, render
+from controller.console.axis import (
+    HEIGHT,
+    PAD_BOTTOM,
+    PAD_LEFT,
+    PAD_RIGHT,
+    PAD_TOP,
+    WIDTH,
+    TimeAxis,
+    mark_line,
+    time_ticks,
+)
+from controller.console.labels import CHAR_PX, LINE_PX, Label, render
 from controller.core.common import html_text
 from controller.core.reading import (
     Collecting,
@@ -33,13 +44,9 @@ from controller.core.reading import (
     stage_label,
 )
 
-WIDTH, HEIGHT = 900, 300
 MAX_POINTS = 5_000
 """The most points one chart draws (the latest): far more than a served history holds
 (a stage keeps about 200 an hour)."""
-PAD_LEFT, PAD_RIGHT, PAD_TOP, PAD_BOTTOM = 72, 16, 20, 28
-LABEL_CHAR_PX = 7.0
-"""About how wide a character of a 12 px label is, to keep labels apart."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,28 +72,6 @@ class Mark:
 
     ts_ms: int
     label: str
-
-
-@dataclass(frozen=True, slots=True)
-class TimeAxis:
-    """The time span every chart of one rollout shares: one instant is one x on each, so a
-    stage's line falls at the same place on the Δ chart, the arms' and the limits'."""
-
-    t0: int
-    t1: int
-
-    @classmethod
-    def over(cls, instants: Iterable[int]) -> TimeAxis | None:
-        """The span from the first instant to the last (at least a second); None without any."""
-        times = list(instants)
-        if not times:
-            return None
-        return cls(min(times), max(*times, min(times) + 1000))
-
-    def x(self, ts_ms: int, width: int) -> float:
-        """``ts_ms`` as x on a chart ``width`` wide."""
-        share = (ts_ms - self.t0) / (self.t1 - self.t0)
-        return round(PAD_LEFT + share * (width - PAD_LEFT - PAD_RIGHT), 1)
 
 
 def chart_points(history: RolloutHistory, metric: str) -> list[ChartPoint]:
@@ -298,14 +283,6 @@ def _axes(scale: _Scale, limit: float, metric: str) -> tuple[str, list[Label]]:
     return "".join(out), labels + time_ticks(scale.x, scale.t0, scale.t1, bottom)
 
 
-def time_ticks(x: Callable[[int], float], t0: int, t1: int, bottom: float) -> list[Label]:
-    """The time axis's two ends, in UTC."""
-    return [
-        Label(x(ts), bottom + 18, f"{_clock(ts)} UTC", "tick", anchor, rank=2)
-        for ts, anchor in ((t0, "start"), (t1, "end"))
-    ]
-
-
 def _band(points: Sequence[ChartPoint], scale: _Scale) -> str:
     upper = [f"{scale.x(p.ts_ms)},{scale.y(p.upper)}" for p in points]
     lower = [f"{scale.x(p.ts_ms)},{scale.y(p.lower)}" for p in reversed(points)]
@@ -338,22 +315,12 @@ def _marks(marks: Sequence[Mark], scale: _Scale, cls: str) -> tuple[str, list[La
     top, bottom = PAD_TOP + 12, scale.height - PAD_BOTTOM - 4
     for mark in sorted(marks, key=lambda m: m.ts_ms):
         x, right = scale.x(mark.ts_ms), scale.width - PAD_RIGHT
-        span = LABEL_CHAR_PX * len(mark.label)
+        span = CHAR_PX * len(mark.label)
         anchor, at = ("start", x + 3) if x + 3 + span <= right else ("end", x - 3)
-        lines.append(mark_line(mark, scale.x, scale.height, cls))
+        lines.append(mark_line(mark.ts_ms, scale.x, scale.height, cls))
         y, step, rank = (top, LINE_PX, 4) if cls == "stage" else (bottom, -LINE_PX, 5)
         labels.append(Label(round(at, 1), y, mark.label, f"{cls}-label", anchor, rank, step))
     return "".join(lines), labels
-
-
-def mark_line(mark: Mark, x: Callable[[int], float], height: int, cls: str) -> str:
-    """A mark's vertical line across the plot, with its instant (``data-ts``)."""
-    at = x(mark.ts_ms)
-    return (
-        f'<line class="{cls}" x1="{at}" x2="{at}" y1="{PAD_TOP}" y2="{height - PAD_BOTTOM}"'
-        f' data-ts="{mark.ts_ms}" stroke="currentColor" stroke-opacity="0.5"'
-        ' stroke-dasharray="2 3"/>'
-    )
 
 
 def _collecting(gaps: Sequence[Collecting], scale: _Scale) -> tuple[str, list[Label]]:

@@ -27,12 +27,10 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from controller.console.arm_chart import RATES, ArmPoint, arm_chart, arm_points, arm_text
+from controller.console.axis import HEIGHT, WIDTH, TimeAxis
 from controller.console.charts import (
-    HEIGHT,
-    WIDTH,
     ChartPoint,
     Mark,
-    TimeAxis,
     chart_points,
     chart_table,
     crossing,

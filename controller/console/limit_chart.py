@@ -20,22 +20,17 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from controller.console.arm_chart import share_text
-from controller.console.charts import (
+from controller.console.axis import (
     HEIGHT,
     PAD_BOTTOM,
     PAD_LEFT,
     PAD_RIGHT,
     PAD_TOP,
     WIDTH,
-    ChartPoint,
-    Mark,
     TimeAxis,
-    _band,
-    _line,
-    _marks,
-    _Scale,
     time_ticks,
 )
+from controller.console.charts import ChartPoint, Mark, _band, _line, _marks, _Scale
 from controller.console.labels import LINE_PX, Label, render
 from controller.core.common import html_text
 from controller.core.reading import RolloutHistory, metric_name, rate_interval
