@@ -1,5 +1,7 @@
-"""What is signed and who may send: Ed25519 signatures on commands and flag states, app keys,
-and the audit export's chain and seal."""
+"""What is signed and who may send: Ed25519 signatures on commands and flag states, and app keys.
+
+And the audit export's chain and seal.
+"""
 
 from controller.core.trust import app_keys, audit_chain, signing, stream_tokens
 from controller.core.trust.app_keys import (
