@@ -23,7 +23,7 @@ from datetime import datetime, timedelta
 
 import structlog
 
-from controller.core.machine import evaluate
+from controller.core.machine import evaluate, held_for_advice
 from controller.core.rollouts import (
     Briefing,
     GateInput,
@@ -124,16 +124,21 @@ class Consultations:
         except Exception as exc:  # a background task: the opinion is lost, nothing else
             log.warning("opinion_not_recorded", flag=flag, error=repr(exc)[:500])
 
-    def start(self, flag: str, rollout: Rollout, verdict: Verdict, now: datetime) -> None:
-        """Ask the advisor in the background, unless a consultation for ``flag`` runs."""
+    def start(self, flag: str, rollout: Rollout, verdict: Verdict, now: datetime) -> list[Input]:
+        """Ask the advisor in the background, unless a consultation for ``flag`` runs; what
+        to offer the machine first: a hold recording the final look ``verdict`` took, so the
+        gates that run meanwhile and the re-check do not look again."""
+        recorded = held_for_advice(verdict)
+        first: list[Input] = [] if recorded is None else [GateInput(recorded, now)]
         running = self._consulting.get(flag)
         if running is not None and not running.done():
-            return
+            return first
         task = asyncio.create_task(
             self._advise_then_gate(flag, rollout, verdict, now), name=f"advise-{flag}"
         )
         self._consulting[flag] = task
         task.add_done_callback(lambda t, f=flag: self._consulted(f, t))  # type: ignore[misc]
+        return first
 
     async def done(self) -> None:
         """Wait until every consultation under way has been applied or dropped."""

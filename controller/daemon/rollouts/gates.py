@@ -25,7 +25,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from controller.core.common import ControllerError, StoreError
-from controller.core.machine import evaluate, held_for_advice
+from controller.core.machine import evaluate
 from controller.core.rollouts import (
     GateInput,
     Input,
@@ -217,11 +217,8 @@ class GateLoop:
         held = await prerequisite_hold(self._states, rollout)  # no advice on a held advance
         if held is not None or not self._consultations.needs_advice(rollout, verdict, now):
             events.insert(0, GateInput(verdict, now, prerequisite=held))
-        elif background:
-            self._consultations.start(flag, rollout, verdict, now)
-            recorded = held_for_advice(verdict)  # its final look, never taken twice
-            if recorded is not None:
-                events.insert(0, GateInput(recorded, now, prerequisite=held))
+        elif background:  # a final look it took is recorded first: never taken twice
+            events[:0] = self._consultations.start(flag, rollout, verdict, now)
         else:
             events.insert(0, await self._consultations.with_advice(rollout, verdict, now))
         for event in events:
