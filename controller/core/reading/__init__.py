@@ -71,16 +71,14 @@ from controller.core.reading.intervals import (
     widening_text,
 )
 from controller.core.reading.narrative import NARRATIVE_SCHEMA, accepted, messages
-from controller.core.reading.pipeline_run import (
+from controller.core.reading.pipeline_view import (
+    MAX_PLAIN_FLAG,
     ApprovalGiven,
     PipelineApprovals,
     PipelineNext,
     PipelineRollout,
     PipelineRun,
     PipelineStep,
-)
-from controller.core.reading.pipeline_view import (
-    MAX_PLAIN_FLAG,
     flag_problem,
     gate_text,
     pipeline_text,
