@@ -2,7 +2,7 @@
 
 The plan's one compared stage serves 50% for 40 s; its guardrails are p99 latency and
 error rate. What that stage catches with 80% power at 200 requests a second, one request
-per unit and a log-normal latency of median 20 ms and σ 0.3 (``rolloutctl plan validate
+per unit and a log-normal latency of median 20 ms and sigma 0.3 (``rolloutctl plan validate
 --traffic 200/s --requests-per-unit 1 --design-effect 1 --latency 20/40.3``: +9% on p99) is
 computed here as the command computes it, with
 :func:`~controller.core.stats.power.stage_preview`. On the real daemon:
