@@ -57,11 +57,17 @@ def final_look(
     now: datetime,
     tests: dict[str, SequentialResult | None],
     advance: Verdict,
+    *,
+    at_end: bool = False,
 ) -> Verdict:
     """``advance``, the gate's verdict that the stage may move on, after its final look: a
     rollback where the look shows harm, else ``advance`` with the look in its evidence.
-    Any other verdict is returned as it is."""
-    if advance.kind is not VerdictKind.ADVANCE or not has_final_look(rollout):
+    ``at_end``: ``advance`` is a hold for guardrails not yet tested at the stage's planned
+    end (its minimum time and units reached): the look is taken there too, on the guardrails
+    tested by then (those tested later have none; their share is not spent). Any other
+    verdict is returned as it is."""
+    due = advance.kind is VerdictKind.ADVANCE or (at_end and advance.kind is VerdictKind.HOLD)
+    if not due or not has_final_look(rollout):
         return advance
     plan = rollout.plan
     if rollout.final_look_at is not None:  # taken and passed at an earlier gate
@@ -90,6 +96,9 @@ def final_look(
 
 
 def _passed(advance: Verdict, taken: FinalLook) -> Verdict:
+    if advance.kind is not VerdictKind.ADVANCE:  # a hold at the planned end: it still holds
+        evidence = advance.evidence.model_copy(update={"final_look": taken})
+        return dataclasses.replace(advance, evidence=evidence)
     reason = f"{advance.reason}, at its final look (fixed horizon)"
     evidence = advance.evidence.model_copy(update={"final_look": taken, "decided_by": "final_look"})
     return dataclasses.replace(advance, reason=reason, evidence=evidence)

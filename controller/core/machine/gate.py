@@ -27,8 +27,8 @@ ramp evaluator), the checks that protect users first, as they run continuously:
    tick, :func:`~controller.core.machine.health.overdue`). A stage with no concurrent
    control (100% of its audience) has nothing to compare with and is gated on
    the plan's absolute limits instead;
-7. otherwise advance (the advisor, where enabled, may only make this more
-   cautious; that is the machine's business, not the gate's).
+7. otherwise advance, after the stage's final look (:mod:`.final_look`; the advisor, where
+   enabled, may only make this more cautious: the machine's business, not the gate's).
 
 With ``early_advance`` in the plan, step 3 gives way once every gating
 guardrail's bound already excludes harm beyond its tolerance, the minimum
@@ -185,7 +185,8 @@ def _verdict(
         )
         return Verdict(VerdictKind.ADVANCE, why, None, _with(evidence, early_advance=True))
     verdict = _timing(rollout, data, now, evidence, sourced=sourced, waiting=waiting)
-    return final_look(rollout, data, now, tests, verdict)
+    at_end = bool(waiting) and verdict.reason == "; ".join(waiting)  # untested: the last hold
+    return final_look(rollout, data, now, tests, verdict, at_end=at_end)
 
 
 def _regressed(
@@ -289,11 +290,9 @@ def _early(
 
 
 def harm_excluded(result: SequentialResult | None) -> bool:
-    """The sequential bound shows any harm is within the tolerance (None: too little data).
-
-    Lower is better: the upper bound is at most the tolerance; higher is better:
-    the lower bound is at least minus the tolerance. An infinite bound never does.
-    """
+    """The sequential bound shows any harm is within the tolerance (None: too little data):
+    lower is better, the upper bound at most the tolerance; higher is better, the lower bound
+    at least minus it. An infinite bound never does."""
     if result is None:
         return False
     if result.direction == "lower_is_better":

@@ -185,3 +185,36 @@ def test_a_look_awaiting_the_advisor_is_recorded_before_the_advice() -> None:
     assert recorded.stage == 0
     assert actions == []
     assert held_for_advice(evaluate(recorded, table.HEALTHY, table.LATE)) is None
+
+
+def test_at_the_planned_end_the_look_is_taken_on_what_is_tested() -> None:
+    # p99 is not yet tested (too few requests in treatment) when the stage's minimum time
+    # and units are reached: the look is taken there on the error rate, which rolls back,
+    # or which passes and is recorded while the stage waits for p99.
+    few = table.arm(units=1_111, errors=600)
+    hist = _few(few.latency_histogram)
+    few = few.__class__(**{**vars_of(few), "latency_histogram": hist, "latency_count": sum(hist)})
+    verdict = evaluate(table.rollout(HYBRID), table.data(few, table.arm()), table.LATE)
+    assert verdict.kind is VerdictKind.ROLLBACK, verdict.reason
+    assert verdict.evidence.decided_by == "final_look"
+    healthy = few.__class__(**{**vars_of(few), "errors": 500})
+    held = evaluate(table.rollout(HYBRID), table.data(healthy, table.arm()), table.LATE)
+    assert held.kind is VerdictKind.HOLD
+    assert "latency_p99 not yet tested" in held.reason
+    look = held.evidence.final_look
+    assert look is not None
+    assert look.tests is not None
+    assert "latency_p99" not in look.tests
+    recorded, _ = step(table.rollout(HYBRID), GateInput(verdict=held, now=table.LATE))
+    assert recorded is not None
+    assert recorded.final_look_at == table.LATE
+
+
+def vars_of(arm: object) -> dict[str, object]:
+    return {name: getattr(arm, name) for name in arm.__dataclass_fields__}  # type: ignore[attr-defined]
+
+
+def _few(histogram: tuple[int, ...]) -> tuple[int, ...]:
+    """A histogram of 100 requests: too few to bound a p99."""
+    total = sum(histogram)
+    return tuple(count * 100 // total for count in histogram)
