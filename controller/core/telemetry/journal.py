@@ -14,6 +14,8 @@ they join nothing), msgpack-encoded. Pure: the time is given.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import msgspec
 
 from controller.core.telemetry.signals import LogRecord, Logs, Span, Spans
@@ -27,7 +29,15 @@ class Entry(msgspec.Struct, frozen=True):
     records: tuple[LogRecord, ...] = ()
 
 
-_encoder = msgspec.msgpack.Encoder()
+def _plain(value: object) -> object:
+    """A read-only mapping (the items' shared empty attributes, a mapping proxy) as the dict
+    msgpack writes and reads back as the same mapping."""
+    if isinstance(value, Mapping):
+        return dict(value)
+    raise NotImplementedError(f"cannot journal a {type(value).__name__}")
+
+
+_encoder = msgspec.msgpack.Encoder(enc_hook=_plain)
 _decoder = msgspec.msgpack.Decoder(Entry)
 
 

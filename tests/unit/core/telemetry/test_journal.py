@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from types import MappingProxyType
+
 import pytest
 
 from controller.core.telemetry import (
+    NO_ATTRIBUTES,
     LogRecord,
     Logs,
     Refusal,
@@ -54,6 +57,29 @@ def test_an_entry_reads_back_its_items_and_time_without_the_refused(
     raw = journal_entry(batch, 1_234)
     assert raw is not None
     assert journal_batch(raw) == (1_234, expected)
+
+
+def test_read_only_attributes_are_journaled_as_the_mappings_they_are() -> None:
+    # The decoder gives items with no attributes one shared read-only mapping (a mapping
+    # proxy), and a crash span's event attributes may be one too: msgpack has no such type.
+    bare = Span(
+        trace_id="ab" * 16,
+        span_id="ef" * 8,
+        parent_span_id="cd" * 8,
+        name="worker",
+        kind=1,
+        start_ns=1_000,
+        end_ns=2_000,
+        status_code=0,
+        attributes=NO_ATTRIBUTES,
+        events=(SpanEvent("exception", 1_500, MappingProxyType({"exception.type": "E"})),),
+        resource=NO_ATTRIBUTES,
+    )
+    record = LogRecord("", "", 1_500, "x", NO_ATTRIBUTES, NO_ATTRIBUTES, 21)
+    for batch in (Spans([bare]), Logs([record])):
+        raw = journal_entry(batch, 7)
+        assert raw is not None
+        assert journal_batch(raw) == (7, batch)
 
 
 @pytest.mark.parametrize("batch", [Spans(), Logs(), Spans([], [Refusal(-1, "empty", "")])])
