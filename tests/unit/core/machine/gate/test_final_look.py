@@ -8,6 +8,7 @@ always-valid boundary alone, and a passed stage's late evidence too.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from datetime import datetime, timedelta
 
@@ -193,11 +194,11 @@ def test_at_the_planned_end_the_look_is_taken_on_what_is_tested() -> None:
     # or which passes and is recorded while the stage waits for p99.
     few = table.arm(units=1_111, errors=600)
     hist = _few(few.latency_histogram)
-    few = few.__class__(**{**vars_of(few), "latency_histogram": hist, "latency_count": sum(hist)})
+    few = dataclasses.replace(few, latency_histogram=hist, latency_count=sum(hist))
     verdict = evaluate(table.rollout(HYBRID), table.data(few, table.arm()), table.LATE)
     assert verdict.kind is VerdictKind.ROLLBACK, verdict.reason
     assert verdict.evidence.decided_by == "final_look"
-    healthy = few.__class__(**{**vars_of(few), "errors": 500})
+    healthy = dataclasses.replace(few, errors=500)
     held = evaluate(table.rollout(HYBRID), table.data(healthy, table.arm()), table.LATE)
     assert held.kind is VerdictKind.HOLD
     assert "latency_p99 not yet tested" in held.reason
@@ -208,10 +209,6 @@ def test_at_the_planned_end_the_look_is_taken_on_what_is_tested() -> None:
     recorded, _ = step(table.rollout(HYBRID), GateInput(verdict=held, now=table.LATE))
     assert recorded is not None
     assert recorded.final_look_at == table.LATE
-
-
-def vars_of(arm: object) -> dict[str, object]:
-    return {name: getattr(arm, name) for name in arm.__dataclass_fields__}  # type: ignore[attr-defined]
 
 
 def _few(histogram: tuple[int, ...]) -> tuple[int, ...]:
