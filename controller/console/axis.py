@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from controller.console.labels import Label
+from controller.console.labels import LINE_PX, Label
 
 WIDTH, HEIGHT = 900, 300
 PAD_LEFT, PAD_RIGHT, PAD_TOP, PAD_BOTTOM = 72, 16, 20, 28
@@ -60,3 +60,14 @@ def mark_line(ts_ms: int, x: Callable[[int], float], height: int, cls: str) -> s
 def clock(ts_ms: int) -> str:
     """An instant in ms since the epoch as ``HH:MM:SS`` (UTC)."""
     return datetime.fromtimestamp(ts_ms / 1000, tz=UTC).strftime("%H:%M:%S")
+
+
+def ringed(x: float, y: float, ts_ms: int, value: float, said: str) -> tuple[str, list[Label]]:
+    """The ring on the point where a band first crossed its line (a tolerance, a limit), and
+    its label (``said``, e.g. "crossed 12:00:41")."""
+    ring = (
+        f'<circle class="crossing" cx="{x}" cy="{y}" r="5" fill="none" stroke="currentColor"'
+        f' stroke-width="2" data-ts="{ts_ms}" data-value="{value!r}"/>'
+    )
+    at = max(y - 8, PAD_TOP + 10)
+    return ring, [Label(x - 4, at, said, "crossing-label", "end", 1, LINE_PX, both_ways=True)]

@@ -19,7 +19,6 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 from controller.console.axis import (
     HEIGHT,
@@ -29,7 +28,9 @@ from controller.console.axis import (
     PAD_TOP,
     WIDTH,
     TimeAxis,
+    clock,
     mark_line,
+    ringed,
     time_ticks,
 )
 from controller.console.labels import CHAR_PX, LINE_PX, Label, render
@@ -190,7 +191,7 @@ def describe(
     if index < 0:
         return text + " The interval has not crossed the tolerance."
     p = points[index]
-    return text + f" The interval crossed the tolerance at {_clock(p.ts_ms)} in {p.stage_name}."
+    return text + f" The interval crossed the tolerance at {clock(p.ts_ms)} in {p.stage_name}."
 
 
 def chart_table(
@@ -203,7 +204,7 @@ def chart_table(
     """The chart's numbers as an HTML table: the last ``limit`` points, newest first, each
     rounded to keep its side of the tolerance's signed ``edge``, when given."""
     rows = "".join(
-        f"<tr><td>{_clock(p.ts_ms)}</td><td>{html_text(p.stage_name)}</td>"
+        f"<tr><td>{clock(p.ts_ms)}</td><td>{html_text(p.stage_name)}</td>"
         f"<td>{html_text(_numbers(metric, p, edge))}</td></tr>"
         for p in list(reversed(points))[:limit]
     )
@@ -358,19 +359,8 @@ def _crossing(
         return "", []
     p = points[index]
     bound = p.lower if lower_is_better else p.upper
-    x, y = scale.x(p.ts_ms), scale.y(bound)
-    ring = (
-        f'<circle class="crossing" cx="{x}" cy="{y}" r="5" fill="none" stroke="currentColor"'
-        f' stroke-width="2" data-ts="{p.ts_ms}" data-value="{bound!r}"/>'
-    )
-    said = f"crossed {_clock(p.ts_ms)}"
-    at = max(y - 8, PAD_TOP + 10)
-    return ring, [Label(x - 4, at, said, "crossing-label", "end", 1, LINE_PX, both_ways=True)]
+    return ringed(scale.x(p.ts_ms), scale.y(bound), p.ts_ms, bound, f"crossed {clock(p.ts_ms)}")
 
 
 def _id(metric: str) -> str:
     return "".join(c if c.isalnum() else "-" for c in metric)[:96]
-
-
-def _clock(ts_ms: int) -> str:
-    return datetime.fromtimestamp(ts_ms / 1000, tz=UTC).strftime("%H:%M:%S")

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from datetime import UTC, datetime
 
 from controller.console.arm_chart import share_text
 from controller.console.axis import (
@@ -28,6 +27,8 @@ from controller.console.axis import (
     PAD_TOP,
     WIDTH,
     TimeAxis,
+    clock,
+    ringed,
     time_ticks,
 )
 from controller.console.charts import ChartPoint, Mark, _band, _line, _marks, _Scale
@@ -94,7 +95,7 @@ def describe_limit(
     said = f"{name} limit: {len(points)} points; latest {what} {interval} against at most {edge}"
     breach = next((p for p in points if p.lower > ceiling), None)
     if breach is not None:
-        return f"{said}; breached at {_clock(breach.ts_ms)} in {breach.stage_name}."
+        return f"{said}; breached at {clock(breach.ts_ms)} in {breach.stage_name}."
     if last.upper <= ceiling:
         return f"{said}; shown under it."
     return f"{said}; not shown above, nor yet under."
@@ -104,7 +105,7 @@ def limit_table(points: Sequence[ChartPoint], ceiling: float, *, limit: int = 60
     """The chart's numbers as an HTML table: the last ``limit`` points, newest first, each
     interval on its side of the limit."""
     rows = "".join(
-        f"<tr><td>{_clock(p.ts_ms)}</td><td>{html_text(p.stage_name)}</td>"
+        f"<tr><td>{clock(p.ts_ms)}</td><td>{html_text(p.stage_name)}</td>"
         f"<td>{html_text(rate_interval(p.delta, p.lower, p.upper, ceiling)[0])}</td></tr>"
         for p in list(reversed(points))[:limit]
     )
@@ -174,15 +175,6 @@ def _breach(points: Sequence[ChartPoint], ceiling: float, scale: _Scale) -> tupl
     p = next((p for p in points if p.lower > ceiling), None)
     if p is None:
         return "", []
-    x, y = scale.x(p.ts_ms), scale.y(p.lower)
-    ring = (
-        f'<circle class="crossing" cx="{x}" cy="{y}" r="5" fill="none" stroke="currentColor"'
-        f' stroke-width="2" data-ts="{p.ts_ms}" data-value="{p.lower!r}"/>'
+    return ringed(
+        scale.x(p.ts_ms), scale.y(p.lower), p.ts_ms, p.lower, f"breached {clock(p.ts_ms)}"
     )
-    said = f"breached {_clock(p.ts_ms)}"
-    at = max(y - 8, PAD_TOP + 10)
-    return ring, [Label(x - 4, at, said, "crossing-label", "end", 1, LINE_PX, both_ways=True)]
-
-
-def _clock(ts_ms: int) -> str:
-    return datetime.fromtimestamp(ts_ms / 1000, tz=UTC).strftime("%H:%M:%S")
