@@ -81,7 +81,7 @@ class TopicKeeper:
         except ControllerError as exc:
             log.debug("topic_check_skipped", error=str(exc)[:300])
             return []
-        lost, self._ends = went_back(self._ends, ends), ends
+        lost, self._ends = went_back(self._ends, ends), remembered(self._ends, ends)
         if created:
             self._alert(created)
         if lost:
@@ -116,3 +116,17 @@ def went_back(before: dict[tuple[str, int], int], now: dict[tuple[str, int], int
             if topic in topics_now and now.get((topic, partition), -1) < end
         }
     )
+
+
+def remembered(
+    before: dict[tuple[str, int], int], now: dict[tuple[str, int], int]
+) -> dict[tuple[str, int], int]:
+    """The baseline for the next look: ``now``, and the last ends seen of a topic absent now.
+
+    A topic deleted between two questions of one look (it existed when the missing topics
+    were created, not when the ends were asked) is absent for a moment. Forgetting its
+    ends would let it come back, made by anyone, with nothing to have gone back from.
+    """
+    topics_now = {topic for topic, _ in now}
+    kept = {key: end for key, end in before.items() if key[0] not in topics_now}
+    return {**kept, **now}

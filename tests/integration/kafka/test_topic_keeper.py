@@ -15,7 +15,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from controller.adapters.kafka import Producer, Publisher, delete_topics, topic_names
 from controller.core.rollouts import RaiseAlert
-from controller.daemon.running.topics import TopicKeeper, went_back
+from controller.daemon.running.topics import TopicKeeper, remembered, went_back
 from controller.settings import KafkaSettings, TopicSettings
 from tests.support.waiting import eventually
 
@@ -39,6 +39,29 @@ def test_a_topic_whose_log_ends_earlier_than_it_did_was_made_again(
     before: dict[tuple[str, int], int], now: dict[tuple[str, int], int], lost: list[str]
 ) -> None:
     assert went_back(before, now) == lost
+
+
+@pytest.mark.parametrize(
+    ("before", "now", "baseline"),
+    [
+        ({}, {("fs", 0): 5}, {("fs", 0): 5}),
+        ({("fs", 0): 5}, {("fs", 0): 0}, {("fs", 0): 0}),  # made again: its new log
+        ({("fs", 0): 5, ("sg", 0): 4}, {("sg", 0): 4}, {("fs", 0): 5, ("sg", 0): 4}),  # fs away
+        ({("fs", 0): 5, ("fs", 1): 2}, {("fs", 0): 6}, {("fs", 0): 6}),  # fewer partitions
+    ],
+)
+def test_a_topic_absent_at_one_look_keeps_its_last_ends_for_the_next(
+    before: dict[tuple[str, int], int],
+    now: dict[tuple[str, int], int],
+    baseline: dict[tuple[str, int], int],
+) -> None:
+    assert remembered(before, now) == baseline
+
+
+def test_a_topic_deleted_within_a_look_and_made_again_before_the_next_went_back() -> None:
+    first = {("fs", 0): 5, ("sg", 0): 4}
+    during = remembered(first, {("sg", 0): 4})  # fs deleted between the look's questions
+    assert went_back(during, {("fs", 0): 0, ("sg", 0): 4}) == ["fs"]
 
 
 async def test_a_flag_state_topic_made_again_by_a_client_has_the_states_published_again(
