@@ -17,7 +17,7 @@ from controller.core.telemetry.flag_rules import DEFAULT_ARMS, FlagRules, Lookup
 from controller.core.telemetry.joining import JoinBuffer
 from controller.core.telemetry.journal import journal_batch, journal_entry, within
 from controller.core.telemetry.otlp_json import decode_logs_json, decode_traces_json
-from controller.core.telemetry.recording import Translated
+from controller.core.telemetry.recording import Translated, second_look
 from controller.core.telemetry.rejoining import RejoinMarks
 from controller.core.telemetry.signals import (
     DEFAULT_BOUNDS,
@@ -46,6 +46,7 @@ from controller.core.telemetry.signals import (
     kept_attributes,
     span_id_from,
     span_id_of,
+    subset,
     trace_id_from,
     trace_id_of,
 )
@@ -95,8 +96,10 @@ __all__ = [
     "journal_entry",
     "kept_attributes",
     "rules_of",
+    "second_look",
     "span_id_from",
     "span_id_of",
+    "subset",
     "trace_id_from",
     "trace_id_of",
     "within",

@@ -40,6 +40,45 @@ class Translated:
     """Evaluations too near a version change to attribute (not an error)."""
     unmatched: int = 0
     """Evaluations whose request outcome will never be counted (their exposure was)."""
+    unknown: dict[str, int] = field(default_factory=dict)
+    """The flags of the evaluations ``no_rollout`` counts, each with its newest evaluation's
+    time (ms): a rollout published since the flags were read may know them."""
+    unknown_items: dict[int, None] = field(default_factory=dict)
+    """The items (indices in the batch) that hold such an evaluation, in order, each once."""
+
+    def not_published(self, flag: str, index: int, ts: int) -> None:
+        """An evaluation of ``flag``, which no rollout the translator knows published."""
+        self.no_rollout += 1
+        if ts > self.unknown.get(flag, ts - 1):
+            self.unknown[flag] = ts
+        self.unknown_items[index] = None
+
+
+def second_look(first: Translated, second: Translated, items: list[int]) -> Translated:
+    """``first`` with ``second``, the translation of its ``items`` again (the flags read
+    again in between): the events of both, each id once; ``second``'s refusals at their
+    indices in the batch. Every evaluation of a flag ``first`` did not know is in ``items``
+    and was looked at again, so the flags still unknown are ``second``'s."""
+    ids = {event.id for event in first.events}
+    return Translated(
+        events=[*first.events, *(e for e in second.events if e.id not in ids)],
+        refused=[
+            *first.refused,
+            *(Refusal(_in(items, r.index), r.reason, r.detail) for r in second.refused),
+        ],
+        request_level=first.request_level + second.request_level,
+        no_rollout=second.no_rollout,
+        guarded=first.guarded + second.guarded,
+        unmatched=first.unmatched + second.unmatched,
+        unknown=second.unknown,
+        unknown_items={_in(items, i): None for i in second.unknown_items},
+    )
+
+
+def _in(items: list[int], index: int) -> int:
+    """The index in the batch of the ``index``-th of ``items`` (one that names no item, as
+    the whole body's, as it is)."""
+    return items[index] if 0 <= index < len(items) else index
 
 
 class Counted(msgspec.Struct, frozen=True, gc=False):

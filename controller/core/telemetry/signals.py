@@ -124,6 +124,13 @@ class Logs:
     refused: list[Refusal] = field(default_factory=list)
 
 
+def subset(batch: Spans | Logs, indices: list[int]) -> Spans | Logs:
+    """The items of ``batch`` at ``indices``, in that order, as a batch of their own."""
+    if isinstance(batch, Spans):
+        return Spans(spans=[batch.spans[i] for i in indices])
+    return Logs(records=[batch.records[i] for i in indices])
+
+
 @dataclass(frozen=True, slots=True)
 class Bounds:
     """The most one export, and one item of it, may hold; an item past one is refused."""

@@ -248,7 +248,7 @@ class Translator:
         flag = evaluation.flag
         rules = run.rules[flag] if flag in run.rules else self._rules(flag, run)
         if rules is None:
-            run.out.no_rollout += 1
+            run.out.not_published(flag, index, ts_ms(evaluation.time_ns))
             return None
         variant, time_ns, window = evaluation.variant, evaluation.time_ns, run.window
         arm = None if variant is None else rules.arms.get(variant)

@@ -38,6 +38,7 @@ from datetime import datetime
 
 import structlog
 
+from controller.core.common import ControllerError
 from controller.core.rollouts import COUNT_METRICS, Rollout
 from controller.core.telemetry import FlagRules
 from controller.core.telemetry import rules_of as telemetry_rules
@@ -47,6 +48,9 @@ RolloutSource = Callable[[], Awaitable[Sequence[Rollout]]]
 Timeline = tuple[tuple[int, int], ...]
 MAX_VERSIONS = 64
 """The most versions one flag's timeline keeps (the oldest dropped first)."""
+MIN_GAP_SECONDS = 0.5
+"""The least time between two reads asked for by :meth:`FlagDirectory.read_since`: apps
+that evaluate flags no rollout publishes cost at most two reads a second."""
 log = structlog.get_logger("controller.daemon.registries.flag_directory")
 
 
@@ -60,11 +64,15 @@ class FlagDirectory:
         *,
         max_age: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
     ) -> None:
-        self._load, self._max_age, self._clock = load, max_age, clock
+        self._load, self._max_age, self._clock, self._wall = load, max_age, clock, wall
         self._rules: dict[str, FlagRules] | None = None
         self._loaded_at = 0.0
+        self._read_from_ms = 0
+        """When (wall clock, ms) the read the rules held came from began."""
         self._first = asyncio.Lock()
+        self._asked = asyncio.Lock()
         self._reload: asyncio.Task[None] | None = None
 
     async def fresh(self) -> None:
@@ -76,6 +84,26 @@ class FlagDirectory:
                     await self._refresh()
         elif self._clock() - self._loaded_at >= self._max_age and self._reload is None:
             self._reload = asyncio.create_task(self._background(), name="flag-directory")
+
+    async def read_since(self, at_ms: int) -> None:
+        """Have flags read by a read that began after ``at_ms`` (wall clock; a time to come
+        is taken as now), waiting for it; reads are shared, and begin
+        :data:`MIN_GAP_SECONDS` apart at least. A store error leaves the flags held.
+
+        A rollout is stored before its flag state is published, so an evaluation an app
+        made at ``at_ms`` of a flag the flags read since do not know was of no rollout.
+        """
+        at_ms = min(at_ms, int(self._wall() * 1000))
+        async with self._asked:
+            if self._read_from_ms > at_ms:
+                return
+            wait = self._read_from_ms / 1000 + MIN_GAP_SECONDS - self._wall()
+            try:
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                await self._refresh()
+            except ControllerError as exc:
+                log.warning("flag_directory_read_failed", error=str(exc)[:300])
 
     def lookup(self, flag: str) -> FlagRules | None:
         """What the controller knows of ``flag``; None when no rollout published it."""
@@ -94,12 +122,16 @@ class FlagDirectory:
             await asyncio.gather(task, return_exceptions=True)
 
     async def _refresh(self) -> None:
+        began = int(self._wall() * 1000)
         rollouts = await self._load()
+        if began < self._read_from_ms:
+            return  # a read that began later came back first: its flags stay
         held = self._rules or {}
         self._rules = {
             r.flag: rules_of(r, held.get(r.flag)) for r in rollouts if r.flag_version > 0
         }
         self._loaded_at = self._clock()
+        self._read_from_ms = max(self._read_from_ms, began)
 
     async def _background(self) -> None:
         try:

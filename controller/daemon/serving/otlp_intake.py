@@ -55,6 +55,12 @@ join window again for their joins only: a restart finds the evaluations that wai
 their request spans, and the spans a late evaluation walks up to, as they were. A join of
 two journaled halves was counted before (the second half's export sent it); one with a
 half that comes after the restart is counted then, once by id.
+
+The flags are read again in the background once ``http.otlp_flags_max_age_seconds`` old,
+so an app that learnt a flag from its published state can evaluate it before the flags
+held know it. An export with evaluations of flags they do not know has the flags read
+again, by a read that began after its newest such evaluation, and those items translated
+again: a flag's first evaluations count however soon they follow its start.
 """
 
 from __future__ import annotations
@@ -62,15 +68,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol, Self
 
 import msgspec
-import orjson
 import structlog
 
 from controller.adapters.http import ChangedEvents, EventSink
@@ -85,49 +88,32 @@ from controller.core.telemetry import (
     Translator,
     journal_batch,
     journal_entry,
+    second_look,
+    subset,
     within,
 )
 from controller.core.wire import (
-    ConversionIn,
-    CrashIn,
     EventDecoder,
-    ExceptionIn,
-    ExposureIn,
     InEvent,
     Rejection,
-    RequestIn,
 )
 from controller.daemon.metrics import Metrics
 from controller.daemon.registries import FlagDirectory
-from controller.ports import DeadLetter, DeadLetters
+from controller.daemon.serving.otlp_answers import (
+    NOT_ERRORS,
+    counted,
+    dead_letter,
+    rejected,
+    taken,
+)
+from controller.ports import DeadLetters
 from controller.settings import HttpSettings
 
 EXPIRE_EVERY_SECONDS = 1.0
-MAX_NAMED_REASONS = 8
-"""The most reasons an answer's message names (the most common first)."""
-NOT_ERRORS = frozenset({"guard_interval"})
-"""Refusal reasons that are no error: not dead-lettered, not in the answer."""
-TYPES: dict[type[InEvent], str] = {
-    ExposureIn: "exposure",
-    RequestIn: "request",
-    ConversionIn: "conversion",
-    CrashIn: "crash",
-    ExceptionIn: "exception",
-}
+CLOCK_SKEW_MS = 500
+"""How far behind the controller's an app's clock may be (:meth:`OtlpIntake._again`)."""
 log = structlog.get_logger("controller.otlp")
 _encoder = msgspec.json.Encoder()
-
-
-@dataclass(slots=True)
-class _Item:
-    """What the DLQ's record of a refused item reads: ``rc.source.topic`` names the route."""
-
-    topic: str
-    key: bytes | None
-    value: bytes | None
-    partition: int = -1
-    offset: int = -1
-    headers: Sequence[tuple[str, bytes]] = ()
 
 
 class Journal(Protocol):
@@ -190,15 +176,39 @@ class OtlpIntake:
         now = self._now_ms()
         work = functools.partial(self._translated, batch, now)
         translated, events, unfit, entry = await loop.run_in_executor(self._worker, work)
+        if translated.unknown:
+            translated, events, unfit = await self._again(batch, now, translated, events, unfit)
         refused = [*batch.refused, *translated.refused, *unfit]
         sent = await self._send(client, events)
         if self._journal is not None and entry is not None:
             await self._journal.append(entry)  # before the answer: a kill first, a resend
-        self._counted(signal, sent, translated, refused)
+        counted(self._metrics, signal, sent, translated, refused)
         errors = [r for r in refused if r.reason not in NOT_ERRORS]
         if errors:
             await self._dead_letter(client, signal, errors)
-        return _taken(signal, errors, _rejected(batch, translated, unfit))
+        return taken(signal, errors, rejected(batch, translated, unfit))
+
+    async def _again(
+        self,
+        batch: Spans | Logs,
+        now: int,
+        first: Translated,
+        events: list[tuple[InEvent, bytes]],
+        unfit: list[Refusal],
+    ) -> tuple[Translated, list[tuple[InEvent, bytes]], list[Refusal]]:
+        """``batch``'s translation, its items with evaluations of flags it did not know
+        translated again once the flags were read after the newest of them (a rollout
+        published since the last read); as it was when the read knows none of them."""
+        await self._directory.read_since(max(first.unknown.values()) - CLOCK_SKEW_MS)
+        if not any(self._directory.lookup(flag) for flag in first.unknown):
+            return first, events, unfit
+        items = list(first.unknown_items)
+        work = functools.partial(self._translated, subset(batch, items), now, journaled=False)
+        loop = asyncio.get_running_loop()
+        second, more, unfit_again, _ = await loop.run_in_executor(self._worker, work)
+        sent = {event.id for event, _ in events}
+        events += [(event, raw) for event, raw in more if event.id not in sent]
+        return second_look(first, second, items), events, [*unfit, *unfit_again]
 
     async def _rejoin(self, journal: Journal) -> None:
         """Translate the journal's exports of the last join window again, for their joins
@@ -243,7 +253,7 @@ class OtlpIntake:
         return int(self._clock().timestamp() * 1000)
 
     def _translated(
-        self, batch: Spans | Logs, now: int
+        self, batch: Spans | Logs, now: int, *, journaled: bool = True
     ) -> tuple[Translated, list[tuple[InEvent, bytes]], list[Refusal], bytes | None]:
         """``batch`` translated and its events checked, and its journal entry (None without
         a journal), on the translating thread."""
@@ -251,7 +261,7 @@ class OtlpIntake:
             translated = self._translator.spans(batch, now)
         else:
             translated = self._translator.logs(batch, now)
-        entry = journal_entry(batch, now) if self._journal is not None else None
+        entry = journal_entry(batch, now) if journaled and self._journal is not None else None
         return (translated, *self._checked(translated), entry)
 
     def _checked(self, translated: Translated) -> tuple[list[tuple[InEvent, bytes]], list[Refusal]]:
@@ -285,33 +295,9 @@ class OtlpIntake:
         known = set(accepted.duplicates)
         return [event for event, _ in events if event.id not in known]
 
-    def _counted(
-        self,
-        signal: Signal,
-        sent: list[InEvent],
-        translated: Translated,
-        refused: list[Refusal],
-    ) -> None:
-        metrics = self._metrics
-        for kind, n in Counter(TYPES[type(event)] for event in sent).items():
-            metrics.otlp.events.labels(kind).inc(n)
-        for reason, n in Counter(r.reason for r in refused).items():
-            metrics.otlp.refused.labels(signal, reason).inc(n)
-        if translated.request_level:
-            metrics.otlp.evaluations.labels("request_level").inc(translated.request_level)
-        if translated.guarded:
-            metrics.otlp.evaluations.labels("guarded").inc(translated.guarded)
-        if translated.no_rollout:
-            metrics.otlp.ignored.labels("http", signal).inc(translated.no_rollout)
-        if translated.unmatched:
-            metrics.otlp.evaluations.labels("unmatched").inc(translated.unmatched)
-
     async def _dead_letter(self, client: str, signal: Signal, refused: list[Refusal]) -> None:
         route = f"otlp-http:/v1/{signal}"
-        letters = [
-            DeadLetter(_Item(route, client.encode(), _letter(route, client, r)), r.reason, r.detail)
-            for r in refused
-        ]
+        letters = [dead_letter(route, client, r) for r in refused]
         try:
             await self._dead_letters.publish(letters)
         except ControllerError as exc:
@@ -335,39 +321,3 @@ def translator_of(http: HttpSettings, lookup: Lookup) -> Translator:
         join_window_ms=int(http.otlp_join_window_seconds * 1000),
         max_pending=http.otlp_max_pending,
     )
-
-
-def _rejected(batch: Spans | Logs, translated: Translated, unfit: list[Refusal]) -> int:
-    """The items not counted, each once: the decoder's and the translator's indices are each
-    an item's (in the export, in the decoded batch), and an item the decoder refused never
-    reaches the translator; an event ingest would refuse is one more."""
-    translated_items = {r.index for r in translated.refused if r.reason not in NOT_ERRORS}
-    return len({r.index for r in batch.refused}) + len(translated_items) + len(unfit)
-
-
-def _letter(route: str, client: str, refusal: Refusal) -> bytes:
-    """The DLQ value of a refused item: where it came from and why, bounded."""
-    return orjson.dumps(
-        {
-            "route": route,
-            "client": client[:100],
-            "index": refusal.index,
-            "reason": refusal.reason,
-            "detail": refusal.detail[:1000],
-        }
-    )
-
-
-def _taken(signal: Signal, errors: list[Refusal], rejected: int) -> Taken:
-    """The partial success of an export: its items not counted, and the reasons in words."""
-    if not errors:
-        return Taken()
-    reasons = Counter(r.reason for r in errors).most_common(MAX_NAMED_REASONS)
-    named = ", ".join(f"{reason} x{n}" for reason, n in reasons)
-    first = errors[0].detail[:200]
-    noun = "spans" if signal == "traces" else "log records"
-    message = (
-        f"{len(errors)} {noun} or evaluations not counted ({named}; e.g. {first}); "
-        "each is on the dead-letter topic with its reason"
-    )
-    return Taken(rejected=rejected, message=message)

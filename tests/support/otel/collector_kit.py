@@ -183,7 +183,8 @@ async def assert_counted(
     for arm, agg in (("treatment", got.treatment), ("control", got.control)):
         want = written.cells.get((flag, arm), Expected())
         seen = (agg.exposures, agg.requests, agg.errors, agg.latency_count)
-        assert seen == (want.exposures, want.requests, want.errors, want.requests), (arm, seen)
+        wanted = (want.exposures, want.requests, want.errors, want.requests)
+        assert seen == wanted, (arm, seen, "written", wanted)
         assert abs(agg.latency_sum_ms - want.latency_sum_ms) <= 1e-6 * max(
             1.0, want.latency_sum_ms
         ), arm

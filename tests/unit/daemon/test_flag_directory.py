@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from controller.core.common import StoreError
 from controller.core.rollouts import Phase, Rollout
 from controller.core.rollouts.plan_parts import TelemetryPlan
 from controller.daemon.registries.flag_directory import (
@@ -182,4 +183,50 @@ async def test_a_failed_reload_keeps_the_flags_held() -> None:
     await directory.fresh()
     assert directory._reload is not None
     await asyncio.gather(directory._reload, return_exceptions=True)
+    assert directory.lookup("f") is not None
+
+
+async def test_a_read_since_a_time_reads_again_only_when_the_flags_held_are_older() -> None:
+    wall = [100.0]
+    source = Source([])
+    directory = FlagDirectory(source, max_age=60.0, wall=lambda: wall[0])
+    await directory.fresh()  # read from 100 s
+    source.rollouts = [state(stage=0, versions={0: [1]}, started=0, updated=0)]
+    # an evaluation made before that read began: the flags held answer for it
+    await directory.read_since(99_000)
+    assert (source.reads, directory.lookup("f")) == (1, None)
+    # one made after it (or said to be made later than now): read again, at once
+    wall[0] = 101.0
+    await directory.read_since(10**15)
+    assert source.reads == 2
+    assert directory.lookup("f") is not None
+    # a store that fails leaves the flags held
+    wall[0] = 102.0
+
+    async def down() -> Sequence[Rollout]:
+        raise StoreError("redis down")
+
+    directory._load = down
+    await directory.read_since(101_500)
+    assert directory.lookup("f") is not None
+
+
+async def test_a_read_that_began_earlier_and_came_back_later_leaves_the_later_reads_flags() -> None:
+    wall = [100.0]
+    slow = asyncio.Event()
+    source = Source([])
+    directory = FlagDirectory(source, max_age=0.0, wall=lambda: wall[0])
+
+    async def first() -> Sequence[Rollout]:
+        await slow.wait()
+        return []
+
+    directory._load = first
+    early = asyncio.create_task(directory._refresh())  # begins at 100 s, held
+    await asyncio.sleep(0)
+    wall[0] = 101.0
+    directory._load = Source([state(stage=0, versions={0: [1]}, started=0, updated=0)])
+    await directory.read_since(100_500)
+    slow.set()
+    await early
     assert directory.lookup("f") is not None

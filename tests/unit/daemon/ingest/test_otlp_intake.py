@@ -130,6 +130,28 @@ async def test_evaluations_of_a_flag_no_rollout_published_are_ignored_not_refuse
     assert refused("rollout_otlp_http_refused_total", {"signal": "traces", "reason": "x"}) is None
 
 
+async def test_the_first_export_of_a_flag_published_since_the_flags_were_read_is_counted() -> None:
+    # Given flags read before the flag's rollout was published
+    world = World(since=datetime.now(UTC) - timedelta(minutes=5))
+    published, world.rollouts = world.rollouts, []
+    await world.directory.fresh()
+    assert world.directory.lookup("f") is None
+    # When it is published, and an app's export of its evaluations comes at once, with
+    # evaluations of a flag no rollout publishes beside them
+    world.rollouts = published
+    ordinary = requests(["u7"], flag="nobody.knows")
+    taken = await world.intake.take(
+        "c", "traces", Spans(requests(["u1", "u2"]).spans + ordinary.spans, [])
+    )
+    # Then the flags are read again and its evaluations counted, the other flag's ignored
+    assert taken.rejected == 0
+    assert sorted((e["type"], e["unit"]) for e in world.sent()) == sorted(
+        (kind, unit) for kind in ("exposure", "request") for unit in ("u1", "u2")
+    )
+    labels = {"path": "http", "signal": "traces"}
+    assert sample(world.metrics, "rollout_otlp_ignored_evaluations_total", **labels) == 1
+
+
 async def test_an_event_sent_before_with_other_content_keeps_its_first_copy() -> None:
     # Given evaluations without a version, counted for the version in force at their time
     world = World(since=datetime.now(UTC) - timedelta(minutes=5))
