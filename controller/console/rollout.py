@@ -33,6 +33,7 @@ from controller.core.reading import (
     RolloutView,
     Span,
     budget_text,
+    compares,
     comparison_text,
     dominant_text,
     guardrail_state,
@@ -260,7 +261,9 @@ def _state(status: RolloutView, metric: str) -> str:
         return ""
     test = tests[metric]
     tested = test if isinstance(test, GuardrailTest) else None  # else too few events
-    state, said = guardrail_state(tested).state.name.lower(), esc(state_text(metric, tested))
+    compared = compares(status.evidence.comparison)
+    said = esc(state_text(metric, tested, compared=compared))
+    state = guardrail_state(tested, compared=compared).state.name.lower()
     return f'<p class="guardrail-state" data-state="{state}">{said}</p>'
 
 
@@ -319,7 +322,7 @@ def _srm(status: RolloutView, history: RolloutHistory) -> str:
     if now.srm is not None:
         srm = now.srm
         said = srm.word()  # "no units yet" on 0 against 0: no ratio was checked
-        kind = said if said in ("mismatch", "ok") else "none"
+        kind = said if said in ("mismatch", "ok") else "none"  # one arm: nothing to check
         text = (
             f'<p class="srm {kind}"><b>{said}</b>: {_units(srm.observed_treatment)}'
             f" treatment units against {_num(srm.expected_treatment)} expected;"

@@ -180,18 +180,34 @@ class SrmCheck(_Read):
     flagged: Flag = False
 
     def word(self) -> str:
-        """``mismatch``, ``ok``, or ``no units yet`` (:func:`srm_word`)."""
-        return srm_word(self.flagged, self.observed_treatment, self.observed_control)
+        """``mismatch``, ``ok``, ``no units yet`` or ``not checked: one arm`` (:func:`srm_word`)."""
+        return srm_word(
+            self.flagged, self.observed_treatment, self.observed_control, self.expected_treatment
+        )
 
 
-def srm_word(flagged: bool, treatment: float | None, control: float | None) -> str:
-    """The sample-ratio check in a word: ``mismatch``, ``ok``, or ``no units yet`` while the
+def srm_word(
+    flagged: bool,
+    treatment: float | None,
+    control: float | None,
+    expected_treatment: float | None = None,
+) -> str:
+    """The sample-ratio check in a word: ``mismatch``, ``ok``, ``no units yet`` while the
     arms it counted hold no unit, since 0 against 0 expected is no ratio checked (a ring whose
-    rule matches nobody reads so). Counts an older gate did not give are not taken as 0."""
+    rule matches nobody reads so), or ``not checked: one arm`` where the split serves every
+    unit one arm (a stage at 100%, no control: what the other arm holds, late exposures or
+    units outside a ring, says nothing of the split). Counts an older gate did not give are
+    not taken as 0."""
     if flagged:
         return "mismatch"
     counted = [n for n in (treatment, control) if n is not None]
-    return "no units yet" if counted and not any(counted) else "ok"
+    if counted and not any(counted):
+        return "no units yet"
+    if expected_treatment is not None and treatment is not None and control is not None:
+        total = treatment + control
+        if total > 0 and (expected_treatment <= 0 or expected_treatment >= total):
+            return "not checked: one arm"
+    return "ok"
 
 
 class PolicyEntry(_Read):
@@ -264,6 +280,8 @@ class Evidence(_Read):
     """The partitions the stage waits for; None when its evidence is complete."""
     late: Annotated[Late | None, BeforeValidator(_object)] = None
     """Evidence counted late; None when none was."""
+    comparison: Text = ""
+    """What the arms were compared against; the stage's limits alone without a control."""
 
     @classmethod
     def read(cls, evidence: object) -> Evidence:

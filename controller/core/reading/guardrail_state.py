@@ -10,7 +10,10 @@ higher is better):
 - ``not yet tested``: too few events in an arm, no estimate, or an unbounded
   interval: nothing can be said yet;
 - ``holds``: the interval excludes harm beyond the edge;
-- ``undecided``: Δ is within the edge but the interval still reaches past it.
+- ``undecided``: Δ is within the edge but the interval still reaches past it;
+- ``no comparison``: the stage has no concurrent control (a stage at 100%, a ring with
+  none), so no guardrail compares arms, whatever late units of the other arm a test
+  still counts; the stage is gated on its limits.
 
 Only ``holds`` is good news: a guardrail that is not yet decided is never "ok".
 
@@ -62,6 +65,7 @@ class State(StrEnum):
     UNTESTED = "not yet tested"
     UNDECIDED = "undecided"
     HOLDS = "holds"
+    NOT_COMPARED = "no comparison"
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,8 +86,11 @@ class GuardrailState:
         return self.state in (State.REGRESSED, State.HOLDS)
 
 
-def guardrail_state(test: Tested | None) -> GuardrailState:
-    """The state of a guardrail whose test is ``test`` (None: too few events to test)."""
+def guardrail_state(test: Tested | None, *, compared: bool = True) -> GuardrailState:
+    """The state of a guardrail whose test is ``test`` (None: too few events to test);
+    ``compared``: the stage has a concurrent control (:func:`compares`)."""
+    if not compared:
+        return GuardrailState(State.NOT_COMPARED, "no concurrent control: gated on its limits")
     if test is None:
         return GuardrailState(State.UNTESTED, "too few events")
     side = "below" if test.direction == "higher_is_better" else "above"
@@ -111,9 +118,15 @@ def _against(test: Tested, side: str, delta: float, tolerance: float) -> Guardra
     return GuardrailState(State.UNDECIDED, f"within tolerance so far, harm {side} not excluded")
 
 
-def state_text(metric: str, test: Tested | None) -> str:
+def state_text(metric: str, test: Tested | None, *, compared: bool = True) -> str:
     """``error rate watching (above tolerance, not yet significant)``."""
-    return f"{metric_name(metric)} {guardrail_state(test).text}"
+    return f"{metric_name(metric)} {guardrail_state(test, compared=compared).text}"
+
+
+def compares(comparison: str | None) -> bool:
+    """Whether an evidence whose ``comparison`` reads so compared the arms (a stage without
+    a concurrent control records :data:`~controller.core.stats.NO_CONTROL`)."""
+    return comparison != NO_CONTROL
 
 
 def _number(value: float | None) -> float:

@@ -17,7 +17,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 
 from controller.core.reading.evidence_view import evidence
-from controller.core.reading.guardrail_state import State, guardrail_state, state_text
+from controller.core.reading.guardrail_state import (
+    State,
+    compares,
+    guardrail_state,
+    state_text,
+)
 from controller.core.reading.views import RolloutView
 from controller.core.wire import Decision, GuardrailTest
 
@@ -53,7 +58,8 @@ def verdict_line(status: RolloutView, decisions: Iterable[Decision] = ()) -> str
         verdict = status.verdict
         gate = f"; the gate says {verdict[:20]}" if verdict else ""
         why = (status.verdict_reason or "")[:MAX_REASON_CHARS]
-        said = "".join(f"; {text}" for text in unsettled(status.evidence.guardrails))
+        tests = status.evidence.guardrails if compares(status.evidence.comparison) else None
+        said = "".join(f"; {text}" for text in unsettled(tests))
         return f"Running{at}{gate}{': ' + why if verdict and why else ''}{said}"
     return f"{phase.replace('_', ' ').capitalize() or 'Unknown'}{at}"
 

@@ -229,8 +229,8 @@ class StageNeeds(_Need):
         description="Why each gating guardrail is not yet tested, in the gate's words."
     )
     empty_ring: str | None = Field(
-        description="The stage's ring, as rule text, when it has seen no unit at all a minute"
-        " into the stage; null otherwise."
+        description="The stage's ring, as rule text, when it has served no unit treatment a"
+        " minute into the stage; null otherwise."
     )
     to_detect: Detection | None = Field(
         description="How long the current traffic needs to detect a +50% regression; null:"
@@ -285,11 +285,13 @@ def _units(rollout: Rollout, evidence: GateEvidence) -> UnitsNeeded | None:
 
 
 def _empty_ring(rollout: Rollout, evidence: GateEvidence, elapsed_s: float) -> str | None:
-    """The stage's ring, when a targeted stage has seen no unit in either arm for a while."""
+    """The stage's ring, when a targeted stage has served no unit treatment for a while: the
+    units its control counts may be everyone outside the ring (a ring at 100%)."""
     ring, arms = evidence.audience, evidence.arms or {}
     if not rollout.plan.targeted or ring is None or elapsed_s < NO_UNITS_AFTER.total_seconds():
         return None
-    if any(tally.units for tally in arms.values()):
+    treatment = arms.get("treatment")
+    if treatment is not None and treatment.units:
         return None
     return _ring_text(ring)
 

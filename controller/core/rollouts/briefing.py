@@ -121,6 +121,8 @@ def _srm_line(srm: SrmCheck) -> str:
     if observed is None or expected is None or p_value is None:
         return ""
     planned = f" ({share:.1%} planned)" if share is not None else ""
+    if share in (0.0, 1.0) and srm.flagged is not True:
+        return f"sample ratio: not checked, the stage serves every unit one arm{planned}."
     verdict = "mismatch flagged" if srm.flagged is True else "no mismatch shown"
     limit = f", threshold {threshold:g}" if threshold is not None else ""
     return (

@@ -23,6 +23,7 @@ from controller.core.reading import (
     GuardrailTest,
     RolloutStatus,
     budget_text,
+    compares,
     comparison_text,
     dominant_text,
     guardrail_state,
@@ -125,7 +126,8 @@ def status_detail(r: RolloutStatus, *, effect: float = DEFAULT_EFFECT) -> str:
     control = arms.get("control")
     for metric, test in (evidence.guardrails or {}).items():
         baseline = control.rate(metric) if control is not None else None
-        lines.append(f"  guardrail {metric}: {_bounds(metric, test, baseline)}")
+        compared = compares(evidence.comparison)
+        lines.append(f"  guardrail {metric}: {_bounds(metric, test, baseline, compared)}")
         lines += _widening_lines(r.evidence, metric)
     lines += [f"  power: {line}" for line in running_lines(r, effect)]
     if (srm := evidence.srm) is not None:
@@ -243,9 +245,11 @@ def _rate(arm: ArmTally) -> str:
     return f"{100 * (arm.errors or 0) / requests:.2f}%" if requests else "-"
 
 
-def _bounds(metric: str, test: GuardrailTest | None, baseline: float | None) -> str:
+def _bounds(
+    metric: str, test: GuardrailTest | None, baseline: float | None, compared: bool = True
+) -> str:
     """Δ and its interval, the tolerance in the same digits, and the guardrail's state."""
-    state = guardrail_state(test).text
+    state = guardrail_state(test, compared=compared).text
     if test is None:
         return state
     delta, lower, upper = (

@@ -98,7 +98,9 @@ def duration(seconds: float | None) -> str:
 def srm_text(srm: SampleRatio | None) -> str:
     if srm is None:
         return "-"
-    said = srm_word(srm.flagged, srm.observed_treatment, srm.observed_control)
+    said = srm_word(
+        srm.flagged, srm.observed_treatment, srm.observed_control, srm.expected_treatment
+    )
     verdict = said.upper() if srm.flagged else said  # "no units yet" on 0 against 0
     return (
         f"{number(srm.observed_treatment)} treatment units against "

@@ -21,6 +21,7 @@ from controller.core.reading import (
     ReadDecision,
     RolloutStatus,
     SrmCheck,
+    compares,
     comparison_text,
     guardrail_state,
     position_label,
@@ -120,8 +121,9 @@ def _take_evidence(stage: StageReport, read: Evidence, source: str, gate: GateEv
     if read.guardrails is not None:
         items = list(read.guardrails.items())[:MAX_GUARDRAILS]
         tested = gate.guardrails or {}
+        compared = compares(gate.comparison)
         stage.guardrails = [
-            _guardrail(metric[:96], test, tested.get(metric)) for metric, test in items
+            _guardrail(metric[:96], test, tested.get(metric), compared) for metric, test in items
         ]
     stage.srm = _srm(read.srm) if read.srm is not None else None
     stage.comparison = comparison
@@ -139,8 +141,10 @@ def _arm(name: str, counts: ArmTally | None, latency: ArmLatency | None) -> Arm:
     )
 
 
-def _guardrail(metric: str, test: GuardrailTest | None, typed: object) -> GuardrailResult:
-    said = guardrail_state(test)  # in the words of every surface
+def _guardrail(
+    metric: str, test: GuardrailTest | None, typed: object, compared: bool = True
+) -> GuardrailResult:
+    said = guardrail_state(test, compared=compared)  # in the words of every surface
     result, why = said.state.value, said.why
     if test is None:
         return GuardrailResult(metric, result, why=why)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from controller.core.reading.guardrail_state import State, guardrail_state, state_text
+from controller.core.reading.guardrail_state import State, compares, guardrail_state, state_text
 
 INF = math.inf
 LOWER, HIGHER = "lower_is_better", "higher_is_better"
@@ -71,3 +71,25 @@ def test_a_state_is_named_with_its_metric() -> None:
         "error rate watching (above tolerance, not yet significant)"
     )
     assert state_text("latency_p95", None) == "p95 latency not yet tested (too few events)"
+
+
+@pytest.mark.parametrize(
+    ("test", "comparison", "state"),
+    [
+        (Tried(0.07, -0.02, 0.16), "none (no concurrent control)", State.NOT_COMPARED),
+        (None, "none (no concurrent control)", State.NOT_COMPARED),
+        (Tried(0.07, -0.02, 0.16), "control", State.WATCHING),
+        (Tried(0.07, -0.02, 0.16), None, State.WATCHING),
+    ],
+)
+def test_a_stage_without_a_control_reads_no_comparison_whatever_its_tests_count(
+    test: Tried | None, comparison: str | None, state: State
+) -> None:
+    # late units of the other arm may still give a test a value; no arms were compared
+    said = guardrail_state(test, compared=compares(comparison))
+    assert said.state == state
+    assert not said.decided if state is State.NOT_COMPARED else True
+    if state is State.NOT_COMPARED:
+        assert state_text("error_rate", test, compared=False) == (
+            "error rate no comparison (no concurrent control: gated on its limits)"
+        )

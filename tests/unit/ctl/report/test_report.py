@@ -525,10 +525,14 @@ def test_each_stage_says_why_a_guardrails_interval_is_as_wide_as_it_is(
 
 @pytest.mark.parametrize(
     ("counts", "said"),
-    [((0, 0), "(no units yet)"), ((90, 110), "(ok)")],
+    [
+        ((0, 0, 0.0), "(no units yet)"),
+        ((90, 110, 100.0), "(ok)"),
+        ((0, 1260, 1260.0), "(not checked: one arm)"),  # a ring at 100% that matched nobody
+    ],
 )
 def test_a_reports_sample_ratio_reads_no_units_yet_on_0_against_0(
-    counts: tuple[int, int], said: str
+    counts: tuple[int, int, float], said: str
 ) -> None:
-    srm = SampleRatio(float(counts[0]), float(counts[1]), 0.0, 1.0, flagged=False)
+    srm = SampleRatio(float(counts[0]), float(counts[1]), counts[2], 1.0, flagged=False)
     assert srm_text(srm).endswith(said)

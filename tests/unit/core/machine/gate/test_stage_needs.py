@@ -132,6 +132,18 @@ CASES: list[tuple[str, Rollout, Verdict | None, float, list[str] | None]] = [
         ],
     ),
     (
+        "a ring at 100% whose control is everyone outside it, none served treatment: warned",
+        running(plan=TARGETED),
+        hold((0, 1260), audience=RING),
+        NO_UNITS_AFTER.total_seconds() / 60,
+        [
+            'no units seen in this ring (country in ["NZ"]): check that the apps\' SDK loads'
+            " segments and sends the attributes the ring's rule reads",
+            "minimum stage time: 29 min left",
+            "units per arm: 0 of 300 (treatment 0, control 1260)",
+        ],
+    ),
+    (
         "a ring with no unit yet, too early to tell",
         running(plan=TARGETED),
         hold((0, 0), audience=RING),
@@ -268,20 +280,30 @@ def test_a_countdown_reads_in_two_units_at_most_rounded_up(seconds: float, said:
 
 
 @pytest.mark.parametrize(
-    ("flagged", "treatment", "control", "said"),
+    ("flagged", "treatment", "control", "expected", "said"),
     [
-        (False, 0, 0, "no units yet"),
-        (False, 0, None, "no units yet"),  # an older gate gave no control count
-        (False, None, None, "ok"),  # nothing counted is not taken as 0
-        (False, 5, 0, "ok"),
-        (False, 95, 105, "ok"),
-        (True, 0, 40, "mismatch"),
+        (False, 0, 0, None, "no units yet"),
+        (False, 0, None, None, "no units yet"),  # an older gate gave no control count
+        (False, None, None, None, "ok"),  # nothing counted is not taken as 0
+        (False, 5, 0, None, "ok"),
+        (False, 95, 105, None, "ok"),
+        (False, 95, 105, 100.0, "ok"),
+        (True, 0, 40, 20.0, "mismatch"),
+        # a stage at 100% (a ring with no control): the other arm's units are outside it
+        (False, 0, 1260, 1260.0, "not checked: one arm"),
+        (False, 300, 12, 312.0, "not checked: one arm"),
+        (False, 12, 300, 0.0, "not checked: one arm"),
+        (False, 0, 0, 0.0, "no units yet"),
     ],
 )
-def test_the_sample_ratio_check_reads_no_units_yet_on_0_against_0(
-    flagged: bool, treatment: float | None, control: float | None, said: str
+def test_the_sample_ratio_check_reads_no_units_yet_on_0_against_0_and_one_arm_unchecked(
+    flagged: bool,
+    treatment: float | None,
+    control: float | None,
+    expected: float | None,
+    said: str,
 ) -> None:
-    assert srm_word(flagged, treatment, control) == said
+    assert srm_word(flagged, treatment, control, expected) == said
 
 
 def test_the_guardrail_slowest_to_detect_its_regression_is_the_one_named() -> None:
