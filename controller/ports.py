@@ -10,7 +10,7 @@ value types, so neither side imports the other to exchange them.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import Enum, IntEnum
@@ -197,6 +197,8 @@ class HeldPartitions(Protocol):
     async def retire(self, partition: int, *, log: LogIdentity | None) -> bool: ...
     async def recorded_partitions(self) -> int | None: ...
     async def record_partitions(self, count: int) -> None: ...
+    async def record_starts(self, starts: Mapping[int, int]) -> None: ...
+    async def first_start(self, partition: int) -> int | None: ...
 
 
 class AggregateWriter(Protocol):

@@ -196,6 +196,23 @@ class GapStore:
         async with translated():
             await self._redis.hset(self._topic_key, "partitions", count)
 
+    async def record_starts(self, starts: Mapping[int, int]) -> None:
+        """Where each partition's log starts as ingest first sees it; a start recorded
+        before is kept."""
+        if not starts:
+            return
+        async with translated(), self._redis.pipeline(transaction=False) as pipe:
+            for partition, start in sorted(starts.items()):
+                pipe.hsetnx(self._topic_key, f"start:{partition}", start)
+            await pipe.execute()
+
+    async def first_start(self, partition: int) -> int | None:
+        """Where ``partition``'s log started when ingest first saw it; None if not recorded
+        (a topic first read by a version that did not record it)."""
+        async with translated():
+            value = await self._redis.hget(self._topic_key, f"start:{partition}")
+        return None if value is None else int(value)
+
 
 def counted_key(prefix: str, topic: str) -> str:
     """The hash of when each partition of ``topic`` was last counted through."""

@@ -90,6 +90,9 @@ class LogGap:
     changed: str | None = None
     """How the topic's identity differs from the one stored with the offset: another log
     (:func:`identity_change`), however long."""
+    first_start: int | None = None
+    """Where the log started when ingest first saw the topic, for a partition never counted
+    since: a log that now starts later lost records before they were first counted."""
 
     @property
     def shrank(self) -> bool:
@@ -102,8 +105,21 @@ class LogGap:
         return self.stored is not None and self.stored < self.beginning
 
     @property
+    def cut_uncounted(self) -> bool:
+        """Never counted, and the log starts after where it started when ingest first saw
+        the topic: retention or an operator's delete-records removed records not counted."""
+        first = self.first_start
+        return self.stored is None and first is not None and self.beginning > first
+
+    @property
     def why(self) -> str:
         reasons = []
+        if self.cut_uncounted:
+            reasons.append(
+                f"no offset of it was ever counted, and its log starts at offset"
+                f" {self.beginning}, after offset {self.first_start} where it started when the"
+                " topic was first read: records deleted before they were first counted"
+            )
         if self.stored is not None and self.stored > self.end:
             reasons.append(
                 f"the log ends at offset {self.end}, before the stored offset {self.stored}"
@@ -165,6 +181,7 @@ class LogGap:
             "recorded_partitions": self.recorded_partitions,
             "fetched_from": self.fetched_from,
             "changed": self.changed,
+            "first_start": self.first_start,
         }
 
 

@@ -45,11 +45,25 @@ class Holding:
     async def at_fetch(self, partition: int, owned: Owned, first: Record) -> bool:
         """Whether a fetch that served ``first`` shows that ``partition`` must be held
         (held if so): the client reset its position to records before or past what was
-        counted."""
+        counted, or, never counted, past where its log started when the topic was first
+        read."""
         if self.reset_behind(owned, first):
             await self.behind(partition, owned, first.offset)
             return True
+        if owned.offset is None:
+            return await self.uncounted(partition, first.offset)
         return self.past(owned, first) and await self.cut(partition, owned)
+
+    async def uncounted(self, partition: int, first: int) -> bool:
+        """Hold ``partition``, never counted, if its log lost records before they were
+        first counted; whether held."""
+        check = f"check where the log of p{partition} starts"
+        held = await self._retry(
+            lambda: self._gaps.uncounted_cut(partition, first, self._source), check
+        )
+        if held:
+            self._hold(partition, "the log lost records before they were first counted")
+        return bool(held)
 
     @staticmethod
     def reset_behind(owned: Owned, first: Record) -> bool:

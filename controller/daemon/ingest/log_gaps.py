@@ -98,7 +98,9 @@ class LogGaps:
         be held (recorded if so): it is another log (another topic id, fewer partitions),
         or its log starts after ``stored`` (a reset to the log start would skip what was
         deleted uncounted); a longer log proves nothing. Stored partitions the topic no
-        longer has are held with it (:mod:`.lost_partitions`).
+        longer has are held with it (:mod:`.lost_partitions`). The first claim of a
+        partition never counted records where every partition's log starts, once, for
+        :meth:`uncounted_cut`.
 
         Its end is checked once fetched: a broker's end offset answer may trail what
         its fetches serve (it names the last batch's start on some brokers), while a
@@ -117,6 +119,8 @@ class LogGaps:
                 await self._found(lost)
         shrank = count is not None and recorded is not None and count < recorded
         if not shrank and stored is None:
+            if await self._store.first_start(partition) is None:
+                await self._record_starts(source, count)  # a later start is a loss (at_fetch)
             return Checked(held=False, live=live)
         beginning, end = (await source.log_range([partition])).get(partition, (0, 0))
         gap = LogGap(partition, stored, beginning, end, count, recorded, changed=changed)
@@ -124,6 +128,27 @@ class LogGaps:
             return Checked(held=False, live=live)
         await self._found(gap)
         return Checked(held=True, live=live)
+
+    async def uncounted_cut(self, partition: int, first: int, source: EventSource) -> bool:
+        """Whether ``partition``, never counted, whose first fetch served offset ``first``,
+        lost records before they were first counted (recorded if so): its log now starts
+        after where it started when ingest first saw the topic. A fetch that begins past
+        that start asks the broker where the log starts (offsets may skip markers)."""
+        started = await self._store.first_start(partition)
+        if started is None or first <= started:
+            return False
+        beginning, end = (await source.log_range([partition])).get(partition, (first, first))
+        gap = LogGap(partition, None, beginning, end, first_start=started)
+        if not gap.cut_uncounted:
+            return False
+        await self._found(gap)
+        return True
+
+    async def _record_starts(self, source: EventSource, count: int | None) -> None:
+        """Where each partition's log starts now, kept where one was recorded before."""
+        if count is not None:
+            ranges = await source.log_range(list(range(count)))
+            await self._store.record_starts({p: start for p, (start, _) in ranges.items()})
 
     async def while_owned(
         self,

@@ -161,6 +161,35 @@ async def test_a_log_that_starts_after_the_stored_offset_is_held_at_claim(
         )
 
 
+async def test_a_partition_never_counted_whose_log_start_moved_on_is_held_at_first_fetch(
+    stores: tuple[GapStore, RedisAggregateStore],
+) -> None:
+    gap_store, _ = stores
+    alerts: list[RaiseAlert] = []
+    gaps = LogGaps(store=gap_store, topic=TOPIC, alarm=alerts.append)
+    # Given a first claim without an offset, which records where every log starts
+    assert not (await gaps.at_claim(0, None, CutSource(20, end=900))).held
+    assert [await gap_store.first_start(p) for p in range(4)] == [20, 20, 20, 20]
+    # a claim of another never-counted partition holds nothing and asks the broker nothing
+    assert not (await gaps.at_claim(3, None, CutSource(500, end=900))).held
+    # When partition 3's first records were deleted before anyone counted them, its first
+    # fetch serves records from 500: then it is held, reread advised, the loss named
+    assert await gaps.uncounted_cut(3, 500, CutSource(500, end=900))
+    assert await gap_store.held() == {3}
+    assert [a.details["fits"] for a in alerts] == ["reread"]
+    assert alerts[0].details["first_start"] == 20
+    assert "no offset of it was ever counted, and its log starts at offset 500, after offset" in (
+        gaps.reason() or ""
+    )
+    # while a first fetch from where the log started, or past skipped offsets on a log that
+    # still starts there, holds nothing
+    assert not await gaps.uncounted_cut(2, 20, CutSource(20, end=900))
+    assert not await gaps.uncounted_cut(1, 35, CutSource(20, end=900))
+    # and a record of the starts is never moved by a later one
+    await gap_store.record_starts({2: 700})
+    assert await gap_store.first_start(2) == 20
+
+
 async def test_a_fetch_past_the_stored_offset_holds_only_when_the_log_starts_past_it(
     stores: tuple[GapStore, RedisAggregateStore],
 ) -> None:
