@@ -1,10 +1,9 @@
 """The ports: what the daemon's services need from outside, with the values that cross.
 
-The services in :mod:`controller.daemon` depend on these Protocols only. The
-adapters in :mod:`controller.adapters` implement them against Kafka and Redis
-(proved by the integration tests), and :mod:`controller.adapters.memory`
-implements them in memory for unit tests and benchmarks. A port owns its
-value types, so neither side imports the other to exchange them.
+The services in :mod:`controller.daemon` depend on these Protocols only. The adapters in
+:mod:`controller.adapters` implement them against Kafka and Redis (proved by the integration
+tests), and :mod:`controller.adapters.memory` in memory for unit tests and benchmarks. A
+port owns its value types, so neither side imports the other to exchange them.
 """
 
 from __future__ import annotations
@@ -141,12 +140,11 @@ class OutboxMessage:
 class StateWrite:
     """One compare-and-set of a flag's rollout state, with the messages it implies.
 
-    ``rev`` is the revision the write expects (``-1``: any, to queue messages
-    only); ``rollout=None`` keeps the stored state. With ``command_id``, the
-    command is recorded as applied (ids older than ``keep_ms`` before
-    ``now_ms`` are forgotten), unless it already was: then nothing is written.
-    ``delivery`` names the record it was read from (topic, partition, offset),
-    kept with the id so that record read again is told from a replay.
+    ``rev`` is the revision the write expects (``-1``: any, to queue messages only);
+    ``rollout=None`` keeps the stored state. With ``command_id``, the command is recorded as
+    applied (ids older than ``keep_ms`` before ``now_ms`` are forgotten), unless it already
+    was: then nothing is written. ``delivery`` names the record it was read from (topic,
+    partition, offset), kept with the id so that record read again is told from a replay.
     """
 
     rev: int

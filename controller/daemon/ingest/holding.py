@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 
 from controller.daemon.ingest.flushing import Retry
-from controller.daemon.ingest.log_gaps import POLL_SECONDS, Checked, LogGaps
+from controller.daemon.ingest.log_gaps import POLL_SECONDS, Checked, LogGaps, uncounted_gap
 from controller.daemon.ingest.partitions import Owned, Partitions
 from controller.ports import Claim, EventSource, Record
 
@@ -58,12 +58,13 @@ class Holding:
         """Hold ``partition``, never counted, if its log lost records before they were
         first counted; whether held."""
         check = f"check where the log of p{partition} starts"
-        held = await self._retry(
-            lambda: self._gaps.uncounted_cut(partition, first, self._source), check
-        )
-        if held:
-            self._hold(partition, "the log lost records before they were first counted")
-        return bool(held)
+        gaps, source = self._gaps, self._source
+        gap = await self._retry(lambda: uncounted_gap(gaps.store, partition, first, source), check)
+        if gap is None:
+            return False
+        await self._retry(lambda: gaps.found(gap), f"hold p{partition}")
+        self._hold(partition, "the log lost records before they were first counted")
+        return True
 
     @staticmethod
     def reset_behind(owned: Owned, first: Record) -> bool:

@@ -78,7 +78,7 @@ class LogGaps:
     ) -> None:
         """``beside``: the topic is read beside the events topic (the Collector's), so an
         operator's command names it (``--topic``)."""
-        self._store, self._topic, self._alarm = store, topic, alarm
+        self.store, self._topic, self._alarm = store, topic, alarm
         self._beside = beside
         self._repeat_every, self._clock = repeat_every, clock
         self.gaps: dict[int, LogGap] = {}
@@ -95,60 +95,36 @@ class LogGaps:
         log: LogIdentity | None = None,
     ) -> Checked:
         """Whether ``partition``, just claimed at ``stored`` (counted on the log ``log``), must
-        be held (recorded if so): it is another log (another topic id, fewer partitions),
-        or its log starts after ``stored`` (a reset to the log start would skip what was
-        deleted uncounted); a longer log proves nothing. Stored partitions the topic no
-        longer has are held with it (:mod:`.lost_partitions`). The first claim of a
-        partition never counted records where every partition's log starts, once, for
-        :meth:`uncounted_cut`.
-
-        Its end is checked once fetched: a broker's end offset answer may trail what
-        its fetches serve (it names the last batch's start on some brokers), while a
-        fetch beyond the log end is reset and serves records before the stored offset.
+        be held (recorded if so): another log (another topic id, fewer partitions), or a log
+        that starts after ``stored`` (a reset to the log start would skip what was deleted
+        uncounted); a longer log proves nothing. Stored partitions the topic no longer has
+        are held with it (:mod:`.lost_partitions`); a first claim without an offset records
+        every log's start, once (:func:`uncounted_gap`). Its end is checked once fetched: an
+        end offset answer may trail what fetches serve (some brokers name the last batch's
+        start), while a fetch past the log end is reset to records before the stored offset.
         """
         live = await source.identity()
         count = live.partitions if live is not None else None
         count = count if count is not None else source.partition_count()
-        recorded = await self._store.recorded_partitions()
+        recorded = await self.store.recorded_partitions()
         if count is not None and (recorded is None or count > recorded):
-            await self._store.record_partitions(count)  # grown by an operator: the new normal
+            await self.store.record_partitions(count)  # grown by an operator: the new normal
         changed = None if stored is None else identity_change(partition, stored=log, live=live)
         if count is not None:
             before = max(recorded or 0, (log.partitions or 0) if log is not None else 0)
             for lost in await self._lost.find(count, before, live, known=set(self.gaps)):
-                await self._found(lost)
+                await self.found(lost)
         shrank = count is not None and recorded is not None and count < recorded
         if not shrank and stored is None:
-            if await self._store.first_start(partition) is None:
-                await self._record_starts(source, count)  # a later start is a loss (at_fetch)
+            if await self.store.first_start(partition) is None:
+                await record_starts(self.store, source, count)  # a later one: a loss
             return Checked(held=False, live=live)
         beginning, end = (await source.log_range([partition])).get(partition, (0, 0))
         gap = LogGap(partition, stored, beginning, end, count, recorded, changed=changed)
         if not (gap.shrank or gap.cut or gap.changed):
             return Checked(held=False, live=live)
-        await self._found(gap)
+        await self.found(gap)
         return Checked(held=True, live=live)
-
-    async def uncounted_cut(self, partition: int, first: int, source: EventSource) -> bool:
-        """Whether ``partition``, never counted, whose first fetch served offset ``first``,
-        lost records before they were first counted (recorded if so): its log now starts
-        after where it started when ingest first saw the topic. A fetch that begins past
-        that start asks the broker where the log starts (offsets may skip markers)."""
-        started = await self._store.first_start(partition)
-        if started is None or first <= started:
-            return False
-        beginning, end = (await source.log_range([partition])).get(partition, (first, first))
-        gap = LogGap(partition, None, beginning, end, first_start=started)
-        if not gap.cut_uncounted:
-            return False
-        await self._found(gap)
-        return True
-
-    async def _record_starts(self, source: EventSource, count: int | None) -> None:
-        """Where each partition's log starts now, kept where one was recorded before."""
-        if count is not None:
-            ranges = await source.log_range(list(range(count)))
-            await self._store.record_starts({p: start for p, (start, _) in ranges.items()})
 
     async def while_owned(
         self,
@@ -187,7 +163,7 @@ class LogGaps:
                 changed=changed.get(partition),
             )
             if gap is not None:
-                await self._found(gap)
+                await self.found(gap)
                 found.append(partition)
         return found
 
@@ -198,19 +174,20 @@ class LogGaps:
         gap = LogGap(partition, stored, beginning, end)
         if not gap.cut:
             return False  # offsets skipped on the log itself: transaction markers, compaction
-        await self._found(gap)
+        await self.found(gap)
         return True
 
     async def behind(self, partition: int, stored: int, first: int, source: EventSource) -> None:
         """A fetch returned ``partition`` from ``first``, before its ``stored`` offset: the
         consumer's position was reset, so the log no longer holds what was counted."""
         beginning, end = (await source.log_range([partition])).get(partition, (first, first))
-        await self._found(LogGap(partition, stored, beginning, end, fetched_from=first))
+        await self.found(LogGap(partition, stored, beginning, end, fetched_from=first))
 
-    async def _found(self, gap: LogGap) -> None:
+    async def found(self, gap: LogGap) -> None:
+        """Hold ``gap``'s partition: recorded, logged and alerted the first time."""
         first = gap.partition not in self.gaps
         self.gaps[gap.partition] = gap
-        await self._store.record(gap)
+        await self.store.record(gap)
         if first:
             log.error("events_partition_held", partition=gap.partition, why=gap.why)
             self._raise(gap)
@@ -252,7 +229,7 @@ class LogGaps:
                 continue
             if partition not in epochs:
                 continue
-            chosen = await self._store.choice(partition)
+            chosen = await self.store.choice(partition)
             ranges = await source.log_range([partition]) if chosen else {}
             if chosen is None or partition not in ranges:
                 continue
@@ -261,12 +238,12 @@ class LogGaps:
             beginning, end = ranges[partition]
             offset = resume_offset(choice, gap_end=gap_end, beginning=beginning, end=end)
             epoch = epochs[partition]
-            resumed = await self._store.resume(partition, epoch=epoch, offset=offset, log=live)
+            resumed = await self.store.resume(partition, epoch=epoch, offset=offset, log=live)
             out[partition] = Resumed(offset, live) if resumed else None
             self._forget(partition)
             count = source.partition_count()
             if count is not None and gap.shrank:
-                await self._store.record_partitions(count)
+                await self.store.record_partitions(count)
             log.warning(
                 "events_partition_resumed",
                 partition=partition,
@@ -294,3 +271,24 @@ def _reason(gaps: Mapping[int, LogGap], topic: str, *, beside: bool) -> str:
     return (
         f"{which}events partitions {sorted(gaps)} held until an operator chooses: {advised}. {each}"
     )
+
+
+async def record_starts(store: HeldPartitions, source: EventSource, count: int | None) -> None:
+    """Where each partition's log starts now, kept where one was recorded before."""
+    if count is not None:
+        ranges = await source.log_range(list(range(count)))
+        await store.record_starts({p: start for p, (start, _) in ranges.items()})
+
+
+async def uncounted_gap(
+    store: HeldPartitions, partition: int, first: int, source: EventSource
+) -> LogGap | None:
+    """The gap of ``partition``, never counted, whose first fetch served ``first``: its log
+    now starts after where it started when ingest first saw the topic. A fetch that begins
+    past that start asks the broker where the log starts (offsets may skip markers)."""
+    started = await store.first_start(partition)
+    if started is None or first <= started:
+        return None
+    beginning, end = (await source.log_range([partition])).get(partition, (first, first))
+    gap = LogGap(partition, None, beginning, end, first_start=started)
+    return gap if gap.cut_uncounted else None

@@ -16,7 +16,7 @@ from controller.adapters.redis.ingest_progress import GapStore
 from controller.core.machine.log_gaps import LogIdentity
 from controller.core.rollouts.actions import RaiseAlert
 from controller.core.stats.folding import PartitionDelta
-from controller.daemon.ingest.log_gaps import LogGaps, Resumed
+from controller.daemon.ingest.log_gaps import LogGaps, Resumed, uncounted_gap
 from controller.settings import RedisSettings
 from tests.unit.daemon.ingest.test_partitions import Source
 
@@ -174,7 +174,9 @@ async def test_a_partition_never_counted_whose_log_start_moved_on_is_held_at_fir
     assert not (await gaps.at_claim(3, None, CutSource(500, end=900))).held
     # When partition 3's first records were deleted before anyone counted them, its first
     # fetch serves records from 500: then it is held, reread advised, the loss named
-    assert await gaps.uncounted_cut(3, 500, CutSource(500, end=900))
+    gap = await uncounted_gap(gap_store, 3, 500, CutSource(500, end=900))
+    assert gap is not None
+    await gaps.found(gap)
     assert await gap_store.held() == {3}
     assert [a.details["fits"] for a in alerts] == ["reread"]
     assert alerts[0].details["first_start"] == 20
@@ -183,8 +185,8 @@ async def test_a_partition_never_counted_whose_log_start_moved_on_is_held_at_fir
     )
     # while a first fetch from where the log started, or past skipped offsets on a log that
     # still starts there, holds nothing
-    assert not await gaps.uncounted_cut(2, 20, CutSource(20, end=900))
-    assert not await gaps.uncounted_cut(1, 35, CutSource(20, end=900))
+    assert await uncounted_gap(gap_store, 2, 20, CutSource(20, end=900)) is None
+    assert await uncounted_gap(gap_store, 1, 35, CutSource(20, end=900)) is None
     # and a record of the starts is never moved by a later one
     await gap_store.record_starts({2: 700})
     assert await gap_store.first_start(2) == 20
