@@ -34,7 +34,10 @@ failing half their requests, fewer of each, no heavy units, heavy units that fai
 units of different speed, and bots (0.1% send 5,000 requests, none failing). Per shape, an
 A/A stream is judged by the default plan and by one plan per metric, on units (the gate)
 and, for comparison in the same run, as if requests were independent (``@requests``); a
-second stream doubles treatment units' error propensity (power). Times are in requests. The
+second stream doubles treatment units' error propensity (power), a third their latency
+(the p95 plan's power). Each plan is judged by the gate itself, its always-valid test at
+every look and its final look at each stage's planned end (the ``@requests`` comparisons
+are the always-valid test alone). Times are in requests. The
 same doubled populations are tested on each unit's exact counts as well
 (:mod:`bench.clustered_oracle`): with the gate's boundary at the gate's looks (what
 buckets of units cost the gate) and, once per stage at its end, with a fixed-horizon z-test
@@ -69,7 +72,7 @@ from clustered_oracle import oracle_caught  # beside this script
 
 from controller.core.common import ConfigError
 from controller.core.rollouts.plan import DEFAULT_PLAN, Plan, parse_plan
-from tests.support.clustered import SHAPES, Judged, simulate_clustered
+from tests.support.clustered import SHAPES, Judged, Treated, simulate_clustered
 from tests.support.simulation import METRICS, Outcome, Service, simulate, single_plans
 
 PLAN_NAMES = {"error_rate": "error_rate", "latency": "latency_p99"}
@@ -190,10 +193,14 @@ def one_clustered_run(task: tuple[int, str, float]) -> dict[str, dict[str, Outco
     oracle = oracle_caught(
         singles["error_rate"], SHAPES[shape], seed=2 * seed + 1, treatment_factor=2.0, growth=growth
     )
+    slower = Judged(DEFAULT_PLAN, {"latency_p95": singles["latency_p95"]})
     return {
         "aa": simulate_clustered(aa, SHAPES[shape], seed=2 * seed, growth=growth),
         "2x_errors": simulate_clustered(
             power, SHAPES[shape], seed=2 * seed + 1, treatment_factor=2.0, growth=growth
+        ),
+        "2x_latency": simulate_clustered(
+            slower, SHAPES[shape], seed=2 * seed + 1, treated=Treated(latency=2.0), growth=growth
         ),
         "oracle": {
             name: Outcome(None if stage is None else "error_rate", stage or 0, 0.0)
@@ -222,6 +229,14 @@ def summarise_clustered(runs: list[dict[str, dict[str, Outcome]]]) -> dict[str, 
             "lower95": round(wilson(len(hits), n, upper=False), 4),
             "median_requests": statistics.median(o.seconds for o in hits) if hits else None,
         }
+    slower: dict[str, Any] = {}
+    for name in ("latency_p95",):
+        hits = [r["2x_latency"][name] for r in runs if r["2x_latency"][name].stopped is not None]
+        slower[name] = {
+            "rate": len(hits) / n,
+            "lower95": round(wilson(len(hits), n, upper=False), 4),
+            "median_requests": statistics.median(o.seconds for o in hits) if hits else None,
+        }
     gate = [r["2x_errors"]["error_rate"].stopped is not None for r in runs]
     oracle: dict[str, Any] = {}
     for name in runs[0]["oracle"]:
@@ -231,7 +246,12 @@ def summarise_clustered(runs: list[dict[str, dict[str, Outcome]]]) -> dict[str, 
             "lower95": round(wilson(sum(found), n, upper=False), 4),
             "runs_agreeing_with_gate": sum(g == h for g, h in zip(gate, found, strict=True)),
         }
-    return {"false_rollback": false, "caught_2x_errors": caught, "oracle_2x_errors": oracle}
+    return {
+        "false_rollback": false,
+        "caught_2x_errors": caught,
+        "caught_2x_p95_latency": slower,
+        "oracle_2x_errors": oracle,
+    }
 
 
 def main_clustered(args: argparse.Namespace) -> dict[str, Any]:
@@ -257,6 +277,8 @@ def main_clustered(args: argparse.Namespace) -> dict[str, Any]:
             progress(
                 f"{shape} 2x errors {name}: caught {c['rate']:.3f}, median {c['median_requests']}"
             )
+        for name, c in figures["caught_2x_p95_latency"].items():
+            progress(f"{shape} 2x latency {name}: caught {c['rate']:.3f}")
         for name, o in figures["oracle_2x_errors"].items():
             progress(
                 f"{shape} 2x errors, {name} test on each unit's counts: caught {o['rate']:.3f}"

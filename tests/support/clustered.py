@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import numpy as np
 
@@ -311,9 +311,10 @@ def simulate_clustered(
             last = count
             data = FlagAggregates("sim", frozenset({index + 1}),
                                   arms[0].aggregate(), arms[1].aggregate())  # fmt: skip
-            _judge_singles(judged, data, arms, outcomes, (index, elapsed + count))
+            now = started + timedelta(seconds=duration * count / r.arm.size)
+            look = _Look(index, elapsed + count, started, now)
+            _judge_singles(judged, data, arms, outcomes, look)
             if "plan" not in outcomes:
-                now = started + timedelta(seconds=duration * count / r.arm.size)
                 verdict = evaluate(_rollout(judged.plan, index, started), data, now)
                 if verdict.kind in (VerdictKind.ROLLBACK, VerdictKind.PAUSE):
                     stopped = verdict.evidence.breach or "srm"
@@ -328,19 +329,32 @@ def simulate_clustered(
     return {name: outcomes.get(name, done) for name in ("plan", *names)}
 
 
+@dataclass(frozen=True, slots=True)
+class _Look:
+    """One look at a stage: its index, the stream's requests so far, when it began, now."""
+
+    stage: int
+    requests: int
+    started: datetime
+    now: datetime
+
+
 def _judge_singles(
     judged: Judged,
     data: FlagAggregates,
     arms: tuple[_Arm, _Arm],
     outcomes: dict[str, Outcome],
-    at: tuple[int, int],
+    look: _Look,
 ) -> None:
-    """Each single plan's test at this look; a regression ends that plan."""
+    """Each single plan's gate at this look (its always-valid test, and its final look at
+    the stage's planned end); its guardrail's regression ends that plan. The same test as
+    if requests were independent is the always-valid one alone, for comparison."""
     plain = None
+    at = (look.stage, look.requests)
     for metric, single in judged.singles.items():
         if metric not in outcomes:
-            result = guardrail_result(single.guardrails[0], data, single)
-            if result is not None and result.regressed:
+            verdict = evaluate(_rollout(single, look.stage, look.started), data, look.now)
+            if verdict.kind is VerdictKind.ROLLBACK and verdict.evidence.breach == metric:
                 outcomes[metric] = Outcome(metric, at[0], float(at[1]))
         name = f"{metric}@requests"
         if judged.independent and name not in outcomes:
