@@ -184,9 +184,8 @@ def _verdict(
             f" minimum sample is met, before the minimum stage time {_stage(rollout).min_duration}"
         )
         return Verdict(VerdictKind.ADVANCE, why, None, _with(evidence, early_advance=True))
-    verdict = _timing(rollout, data, now, evidence, sourced=sourced, waiting=waiting)
-    at_end = bool(waiting) and verdict.reason == "; ".join(waiting)  # untested: the last hold
-    return final_look(rollout, data, now, tests, verdict, at_end=at_end)
+    verdict, untested_hold = _timing(rollout, data, now, evidence, sourced=sourced, waiting=waiting)
+    return final_look(rollout, data, now, tests, verdict, at_end=untested_hold)
 
 
 def _regressed(
@@ -308,31 +307,32 @@ def _timing(
     *,
     sourced: Sourced,
     waiting: tuple[str, ...],
-) -> Verdict:
+) -> tuple[Verdict, bool]:
+    """The verdict of the stage's time, traffic and size, and whether it is the hold for
+    guardrails not yet tested (the stage's planned end is reached: its final look is due)."""
     plan, stage = rollout.plan, rollout.plan.stages[rollout.stage]
     elapsed = now - rollout.stage_started_at
     if elapsed < stage.min_duration:
-        return Verdict(
-            VerdictKind.HOLD, f"minimum stage time {stage.min_duration} not reached", None, evidence
-        )
+        why = f"minimum stage time {stage.min_duration} not reached"
+        return Verdict(VerdictKind.HOLD, why, None, evidence), False
     # No traffic is judged on the stage's own aggregates (its flag versions): when
     # stages become rings, the gate is handed the ring's, and this test holds as is.
     if _events(data.treatment) + _events(data.control) + sourced.traffic == 0:
         if elapsed >= plan.no_traffic_grace:
             ring = f" from {audience(rollout).stage}" if plan.targeted else ""
             why = f"no events in the stage{ring} for {elapsed}"
-            return health.verdict(action_for(plan.health_words, "no_traffic"), why, evidence)
-        return Verdict(VerdictKind.HOLD, "no traffic yet", None, evidence)
+            return health.verdict(action_for(plan.health_words, "no_traffic"), why, evidence), False
+        return Verdict(VerdictKind.HOLD, "no traffic yet", None, evidence), False
     if plan.limits is not None and rollout.percent >= 100:  # no control: the treated count
         fewest, arm = data.treatment.units, "treatment"
     else:
         fewest, arm = min(data.treatment.units, data.control.units), "the smaller arm"
     if fewest < stage.min_units_per_arm:
         why = f"{fewest} units in {arm}, {stage.min_units_per_arm} needed"
-        return Verdict(VerdictKind.HOLD, why, None, evidence)
+        return Verdict(VerdictKind.HOLD, why, None, evidence), False
     if waiting:  # the guardrails not yet tested (:func:`untested`)
-        return Verdict(VerdictKind.HOLD, "; ".join(waiting), None, evidence)
-    return Verdict(VerdictKind.ADVANCE, _complete(rollout), None, evidence)
+        return Verdict(VerdictKind.HOLD, "; ".join(waiting), None, evidence), True
+    return Verdict(VerdictKind.ADVANCE, _complete(rollout), None, evidence), False
 
 
 def untested(
