@@ -11,9 +11,12 @@ a reader who trusts that key's public half needs nothing else.
 
 What the chain proves: the file is the export as it was written, whole and in
 its order (and, signed, who wrote it). What it does not: that each record is
-what the controller published; decisions carry no signature of their own, so an
-export written from a forged topic chains as well as any (commands carry their
-operator's signature in ``data``).
+what the controller published. A controller with a signing key signs each
+decision it publishes (:func:`~controller.core.trust.signing.decision_bytes`);
+given its public keys, :func:`unsigned_decision` names the first decision that
+is not as the controller signed it, so an edit the chain was rebuilt around, or a
+decision forged on the topic, is caught too (commands carry their operator's
+signature in ``data``).
 
 :func:`check_export` reads a file's lines and names the first that fails.
 """
@@ -31,6 +34,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
 from controller.core.trust import signing
+from controller.core.trust.signing import StateVerifier
 
 SEAL_TYPE: Final = "dev.rollout-controller.audit-seal"
 SEAL_SOURCE: Final = "/rollout-controller/audit-export"
@@ -170,6 +174,27 @@ def _seal_of(line: bytes) -> tuple[SealData, dict[str, object]] | str:
     if sealed.prevdigest != sealed.data.head:
         return "the seal's prevdigest is not its head"
     return sealed.data, parsed["data"]
+
+
+DECISION_TYPE: Final = "dev.rollout-controller.decision"
+
+
+def unsigned_decision(lines: Sequence[bytes], controller: StateVerifier) -> Failed | None:
+    """The first event line (the seal excepted) whose decision is not signed by one of the
+    controller's keys, with why: unsigned, an unknown key, or a signature that fails (the
+    decision was edited after the controller signed it)."""
+    for index, line in enumerate(lines):
+        try:
+            parsed = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            return Failed(index + 1, "edited: not JSON")
+        if not isinstance(parsed, dict) or parsed.get("type") != DECISION_TYPE:
+            continue
+        data = parsed.get("data")
+        problem = "no decision" if not isinstance(data, dict) else controller.decision_problem(data)
+        if problem is not None:
+            return Failed(index + 1, f"the decision is not as the controller signed it: {problem}")
+    return None
 
 
 def _chain_break(events: Sequence[bytes], data: SealData) -> Failed | None:

@@ -9,7 +9,9 @@ engine.
 
 Flag states are signed too, by the controller's own key, so that apps can
 refuse states nobody but the controller could have published
-(:class:`StateSigner`, :class:`StateVerifier`).
+(:class:`StateSigner`, :class:`StateVerifier`); and so are its decisions
+(:func:`decision_bytes`), so that an audit trail shows each one as the controller
+wrote it.
 """
 
 from __future__ import annotations
@@ -126,6 +128,24 @@ class StateSigner:
         """The base64 signature of ``data`` (a segment record's signed form)."""
         return base64.b64encode(self._key.sign(data)).decode()
 
+    def sign_decision(self, decision: JsonObject) -> JsonObject:
+        """``decision`` (a decision's fields) with ``key_id`` and ``sig`` set."""
+        sig = self.sign_bytes(decision_bytes(decision, self.key_id))
+        return {**decision, "key_id": self.key_id, "sig": sig}
+
+
+DECISION_FORM = "rollout-controller/decision/v1"
+"""The first element of a decision's signed form: a later form is told from this one."""
+
+
+def decision_bytes(decision: Mapping[str, object], key_id: str) -> bytes:
+    """The bytes the controller signs for a decision with ``key_id``: ``[DECISION_FORM,
+    key_id, the decision without key_id and sig]``, keys sorted, compact (orjson writes
+    each number as the shortest text that reads back the same, so a reader that parses
+    the published JSON and writes it again gets these bytes)."""
+    body = {k: v for k, v in decision.items() if k not in ("key_id", "sig")}
+    return orjson.dumps([DECISION_FORM, key_id, body], option=orjson.OPT_SORT_KEYS)
+
 
 class StateVerifier:
     """Checks flag states' signatures against the controller's public keys, by key id."""
@@ -155,3 +175,14 @@ class StateVerifier:
         except (InvalidSignature, binascii.Error, ValueError):
             return "bad_signature"
         return None
+
+    def decision_problem(self, decision: Mapping[str, object]) -> str | None:
+        """Why ``decision`` (as published) is not signed by one of the keys, or None."""
+        key_id, sig = decision.get("key_id"), decision.get("sig")
+        if not isinstance(key_id, str) or not isinstance(sig, str):
+            return "unsigned"
+        try:
+            data = decision_bytes(decision, key_id)
+        except (TypeError, orjson.JSONEncodeError):
+            return "bad_signature"
+        return self.signed_problem(key_id, sig, data)

@@ -1,16 +1,14 @@
 """Wire contracts, version 1: one JSON object per Kafka message.
 
-Every model forbids unknown fields, bounds its strings and is frozen. Inbound
-events are discriminated on ``type``; ``v`` is the schema version. Timestamps
-(``ts``) are UTC, given as epoch milliseconds or an RFC 3339 string with an
-offset. The JSON Schema files in ``schemas/`` are generated from these models
-(``rollout-controller schemas export``) and a test fails when they drift.
+Every model forbids unknown fields, bounds its strings and is frozen. Inbound events are
+discriminated on ``type``; ``v`` is the schema version. Timestamps (``ts``) are UTC, epoch
+milliseconds or RFC 3339 with an offset. The JSON Schema files in ``schemas/`` are
+generated from these models (``rollout-controller schemas export``); a test fails on drift.
 
 Numbers from outside are finite and bounded (:data:`MAX_LATENCY_MS`,
-:data:`MAX_CONVERSION_VALUE`), and a command's plan is bounded in depth and
-size, so no single message can overflow an aggregate or exhaust a parser. A
-key repeated in one JSON object takes its last value, as pydantic reads it;
-ingest's fast decoder follows the same rule (:mod:`decoding`).
+:data:`MAX_CONVERSION_VALUE`), and a command's plan is bounded in depth and size, so no
+single message can overflow an aggregate or exhaust a parser. A key repeated in one JSON
+object takes its last value, as pydantic reads it, and so does ingest's fast decoder.
 """
 
 from __future__ import annotations
@@ -76,11 +74,9 @@ class Arm(StrEnum):
 
 class _FlagEvent(MessageBase):
     id: MessageId = Field(
-        description="Unique id of this event; keep it when the event is sent again. Ingest "
+        description="Unique id of this event; keep it when the event is sent again: ingest "
         "counts an id once per partition within ingest.dedupe_seconds (an hour; at most "
-        "ingest.dedupe_max_ids ids a partition), so a copy the app writes twice, retried "
-        "or re-batched, counts once; the first copy counts, and a copy past the window "
-        "counts again."
+        "ingest.dedupe_max_ids ids a partition), the first copy; one past it counts again."
     )
     flag: FlagKey
     unit: UnitId = Field(description="The unit (user, session, request) that was assigned.")
@@ -117,8 +113,7 @@ class Conversion(_FlagEvent):
     name: ConversionName | None = Field(
         default=None,
         description="What converted, as the app tracked it (checkout_completed): a guardrail "
-        "naming this conversion reads it. Named or not, every conversion also counts for the "
-        "guardrails that name none, as conversions always did.",
+        "naming this conversion reads it; every conversion counts for those naming none.",
     )
     value: (
         Annotated[StrictFloatish, Field(ge=-MAX_CONVERSION_VALUE, le=MAX_CONVERSION_VALUE)] | None
@@ -194,8 +189,7 @@ class Command(SignedCommand):
     )
     expect_stage: Stage | None = Field(
         default=None,
-        description="A precondition: the stage (from 0) the rollout was at; rejected when it "
-        "is at another.",
+        description="A precondition: the stage (from 0) it was at; rejected at another.",
     )
     applied: AppliedDigest | None = Field(
         default=None,
@@ -218,6 +212,10 @@ class FlagStatus(StrEnum):
     COMPLETED = "completed"
     ROLLED_BACK = "rolled_back"
     KILLED = "killed"
+
+
+ControllerKeyId = Annotated[str, StringConstraints(pattern=KEY_ID_PATTERN)] | None
+ControllerSig = Annotated[str, StringConstraints(min_length=1, max_length=128)] | None
 
 
 class FlagState(MessageBase):
@@ -255,12 +253,12 @@ class FlagState(MessageBase):
         description="The holdout the flag names: a share of units served control by every "
         'flag naming it (docs/clients.md, "Holdouts"); absent: none.',
     )
-    key_id: Annotated[str, StringConstraints(pattern=KEY_ID_PATTERN)] | None = Field(
+    key_id: ControllerKeyId = Field(
         default=None,
         description="Which controller key signed this state; none when the controller has "
         "no signing key.",
     )
-    sig: Annotated[str, StringConstraints(min_length=1, max_length=128)] | None = Field(
+    sig: ControllerSig = Field(
         default=None,
         description="Base64 Ed25519 signature over the state's signed form (docs/clients.md, "
         '"Verifying flag states"): apps configured with the controller\'s public keys '
@@ -298,6 +296,12 @@ class Decision(MessageBase):
         description="What it was decided on; its part follows from `kind` (a rollout's own, "
         "a pipeline's, a segment's, an app key's, an ingest command's), or the note that "
         "replaced evidence too large to publish.",
+    )
+    key_id: ControllerKeyId = Field(
+        default=None, description="The controller key that signed it; none: unsigned."
+    )
+    sig: ControllerSig = Field(
+        default=None, description='Base64 Ed25519 signature (docs/audit.md, "Signed decisions").'
     )
 
     @model_validator(mode="before")

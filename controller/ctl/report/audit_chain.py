@@ -6,7 +6,9 @@ was given an operator key (``--key-id``, ``--key``).
 ``rolloutctl audit check FILE`` reads a file back and names the first line
 that fails (:func:`~controller.core.trust.audit_chain.check_export`); the
 public keys are the operator keys of ``--config``, and any ``--public-key
-ID=BASE64`` given.
+ID=BASE64`` given. Given the controller's keys (``--config``'s signing key, any
+``--controller-key ID=BASE64``), each decision must also be signed by one
+(:func:`~controller.core.trust.audit_chain.unsigned_decision`).
 
 Exit codes of the check: 0 the chain holds (signed, or unsigned without
 ``--require-signature``), 1 a line fails or the file cannot be read, 2 usage,
@@ -25,7 +27,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from controller.core.common import ConfigError, ControllerError
 from controller.core.reading import AuditEvent, audit_line
 from controller.core.release import read_key_record
-from controller.core.trust import audit_chain, signing
+from controller.core.trust import StateVerifier, audit_chain, signing
 from controller.ctl.terminal import UsageError, run_guarded, warn
 
 EXIT_FAILED = 1
@@ -89,6 +91,14 @@ def add_check_parser(verbs: argparse._SubParsersAction[argparse.ArgumentParser])
         help="an operator public key by its id (repeatable), besides --config's",
     )
     sub.add_argument("--require-signature", action="store_true", help="fail on an unsigned seal")
+    sub.add_argument(
+        "--controller-key",
+        action="append",
+        default=[],
+        metavar="ID=BASE64",
+        help="a controller public key by its id (repeatable), besides the one --config's "
+        "signing key gives: every decision must be signed by one (as the controller wrote it)",
+    )
 
 
 def public_keys(config: Path | None, given: Sequence[str]) -> dict[str, Ed25519PublicKey]:
@@ -110,19 +120,58 @@ def public_keys(config: Path | None, given: Sequence[str]) -> dict[str, Ed25519P
         raise ConfigError(f"a public key is not a base64 Ed25519 key: {error}") from error
 
 
+def controller_keys(config: Path | None, given: Sequence[str]) -> StateVerifier | None:
+    """The controller's public keys by id: its signing key's (``--config``), then each
+    ``--controller-key``; None when neither names one."""
+    texts: dict[str, str] = {}
+    if config is not None:
+        from controller.settings import load_settings  # noqa: PLC0415 - keep `--help` fast
+
+        signing_settings = load_settings(config).signing
+        text = signing_settings.key_text()
+        if text is not None:
+            key = signing.load_private_key(text)
+            texts[signing_settings.key_id] = signing.public_key_text(key.public_key())
+    for item in given:
+        key_id, _, text = item.partition("=")
+        if not key_id or not text:
+            raise UsageError(f"--controller-key {item!r}: give ID=BASE64")
+        texts[key_id] = text
+    try:
+        return StateVerifier(texts) if texts else None
+    except ValueError as error:
+        raise ConfigError(f"a controller key is not a base64 Ed25519 key: {error}") from error
+
+
 def run_check(args: argparse.Namespace) -> int:
     """Check the file; print the verdict; return the exit code."""
-    return run_guarded(lambda: check(args.file, public_keys(args.config, args.public_key),
-                                     require_signature=args.require_signature))  # fmt: skip
+
+    def checked() -> int:
+        keys = public_keys(args.config, args.public_key)
+        controller = controller_keys(args.config, args.controller_key)
+        return check(
+            args.file, keys, require_signature=args.require_signature, controller=controller
+        )
+
+    return run_guarded(checked)
 
 
-def check(file: Path, keys: Mapping[str, Ed25519PublicKey], *, require_signature: bool) -> int:
-    """The verdict on ``file``, printed; the exit code."""
+def check(
+    file: Path,
+    keys: Mapping[str, Ed25519PublicKey],
+    *,
+    require_signature: bool,
+    controller: StateVerifier | None = None,
+) -> int:
+    """The verdict on ``file``, printed; the exit code. With ``controller``, every decision
+    must be signed by one of its keys."""
     try:
         lines = file.read_bytes().splitlines()
     except OSError as error:
         raise ControllerError(f"cannot read {file}: {error.strerror or error}") from error
     verdict = audit_chain.check_export(lines, keys)
+    if isinstance(verdict, audit_chain.Checked) and controller is not None:
+        verdict = audit_chain.unsigned_decision(lines[:-1], controller) or verdict
     if not isinstance(verdict, audit_chain.Checked):
         print(f"{file}: line {verdict.line}: {verdict.reason}")
         return EXIT_FAILED

@@ -1,6 +1,6 @@
-"""Flag states leave the controller signed, on the topic and in ``/flags``.
+"""Flag states and decisions leave the controller signed (states on the topic and in ``/flags``).
 
-The outbox keeps states as the engine rendered them; :class:`SigningOutputs`
+The outbox keeps states and decisions as the engine rendered them; :class:`SigningOutputs`
 signs each one as it is published, so a republished state is signed again
 (Ed25519 is deterministic: the same bytes) and a new key applies to every
 state published after a restart. :func:`load_signer` reads the configured key,
@@ -41,15 +41,41 @@ def load_signer(settings: SigningSettings) -> StateSigner | None:
 
 
 class SigningOutputs:
-    """The engine's outputs; every flag state gets the controller's signature on its way out."""
+    """The engine's outputs; every flag state and decision gets the controller's signature
+    on its way out."""
 
-    def __init__(self, inner: Outputs, *, flag_state_topic: str, signer: StateSigner) -> None:
+    def __init__(
+        self,
+        inner: Outputs,
+        *,
+        flag_state_topic: str,
+        signer: StateSigner,
+        decisions_topic: str | None = None,
+    ) -> None:
         self._inner, self._topic, self._signer = inner, flag_state_topic, signer
+        self._decisions = decisions_topic
 
     async def publish(self, messages: list[tuple[str, str, bytes]]) -> None:
-        await self._inner.publish(
-            [(t, k, self._signed(v) if t == self._topic else v) for t, k, v in messages]
-        )
+        await self._inner.publish([(t, k, self._value(t, v)) for t, k, v in messages])
+
+    def _value(self, topic: str, value: bytes) -> bytes:
+        if topic == self._topic:
+            return self._signed(value)
+        if topic == self._decisions:
+            return self._signed_decision(value)
+        return value
+
+    def _signed_decision(self, value: bytes) -> bytes:
+        """``value`` signed; unchanged (published unsigned, as without a key) when it is no
+        JSON object."""
+        try:
+            decision = orjson.loads(value)
+            if not isinstance(decision, dict):
+                return value
+            return orjson.dumps(self._signer.sign_decision(decision))
+        except (orjson.JSONDecodeError, orjson.JSONEncodeError, TypeError) as exc:
+            log.exception("decision_unsignable", error=repr(exc)[:200])
+            return value
 
     def _signed(self, value: bytes) -> bytes:
         """``value`` signed; unchanged (apps that verify refuse it) when it is no flag state."""

@@ -199,7 +199,10 @@ def _engine_outputs(run: Run, published: Publisher, sync: BackendSync | None) ->
     topic = run.settings.topics.flag_state
     outputs: Outputs = published
     if run.signer is not None:  # apps that verify hold only states the controller signed
-        outputs = SigningOutputs(outputs, flag_state_topic=topic, signer=run.signer)
+        decisions = run.settings.topics.decisions
+        outputs = SigningOutputs(
+            outputs, flag_state_topic=topic, signer=run.signer, decisions_topic=decisions
+        )
     if sync is not None:
         outputs = NudgingOutputs(outputs, flag_state_topic=topic, nudge=sync.nudge)
     return outputs
