@@ -5,7 +5,8 @@ started again, and gates the rollout to the end, republishing what its outbox
 held. ``rolloutctl audit export`` of the span, taken once across the kill (the
 export runs as the daemon dies) and once after the end, holds every decision
 the topic carries exactly once, as published, in order, and validates against
-the published schema; the first export's events are in the second unchanged.
+the published schema; the first export's events are in the second unchanged. The
+daemon has a signing key, and every exported decision is as it signed it.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from jsonschema import Draft202012Validator
 
-from controller.core.trust.audit_chain import Checked, check_export
+from controller.core.trust.audit_chain import Checked, check_export, unsigned_decision
+from controller.core.trust.signing import StateVerifier, generate_key, private_key_text
 from tests.scenarios.harness import TOPICS, Scenario, fast_plan
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -108,7 +110,9 @@ async def test_an_export_across_a_kill_holds_every_decision_exactly_once(
     world: Scenario, tmp_path: Path
 ) -> None:
     since = datetime.now(UTC) - timedelta(seconds=1)
-    # Given a rollout running, with apps sending events
+    # Given a rollout running, with apps sending events, on a daemon with a signing key
+    key, public = generate_key()
+    world.configure(RC_SIGNING__KEY=private_key_text(key), RC_SIGNING__KEY_ID="ctl-audit")
     world.start_daemon()
     world.run_apps(FLAG)
     await world.start(FLAG, fast_plan())
@@ -147,6 +151,10 @@ async def test_an_export_across_a_kill_holds_every_decision_exactly_once(
     advances = sorted(d["stage"] for d in exported.values() if d["action"] == "advance")
     assert advances == [1, 2, 3, 4]
     assert [d["action"] for d in exported.values()].count("complete") == 1
+    # ...each decision signed by the controller, those republished after the kill too
+    lines = (tmp_path / "after.jsonl").read_bytes().splitlines()
+    assert unsigned_decision(lines[:-1], StateVerifier({"ctl-audit": public})) is None
+    assert {d["key_id"] for d in exported.values()} == {"ctl-audit"}
 
     # ...and what was exported across the kill is in it unchanged (but for the chain,
     # which is each export's own: its start names its span)
