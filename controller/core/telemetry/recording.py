@@ -57,15 +57,15 @@ class Translated:
 def second_look(first: Translated, second: Translated, items: list[int]) -> Translated:
     """``first`` with ``second``, the translation of its ``items`` again (the flags read
     again in between): the events of both, each id once; ``second``'s refusals at their
-    indices in the batch. Every evaluation of a flag ``first`` did not know is in ``items``
-    and was looked at again, so the flags still unknown are ``second``'s."""
+    indices in the batch, each once (an item looked at twice refuses what it refused
+    before again). Every evaluation of a flag ``first`` did not know is in ``items`` and
+    was looked at again, so the flags still unknown are ``second``'s; the other counts of
+    an item with evaluations of several flags may count it twice."""
     ids = {event.id for event in first.events}
+    again = (Refusal(_in(items, r.index), r.reason, r.detail) for r in second.refused)
     return Translated(
         events=[*first.events, *(e for e in second.events if e.id not in ids)],
-        refused=[
-            *first.refused,
-            *(Refusal(_in(items, r.index), r.reason, r.detail) for r in second.refused),
-        ],
+        refused=[*first.refused, *(r for r in again if r not in first.refused)],
         request_level=first.request_level + second.request_level,
         no_rollout=second.no_rollout,
         guarded=first.guarded + second.guarded,

@@ -14,10 +14,13 @@ from controller.core.telemetry import (
     Span,
     SpanEvent,
     Spans,
+    Translated,
     journal_batch,
     journal_entry,
+    second_look,
     within,
 )
+from controller.core.wire import ExposureIn
 
 SPAN = Span(
     trace_id="ab" * 16,
@@ -106,3 +109,25 @@ def test_the_entries_of_the_last_window_are_read_oldest_first(
 ) -> None:
     entries: list[tuple[int, Spans | Logs]] = [(t, Spans()) for t in times]
     assert [t for t, _ in within(entries, now, 30)] == kept
+
+
+def test_a_second_look_keeps_each_event_and_refusal_once_at_its_index_in_the_batch() -> None:
+    exposure = ExposureIn(v=1, id="x1", ts=1, flag="f", unit="u", arm="treatment", flag_version=1)
+    again = ExposureIn(v=1, id="x2", ts=1, flag="g", unit="u", arm="treatment", flag_version=1)
+    # item 3 holds an evaluation of f (refused) and one of g; item 5 one of h
+    first = Translated(events=[exposure], refused=[Refusal(3, "unknown_variant", "f: purple")])
+    first.not_published("g", 3, 10)
+    first.not_published("h", 5, 12)
+    # items 3 and 5 looked at again: g now known, f refused again, h still unknown
+    second = Translated(
+        events=[exposure, again],
+        refused=[Refusal(0, "unknown_variant", "f: purple"), Refusal(1, "bad_version", "h: v")],
+    )
+    second.not_published("h", 1, 12)
+    merged = second_look(first, second, [3, 5])
+    assert [e.id for e in merged.events] == ["x1", "x2"]
+    assert merged.refused == [
+        Refusal(3, "unknown_variant", "f: purple"),
+        Refusal(5, "bad_version", "h: v"),
+    ]
+    assert (merged.no_rollout, merged.unknown, list(merged.unknown_items)) == (1, {"h": 12}, [5])
