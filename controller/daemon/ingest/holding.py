@@ -18,8 +18,18 @@ from controller.ports import Claim, EventSource, Record
 class Holding:
     """Holds the partitions whose log lost what was counted, and resumes them when decided."""
 
-    def __init__(self, gaps: LogGaps, parts: Partitions, source: EventSource, retry: Retry) -> None:
+    def __init__(
+        self,
+        gaps: LogGaps,
+        parts: Partitions,
+        source: EventSource,
+        retry: Retry,
+        start_from: str = "earliest",
+    ) -> None:
+        """``start_from``: where a partition never counted is read from (``ingest.start_from``;
+        from ``latest``, the records before are skipped on purpose)."""
         self._gaps, self._parts, self._source, self._retry = gaps, parts, source, retry
+        self._from_earliest = start_from == "earliest"
         self._polled = time.monotonic()
 
     async def at_claim(self, claim: Claim) -> Checked:
@@ -51,7 +61,7 @@ class Holding:
             await self.behind(partition, owned, first.offset)
             return True
         if owned.offset is None:
-            return await self.uncounted(partition, first.offset)
+            return self._from_earliest and await self.uncounted(partition, first.offset)
         return self.past(owned, first) and await self.cut(partition, owned)
 
     async def uncounted(self, partition: int, first: int) -> bool:

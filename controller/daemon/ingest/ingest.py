@@ -204,7 +204,7 @@ class Ingest:
     def _holding_for(self, source: EventSource) -> Holding | None:
         if self._gaps is None:
             return None
-        return Holding(self._gaps, self._parts, source, self._retrying)
+        return Holding(self._gaps, self._parts, source, self._retrying, self._settings.start_from)
 
     async def _ask_ends(self, source: EventSource, flusher: Flusher) -> None:
         """Ask the broker for the end of partitions not fetched now, so their lag is true."""
