@@ -109,15 +109,22 @@ def public_keys(config: Path | None, given: Sequence[str]) -> dict[str, Ed25519P
 
         for key_id, value in load_settings(config).engine.operator_keys.items():
             texts[key_id] = read_key_record(key_id, value).public_key
-    for item in given:
-        key_id, _, text = item.partition("=")
-        if not key_id or not text:
-            raise UsageError(f"--public-key {item!r}: give ID=BASE64")
-        texts[key_id] = text
+    texts.update(given_keys("--public-key", given))
     try:
         return {key_id: signing.load_public_key(text) for key_id, text in texts.items()}
     except ValueError as error:
         raise ConfigError(f"a public key is not a base64 Ed25519 key: {error}") from error
+
+
+def given_keys(option: str, given: Sequence[str]) -> dict[str, str]:
+    """Each ``ID=BASE64`` of ``option``, by id; a usage error names one without both."""
+    texts: dict[str, str] = {}
+    for item in given:
+        key_id, _, text = item.partition("=")
+        if not key_id or not text:
+            raise UsageError(f"{option} {item!r}: give ID=BASE64")
+        texts[key_id] = text
+    return texts
 
 
 def controller_keys(config: Path | None, given: Sequence[str]) -> StateVerifier | None:
@@ -132,11 +139,7 @@ def controller_keys(config: Path | None, given: Sequence[str]) -> StateVerifier 
         if text is not None:
             key = signing.load_private_key(text)
             texts[signing_settings.key_id] = signing.public_key_text(key.public_key())
-    for item in given:
-        key_id, _, text = item.partition("=")
-        if not key_id or not text:
-            raise UsageError(f"--controller-key {item!r}: give ID=BASE64")
-        texts[key_id] = text
+    texts.update(given_keys("--controller-key", given))
     try:
         return StateVerifier(texts) if texts else None
     except ValueError as error:
