@@ -21,6 +21,7 @@ import argparse
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
@@ -29,6 +30,9 @@ from controller.core.reading import AuditEvent, audit_line
 from controller.core.release import read_key_record
 from controller.core.trust import StateVerifier, audit_chain, signing
 from controller.ctl.terminal import UsageError, run_guarded, warn
+
+if TYPE_CHECKING:
+    from controller.settings import Settings
 
 EXIT_FAILED = 1
 
@@ -101,13 +105,12 @@ def add_check_parser(verbs: argparse._SubParsersAction[argparse.ArgumentParser])
     )
 
 
-def public_keys(config: Path | None, given: Sequence[str]) -> dict[str, Ed25519PublicKey]:
-    """The operator public keys by id: ``--config``'s, then each ``--public-key``."""
+def public_keys(settings: Settings | None, given: Sequence[str]) -> dict[str, Ed25519PublicKey]:
+    """The operator public keys by id: ``--config``'s (``settings``), then each
+    ``--public-key``."""
     texts: dict[str, str] = {}
-    if config is not None:
-        from controller.settings import load_settings  # noqa: PLC0415 - keep `--help` fast
-
-        for key_id, value in load_settings(config).engine.operator_keys.items():
+    if settings is not None:
+        for key_id, value in settings.engine.operator_keys.items():
             texts[key_id] = read_key_record(key_id, value).public_key
     texts.update(given_keys("--public-key", given))
     try:
@@ -127,20 +130,16 @@ def given_keys(option: str, given: Sequence[str]) -> dict[str, str]:
     return texts
 
 
-def controller_keys(config: Path | None, given: Sequence[str]) -> StateVerifier | None:
-    """The controller's public keys by id: its signing key's (``--config``), then each
-    ``--controller-key``; None when neither names one."""
+def controller_keys(settings: Settings | None, given: Sequence[str]) -> StateVerifier | None:
+    """The controller's public keys by id: its signing key's (``--config``'s ``settings``),
+    then each ``--controller-key``; None when neither names one."""
     texts: dict[str, str] = {}
-    if config is not None:
-        from controller.settings import load_settings  # noqa: PLC0415 - keep `--help` fast
-
-        signing_settings = load_settings(config).signing
-        text = signing_settings.key_text()
-        if text is not None:
-            key = signing.load_private_key(text)
-            texts[signing_settings.key_id] = signing.public_key_text(key.public_key())
-    texts.update(given_keys("--controller-key", given))
     try:
+        text = None if settings is None else settings.signing.key_text()
+        if settings is not None and text is not None:
+            key = signing.load_private_key(text)
+            texts[settings.signing.key_id] = signing.public_key_text(key.public_key())
+        texts.update(given_keys("--controller-key", given))
         return StateVerifier(texts) if texts else None
     except ValueError as error:
         raise ConfigError(f"a controller key is not a base64 Ed25519 key: {error}") from error
@@ -150,8 +149,13 @@ def run_check(args: argparse.Namespace) -> int:
     """Check the file; print the verdict; return the exit code."""
 
     def checked() -> int:
-        keys = public_keys(args.config, args.public_key)
-        controller = controller_keys(args.config, args.controller_key)
+        settings = None
+        if args.config is not None:  # read once, for both kinds of key
+            from controller.settings import load_settings  # noqa: PLC0415 - keep `--help` fast
+
+            settings = load_settings(args.config)
+        keys = public_keys(settings, args.public_key)
+        controller = controller_keys(settings, args.controller_key)
         return check(
             args.file, keys, require_signature=args.require_signature, controller=controller
         )
