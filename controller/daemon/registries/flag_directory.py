@@ -42,6 +42,7 @@ from controller.core.common import ControllerError
 from controller.core.rollouts import COUNT_METRICS, Rollout
 from controller.core.telemetry import FlagRules
 from controller.core.telemetry import rules_of as telemetry_rules
+from controller.kit.deadlines import deadline
 
 RolloutSource = Callable[[], Awaitable[Sequence[Rollout]]]
 """Every published rollout, as stored now."""
@@ -51,6 +52,9 @@ MAX_VERSIONS = 64
 MIN_GAP_SECONDS = 0.5
 """The least time between two reads asked for by :meth:`FlagDirectory.read_since`: apps
 that evaluate flags no rollout publishes cost at most two reads a second."""
+READ_DEADLINE_SECONDS = 2.0
+"""The most one read asked for by :meth:`FlagDirectory.read_since` may hold the exports that
+wait for it; past it the flags held answer."""
 log = structlog.get_logger("controller.daemon.registries.flag_directory")
 
 
@@ -88,7 +92,8 @@ class FlagDirectory:
     async def read_since(self, at_ms: int) -> None:
         """Have flags read by a read that began after ``at_ms`` (wall clock; a time to come
         is taken as now), waiting for it; reads are shared, and begin
-        :data:`MIN_GAP_SECONDS` apart at least. A store error leaves the flags held.
+        :data:`MIN_GAP_SECONDS` apart at least. A store error, or a read slower than
+        :data:`READ_DEADLINE_SECONDS`, leaves the flags held.
 
         A rollout is stored before its flag state is published, so an evaluation an app
         made at ``at_ms`` of a flag the flags read since do not know was of no rollout.
@@ -101,7 +106,8 @@ class FlagDirectory:
             try:
                 if wait > 0:
                     await asyncio.sleep(wait)
-                await self._refresh()
+                async with deadline(READ_DEADLINE_SECONDS, "the flags' read"):
+                    await self._refresh()
             except ControllerError as exc:
                 log.warning("flag_directory_read_failed", error=str(exc)[:300])
 

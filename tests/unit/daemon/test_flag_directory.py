@@ -230,3 +230,23 @@ async def test_a_read_that_began_earlier_and_came_back_later_leaves_the_later_re
     slow.set()
     await early
     assert directory.lookup("f") is not None
+
+
+async def test_a_read_asked_for_that_hangs_gives_up_and_leaves_the_flags_held(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    wall = [100.0]
+    source = Source([state(stage=0, versions={0: [1]}, started=0, updated=0)])
+    directory = FlagDirectory(source, max_age=60.0, wall=lambda: wall[0])
+    await directory.fresh()
+    hung = asyncio.Event()
+
+    async def hangs() -> Sequence[Rollout]:
+        await hung.wait()  # a store that never answers
+        return []
+
+    directory._load = hangs
+    monkeypatch.setattr("controller.daemon.registries.flag_directory.READ_DEADLINE_SECONDS", 0.05)
+    wall[0] = 101.0
+    await asyncio.wait_for(directory.read_since(100_900), timeout=30)  # returns, not hangs
+    assert directory.lookup("f") is not None
