@@ -9,7 +9,8 @@
 -- KEYS[6] a scratch key (deleted before the script returns)
 -- KEYS[7..] per cell: aggregate hash, unit HLL, watched units (set), the other arm's watched units,
 --           the flag's conversion names (set), the unit buckets' counts (a string of i64 lanes)
--- ARGV[1] epoch  ARGV[2] expected offset (-1: none stored)  ARGV[3] next offset  ARGV[4] ttl
+-- ARGV[1] epoch  ARGV[2] expected offset (-1: none stored)  ARGV[3] next offset (the expected
+--         one for a batch of joins only, which no record carries)  ARGV[4] ttl
 -- ARGV[5] msgpack: {rejects = {reason: count},
 --                   cells = {{flag, {field: n}, {field: "float"}, {unit...}, {named...},
 --                             {unit bucket lane's bit offset...}, {its n...}}...},
@@ -162,7 +163,10 @@ local expected, nxt, ttl = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4
 if stored == nil or expected == nil or nxt == nil or ttl == nil then
   return {-4, 'offsets and ttl must be numbers'}
 end
-if stored >= nxt then return {0, tostring(stored)} end
+-- A batch that does not move the offset (next = expected = stored) carries only the joins a
+-- restart's replay completed with a half read fresh: no record of its own, so the offset
+-- cannot tell it is a replay; the id window below counts its events once.
+if stored > nxt or (stored == nxt and expected ~= nxt) then return {0, tostring(stored)} end
 if stored ~= expected then return {-2, tostring(stored)} end
 
 local ok, batch = pcall(cmsgpack.unpack, ARGV[5])

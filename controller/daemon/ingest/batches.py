@@ -19,7 +19,7 @@ changed nothing, and the span takes the Python path.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from operator import attrgetter
 from typing import Protocol
 
@@ -44,6 +44,35 @@ class Work:
     delta: PartitionDelta
     records: list[Record]
     owned: Owned
+    joins: list[InEvent] = field(default_factory=list)
+    """Events no record of the partition gives, folded in before its records: the joins a
+    restart's replay completed with a half read fresh (:meth:`Folding.loose`)."""
+
+
+def loose_delta(
+    partition: int,
+    next_offset: int,
+    joins: list[InEvent],
+    known: frozenset[str],
+    rejoin: int | None,
+) -> PartitionDelta:
+    """A delta of ``joins`` alone, at ``next_offset`` (the offset stored: no record moves it;
+    the flush's id window counts them once), skipping ``known`` ids."""
+    delta = PartitionDelta(
+        partition=partition, next_offset=next_offset, seen=Seen.skipping(known), rejoin=rejoin
+    )
+    fold(joins, delta.cells, seen=delta.seen)
+    return delta
+
+
+def refold(folder: Folding, work: Work, known: frozenset[str]) -> PartitionDelta:
+    """``work``'s delta folded again without the events whose id is ``known`` (counted
+    before): its joins first, then its records, in the order they were folded."""
+    partition = work.delta.partition
+    if not work.joins:
+        return folder.fold(partition, work.records, [], known=known)
+    delta = loose_delta(partition, work.delta.next_offset, work.joins, known, work.delta.rejoin)
+    return folder.fold(partition, work.records, [], into=delta) if work.records else delta
 
 
 def continued(
@@ -87,6 +116,13 @@ class Folding(Protocol):
         waiting; nothing of them is counted."""
         ...
 
+    def loose(self, partition: int, next_offset: int) -> tuple[list[InEvent], int | None]:
+        """The joins replays completed with a half read fresh that no fresh record has
+        taken yet (emptied), and where ``partition`` is read again from at ``next_offset``:
+        a replay that ends a partition's records must not leave them waiting for a record
+        that may never come."""
+        ...
+
 
 class Folder:
     """Decodes records of the events stream and folds them into per-partition deltas."""
@@ -121,6 +157,10 @@ class Folder:
 
     def rejoin(self, partition: int, records: list[Record]) -> None:
         """Events join nothing: no claim of the events topic reads records again."""
+
+    def loose(self, partition: int, next_offset: int) -> tuple[list[InEvent], int | None]:
+        """Events join nothing: none is ever left over."""
+        return [], None
 
     def _fold_span(
         self,

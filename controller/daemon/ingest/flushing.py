@@ -25,7 +25,7 @@ from controller.core.common import DuplicateEvents, FencedError, FlushRefused, L
 from controller.core.rollouts import RaiseAlert
 from controller.core.stats import PartitionDelta
 from controller.core.wire import MAX_DETAIL_CHARS, RejectReason
-from controller.daemon.ingest.batches import Folding, Work
+from controller.daemon.ingest.batches import Folding, Work, loose_delta, refold
 from controller.daemon.ingest.partitions import Owned, Partitions
 from controller.daemon.ingest.progress import IngestStats
 from controller.daemon.metrics import Metrics
@@ -162,8 +162,7 @@ class Flusher:
                 return await self._flush_delta(work.delta, work.owned, on_outage)
             except DuplicateEvents as exc:
                 known |= exc.ids
-                partition = work.delta.partition
-                work.delta = self._folder.fold(partition, work.records, [], known=known)
+                work.delta = refold(self._folder, work, known)
 
     async def _flush_delta(
         self, delta: PartitionDelta, owned: Owned, on_outage: Callable[[], None] | None
@@ -209,6 +208,8 @@ class Flusher:
         refusal to the records behind it, so the rest of the batch is counted.
         """
         owned = work.owned
+        if work.joins and not await self._flush_joins(work):
+            return
         for record in work.records:
             one = Work(self._folder.fold(record.partition, [record], []), [record], owned)
             try:
@@ -224,6 +225,28 @@ class Flusher:
             if outcome is None:
                 return
             self._applied(one.delta, owned, outcome)
+
+    async def _flush_joins(self, work: Work) -> bool:
+        """Flush the joins of a refused batch alone, at the stored offset (a refusal has
+        no record to dead-letter: it is logged); whether its records may follow."""
+        owned, partition = work.owned, work.delta.partition
+        assert owned.offset is not None  # joins come from a replay: an offset was stored
+        delta = loose_delta(partition, owned.offset, work.joins, frozenset(), work.delta.rejoin)
+        one = Work(delta, [], owned, work.joins)
+        try:
+            outcome = await self._counted_once(one)
+        except FlushRefused as exc:
+            log.warning("joins_refused", partition=partition, joins=len(work.joins), error=str(exc))
+            return True
+        except FencedError as exc:
+            self._fenced(partition, owned, exc)
+            return False
+        except LostWrites as exc:
+            self._lost(partition, owned, exc)
+            return False
+        if outcome is not None:
+            self._applied(one.delta, owned, outcome)
+        return outcome is not None
 
     async def _refuse(self, record: Record, owned: Owned, exc: FlushRefused) -> FlushOutcome | None:
         """Dead-letter one record the store refused and move the offset past it."""

@@ -7,7 +7,8 @@ records are there to fold and Redis gets one larger flush for them all.
 
 from __future__ import annotations
 
-from controller.daemon.ingest.batches import Folding, Work
+from controller.core.stats import fold
+from controller.daemon.ingest.batches import Folding, Work, loose_delta
 from controller.daemon.ingest.partitions import Owned, Partitions
 from controller.ports import DeadLetter, Record
 
@@ -44,8 +45,26 @@ class HeldWork:
             self._folder.rejoin(partition, again)
         rest = [r for r in records if not rejoin <= r.offset < counted]
         if rest:
-            owned.rejoin = None
+            owned.rejoin = None  # the first fresh fold takes what the replay joined
+        elif again:
+            self._hold_joins(partition, owned, counted)
         return rest
+
+    def _hold_joins(self, partition: int, owned: Owned, counted: int) -> None:
+        """Hold what the replay joined with a half read fresh as work of no records, at the
+        counted offset: no fresh record may follow to carry it (the other topic's may all
+        have been read before this replay)."""
+        joins, rejoin = self._folder.loose(partition, counted)
+        if not joins:
+            return
+        held = self._held.get(partition)
+        if held is not None and held.owned is owned:  # an earlier fetch of the replay's
+            fold(joins, held.delta.cells, seen=held.delta.seen)
+            held.delta.rejoin = rejoin
+            held.joins += joins
+            return
+        delta = loose_delta(partition, counted, joins, frozenset(), rejoin)
+        self._held[partition] = Work(delta, [], owned, joins)
 
     def follows(self, partition: int, owned: Owned, first: int) -> bool:
         """Whether a fetch starting at ``first`` goes on right after the last one read under

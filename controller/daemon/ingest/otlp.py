@@ -182,6 +182,12 @@ class OtlpFolder:
             except Exception:  # as in _record: counted before, so only logged here
                 log.exception("otlp_rejoin_unreadable", partition=partition, offset=record.offset)
 
+    def loose(self, partition: int, next_offset: int) -> tuple[list[InEvent], int | None]:
+        """The replay's joins no fresh record took (emptied), and the rejoin offset at
+        ``next_offset``: a replay that ends the partition's records (no fresh record follows
+        it on any partition of either topic) would leave them waiting for ever."""
+        return self._translator.take_ready(), self._marks.position(partition, next_offset)
+
     def _translate(
         self,
         partition: int,
@@ -198,6 +204,8 @@ class OtlpFolder:
             for offset in [o for o in kept if o < below]:
                 del kept[offset]
             self._starts[partition] = first
+        else:  # into a delta of joins alone: these records begin what it flushes
+            self._starts.setdefault(partition, first)
         ready, events = self._translator.take_ready(), []
         for record in records:
             gave = kept.get(record.offset)

@@ -126,3 +126,41 @@ async def test_ids_in_the_sorted_set_of_before_are_known_after_an_upgrade(
         await store.flush(folded(2, events), epoch=claim.epoch, expected_offset=None)
     assert refused.value.ids == {"old-2"}
     assert await store_client.type(ids_key) in (b"list", "list")
+
+
+@pytest.mark.parametrize("source", [None, "otlp.logs"])
+async def test_a_flush_of_joins_alone_is_applied_at_the_stored_offset_once_by_its_ids(
+    store_client: RedisClient, redis_namespace: str, source: str | None
+) -> None:
+    """A restart's replay may complete joins no fresh record carries: they are flushed with
+    no record, at the stored offset. The offset cannot tell a copy of such a flush; the id
+    window does, and an ordinary batch sent again is still a replay by its offset."""
+    now, rng = [0.0], random.Random(10)
+    store = RedisAggregateStore(
+        store_client,
+        settings=RedisSettings(key_prefix=redis_namespace),
+        topic="events",
+        dedupe=IdWindow(),
+        clock=lambda: T0 + now[0],
+        source=source,
+    )
+    claim = await store.claim(0)
+    drawn = (make_event(rng, i, flags=1, versions=1) for i in range(100))
+    events = [e for e in drawn if e["type"] == "request"][:4]
+    batch = folded(4, events[:2])
+    assert await store.flush(batch, epoch=claim.epoch, expected_offset=None) is (
+        FlushOutcome.APPLIED
+    )
+    joins = folded(4, events[2:])  # no record: the offset stays at 4
+    assert await store.flush(joins, epoch=claim.epoch, expected_offset=4) is FlushOutcome.APPLIED
+    assert await store.offset(0) == 4
+    (version,) = {e["flag_version"] for e in events}
+    counted = await store.read("flag-0", {version})
+    assert counted.treatment.requests + counted.control.requests == 4
+    with pytest.raises(DuplicateEvents) as refused:
+        await store.flush(folded(4, events[2:]), epoch=claim.epoch, expected_offset=4)
+    assert refused.value.ids == {e["id"] for e in events[2:]}
+    # The first batch sent again, folded without its known ids: a replay, by its offset
+    assert await store.flush(folded(4, []), epoch=claim.epoch, expected_offset=None) is (
+        FlushOutcome.REPLAYED
+    )
