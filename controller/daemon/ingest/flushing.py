@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Protocol, TypeVar
 
 import structlog
@@ -207,46 +207,35 @@ class Flusher:
         Slow, but only ever taken when a flush was refused: it confines the
         refusal to the records behind it, so the rest of the batch is counted.
         """
-        owned = work.owned
-        if work.joins and not await self._flush_joins(work):
-            return
-        for record in work.records:
-            one = Work(self._folder.fold(record.partition, [record], []), [record], owned)
+        owned, partition = work.owned, work.delta.partition
+        for record, one in self._singles(work):
             try:
                 outcome = await self._counted_once(one)
             except FlushRefused as exc:
+                if record is None:  # joins alone: no record to dead-letter
+                    log.warning("joins_refused", partition=partition, error=str(exc))
+                    continue
                 outcome = await self._refuse(record, owned, exc)
             except FencedError as exc:
-                self._fenced(record.partition, owned, exc)
+                self._fenced(partition, owned, exc)
                 return
             except LostWrites as exc:
-                self._lost(record.partition, owned, exc)
+                self._lost(partition, owned, exc)
                 return
             if outcome is None:
                 return
             self._applied(one.delta, owned, outcome)
 
-    async def _flush_joins(self, work: Work) -> bool:
-        """Flush the joins of a refused batch alone, at the stored offset (a refusal has
-        no record to dead-letter: it is logged); whether its records may follow."""
-        owned, partition = work.owned, work.delta.partition
-        assert owned.offset is not None  # joins come from a replay: an offset was stored
-        delta = loose_delta(partition, owned.offset, work.joins, frozenset(), work.delta.rejoin)
-        one = Work(delta, [], owned, work.joins)
-        try:
-            outcome = await self._counted_once(one)
-        except FlushRefused as exc:
-            log.warning("joins_refused", partition=partition, joins=len(work.joins), error=str(exc))
-            return True
-        except FencedError as exc:
-            self._fenced(partition, owned, exc)
-            return False
-        except LostWrites as exc:
-            self._lost(partition, owned, exc)
-            return False
-        if outcome is not None:
-            self._applied(one.delta, owned, outcome)
-        return outcome is not None
+    def _singles(self, work: Work) -> Iterator[tuple[Record | None, Work]]:
+        """``work`` as works of one record each (folded as they are reached), after its
+        joins alone at the stored offset (a replay's: an offset was stored)."""
+        owned = work.owned
+        if work.joins and owned.offset is not None:
+            rejoin = work.delta.rejoin
+            joins = loose_delta(work.delta.partition, owned.offset, work.joins, frozenset(), rejoin)
+            yield None, Work(joins, [], owned, work.joins)
+        for record in work.records:
+            yield record, Work(self._folder.fold(record.partition, [record], []), [record], owned)
 
     async def _refuse(self, record: Record, owned: Owned, exc: FlushRefused) -> FlushOutcome | None:
         """Dead-letter one record the store refused and move the offset past it."""

@@ -40,7 +40,7 @@ EXPORTS: dict[bytes, Logs | Spans] = {
 
 @dataclass
 class _Record:
-    value: bytes
+    value: bytes | None
     offset: int
     partition: int = 0
     topic: str = "otlp"
@@ -77,15 +77,14 @@ def _restarted() -> tuple[Translator, OtlpFolder, HeldWork, Owned]:
     offset 10 was counted (the counted offset is 11, the rejoin offset 10)."""
     translator = Translator(lookup(rules()), join_window_ms=30_000)
     spans, logs = _folder(translator), _folder(translator)
-    rejected: list[object] = []
-    fresh = spans.fold(0, [_Record(SPAN, 0)], rejected)  # type: ignore[arg-type]
+    fresh = spans.fold(0, [_Record(SPAN, 0)], [])
     assert _requests(fresh) == 0  # no evaluation waits for it yet
     return translator, logs, HeldWork(logs), Owned(epoch=2, offset=11, rejoin=10)
 
 
 def test_a_replay_that_ends_a_partition_holds_its_joins_as_work_at_the_counted_offset() -> None:
     _, _, held, owned = _restarted()
-    replayed: list[Record] = [_Record(LOG, 10)]  # type: ignore[list-item]
+    replayed: list[Record] = [_Record(LOG, 10)]
     assert held.read_again(0, owned, replayed) == []  # nothing fresh to fold
     (work,) = _taken(held)
     assert (work.records, work.delta.next_offset, work.delta.rejoin) == ([], 11, 10)
@@ -95,7 +94,7 @@ def test_a_replay_that_ends_a_partition_holds_its_joins_as_work_at_the_counted_o
 
 def test_a_fresh_record_after_the_replay_carries_its_joins_as_before() -> None:
     _, _, held, owned = _restarted()
-    records: list[Record] = [_Record(LOG, 10), _Record(SPAN, 11)]  # type: ignore[list-item]
+    records: list[Record] = [_Record(LOG, 10), _Record(SPAN, 11)]
     rest = held.read_again(0, owned, records)
     assert [r.offset for r in rest] == [11]
     assert not held  # the fold of the fresh record takes the join
@@ -106,8 +105,8 @@ def test_a_fresh_record_after_the_replay_carries_its_joins_as_before() -> None:
 
 def test_joins_counted_before_are_folded_again_without_them_and_records_kept() -> None:
     translator, folder, held, owned = _restarted()
-    held.read_again(0, owned, [_Record(LOG, 10)])  # type: ignore[list-item]
-    fresh: list[Record] = [_Record(SPAN, 11)]  # type: ignore[list-item]
+    held.read_again(0, owned, [_Record(LOG, 10)])
+    fresh: list[Record] = [_Record(SPAN, 11)]
     held.fold(0, fresh, owned, [])  # a fetch folded on while the joins wait to be flushed
     (work,) = _taken(held)
     assert (len(work.records), work.delta.next_offset) == (1, 12)
