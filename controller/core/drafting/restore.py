@@ -14,7 +14,9 @@ stages are the plan's (status says "stage 3/4" where it said so before, not
 "stage 1/2" of a plan cut short). One behind is promoted stage by stage, each
 promote made against the stage it leaves (``expect_stage``) and the rollout
 (``expect_rollout_id``), so a rollout that moved meanwhile rejects the rest.
-Segments come first, so a start finds them as they were. A segment's earlier rule
+Segments come first, so a start finds them as they were. A flag the controller does
+not know (a store restored empty, or a flag deleted) is started again with the plan
+its rollout had, then promoted to the stage, or to the end, it was at. A segment's earlier rule
 is in its decision's evidence; an id list's ids are not (only their digest), so one
 whose ids changed since is refused.
 
@@ -122,8 +124,6 @@ def plan_restore(
 ) -> RestorePlan | RestoreRefusal:
     """The steps that bring ``flag`` from ``now`` back to ``then``; ``segments`` maps
     each segment the rollout names to its (then, now) state."""
-    if not now.exists:
-        return RestoreRefusal(f"flag {flag} is not known to the controller (deleted?)")
     moves = _segment_steps(segments or {})
     if isinstance(moves, RestoreRefusal):
         return moves
@@ -202,6 +202,10 @@ def _completed(then: FlagThen, now: FlagNow) -> Sequence[RestoreStep] | RestoreR
         return ()
     if now.rollout_id == then.rollout_id and now.phase in ACTIVE:
         return [*_resumed(now, then), _promote(now, now.stage, to_end=True)]
+    if not now.exists and then.plan is not None:  # a store that lost it, or a deleted flag
+        change = "the new rollout: stage 1 → the end (100%)"
+        promote = RestoreStep("command", "promote", change, None, 0, to_end=True, new_rollout=True)
+        return [_start(then.plan), promote]
     return RestoreRefusal(
         "the rollout it completed is over or replaced: a completed rollout is not "
         "started again by a command"
@@ -243,11 +247,14 @@ def _active(then: FlagThen, now: FlagNow, stage: int) -> Sequence[RestoreStep] |
     if now.phase in ACTIVE:
         change = f"rollout {now.rollout_id}: {now.phase} at {stage_shown(now.stage)} → aborted"
         steps.append(RestoreStep("command", "abort", change, now.rollout_id, now.stage))
-    first = f"{stage_shown(0)} ({plan.stages[0].percent:g}%)"
-    start = RestoreStep("command", "start", f"new rollout of the same plan at {first}", plan=plan)
-    steps.append(start)
+    steps.append(_start(plan))
     steps += [_promote_new(plan, s) for s in range(stage)]
     return steps + _paused_again(then, now, same_rollout=False)
+
+
+def _start(plan: Plan) -> RestoreStep:
+    first = f"{stage_shown(0)} ({plan.stages[0].percent:g}%)"
+    return RestoreStep("command", "start", f"new rollout of the same plan at {first}", plan=plan)
 
 
 def _promote_new(plan: Plan, stage: int) -> RestoreStep:

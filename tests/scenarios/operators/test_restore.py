@@ -7,7 +7,9 @@ the segment's rule back as it was and serves the second stage again (the rollout
 ahead of it, is aborted, its plan started again and promoted to that stage: status
 numbers its stages as before), each
 step signed and sent like any command. A dry run sends nothing; a decision that is
-not there is refused with the reason.
+not there is refused with the reason. Into an empty store (Redis lost, the commands on
+the topic stale), a restore to the flag's last decision starts its plan again and brings
+it to that stage.
 """
 
 from __future__ import annotations
@@ -37,6 +39,8 @@ from tests.support.backing.services import free_port
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 FLAG = "checkout"
 SEGMENT = "beta"
+STALE_AFTER_S = 3
+"""The empty store's daemon refuses commands older than this (``command_max_age_seconds``)."""
 CTL_TIMEOUT_S = 180.0
 """A Python process reading two topics and waiting for four decisions on a busy machine."""
 
@@ -210,3 +214,46 @@ async def test_a_restore_of_the_same_rollout_resumes_it_against_its_stage(
     again = await asyncio.to_thread(_restore, world, tmp_path, url, earlier["id"], "--yes")
     assert again.returncode == 0, again.stderr
     assert "already so" in again.stdout
+
+
+async def test_a_restore_into_an_empty_store_brings_the_rollout_back_to_its_stage(
+    world: Scenario, tmp_path: Path
+) -> None:
+    port = free_port()
+    world.configure(RC_HTTP__PORT=str(port), RC_HTTP__HOST="127.0.0.1")
+    world.start_daemon()
+    url = f"http://127.0.0.1:{port}"
+    # Given a rollout promoted to its third stage, the segment its plan names put first
+    await _put_segment(world, 'country in ["de"]')
+    started = await world.decided(
+        world.command("start", FLAG, plan=_plan()), flag=FLAG, what="start"
+    )
+    assert started["outcome"] == "applied", started
+    await _promote(world, 1)
+    last = await _promote(world, 2)
+    # When Redis is lost and the daemon starts on an empty store once the commands it
+    # would read again are stale (as they are hours later)
+    world.daemon.kill()
+    world.prefix = f"{world.prefix}-empty"
+    world.configure(RC_ENGINE__COMMAND_MAX_AGE_SECONDS=str(STALE_AFTER_S))
+    await asyncio.sleep(STALE_AFTER_S + 0.5)  # the commands' age, not a wait for an outcome
+    world.start_daemon()
+    await world.until(
+        lambda: world.observed.decision_where(command_id=last["command_id"], outcome="rejected"),
+        timeout=60,
+        what="the last promote read again and refused as stale",
+    )
+    async with httpx.AsyncClient() as client:
+        assert (await client.get(f"{url}/rollouts/{FLAG}")).status_code == 404
+    # ...and the flag is restored to its last decision
+    done = await asyncio.to_thread(_restore, world, tmp_path, url, last["id"], "--yes")
+    # Then its segment and its rollout are back: the same plan, at the same stage
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "segment put" in done.stdout
+    assert "abort" not in done.stdout
+    rollout = await world.rollout(FLAG)
+    assert rollout is not None
+    assert (rollout.phase.value, rollout.stage) == ("running", 2)
+    assert rollout.plan.stages == _plan().stages
+    assert rollout.plan.audience == _plan().audience
+    assert await _segment_rule(url) == orjson_rule('country in ["de"]')

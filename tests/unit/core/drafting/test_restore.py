@@ -129,7 +129,9 @@ def test_steps_name_stages_from_1(then: FlagThen, now: FlagNow, said: list[str])
 @pytest.mark.parametrize(
     ("then", "now", "why"),
     [
-        (_then(), FlagNow(False), "not known to the controller"),
+        (_then(), FlagNow(False), "its plan is not known here"),
+        (_then("completed", 3), FlagNow(False), "not started again"),
+        (_then("killed", 1), FlagNow(False), "nothing to kill"),
         (_then(None), _now(), "records no state after it"),
         (_then(stage=1), _now(stage=3, rollout="r2"), "rollout r1 is no longer the flag's"),
         (_then(stage=1), FlagNow(True, "r1", "running", 3, None), "plan is not known"),
@@ -203,3 +205,27 @@ def test_a_segment_change_is_told_in_the_rules_text() -> None:
 
 def test_the_segments_a_plan_names_are_found_in_its_audiences() -> None:
     assert segments_of(PLAN) == ["eu"]
+
+
+@pytest.mark.parametrize(
+    ("then", "want"),
+    [
+        (
+            FlagThen("d-1", "r1", "running", 2, PLAN),
+            [("start", None), ("promote", 0), ("promote", 1)],
+        ),
+        (FlagThen("d-1", "r1", "paused", 0, PLAN), [("start", None), ("pause", None)]),
+        (FlagThen("d-1", "r1", "completed", 3, PLAN), [("start", None), ("promote", 0)]),
+    ],
+)
+def test_a_flag_the_controller_does_not_know_is_started_again_with_its_plan(
+    then: FlagThen, want: list[tuple[str, int | None]]
+) -> None:
+    """A store restored empty (or the flag deleted): its rollout is started again with the
+    plan it had and brought to the stage, or the end, it was at."""
+    result = plan_restore("checkout", then, FlagNow(False))
+    assert isinstance(result, RestorePlan), result
+    assert [(s.action, s.expect_stage) for s in result.steps] == want
+    assert all(s.new_rollout for s in result.steps[1:])
+    assert result.steps[0].plan == PLAN
+    assert result.steps[-1].to_end is (then.phase == "completed")
