@@ -16,7 +16,10 @@ at the daemon's cadence, with aggregates of the daemon's shape:
   conversions /2, values /2, latency x2 for p95 and p99, stalls x2 for the
   share above 250 ms), judged by that metric's one-guardrail plan; the error
   and latency regressions also by the default plan, which must name the
-  regressed metric. Goal: at least 95% caught before the plan completes.
+  regressed metric. Goal: at least 95% caught before the plan completes. The
+  default plan's two regressions are judged again, on the same streams, by the
+  default plan without its final look (``final_look_share: 0``): the median time
+  to detection with the look over without it, paired by stream (goal: at most 1.1).
 
 Rates come with their 95% Wilson upper (false) or lower (caught) bound. The
 last line printed is one JSON object. The default of 100 runs (about 5
@@ -90,12 +93,18 @@ JUDGED_BY = {
 }
 
 
+NO_LOOK = "@no_final_look"
+NO_FINAL_LOOK = DEFAULT_PLAN.model_copy(update={"final_look_share": 0.0})
+"""The default plan as it was before its final look: the time to detection's baseline."""
+
+
 def progress(message: str) -> None:
     print(f"[bench] {message}", file=sys.stderr, flush=True)
 
 
 def one_run(task: tuple[int, float, float]) -> dict[str, dict[str, Outcome]]:
-    """Every stream of one seeded run: how each plan ended on it."""
+    """Every stream of one seeded run: how each plan ended on it; the default plan's
+    regressions again without its final look, on the same stream (paired)."""
     seed, rate, growth = task
     singles = single_plans()
     healthy = Service()
@@ -104,14 +113,18 @@ def one_run(task: tuple[int, float, float]) -> dict[str, dict[str, Outcome]]:
         regressed = REGRESSED_BY.get(stream, stream)
         treatment = healthy if stream == "aa" else healthy.regressed(regressed)
         judged = {m: singles[m] for m in JUDGED_BY[stream]}
-        outcomes[stream] = simulate(
-            DEFAULT_PLAN,
-            judged,
-            seed=seed * len(STREAMS) + index,
-            requests_per_second=rate,
-            treatment=treatment,
-            growth=growth,
-        )
+        plans = {stream: (DEFAULT_PLAN, judged)}
+        if stream in PLAN_NAMES:
+            plans[f"{stream}{NO_LOOK}"] = (NO_FINAL_LOOK, {})
+        for name, (plan, judging) in plans.items():
+            outcomes[name] = simulate(
+                plan,
+                judging,
+                seed=seed * len(STREAMS) + index,
+                requests_per_second=rate,
+                treatment=treatment,
+                growth=growth,
+            )
     return outcomes
 
 
@@ -141,7 +154,33 @@ def summarise(runs: list[dict[str, dict[str, Outcome]]]) -> dict[str, Any]:
         if stream in PLAN_NAMES:
             plan_outcomes = [r[stream]["plan"] for r in runs]
             caught[f"default_plan:{stream}"] = _caught(plan_outcomes, PLAN_NAMES[stream])
-    return {"false_rollback": false, "caught_2x": caught}
+    return {
+        "false_rollback": false,
+        "caught_2x": caught,
+        "detection_vs_no_final_look": _paired(runs),
+    }
+
+
+def _paired(runs: list[dict[str, dict[str, Outcome]]]) -> dict[str, Any]:
+    """Per regression the default plan guards: the median time to detection with the final
+    look and without it, on the same streams, and the median of the paired ratios."""
+    paired: dict[str, Any] = {}
+    for stream in PLAN_NAMES:
+        pairs = [
+            (r[stream]["plan"].seconds, r[f"{stream}{NO_LOOK}"]["plan"].seconds)
+            for r in runs
+            if r[stream]["plan"].stopped is not None
+            and r[f"{stream}{NO_LOOK}"]["plan"].stopped is not None
+        ]
+        paired[stream] = {
+            "both_caught": len(pairs),
+            "median_s": round(statistics.median(a for a, _ in pairs), 1) if pairs else None,
+            "median_s_without": round(statistics.median(b for _, b in pairs), 1) if pairs else None,
+            "median_ratio": round(statistics.median(a / b for a, b in pairs if b), 3)
+            if pairs
+            else None,
+        }
+    return paired
 
 
 def _caught(outcomes: list[Outcome], metric: str) -> dict[str, Any]:
@@ -172,6 +211,12 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
         progress(
             f"2x {name}: caught {c['rate']:.3f} (95% lower {c['lower95']:.3f}), "
             f"first stage {c['in_first_stage']:.3f}, median {c['median_s']} s"
+        )
+    for stream, d in summary["detection_vs_no_final_look"].items():
+        progress(
+            f"2x {stream}, default plan: median time to detection {d['median_s']} s, "
+            f"{d['median_s_without']} s without the final look (paired ratio "
+            f"{d['median_ratio']}, {d['both_caught']} runs caught both ways)"
         )
     return {
         "runs": args.runs,
