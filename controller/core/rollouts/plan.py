@@ -97,7 +97,7 @@ class Plan(Frozen):
         ),
     )
     final_look_share: float = Field(
-        default=0.3,
+        default=0.5,
         ge=0,
         le=0.9,
         allow_inf_nan=False,

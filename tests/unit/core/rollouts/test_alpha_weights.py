@@ -127,11 +127,11 @@ def test_the_decision_shows_the_shares_and_each_test_its_own_level() -> None:
         "error_rate": pytest.approx(4 / 6),
         "conversion_rate": pytest.approx(1 / 6),
     }
-    # Two stages: the compared one and the limited one at 100%; of each level, the final
-    # look's share (0.3, by default) is left to the always-valid boundary.
-    assert evidence["alpha"]["final_look"] == 0.3
-    assert evidence["guardrails"]["error_rate"]["alpha"] == pytest.approx(0.05 * 4 / 6 / 2 * 0.7)
-    assert evidence["guardrails"]["conversion_rate"]["alpha"] == pytest.approx(0.05 / 6 / 2 * 0.7)
+    # Two stages: the compared one and the limited one at 100%; of each level, what the
+    # final look does not spend (1 - 0.5, by default) is the always-valid boundary's.
+    assert evidence["alpha"]["final_look"] == 0.5
+    assert evidence["guardrails"]["error_rate"]["alpha"] == pytest.approx(0.05 * 4 / 6 / 2 * 0.5)
+    assert evidence["guardrails"]["conversion_rate"]["alpha"] == pytest.approx(0.05 / 6 / 2 * 0.5)
 
 
 def test_the_power_preview_takes_each_guardrails_own_level() -> None:

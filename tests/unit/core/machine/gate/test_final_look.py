@@ -1,6 +1,6 @@
 """The final look: one fixed-horizon test per gating guardrail when a stage would move on.
 
-A plan spends ``final_look_share`` of each guardrail's level in it (0.3, by default); the
+A plan spends ``final_look_share`` of each guardrail's level in it (0.5, by default); the
 always-valid boundary keeps the rest and watches every look. The look is taken once per
 stage: a stage that waits after it (an advisor, an approval, a window) is watched by the
 always-valid boundary alone, and a passed stage's late evidence too.
