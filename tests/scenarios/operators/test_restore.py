@@ -98,6 +98,24 @@ async def _put_segment(world: Scenario, rule: str) -> dict[str, Any]:
     return decided
 
 
+def _serving(world: Scenario) -> str:
+    """Start the daemon with its HTTP API on a free port; its URL."""
+    port = free_port()
+    world.configure(RC_HTTP__PORT=str(port), RC_HTTP__HOST="127.0.0.1")
+    world.start_daemon()
+    return f"http://127.0.0.1:{port}"
+
+
+async def _started(world: Scenario, rule: str) -> dict[str, Any]:
+    """The segment put with ``rule``, then a rollout of :func:`_plan` started: its decision."""
+    await _put_segment(world, rule)
+    started = await world.decided(
+        world.command("start", FLAG, plan=_plan()), flag=FLAG, what="start"
+    )
+    assert started["outcome"] == "applied", started
+    return started
+
+
 async def _promote(world: Scenario, stage: int) -> dict[str, Any]:
     decided = await world.decided(world.command("promote", FLAG), flag=FLAG, what="a promote")
     assert (decided["outcome"], decided["stage"]) == ("applied", stage), decided
@@ -130,17 +148,10 @@ async def _segment_rule(url: str) -> object:
 async def test_a_restore_brings_back_the_stage_and_the_segment_of_an_earlier_decision(
     world: Scenario, tmp_path: Path
 ) -> None:
-    port = free_port()
-    world.configure(RC_HTTP__PORT=str(port), RC_HTTP__HOST="127.0.0.1")
-    world.start_daemon()
-    url = f"http://127.0.0.1:{port}"
+    url = _serving(world)
     # Given a rollout at its second stage (5%) targeted at a segment of German users
     narrow, wide = 'country in ["de"]', 'country in ["de", "fr"]'
-    await _put_segment(world, narrow)
-    started = await world.decided(
-        world.command("start", FLAG, plan=_plan()), flag=FLAG, what="start"
-    )
-    assert started["outcome"] == "applied", started
+    started = await _started(world, narrow)
     earlier = await _promote(world, 1)
     # ...then the segment widened and the rollout promoted to 25%
     await _put_segment(world, wide)
@@ -187,15 +198,9 @@ async def test_a_restore_brings_back_the_stage_and_the_segment_of_an_earlier_dec
 async def test_a_restore_of_the_same_rollout_resumes_it_against_its_stage(
     world: Scenario, tmp_path: Path
 ) -> None:
-    port = free_port()
-    world.configure(RC_HTTP__PORT=str(port), RC_HTTP__HOST="127.0.0.1")
-    world.start_daemon()
-    url = f"http://127.0.0.1:{port}"
+    url = _serving(world)
     # Given a rollout promoted to its second stage, then paused
-    await _put_segment(world, 'country in ["de"]')
-    started = await world.decided(
-        world.command("start", FLAG, plan=_plan()), flag=FLAG, what="start"
-    )
+    started = await _started(world, 'country in ["de"]')
     earlier = await _promote(world, 1)
     paused = await world.decided(world.command("pause", FLAG), flag=FLAG, what="a pause")
     assert paused["phase_after"] == "paused", paused
@@ -219,16 +224,9 @@ async def test_a_restore_of_the_same_rollout_resumes_it_against_its_stage(
 async def test_a_restore_into_an_empty_store_brings_the_rollout_back_to_its_stage(
     world: Scenario, tmp_path: Path
 ) -> None:
-    port = free_port()
-    world.configure(RC_HTTP__PORT=str(port), RC_HTTP__HOST="127.0.0.1")
-    world.start_daemon()
-    url = f"http://127.0.0.1:{port}"
+    url = _serving(world)
     # Given a rollout promoted to its third stage, the segment its plan names put first
-    await _put_segment(world, 'country in ["de"]')
-    started = await world.decided(
-        world.command("start", FLAG, plan=_plan()), flag=FLAG, what="start"
-    )
-    assert started["outcome"] == "applied", started
+    await _started(world, 'country in ["de"]')
     await _promote(world, 1)
     last = await _promote(world, 2)
     # When Redis is lost and the daemon starts on an empty store once the commands it
