@@ -2,11 +2,11 @@
 
 After a kill, the logs topic's claim reads its records again for their joins only. Where
 the spans topic was read first, each replayed evaluation finds its request span already
-read fresh, so the join may not have been counted and is handed on. When no fresh record
-follows the replay, on any partition of either topic, it used to wait for one for ever:
-the requests of every evaluation that waited at the kill were lost. Now the partition whose
-replay ends holds it as work of no records at the counted offset, which the flush script
-applies once (its id window, not its offset, tells a copy).
+read fresh, so the join may not have been counted and is handed on. No fresh record may
+follow the replay, on any partition of either topic, to carry it: the requests of every
+evaluation that waited at the kill would never be counted. So the partition whose replay
+ends holds it as work of no records at the counted offset, which the flush script applies
+once (its id window, not its offset, tells a copy).
 """
 
 from __future__ import annotations
