@@ -117,12 +117,11 @@ def segments_of(plan: Plan) -> list[str]:
 
 
 def plan_restore(
-    flag: str,
     then: FlagThen,
     now: FlagNow,
     segments: Mapping[str, tuple[SegmentState, SegmentState]] | None = None,
 ) -> RestorePlan | RestoreRefusal:
-    """The steps that bring ``flag`` from ``now`` back to ``then``; ``segments`` maps
+    """The steps that bring a flag from ``now`` back to ``then``; ``segments`` maps
     each segment the rollout names to its (then, now) state."""
     moves = _segment_steps(segments or {})
     if isinstance(moves, RestoreRefusal):

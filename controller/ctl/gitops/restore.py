@@ -200,7 +200,7 @@ def proposal(args: argparse.Namespace) -> tuple[RestorePlan | RestoreRefusal, De
     plan = then.plan
     used = segments_of(plan) if plan is not None else []
     segment_states = {n: (history.segment_then(n), segment_now(base, n)) for n in used}
-    return plan_restore(args.flag, then, flag_now(base, args.flag, history), segment_states), target
+    return plan_restore(then, flag_now(base, args.flag, history), segment_states), target
 
 
 def run(args: argparse.Namespace) -> int:

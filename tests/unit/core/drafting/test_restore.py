@@ -81,12 +81,12 @@ def _summary(result: RestorePlan | RestoreRefusal) -> list[tuple[str, int | None
 def test_the_commands_that_bring_the_flag_back(
     then: FlagThen, now: FlagNow, want: list[tuple[str, int | None, str | None]]
 ) -> None:
-    assert _summary(plan_restore("checkout", then, now)) == want
+    assert _summary(plan_restore(then, now)) == want
 
 
 def test_a_rollout_replaced_since_is_started_again_with_its_own_plan() -> None:
     then = FlagThen("d-1", "r1", "running", 2, PLAN)
-    result = plan_restore("checkout", then, FlagNow(True, "r2", "paused", 0, None))
+    result = plan_restore(then, FlagNow(True, "r2", "paused", 0, None))
     assert _summary(result) == [
         ("abort", 0, "r2"),
         ("start", None, None),
@@ -99,7 +99,7 @@ def test_a_rollout_replaced_since_is_started_again_with_its_own_plan() -> None:
 
 def test_a_restart_keeps_the_plans_stages_and_says_them_as_status_does() -> None:
     # Given a rollout at its second stage (10%) then, at its fourth now
-    result = plan_restore("checkout", _then(stage=1), _now(stage=3))
+    result = plan_restore(_then(stage=1), _now(stage=3))
     assert isinstance(result, RestorePlan)
     abort, start, promote = result.steps
     # Then the new rollout has the whole plan, its stages numbered as before
@@ -121,7 +121,7 @@ def test_a_restart_keeps_the_plans_stages_and_says_them_as_status_does() -> None
     ],
 )
 def test_steps_name_stages_from_1(then: FlagThen, now: FlagNow, said: list[str]) -> None:
-    result = plan_restore("checkout", then, now)
+    result = plan_restore(then, now)
     assert isinstance(result, RestorePlan)
     assert all(text in step.change for text, step in zip(said, result.steps, strict=True))
 
@@ -144,7 +144,7 @@ def test_steps_name_stages_from_1(then: FlagThen, now: FlagNow, said: list[str])
 def test_a_state_commands_cannot_bring_back_is_refused_with_the_reason(
     then: FlagThen, now: FlagNow, why: str
 ) -> None:
-    result = plan_restore("checkout", then, now)
+    result = plan_restore(then, now)
     assert isinstance(result, RestoreRefusal), result
     assert why in result.reason
 
@@ -170,7 +170,7 @@ OTHER_IDS = SegmentState(exists=True, sha256="b" * 64)
 def test_segments_come_back_as_they_were_before_the_flag(
     then: SegmentState, now: SegmentState, want: list[tuple[str, object]]
 ) -> None:
-    result = plan_restore("checkout", _then(stage=2), _now(stage=1), {"eu": (then, now)})
+    result = plan_restore(_then(stage=2), _now(stage=1), {"eu": (then, now)})
     assert isinstance(result, RestorePlan), result
     segment_steps = [(s.action, s.rule) for s in result.steps if s.kind == "segment_command"]
     assert segment_steps == want
@@ -189,14 +189,14 @@ def test_segments_come_back_as_they_were_before_the_flag(
 def test_a_segment_whose_content_then_is_unknown_refuses_the_restore(
     then: SegmentState, now: SegmentState, why: str
 ) -> None:
-    result = plan_restore("checkout", _then(stage=2), _now(stage=1), {"eu": (then, now)})
+    result = plan_restore(_then(stage=2), _now(stage=1), {"eu": (then, now)})
     assert isinstance(result, RestoreRefusal), result
     assert why in result.reason
     assert "segment eu" in result.reason
 
 
 def test_a_segment_change_is_told_in_the_rules_text() -> None:
-    result = plan_restore("checkout", _then(stage=1), _now(stage=1), {"eu": (RULE, WIDE)})
+    result = plan_restore(_then(stage=1), _now(stage=1), {"eu": (RULE, WIDE)})
     assert isinstance(result, RestorePlan)
     assert result.steps[0].change == (
         'segment eu: rule country in ["de", "fr", "it"] → rule country in ["de", "fr"]'
@@ -223,7 +223,7 @@ def test_a_flag_the_controller_does_not_know_is_started_again_with_its_plan(
 ) -> None:
     """A store restored empty (or the flag deleted): its rollout is started again with the
     plan it had and brought to the stage, or the end, it was at."""
-    result = plan_restore("checkout", then, FlagNow(False))
+    result = plan_restore(then, FlagNow(False))
     assert isinstance(result, RestorePlan), result
     assert [(s.action, s.expect_stage) for s in result.steps] == want
     assert all(s.new_rollout for s in result.steps[1:])
