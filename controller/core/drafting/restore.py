@@ -35,6 +35,9 @@ from controller.core.rules import AudienceRule, Segment, conditions, to_text
 from controller.core.wire import JsonObject
 
 ACTIVE = ("running", "paused")
+_PLAN_UNKNOWN = (
+    "the decision's rollout {} is no longer the flag's (now {}): its plan is not known here"
+)
 ENDINGS = {"killed": "kill", "rolled_back": "rollback", "aborted": "abort"}
 """A rollout ended by hand, by the command that ends it so."""
 
@@ -201,7 +204,9 @@ def _completed(then: FlagThen, now: FlagNow) -> Sequence[RestoreStep] | RestoreR
         return ()
     if now.rollout_id == then.rollout_id and now.phase in ACTIVE:
         return [*_resumed(now, then), _promote(now, now.stage, to_end=True)]
-    if not now.exists and then.plan is not None:  # a store that lost it, or a deleted flag
+    if not now.exists:  # a store that lost it, or a deleted flag
+        if then.plan is None:
+            return RestoreRefusal(_PLAN_UNKNOWN.format(then.rollout_id, "none"))
         change = "the new rollout: stage 1 → the end (100%)"
         promote = RestoreStep("command", "promote", change, None, 0, to_end=True, new_rollout=True)
         return [_start(then.plan), promote]
@@ -234,10 +239,7 @@ def _active(then: FlagThen, now: FlagNow, stage: int) -> Sequence[RestoreStep] |
         return moves + _paused_again(then, now, same_rollout=True)
     plan = then.plan or (now.plan if same else None)
     if plan is None:
-        return RestoreRefusal(
-            f"the decision's rollout {then.rollout_id} is no longer the flag's "
-            f"(now {now.rollout_id or 'none'}): its plan is not known here"
-        )
+        return RestoreRefusal(_PLAN_UNKNOWN.format(then.rollout_id, now.rollout_id or "none"))
     if not 0 <= stage < len(plan.stages):
         return RestoreRefusal(
             f"{stage_shown(stage)} is not in the rollout's plan (of {len(plan.stages)} stages)"

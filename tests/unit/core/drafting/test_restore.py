@@ -130,7 +130,7 @@ def test_steps_name_stages_from_1(then: FlagThen, now: FlagNow, said: list[str])
     ("then", "now", "why"),
     [
         (_then(), FlagNow(False), "its plan is not known here"),
-        (_then("completed", 3), FlagNow(False), "not started again"),
+        (_then("completed", 3), FlagNow(False), "its plan is not known here"),
         (_then("killed", 1), FlagNow(False), "nothing to kill"),
         (_then(None), _now(), "records no state after it"),
         (_then(stage=1), _now(stage=3, rollout="r2"), "rollout r1 is no longer the flag's"),
