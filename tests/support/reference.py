@@ -14,7 +14,7 @@ import orjson
 
 from controller.core.common.histogram import BUCKET_COUNT, bucket_of
 from controller.core.stats import units
-from controller.core.stats.aggregates import ArmAggregate, Conversions
+from controller.core.stats.aggregates import ArmAggregate, Conversions, watched_members
 from controller.core.stats.units import UnitBuckets
 
 
@@ -183,13 +183,14 @@ def _named(parts: list[_Arm]) -> dict[str, Conversions]:
 
 
 def expected_watch(events: list[dict[str, Any]], flag: str, versions: set[int]) -> tuple[int, int]:
-    """Units of ``flag`` under ``versions``, once per (version, arm) they were seen in, and
-    how many of them were seen in both arms of one version (while the sample is below its
-    cap, every unit is watched)."""
+    """Watched units of ``flag`` under ``versions``, once per (version, arm) they were seen
+    in, and how many of them were seen in both arms of one version (while the sample is below
+    its cap, every unit drawn into it is watched)."""
+    drawn = {e["unit"] for e in events if watched_members([e["unit"]])}
     seen = {
         (e["flag_version"], e["unit"], e["arm"])
         for e in events
-        if e["flag"] == flag and e["flag_version"] in versions
+        if e["flag"] == flag and e["flag_version"] in versions and e["unit"] in drawn
     }
     units = {(version, unit) for version, unit, _ in seen}
     return len(seen), len(seen) - len(units)

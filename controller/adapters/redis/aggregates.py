@@ -9,7 +9,7 @@ Keys (``P`` is the key prefix, ``T`` the events topic, ``n`` a partition)::
     {P:T:n}:a:<flag>:<ver>:<arm>  hash: counters, float sums, histogram h<i>
     {P:T:n}:u:<flag>:<ver>:<arm>  HyperLogLog of unit ids
     {P:T:n}:b:<flag>:<ver>:<arm>  string: the unit buckets' counts, i64 lanes (.layout)
-    {P:T:n}:w:<flag>:<ver>:<arm>  set: the first units seen in that arm (at most about WATCH_CAP)
+    {P:T:n}:w:<flag>:<ver>:<arm>  set: watched units seen in that arm, as integers (WATCH_CAP)
     {P:T:n}:cn:<flag>             set: the conversion names the flag's hashes count by name
     {P:T:n}:ids                   list: one entry per batch, the event ids it counted
     {P:T:-1}:ids                  sorted set: event ids other source topics counted -> when (ms)
@@ -35,10 +35,10 @@ write; the meta hash does not expire, because it is what makes replays safe.
 Unique units are summed across partitions, which is exact up to HyperLogLog
 error because events are keyed by unit id, so each unit lives on one partition.
 For the same reason units seen in both arms are found within a partition: the
-flush adds the batch's units to their arm's set, until either arm's set of the
-version is full, and counts in the arm's hash those new to it (``wu``) and,
-of these, those the other arm's set already holds (``both``); a read sums them
-with the other fields (:mod:`controller.core.stats.aggregates`).
+flush adds the batch's watched units (one in four, drawn by hash) to their arm's
+set, until either arm's set of the version is full, and counts in the arm's hash
+those new to it (``wu``) and, of these, those the other arm's set already holds
+(``both``); a read sums them (:mod:`controller.core.stats.aggregates`).
 
 A named conversion is counted in its cell's hash under fields suffixed by its
 name (``conv:checkout_completed``, ...) once the flag's set of names holds the
@@ -97,6 +97,7 @@ from controller.core.stats import (
     WATCH_CAP,
     FlagAggregates,
     PartitionDelta,
+    watched_members,
 )
 from controller.core.wire import Arm
 from controller.ports import Claim, FlushOutcome
@@ -300,8 +301,7 @@ class RedisAggregateStore:
             # Floats travel as repr() text: Lua would print numbers with 14 digits only.
             floats = {k: repr(v) for k, v in cell.floats().items()}
             named = [
-                (name, n.conv, n.cv_n, repr(n.cv_sum), repr(n.cv_sq))
-                for name, n in cell.named.items()
+                (k, n.conv, n.cv_n, repr(n.cv_sum), repr(n.cv_sq)) for k, n in cell.named.items()
             ]
             # The unit buckets' counts travel as two arrays, lanes and increments: counted in
             # C, and added to the cell's string of lanes by one BITFIELD (.layout).
@@ -309,7 +309,7 @@ class RedisAggregateStore:
             cells.append(
                 (
                     *(flag, cell.base_counters(), floats, list(cell.units), named),
-                    *(lane_offsets(counts), list(counts.values())),
+                    *(lane_offsets(counts), list(counts.values()), watched_members(cell.units)),
                 )
             )
         # One msgpack argument instead of thousands: packing arguments one by one

@@ -13,9 +13,12 @@
 --         one for a batch of joins only, which no record carries)  ARGV[4] ttl
 -- ARGV[5] msgpack: {rejects = {reason: count},
 --                   cells = {{flag, {field: n}, {field: "float"}, {unit...}, {named...},
---                             {unit bucket lane's bit offset...}, {its n...}}...},
+--                             {unit bucket lane's bit offset...}, {its n...},
+--                             {watched unit...}}...},
 --                   ids = {event id...} (the ids of the events the cells count)}
---         a cell's named conversions, first seen first: {name, conv, cv_n, "cv_sum", "cv_sq"}
+--         a cell's named conversions, first seen first: {name, conv, cv_n, "cv_sum", "cv_sq"};
+--         its watched units, those of its units drawn into the sample, each as an integer's
+--         text (controller/core/stats/aggregates.py), which Redis keeps as an integer set
 -- ARGV[6] the watch cap: once either arm's set of watched units holds this many, neither grows
 -- ARGV[7] now (ms)  ARGV[8] the id window (ms)  ARGV[9] the most ids the window holds
 -- ARGV[10] the conversion names a flag keeps: a name first seen once the flag's set holds this
@@ -112,7 +115,7 @@ local function cell_plan(agg, hll, sets, lanes, cell, sizes)
   for field, n in pairs(cell[2]) do fields[#fields + 1] = field; adds[#adds + 1] = n end
   local counters = #fields
   for field, x in pairs(cell[3]) do fields[#fields + 1] = field; adds[#adds + 1] = tonumber(x) end
-  local watched = #cell[4] > 0
+  local watched = #(cell[8] or {}) > 0
   if watched then
     for _, key in ipairs(sets) do
       if sizes[key] == nil then
@@ -129,7 +132,7 @@ local function cell_plan(agg, hll, sets, lanes, cell, sizes)
   if watched then
     plan.wu, plan.both = tonumber(have[#fields - 1] or '0'), tonumber(have[#fields] or '0')
     for _, n in ipairs({plan.wu, plan.both}) do
-      if n == nil or n ~= math.floor(n) or n + #cell[4] > MAX_COUNT then
+      if n == nil or n ~= math.floor(n) or n + #cell[8] > MAX_COUNT then
         return nil, agg .. ' watched units: counter would not stay exact'
       end
     end
@@ -322,7 +325,7 @@ for index, cell in ipairs(batch[2]) do
   local plan, units = plans[index], cell[4]
   local values = plan.values
   -- The watch runs cell after cell, so a unit the batch puts in both arms is seen in both.
-  local added, both = watch(sets[1], sets[2], units, cap, ttl, sizes)
+  local added, both = watch(sets[1], sets[2], cell[8] or {}, cap, ttl, sizes)
   if added > 0 then values[#values + 1], values[#values + 2] = 'wu', plan.wu + added end
   if both > 0 then values[#values + 1], values[#values + 2] = 'both', plan.both + both end
   if #values > 0 then redis.call('HSET', agg, unpack(values)) end

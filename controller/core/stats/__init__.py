@@ -8,12 +8,14 @@ from controller.core.stats.aggregates import (
     MAX_CONVERSION_NAMES,
     OTHER_CONVERSIONS,
     WATCH_CAP,
+    WATCH_ONE_IN_BITS,
     WATCHED_FIELD,
     ArmAggregate,
     CellDelta,
     Conversions,
     FlagAggregates,
     NamedDelta,
+    watched_members,
 )
 from controller.core.stats.dominance import Dominance, dominance, dominance_text
 from controller.core.stats.folding import FOLD_LAYOUT, PartitionDelta, Seen, fold
@@ -97,6 +99,7 @@ __all__ = [
     "UNIT_BUCKETS",
     "WATCHED_FIELD",
     "WATCH_CAP",
+    "WATCH_ONE_IN_BITS",
     "ArmAggregate",
     "CellDelta",
     "Conversions",
@@ -142,5 +145,6 @@ __all__ = [
     "srm_test",
     "units_waiting",
     "unproven",
+    "watched_members",
     "without_control",
 ]

@@ -4,12 +4,17 @@ A :class:`CellDelta` is the increment that one batch adds for one
 (flag, flag_version, arm); an :class:`ArmAggregate` is the sum that a read
 returns. Both use the same field names as the store's hash fields.
 
-Units seen in both arms are counted on a bounded sample: the first
-units of each flag version. The store keeps the units of each (partition,
-flag version, arm) in a set and, as a flush adds a unit to one arm's set,
-counts it if the other arm's set already holds it; once either arm's set of
-a version holds :data:`WATCH_CAP` units, the version's sample is full and
-stops growing in both arms. The counts (:data:`WATCHED_FIELD` and
+Units seen in both arms are counted on a bounded sample of units drawn by
+their hash: one unit in four (:data:`WATCH_ONE_IN_BITS`), whenever it comes
+(:func:`watched_members`), so a unit whose second arm comes late is in the
+sample as surely as one that crosses at once, and the share of the sample seen
+in both arms estimates the stage's without bias. Each watched unit is held as
+a 64-bit integer (a hash of its id), which Redis keeps in a compact integer
+set. The store keeps the watched units of each (partition, flag version, arm)
+in a set and, as a flush adds a unit to one arm's set, counts it if the other
+arm's set already holds it; once either arm's set of a version holds
+:data:`WATCH_CAP` units, the version's sample is full and stops growing in
+both arms. The counts (:data:`WATCHED_FIELD` and
 :data:`BOTH_FIELD` in each arm's hash) are written by the same atomic flush
 as the aggregates, so they are exactly once with them.
 
@@ -29,8 +34,10 @@ bound, and an app with fewer names is counted exactly under each.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
+
+import mmh3
 
 from controller.core.common import BUCKET_COUNT
 from controller.core.stats.units import (
@@ -55,6 +62,11 @@ BOTH_FIELD = "both"
 """Watched units that, added to this arm's set, were already in the other arm's."""
 WATCH_CAP = 4096
 """Units watched per partition, flag version and arm; a full sample stops growing."""
+WATCH_ONE_IN_BITS = 2
+"""One unit in ``2 ** WATCH_ONE_IN_BITS`` (four) is watched: those whose hash has these low
+bits of its high word zero (:func:`watched_members`)."""
+_WATCH_DRAW = (1 << WATCH_ONE_IN_BITS) - 1
+_WATCH_SEED = 0x5EED_0A75
 NAMED_COUNTERS = ("conv", "cv_n")
 """A named conversion's integer counters, stored as ``<field>:<name>``."""
 NAMED_FLOATS = ("cv_sum", "cv_sq")
@@ -73,6 +85,25 @@ CellKey = tuple[str, int, str]
 """Where an event is counted: (flag, flag_version, arm). Ingest needs no rollout
 state to compute it. A plain tuple because it is built once per event; an
 :class:`Arm` member equals and hashes like its string value."""
+
+
+def watched_members(units: Iterable[str]) -> list[str]:
+    """The units of ``units`` drawn into the watched sample, each as the decimal text of a
+    signed 64-bit hash of its id: what a flush adds to its arm's set of watched units.
+
+    One 128-bit MurmurHash3 of the unit's id (seeded apart from the arms' bucketing, which
+    hashes the flag and salt with it) gives both halves: the high word draws one unit in
+    four, the low word is its member. The draw depends on the unit alone, so the same
+    units are drawn in both arms and on every flush, whenever they come; 64 bits keep two
+    units of one stage from sharing a member (a false crossing) at any stage's size.
+    """
+    out = []
+    hash64, draw, seed = mmh3.hash64, _WATCH_DRAW, _WATCH_SEED
+    for unit in units:
+        low, high = hash64(unit.encode("utf-8", "surrogatepass"), seed)
+        if not high & draw:
+            out.append(str(low))
+    return out
 
 
 @dataclass(slots=True)

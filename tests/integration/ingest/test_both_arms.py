@@ -11,13 +11,14 @@ from typing import Literal
 
 import pytest
 
+from controller.adapters.redis import aggregates as redis_aggregates
 from controller.adapters.redis.aggregates import RedisAggregateStore, connect
 from controller.adapters.redis.client import RedisClient
 from controller.core.machine.gate import evaluate
 from controller.core.rollouts.plan import Plan
 from controller.core.rollouts.plan_parts import Stage
 from controller.core.rollouts.rollout import Phase, Rollout, VerdictKind
-from controller.core.stats.aggregates import WATCH_CAP, FlagAggregates
+from controller.core.stats.aggregates import WATCH_ONE_IN_BITS, FlagAggregates, watched_members
 from controller.core.stats.folding import PartitionDelta, fold
 from controller.core.wire.bucketing import assign
 from controller.core.wire.decoding import ExposureIn
@@ -32,7 +33,7 @@ from tests.support.reference import partition_of
 pytestmark = pytest.mark.integration
 PARTITIONS = 4
 UNITS = 20_000
-"""About 2,500 units per arm and partition: every unit is watched (below the cap)."""
+"""About 2,500 units per arm and partition: every unit drawn is watched (below the cap)."""
 BATCH = 5_000
 T0 = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 TS_MS = int(T0.timestamp() * 1000)
@@ -110,12 +111,14 @@ async def test_a_seeded_stream_trips_the_check_at_two_percent_not_below_the_limi
 ) -> None:
     events = stream(share, seed=28)
     data = await flushed(store_for(client, redis_namespace), events)
-    # The counts are exact: every unit once per arm it was seen in, and the crossings.
-    units = {e.unit for e in events}
-    seen = {(e.unit, e.arm) for e in events}
+    # The counts are exact on the sample: every watched unit once per arm it was seen in,
+    # and the crossings; the sample's share of crossings is the stream's, within its error.
+    units = {e.unit for e in events if watched_members([e.unit])}
+    seen = {(e.unit, e.arm) for e in events if e.unit in units}
     both = len(seen) - len(units)
     assert (data.watched, data.both_arms) == (len(seen), both)
-    assert both == round(UNITS * share)
+    assert len(events) - UNITS == round(UNITS * share)
+    assert abs(both / len(units) - share) <= 3 * (share / len(units)) ** 0.5 + 1 / len(units)
     verdict = evaluate(running(), data, T0 + timedelta(minutes=1))
     tripped = verdict.applied is not None and verdict.applied.trigger == "units_in_both_arms"
     assert tripped is trips, (verdict.kind, verdict.reason, data.both_arms, data.watched_units)
@@ -128,12 +131,16 @@ async def test_a_seeded_stream_trips_the_check_at_two_percent_not_below_the_limi
 
 
 async def test_a_full_sample_stops_growing_in_both_arms(
-    client: RedisClient, redis_namespace: str
+    client: RedisClient, redis_namespace: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Past the cap the sample is the first units of the version, still judged by share."""
-    units = 2 * WATCH_CAP * PARTITIONS + 8_000
+    """Past the cap the sample is the first units drawn of the version, still judged by
+    share (a cap of 1,024 here, so that the stream passes it with fewer units)."""
+    cap = 1024
+    monkeypatch.setattr(redis_aggregates, "WATCH_CAP", cap)
+    units = 2 * cap * 2**WATCH_ONE_IN_BITS * PARTITIONS + 8_000
     data = await flushed(store_for(client, redis_namespace), stream(0.02, 7, units=units))
-    assert data.watched_units < units
-    assert data.watched <= 2 * (WATCH_CAP + BATCH) * PARTITIONS
+    drawn = len(watched_members(f"user-{n}" for n in range(units)))
+    assert data.watched_units < drawn
+    assert data.watched <= 2 * (cap + BATCH) * PARTITIONS
     share = data.both_arms / data.watched_units
     assert 0.01 < share < 0.03

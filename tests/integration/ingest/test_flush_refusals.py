@@ -18,6 +18,7 @@ import redis.asyncio as aioredis
 
 from controller.adapters.redis.aggregates import RedisAggregateStore
 from controller.core.common.errors import FlushRefused
+from controller.core.stats.aggregates import watched_members
 from controller.core.stats.folding import PartitionDelta, fold
 from controller.core.wire.decoding import InEvent, Rejection, decode_event
 from controller.ports import FlushOutcome
@@ -124,7 +125,9 @@ async def test_a_refused_flush_writes_nothing(
         await redis_client.rpush(f"{tag}:dirty", "x")
     before = await _snapshot(redis_client, redis_namespace)
 
-    second = _delta([_conversion("ok", 3.0, 2), _conversion("bad", 1e9, 3)], next_offset=4)
+    # u2 is drawn into the sample of watched units, so the flush reads its arm's sets.
+    assert len(watched_members(["u2"])) == 1
+    second = _delta([_conversion("ok", 3.0, 3), _conversion("bad", 1e9, 2)], next_offset=4)
     with pytest.raises(FlushRefused) as refused:
         await store.flush(second, epoch=claim.epoch, expected_offset=2)
 

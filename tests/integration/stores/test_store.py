@@ -26,6 +26,7 @@ from controller.core.common.errors import (
     LostWrites,
     StoreError,
 )
+from controller.core.stats.aggregates import watched_members
 from controller.core.stats.folding import PartitionDelta, Seen, fold
 from controller.core.wire.decoding import InEvent, Rejection, decode_event
 from controller.ports import (
@@ -179,7 +180,9 @@ async def test_keys_carry_a_ttl_and_share_a_slot(
     claim = await store.claim(2)
     delta = PartitionDelta(partition=2, next_offset=1)
     delta.rejects["malformed_json"] += 1
-    fold([decoded(make_event(random.Random(2), 1))], delta.cells)
+    event = make_event(random.Random(2), 1)
+    assert watched_members([event["unit"]]), "a unit drawn into the watched sample"
+    fold([decoded(event)], delta.cells)
     await store.flush(delta, epoch=claim.epoch, expected_offset=None)
     keys = [
         k.decode() async for k in store_client.scan_iter(match=f"{{{redis_namespace}:events:2}}*")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections import Counter
 from dataclasses import replace
 
 import mmh3
@@ -10,7 +11,7 @@ import orjson
 import pytest
 
 from controller.core.common import histogram
-from controller.core.stats import units
+from controller.core.stats import aggregates, units
 from controller.core.stats.aggregates import CellDelta, CellKey
 from controller.core.stats.folding import fold
 from controller.core.wire.bucketing import BUCKETS, assign, bucket
@@ -177,3 +178,36 @@ def test_raising_percent_only_moves_control_to_treatment() -> None:
 def test_assign_rejects_out_of_range_percent(percent: float) -> None:
     with pytest.raises(ValueError, match="percent"):
         assign("f", "s", "u", percent)
+
+
+# The watched sample: one unit in four, drawn by hash
+
+
+@pytest.mark.parametrize(
+    "ids",
+    [
+        [f"user-{n}" for n in range(40_000)],  # sequential ids, one digit apart
+        [f"{n:032x}" for n in range(0, 40_000 * 7919, 7919)],  # hex keys of one length
+        [f"tenant-{n % 50}/user-{n}" for n in range(40_000)],  # ids with a shared prefix
+    ],
+    ids=["sequential", "hex", "prefixed"],
+)
+def test_the_watched_sample_draws_one_unit_in_four_over_every_bucket(ids: list[str]) -> None:
+    drawn = aggregates.watched_members(ids)
+    share = len(drawn) / len(ids)
+    assert abs(share - 0.25) < 0.01, share
+    assert len(set(drawn)) == len(drawn), "no two units share a member"
+    members = dict(zip(drawn, [u for u in ids if aggregates.watched_members([u])], strict=True))
+    per_bucket = Counter(units.unit_bucket(unit) for unit in members.values())
+    assert len(per_bucket) == units.UNIT_BUCKETS
+    assert min(per_bucket.values()) > 0.6 * len(drawn) / units.UNIT_BUCKETS
+
+
+@pytest.mark.parametrize("unit", ["u2", "user-7", "ünit-ñ3", "日本-10", "\ud800-lone", "x" * 256])
+def test_a_drawn_unit_is_the_canonical_text_of_a_signed_64_bit_integer(unit: str) -> None:
+    drawn = aggregates.watched_members([unit] * 3)
+    assert len(drawn) == 3
+    assert drawn == aggregates.watched_members([unit] * 3), "the same draw on every flush"
+    for member in drawn:
+        assert str(int(member)) == member  # what Redis keeps in an integer set
+        assert -(2**63) <= int(member) < 2**63
