@@ -41,14 +41,19 @@ class LegacyAggregateStore(RedisAggregateStore):
         parts = await self.partitions()
         cells = [(self._tag(p), arm) for p in parts for arm in (Arm.TREATMENT, Arm.CONTROL)]
         hashes = [f"{tag}:a:{flag}:{v}:{arm}" for tag, arm in cells for v in wanted]
-        lanes = [f"{tag}:b:{flag}:{v}:{arm}" for tag, arm in cells for v in wanted]
+        lanes = [
+            f"{tag}:{form}:{flag}:{v}:{arm}" for tag, arm in cells for v in wanted for form in FORMS
+        ]
         units = [[f"{tag}:u:{flag}:{v}:{arm}" for v in wanted] for tag, arm in cells]
         async with translated():
             rows, strings, counts = await self._legacy_read(
                 hashes, lanes, [keys for keys in units if keys]
             )
         per_cell = iter(counts)
-        rows = [{**row, **_lane_fields(p)} for row, p in zip(rows, strings, strict=True)]
+        rows = [
+            {**row, **_lane_fields(strings[FORM_COUNT * i : FORM_COUNT * (i + 1)])}
+            for i, row in enumerate(rows)
+        ]
         return _sum_arms(flag, wanted, rows, [next(per_cell) if k else 0 for k in units])
 
     async def read_many(
@@ -105,14 +110,24 @@ def _events_arm(fields: dict[str, float], units: int) -> ArmAggregate:
     return arm if arm.buckets is not None else replace(arm, buckets=NO_BUCKETS)
 
 
-def _lane_fields(packed: bytes | None) -> dict[str, int]:
-    """A cell's string of unit bucket lanes as the hash fields it stands for."""
-    data = packed or b""
-    return {
-        f"u{lane % UNIT_BUCKETS}.{LANE_KINDS[lane // UNIT_BUCKETS]}": n
-        for lane, (n,) in enumerate(struct.iter_unpack(">q", data[: len(data) // 8 * 8]))
-        if n
-    }
+FORMS = {"b": (">q", 1), "n": (">H", 1), "h": (">I", 2**16)}
+"""A cell's strings of lanes: 64-bit lanes (kept before), low words, high words; each one's
+struct format and what a lane of it counts for."""
+FORM_COUNT = len(FORMS)
+
+
+def _lane_fields(packed: Sequence[bytes | None]) -> dict[str, int]:
+    """A cell's strings of unit bucket lanes (:data:`FORMS`, in order) as the hash fields
+    they stand for."""
+    fields: dict[str, int] = {}
+    for data, (layout, scale) in zip(packed, FORMS.values(), strict=True):
+        size = struct.calcsize(layout)
+        whole = (data or b"")[: len(data or b"") // size * size]
+        for lane, (n,) in enumerate(struct.iter_unpack(layout, whole)):
+            if n:
+                field = f"u{lane % UNIT_BUCKETS}.{LANE_KINDS[lane // UNIT_BUCKETS]}"
+                fields[field] = fields.get(field, 0) + n * scale
+    return fields
 
 
 def _text(value: Any) -> str:

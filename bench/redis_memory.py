@@ -50,6 +50,8 @@ PARTITIONS = 4
 KINDS = {
     ":a:": "aggregate_hashes",
     ":b:": "unit_bucket_lanes",
+    ":n:": "unit_bucket_lanes",
+    ":h:": "unit_bucket_lanes",
     ":u:": "unit_hlls",
     ":w:": "watched_sets",
     ":cn:": "names",

@@ -183,7 +183,7 @@ class AggregateReads:
         for read in reads:
             for tag in tags:
                 for arm in cells:
-                    for kind in ("a", "u", "b"):
+                    for kind in ("a", "u", "b", "n", "h"):
                         for flag, versions in read:
                             for v in versions:
                                 for cell in arm:
@@ -270,8 +270,8 @@ def _chunks(wanted: Sequence[Read], parts: int) -> list[Sequence[Read]]:
     runs: list[Sequence[Read]] = []
     start, keys = 0, 0
     for index, read in enumerate(wanted):
-        # two arms, a hash, HyperLogLog and lanes each
-        more = 6 * parts * sum(len(versions) for _, versions in read)
+        # two arms, a hash, HyperLogLog and three strings of lanes each
+        more = 10 * parts * sum(len(versions) for _, versions in read)
         if keys + more > KEYS_PER_CALL and index > start:
             runs.append(wanted[start:index])
             start, keys = index, 0

@@ -8,7 +8,8 @@ Keys (``P`` is the key prefix, ``T`` the events topic, ``n`` a partition)::
     {P:T:n}:dirty                 set: flags with events the engine has not gated yet
     {P:T:n}:a:<flag>:<ver>:<arm>  hash: counters, float sums, histogram h<i>
     {P:T:n}:u:<flag>:<ver>:<arm>  HyperLogLog of unit ids
-    {P:T:n}:b:<flag>:<ver>:<arm>  string: the unit buckets' counts, i64 lanes (.layout)
+    {P:T:n}:n:<flag>:<ver>:<arm>  string: the unit buckets' counts, low words (.layout)
+    {P:T:n}:h:<flag>:<ver>:<arm>  string: their high words, once a low word wraps (:b: before)
     {P:T:n}:w:<flag>:<ver>:<arm>  set: watched units seen in that arm, as integers (WATCH_CAP)
     {P:T:n}:cn:<flag>             set: the conversion names the flag's hashes count by name
     {P:T:n}:ids                   list: one entry per batch, the event ids it counted
@@ -296,15 +297,14 @@ class RedisAggregateStore:
                 f"{tag}:w:{flag}:{version}:{arm}",
                 f"{tag}:w:{flag}:{version}:{other}",
                 f"{tag}:cn:{flag}",
-                f"{tag}:b:{flag}:{version}:{arm}",
+                *(f"{tag}:{kind}:{flag}:{version}:{arm}" for kind in "nhb"),
             ]
             # Floats travel as repr() text: Lua would print numbers with 14 digits only.
             floats = {k: repr(v) for k, v in cell.floats().items()}
             named = [
                 (k, n.conv, n.cv_n, repr(n.cv_sum), repr(n.cv_sq)) for k, n in cell.named.items()
             ]
-            # The unit buckets' counts travel as two arrays, lanes and increments: counted in
-            # C, and added to the cell's string of lanes by one BITFIELD (.layout).
+            # The unit buckets' counts: two arrays, lanes and increments, counted in C (.layout).
             counts = cell.bucket_counts()
             cells.append(
                 (

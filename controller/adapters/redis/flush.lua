@@ -8,7 +8,9 @@
 --         partitions share, whose owners differ)
 -- KEYS[6] a scratch key (deleted before the script returns)
 -- KEYS[7..] per cell: aggregate hash, unit HLL, watched units (set), the other arm's watched units,
---           the flag's conversion names (set), the unit buckets' counts (a string of i64 lanes)
+--           the flag's conversion names (set), the unit buckets' counts: the string of their
+--           lanes' low words, the string of their high words, and the string of 64-bit lanes
+--           they were kept in before (only its time to live is kept)
 -- ARGV[1] epoch  ARGV[2] expected offset (-1: none stored)  ARGV[3] next offset (the expected
 --         one for a batch of joins only, which no record carries)  ARGV[4] ttl
 -- ARGV[5] msgpack: {rejects = {reason: count},
@@ -70,32 +72,66 @@ local function set_size(key)
   return n
 end
 
--- The unit buckets' counts of a cell go to its string of lanes as BITFIELD INCRBY operations
--- ({'INCRBY', 'i64', <bit offset>, n, ...} in plan.lanes), with no read: each increment is
--- checked to be a whole count below 2^53, each offset a lane's, and a lane of 2^63 is out of
--- any stage's reach (controller/adapters/redis/layout.py). Returns why Redis would refuse
--- them, or nil.
+-- The unit buckets' counts of a cell go to its string of lanes' low words as BITFIELD INCRBY
+-- operations ({'INCRBY', 'u<LANE_WIDTH>', <bit offset>, n, ...} in plan.lanes), with no
+-- read and OVERFLOW WRAP: each increment is checked to be a whole count below 2^53, each
+-- offset a lane's. A low word that wraps carries into the lane's high word in the cell's
+-- other string (controller/adapters/redis/layout.py). Returns why Redis would refuse them,
+-- or nil.
 local LANE_OPS = 250                -- INCRBY operations per BITFIELD call (4 arguments each)
-local LANE_BITS = 0                 -- the bits of every lane: written by layout.py
-local function unit_plan(plan, agg, lanes, offsets, adds)
+local LANE_BITS = 0                 -- the bits of every low word: written by layout.py
+local LANE_WIDTH = 0                -- the bits of one low word: written by layout.py
+local HIGH_WIDTH = 0                -- the bits of one high word: written by layout.py
+local LOW_TYPE, HIGH_TYPE = 'u' .. LANE_WIDTH, 'u' .. HIGH_WIDTH
+local WRAP = 2 ^ LANE_WIDTH
+local function unit_plan(plan, agg, strings, offsets, adds)
   if type(offsets) ~= 'table' or type(adds) ~= 'table' or #offsets ~= #adds then
     return agg .. ': unit bucket lanes and increments do not pair'
   end
   plan.lanes = {}
   if #offsets == 0 then return nil end
-  local size = redis.pcall('STRLEN', lanes)
-  if failed(size) then return lanes .. ' holds a ' .. kind(lanes) .. ', not a string' end
+  for _, key in ipairs({strings[1], strings[2]}) do  -- the third is only kept alive
+    local size = redis.pcall('STRLEN', key)
+    if failed(size) then return key .. ' holds a ' .. kind(key) .. ', not a string' end
+  end
   local ops, floor, n = plan.lanes, math.floor, 0
   for i = 1, #offsets do
     local add, at = adds[i], offsets[i]
     if type(add) ~= 'number' or add < 0 or add ~= floor(add) or add > MAX_COUNT
-        or type(at) ~= 'number' or at < 0 or at >= LANE_BITS or at % 64 ~= 0 then
-      return lanes .. ' ' .. tostring(at) .. ': not a unit bucket count'
+        or type(at) ~= 'number' or at < 0 or at >= LANE_BITS or at % LANE_WIDTH ~= 0 then
+      return strings[1] .. ' ' .. tostring(at) .. ': not a unit bucket count'
     end
-    ops[n + 1], ops[n + 2], ops[n + 3], ops[n + 4] = 'INCRBY', 'i64', at, add
+    ops[n + 1], ops[n + 2], ops[n + 3], ops[n + 4] = 'INCRBY', LOW_TYPE, at, add
     n = n + 4
   end
   return nil
+end
+
+-- The low words' increments of a cell (plan.lanes) applied, and each wrap carried into its
+-- lane's high word: a low word below what was added to it has wrapped (else it would be at
+-- least that), and by (old + add - new) / 2^LANE_WIDTH times, old being (new - add) modulo
+-- 2^LANE_WIDTH. Every number is a whole one below 2^53, so Lua's doubles hold it exactly.
+local function add_lanes(ops, low, high)
+  local carries = {}
+  for i = 1, #ops, 4 * LANE_OPS do
+    local last = math.min(i + 4 * LANE_OPS - 1, #ops)
+    local words = redis.call('BITFIELD', low, 'OVERFLOW', 'WRAP', unpack(ops, i, last))
+    for j = 1, #words do
+      local at = i + 4 * (j - 1)
+      local now, add = words[j], ops[at + 3]
+      if now < add then
+        local old = (now - add) % WRAP
+        local n = #carries
+        carries[n + 1], carries[n + 2] = 'INCRBY', HIGH_TYPE
+        carries[n + 3] = ops[at + 2] / LANE_WIDTH * HIGH_WIDTH
+        carries[n + 4] = (old + add - now) / WRAP
+      end
+    end
+  end
+  for i = 1, #carries, 4 * LANE_OPS do
+    local last = math.min(i + 4 * LANE_OPS - 1, #carries)
+    redis.call('BITFIELD', high, 'OVERFLOW', 'FAIL', unpack(carries, i, last))
+  end
 end
 
 -- What a cell's write needs, or nil and why Redis would refuse it: its new field values
@@ -290,9 +326,9 @@ local function dense(hll, adding)
 end
 
 local function cell_keys(index)
-  local base = 6 * index
+  local base = 8 * index - 2
   return KEYS[1 + base], KEYS[2 + base], {KEYS[3 + base], KEYS[4 + base]}, KEYS[5 + base],
-    KEYS[6 + base]
+    {KEYS[6 + base], KEYS[7 + base], KEYS[8 + base]}
 end
 
 local cap, cap_names = tonumber(ARGV[6]), tonumber(ARGV[10])
@@ -331,11 +367,8 @@ for index, cell in ipairs(batch[2]) do
   if #values > 0 then redis.call('HSET', agg, unpack(values)) end
   local ops = plan.lanes
   if #ops > 0 then
-    for i = 1, #ops, 4 * LANE_OPS do
-      local last = math.min(i + 4 * LANE_OPS - 1, #ops)
-      redis.call('BITFIELD', lanes, 'OVERFLOW', 'FAIL', unpack(ops, i, last))
-    end
-    redis.call('EXPIRE', lanes, ttl)
+    add_lanes(ops, lanes[1], lanes[2])
+    for _, key in ipairs(lanes) do redis.call('EXPIRE', key, ttl) end
   end
   if not plan.dense and #units > 0 then dense(hll, #units) end
   for i = 1, #units, CHUNK do

@@ -14,6 +14,14 @@ the float sums the script added, as doubles: whole numbers, exact below 2^53.
 A string shorter than another was written before its last lanes' kinds existed (or
 never reached them): lane ``i`` is the ``i``-th from its start, so it is padded on
 the right, which a shift of its integer does.
+
+A cell's counts are kept as low and high words in two strings (:mod:`.layout`), and
+before that as one string of 64-bit lanes; the key names the form (``:n:``, ``:h:``,
+``:b:`` after its hash tag). A string of words is first spread into 64-bit lanes, its
+words' bytes copied into place by extended slices (in C): a low word into a lane's
+last two bytes, a high word into the four above them, so that the lane holds
+``high * 2**16`` or ``low``. Added with every other string, a cell's lanes are then
+its counts.
 """
 
 from __future__ import annotations
@@ -26,12 +34,22 @@ from operator import itemgetter
 
 import msgspec
 
-from controller.adapters.redis.layout import LANE_BYTES, LANE_COUNT, SLOT_SOURCES, SUM_FIELDS
+from controller.adapters.redis.layout import (
+    HIGH_WIDTH,
+    LANE_BYTES,
+    LANE_COUNT,
+    LANE_WIDTH,
+    SLOT_SOURCES,
+    SUM_FIELDS,
+)
 
 __all__ = ["LaneCell", "added_lanes", "in_slots"]
 
 LANE = 8
 """Bytes per lane."""
+_WORDS = {"n": (LANE_WIDTH // 8, 0), "h": (HIGH_WIDTH // 8, LANE_WIDTH // 8), "b": (LANE, 0)}
+"""Per form (the letter of the key after its hash tag): a word's bytes, and the bytes below
+it in its lane (the low word's, under a high word)."""
 _NO_LANES = (0,) * LANE_COUNT
 _NO_SUMS = (0.0,) * len(SUM_FIELDS)
 _in_slot_order = itemgetter(*SLOT_SOURCES)
@@ -64,12 +82,13 @@ def added_lanes(cells: Iterable[tuple[str, bytes]]) -> tuple[int, ...]:
     them than there are, and for one holding a negative lane."""
     held: list[bytes] = []
     small = True
-    for key, lanes in cells:
-        size = len(lanes)
-        if not size:
+    for key, stored in cells:
+        if not stored:
             continue
+        lanes = _spread(key, stored)
+        size = len(lanes)
         if size % LANE or size > LANE_BYTES:
-            raise ValueError(f"{key} holds {size} bytes, not unit bucket lanes")
+            raise ValueError(f"{key} holds {len(stored)} bytes, not unit bucket lanes")
         tops = lanes[0::LANE]  # each lane's first byte: its sign bit, and its 8 high bits
         if not tops.isascii():
             raise ValueError(f"{key}: a unit bucket lane holds a negative count")
@@ -86,6 +105,19 @@ def added_lanes(cells: Iterable[tuple[str, bytes]]) -> tuple[int, ...]:
         parts = [_summed(held[i : i + per], width) for i in range(0, len(held), per)]
         sums = parts[0] if len(parts) == 1 else tuple(map(sum, zip(*parts, strict=True)))
     return sums + _NO_LANES[len(sums) :]
+
+
+def _spread(key: str, stored: bytes) -> bytes:
+    """A cell's string as 64-bit lanes: as stored for the form before, else each word put in
+    its lane (a string that is not whole words is left as it is, to be refused)."""
+    word, below = _WORDS.get(key[key.find("}:") + 2 : key.find("}:") + 3], (LANE, 0))
+    if word == LANE or len(stored) % word:
+        return stored
+    lanes = bytearray(len(stored) // word * LANE)
+    at = LANE - below - word
+    for byte in range(word):
+        lanes[at + byte :: LANE] = stored[byte::word]
+    return bytes(lanes)
 
 
 def _summed(held: list[bytes], width: int) -> tuple[int, ...]:

@@ -12,27 +12,42 @@ valued conversions and coarse latency bins. As fields of the cell's hash they
 made each hash a hash table of hundreds of fields (past Redis's listpack
 size, at about six times the memory per field), and every flush read and
 wrote each field it touched (``HMGET``, then ``HSET``) to keep its counters
-exact. Packed, they are one string per cell (``{P:T:n}:b:<flag>:<ver>:<arm>``):
-a flush adds to them with one ``BITFIELD`` of ``INCRBY`` operations, no read,
-and a gate's read (``read.lua``) hands each cell's string back as it is: the
-daemon adds them up (:mod:`.lanes`), all lanes of a cell at once, and puts
-each lane in its slot of the core's layout (:data:`SLOT_SOURCES`).
+exact. Packed, they are strings per cell: a flush adds to them with
+``BITFIELD`` ``INCRBY`` operations, no read, and a gate's read (``read.lua``)
+hands each cell's strings back as they are: the daemon adds them up
+(:mod:`.lanes`), all lanes of a cell at once, and puts each lane in its slot
+of the core's layout (:data:`SLOT_SOURCES`).
 
-**Layout.** Lane ``k`` is a signed 64-bit big-endian integer at bytes
-``8k .. 8k + 8`` of the string (``BITFIELD``'s ``i64`` at bit offset ``64k``). It
-counts kind :data:`LANE_KINDS` ``[k // UNIT_BUCKETS]`` of bucket
-``k % UNIT_BUCKETS``: kind after kind, so ``BITFIELD`` grows the string only
-to the highest lane written, and a cell whose latencies never reach the slow
-bins stores no lanes for them. :data:`LANE_KINDS` only ever grows at its end,
-so a string written before a kind was added reads the same after.
+**Layout.** Lane ``k`` counts kind :data:`LANE_KINDS` ``[k // UNIT_BUCKETS]`` of
+bucket ``k % UNIT_BUCKETS``: kind after kind, so ``BITFIELD`` grows a string
+only to the highest lane written, and a cell whose latencies never reach the
+slow bins stores no lanes for them. :data:`LANE_KINDS` only ever grows at its
+end, so a string written before a kind was added reads the same after. A
+cell's count is split over two strings, in the manner of a multi-word counter:
 
-**Exactness.** A lane holds at most 2^63 - 1. Each increment is a count the
-flush checks to be a whole number below 2^53, and a lane would need some 9.2
-billion billion events of one kind in one bucket of one cell to overflow
-(``OVERFLOW FAIL`` leaves it unchanged even then). The read adds lanes as whole
-numbers, exactly (:mod:`.lanes`), and hands them to the core as doubles, exact
-below 2^53 (some nine million billion events); a negative lane, which no flush
-writes, fails the read.
+* ``{P:T:n}:n:<flag>:<ver>:<arm>``, the low words: lane ``k`` an unsigned
+  16-bit big-endian integer at bit ``16k`` (:data:`LANE_WIDTH`), added to with
+  ``OVERFLOW WRAP``: a cell of a stage's usual size never needs more, and at
+  2 bytes a lane its string is a quarter of a 64-bit one's;
+* ``{P:T:n}:h:<flag>:<ver>:<arm>``, the high words, made only when a low word
+  wraps: lane ``k`` an unsigned 32-bit integer at bit ``32k``
+  (:data:`HIGH_WIDTH`) counting the low word's wraps. ``BITFIELD`` answers each
+  ``INCRBY`` with the new low word, and a low word below what was added has
+  wrapped (were it not, it would be at least that): the flush script adds the
+  carry to the high word in the same call of the script.
+
+A lane's count is ``high * 2**16 + low``, so the sum of every cell's low and
+high strings, each read as its own lanes, is the sum of the counts.
+``{P:T:n}:b:<flag>:<ver>:<arm>``, a cell's single string of signed 64-bit
+lanes (bit ``64k``), is how counts were stored before: no flush writes it now,
+a read adds it as before, and a flush keeps its time to live.
+
+**Exactness.** Each increment is a count the flush checks to be a whole
+number below 2^53; a lane reaches its bound at 2^48 events (281 thousand
+billion) of one kind in one bucket of one cell, where the high word's
+``OVERFLOW FAIL`` leaves it unchanged. The read adds lanes as whole numbers,
+exactly (:mod:`.lanes`), and hands them to the core as doubles, exact below
+2^53; a negative lane in an old string, which no flush writes, fails the read.
 
 The conversions' value sums are floats, which ``BITFIELD`` cannot hold: they
 stay in the cell's hash, one field ``u<bucket>.s`` per bucket with any.
@@ -45,9 +60,11 @@ from collections.abc import Iterable
 from controller.core.stats import KINDS, SUM_KINDS, UNIT_BUCKETS
 
 __all__ = [
+    "HIGH_WIDTH",
     "LANE_BYTES",
     "LANE_COUNT",
     "LANE_KINDS",
+    "LANE_WIDTH",
     "SLOT_COUNT",
     "SLOT_SOURCES",
     "SOURCES_PARTITION",
@@ -96,7 +113,11 @@ LANE_KINDS: tuple[str, ...] = (
 """The integer kinds of a unit bucket, in lane order: later kinds only ever follow."""
 LANE_COUNT = len(LANE_KINDS) * UNIT_BUCKETS
 LANE_BYTES = LANE_COUNT * 8
-"""The bytes of a cell's string with every lane written."""
+"""The bytes of a cell's string of 64-bit lanes (the form before) with every lane written."""
+LANE_WIDTH = 16
+"""The bits of a lane's low word."""
+HIGH_WIDTH = 32
+"""The bits of a lane's high word: how many times its low word wrapped."""
 SUM_FIELDS: tuple[str, ...] = tuple(
     f"u{b}.{kind}" for kind in SUM_KINDS for b in range(UNIT_BUCKETS)
 )
@@ -114,7 +135,7 @@ for _b in range(UNIT_BUCKETS):
         else:
             _lane = LANE_KINDS.index(_kind) * UNIT_BUCKETS + _b
             _sources[_slot] = _lane
-            _OFFSETS_BY_SLOT[_slot] = 64 * _lane
+            _OFFSETS_BY_SLOT[_slot] = LANE_WIDTH * _lane
 _OFFSETS = tuple(_OFFSETS_BY_SLOT)
 SLOT_SOURCES: tuple[int, ...] = tuple(_sources)
 """Where each slot of the core's layout comes from: lane ``i`` is ``i``, the float sum of
@@ -123,12 +144,15 @@ SLOT_SOURCES: tuple[int, ...] = tuple(_sources)
 
 def with_layout(script: str) -> str:
     """A Lua script with the lanes' layout written into its placeholder lines: the bits of
-    every lane (``local LANE_BITS = 0``), the float sums' fields in all (``local SUM_COUNT =
-    0``) and each one's place among them (``local UNIT_SUMS = {}``, in the order of
+    every low word (``local LANE_BITS = 0``), of one (``local LANE_WIDTH = 0``) and of a high
+    word (``local HIGH_WIDTH = 0``), the float sums' fields in all (``local SUM_COUNT = 0``)
+    and each one's place among them (``local UNIT_SUMS = {}``, in the order of
     :data:`SUM_FIELDS`); Lua counts from 1."""
     sums = ", ".join(f"['{name}'] = {j + 1}" for j, name in enumerate(SUM_FIELDS))
     return (
-        script.replace("local LANE_BITS = 0 ", f"local LANE_BITS = {64 * LANE_COUNT} ")
+        script.replace("local LANE_BITS = 0 ", f"local LANE_BITS = {LANE_WIDTH * LANE_COUNT} ")
+        .replace("local LANE_WIDTH = 0 ", f"local LANE_WIDTH = {LANE_WIDTH} ")
+        .replace("local HIGH_WIDTH = 0 ", f"local HIGH_WIDTH = {HIGH_WIDTH} ")
         .replace("local SUM_COUNT = 0\n", f"local SUM_COUNT = {len(SUM_FIELDS)}\n")
         .replace("local UNIT_SUMS = {}\n", f"local UNIT_SUMS = {{{sums}}}\n")
     )

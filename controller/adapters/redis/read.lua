@@ -1,8 +1,8 @@
 -- Sum the aggregates of flags' arms in one call: what a gate reads.
 -- KEYS[1] the set of claimed partitions (only when ARGV[1] is not '-'), then per read, per
 --         partition, per arm (treatment, control): the arm's aggregate hash of each version,
---         its HyperLogLog of units of each version, its string of unit bucket lanes of each
---         version
+--         its HyperLogLog of units of each version, then its strings of unit bucket lanes of
+--         each version: 64-bit lanes (the form before), low words, high words
 -- ARGV[1] the partitions the caller's keys cover, ascending, comma-separated; '-' when the
 --         set is not checked here (on a cluster it lives in another slot)
 -- ARGV[2] partitions per read   ARGV[3] histogram buckets   ARGV[4..] each read's versions
@@ -16,9 +16,10 @@
 -- cv_sum:<name>, cv_sq:<name>) is one {name, conv, cv_n, {cv_sum...}, {cv_sq...}}, in the
 -- order first read.
 -- The unit sums are the buckets' float sums (fields u<bucket>.s) added up, one flat array in
--- the order of UNIT_SUMS (empty when no hash holds any). The lanes are each cell's string of
--- unit bucket lanes as stored, {key, string}, every cell that holds one, in the order read:
--- the caller adds them up (controller/adapters/redis/lanes.py), which Lua did at a cost of
+-- the order of UNIT_SUMS (empty when no hash holds any). The lanes are each cell's strings of
+-- unit bucket lanes as stored, {key, string}, every one that is not empty, in the order read
+-- (the key names the form): the caller adds them up (controller/adapters/redis/lanes.py),
+-- which Lua did at a cost of
 -- more CPU than the rest of the read (controller/adapters/redis/layout.py writes the two
 -- lines below).
 local SUM_COUNT = 0
@@ -125,12 +126,12 @@ for r = 4, #ARGV do
       end
       if versions > 0 then
         arm[1] = arm[1] + redis.call('PFCOUNT', unpack(KEYS, at + versions, at + 2 * versions - 1))
-        for v = 2 * versions, 3 * versions - 1 do
+        for v = 2 * versions, 5 * versions - 1 do
           local why = add_lanes(arm, KEYS[at + v])
           if why then return redis.error_reply(why) end
         end
       end
-      at = at + 3 * versions
+      at = at + 5 * versions
     end
   end
   out[#out + 1] = arms

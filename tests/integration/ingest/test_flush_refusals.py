@@ -88,8 +88,10 @@ async def _snapshot(client: aioredis.Redis, prefix: str) -> dict[bytes, Any]:
         ("watched_set", True),
         # The count of watched units no longer an integer.
         ("watched_count", True),
-        # The cell's string of unit bucket lanes replaced by a hash.
+        # The cell's string of unit bucket lanes' low words replaced by a hash.
         ("lanes", True),
+        # The string of their high words, which a wrap would write to, replaced by a list.
+        ("high_lanes", True),
         # The partition's dirty set replaced by a list: no cell is to blame.
         ("dirty", False),
     ],
@@ -118,8 +120,10 @@ async def test_a_refused_flush_writes_nothing(
     elif damage == "watched_count":
         await redis_client.hset(agg, "wu", "1.5")
     elif damage == "lanes":
-        await redis_client.delete(f"{tag}:b:bad:1:treatment")
-        await redis_client.hset(f"{tag}:b:bad:1:treatment", "x", "1")
+        await redis_client.delete(f"{tag}:n:bad:1:treatment")
+        await redis_client.hset(f"{tag}:n:bad:1:treatment", "x", "1")
+    elif damage == "high_lanes":
+        await redis_client.rpush(f"{tag}:h:bad:1:treatment", "x")
     else:
         await redis_client.delete(f"{tag}:dirty")
         await redis_client.rpush(f"{tag}:dirty", "x")

@@ -22,10 +22,11 @@ from controller.core.stats.aggregates import (
     BOTH_FIELD,
     WATCHED_FIELD,
     ArmAggregate,
+    CellDelta,
     FlagAggregates,
 )
 from controller.core.stats.folding import PartitionDelta, fold
-from controller.core.stats.units import REQUESTS, UNIT_BUCKETS
+from controller.core.stats.units import KIND_COUNT, REQUESTS, UNIT_BUCKETS
 from controller.settings import RedisSettings
 from tests.integration.rig import drop_keys
 from tests.integration.stores.test_store import decoded
@@ -75,9 +76,10 @@ async def as_stored(
                 for name, value in row.items():
                     key = name.decode() if isinstance(name, bytes) else name
                     fields[arm][key] = fields[arm].get(key, 0) + float(value)
-                stored = await client.get(f"{tag}:b:{flag}:{v}:{arm}")
-                for lane, count in lane_fields(stored if isinstance(stored, bytes) else None):
-                    fields[arm][lane] = fields[arm].get(lane, 0) + count
+                for form in "bnh":
+                    stored = await client.get(f"{tag}:{form}:{flag}:{v}:{arm}")
+                    for lane, count in lane_fields(stored, form):
+                        fields[arm][lane] = fields[arm].get(lane, 0) + count
             if wanted:
                 units[arm] += await client.pfcount(*(f"{tag}:u:{flag}:{v}:{arm}" for v in wanted))
     return FlagAggregates(
@@ -92,14 +94,21 @@ async def as_stored(
     )
 
 
-def lane_fields(packed: bytes | None) -> list[tuple[str, int]]:
-    """A cell's string of lanes as the hash fields it stands for (``u<bucket>.<kind>``), one
-    big-endian 64-bit integer at a time."""
-    data = packed or b""
+LANE_FORMS = {"b": (">q", 1), "n": (">H", 1), "h": (">I", 2**16)}
+"""Per form of a cell's string: its lanes' struct format, and what each counts for."""
+
+
+def lane_fields(packed: object, form: str) -> list[tuple[str, int]]:
+    """A cell's string of lanes (64-bit lanes ``b``, low words ``n``, high words ``h``) as the
+    hash fields it stands for (``u<bucket>.<kind>``), one big-endian integer at a time."""
+    data = packed if isinstance(packed, bytes) else b""
+    layout, scale = LANE_FORMS[form]
+    size = struct.calcsize(layout)
     out = []
-    for lane in range(len(data) // 8):
+    for lane in range(len(data) // size):
         kind, bucket = LANE_KINDS[lane // UNIT_BUCKETS], lane % UNIT_BUCKETS
-        out.append((f"u{bucket}.{kind}", struct.unpack_from(">q", data, 8 * lane)[0]))
+        count = struct.unpack_from(layout, data, size * lane)[0]
+        out.append((f"u{bucket}.{kind}", count * scale))
     return out
 
 
@@ -149,6 +158,44 @@ async def test_a_read_is_the_stored_fields_added_in_order_to_the_last_bit(
     assert named.value_sum % 1
     assert busy.control.exposures > 0
     assert sum(busy.treatment.latency_histogram) == busy.treatment.latency_count > 0
+
+
+@pytest.mark.parametrize(
+    "adds",
+    [
+        [65_535, 1],  # a low word that fills, then wraps to 0
+        [3 * 2**16 + 5, 2**16 - 5, 7],  # more than one wrap in one increment
+        [2**40 + 17, 1, 2**16],  # far past the low word, and whole words
+    ],
+)
+async def test_a_lane_past_its_low_word_carries_into_its_high_word_exactly(
+    client: RedisClient, redis_namespace: str, adds: list[int]
+) -> None:
+    store = store_for(client, redis_namespace)
+    claim = await store.claim(0)
+    tag = f"{{{redis_namespace}:events:0}}"
+    slot, beside = 5 * KIND_COUNT + REQUESTS, 6 * KIND_COUNT + REQUESTS
+    # Counts kept before in one string of 64-bit lanes, which a read still adds.
+    lane = LANE_KINDS.index("r") * UNIT_BUCKETS + 5
+    await client.set(f"{tag}:b:busy:1:treatment", bytes(8 * lane) + struct.pack(">q", 1000))
+    offset = claim.offset
+    for n, add in enumerate(adds):
+        delta = PartitionDelta(partition=0, next_offset=n + 1)
+        delta.cells["busy", 1, "treatment"] = CellDelta(req=add, counts={slot: add, beside: 3})
+        for _ in range(2):  # each batch sent again: a replay, no second carry
+            await store.flush(delta, epoch=claim.epoch, expected_offset=offset)
+        offset = delta.next_offset
+    got = (await store.read("busy", [1])).treatment
+    assert got.buckets is not None
+    assert got.buckets.totals[slot] == sum(adds) + 1000
+    assert got.buckets.totals[beside] == 3 * len(adds)
+    assert got.requests == sum(adds)
+    low = await client.getrange(f"{tag}:n:busy:1:treatment", 2 * lane, 2 * lane + 1)
+    high = await client.getrange(f"{tag}:h:busy:1:treatment", 4 * lane, 4 * lane + 3)
+    assert isinstance(low, bytes)
+    assert isinstance(high, bytes)
+    assert struct.unpack(">H", low)[0] == sum(adds) % 2**16
+    assert struct.unpack(">I", high)[0] == sum(adds) // 2**16
 
 
 async def test_a_partition_claimed_after_a_read_is_counted_by_the_next(
@@ -206,6 +253,11 @@ async def test_a_field_that_is_no_number_fails_the_read_as_a_store_error(
         await store.read("flag-2", [1])
     await client.set(lanes, b"\x00" * 12)  # not whole lanes
     with pytest.raises(StoreError, match="12 bytes, not unit bucket lanes"):
+        await store.read("flag-2", [1])
+    await client.delete(lanes)
+    words = f"{{{redis_namespace}:events:3}}:n:flag-2:1:control"
+    await client.set(words, b"\x00" * 3)  # not whole low words
+    with pytest.raises(StoreError, match="3 bytes, not unit bucket lanes"):
         await store.read("flag-2", [1])
 
 

@@ -75,6 +75,67 @@ def test_lanes_add_up_exactly_each_in_its_place(cells: tuple[bytes, ...], want: 
     assert lanes_of(*cells) == want
 
 
+LOW, HIGH = "{p:t:0}:n:f:1:treatment", "{p:t:0}:h:f:1:treatment"
+"""A cell's keys of low and high words."""
+
+
+def low(*words: int) -> tuple[str, bytes]:
+    """A cell's string of low words, as the flush writes them (unsigned 16-bit)."""
+    return LOW, struct.pack(f">{len(words)}H", *words)
+
+
+def high(*words: int) -> tuple[str, bytes]:
+    """A cell's string of high words (unsigned 32-bit, each 2^16 of its lane)."""
+    return HIGH, struct.pack(f">{len(words)}I", *words)
+
+
+def wide(*lanes: int) -> tuple[str, bytes]:
+    """A cell's string of 64-bit lanes, the form before (``:b:``)."""
+    return "{p:t:0}:b:f:1:treatment", packed(*lanes)
+
+
+@pytest.mark.parametrize(
+    ("cells", "want"),
+    [
+        pytest.param((low(1, 2, 3),), head(1, 2, 3), id="low-words"),
+        pytest.param((low(65_535, 7), high(2)), head(3 * 2**16 - 1, 7), id="a-carry"),
+        pytest.param((high(0, 1),), head(0, 2**16), id="high-words-alone"),
+        pytest.param(
+            (wide(10, 20), low(1, 2, 3), high(1)), head(10 + 1 + 2**16, 22, 3), id="all-forms"
+        ),
+        pytest.param(
+            (low(*(65_535,) * LANE_COUNT), high(*(2**32 - 1,) * LANE_COUNT)),
+            [2**48 - 1] * LANE_COUNT,
+            id="every-lane-at-its-bound",
+        ),
+        pytest.param(
+            (*(low(65_535, 1) for _ in range(300)), *(high(2**31, 0) for _ in range(300))),
+            head(300 * (65_535 + 2**47), 300),
+            id="300-cells",
+        ),
+        # A flag named like a form: the form is the letter after the hash tag
+        pytest.param((("{p:t:0}:n:b:1:treatment", struct.pack(">H", 9)),), head(9), id="flag-b"),
+    ],
+)
+def test_low_and_high_words_add_up_as_their_lanes(
+    cells: tuple[tuple[str, bytes], ...], want: list[int]
+) -> None:
+    assert list(added_lanes(cells)) == want
+
+
+@pytest.mark.parametrize(
+    ("cell", "why"),
+    [
+        pytest.param((LOW, b"\x00" * 3), "3 bytes", id="not-whole-low-words"),
+        pytest.param((HIGH, b"\x00" * 6), "6 bytes", id="not-whole-high-words"),
+        pytest.param((LOW, b"\x00" * (LANE_BYTES // 4 + 2)), "bytes", id="a-word-too-many"),
+    ],
+)
+def test_a_string_of_words_no_flush_writes_is_refused(cell: tuple[str, bytes], why: str) -> None:
+    with pytest.raises(ValueError, match=why):
+        added_lanes([cell])
+
+
 @pytest.mark.parametrize(
     ("cell", "why"),
     [
