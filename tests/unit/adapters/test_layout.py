@@ -5,8 +5,10 @@ from __future__ import annotations
 import pytest
 
 from controller.adapters.redis.layout import (
+    HIGH_WIDTH,
     LANE_COUNT,
     LANE_KINDS,
+    LANE_WIDTH,
     SLOT_SOURCES,
     SUM_FIELDS,
     lane_offsets,
@@ -44,7 +46,7 @@ def test_the_first_lanes_keep_their_place_and_every_count_kind_has_one() -> None
     ],
 )
 def test_a_count_goes_to_its_kind_s_lane_of_its_bucket(bucket: int, kind: str, at: int) -> None:
-    assert lane_offsets([slot(bucket, kind)]) == [64 * at]
+    assert lane_offsets([slot(bucket, kind)]) == [LANE_WIDTH * at]
 
 
 def test_a_float_sum_has_no_lane() -> None:
@@ -53,9 +55,15 @@ def test_a_float_sum_has_no_lane() -> None:
 
 
 def test_the_scripts_get_the_lanes_bits_and_each_sums_place() -> None:
-    script = with_layout("local LANE_BITS = 0 -- x\nlocal SUM_COUNT = 0\nlocal UNIT_SUMS = {}\n")
+    script = with_layout(
+        "local LANE_BITS = 0 -- x\nlocal LANE_WIDTH = 0 -- y\nlocal HIGH_WIDTH = 0 -- z\n"
+        "local SUM_COUNT = 0\nlocal UNIT_SUMS = {}\n"
+    )
     lines = dict(line.split(" = ", 1) for line in script.splitlines())
-    assert lines["local LANE_BITS"] == f"{64 * LANES} -- x"
+    assert (LANE_WIDTH, HIGH_WIDTH) == (16, 32)
+    assert lines["local LANE_BITS"] == f"{LANE_WIDTH * LANES} -- x"
+    assert lines["local LANE_WIDTH"] == f"{LANE_WIDTH} -- y"
+    assert lines["local HIGH_WIDTH"] == f"{HIGH_WIDTH} -- z"
     assert lines["local SUM_COUNT"] == str(len(SUM_FIELDS))
     sums = lines["local UNIT_SUMS"]
     assert sums.count("] = ") == UNIT_BUCKETS * len(SUM_KINDS)
