@@ -22,6 +22,7 @@ from controller.daemon.ingest.held_work import HeldWork
 from controller.daemon.ingest.partitions import Owned
 from controller.ports import Record
 from tests.unit.core.telemetry.builders import (
+    OTHER_TRACE,
     ROOT,
     T0_MS,
     evaluation_attributes,
@@ -31,10 +32,13 @@ from tests.unit.core.telemetry.builders import (
     span,
 )
 
-LOG, SPAN = b"log", b"span"
+LOG, SPAN, LOG2, SPAN2 = b"log", b"span", b"log2", b"span2"
 EXPORTS: dict[bytes, Logs | Spans] = {
     LOG: Logs([record(evaluation_attributes(), span_id=ROOT)]),
     SPAN: Spans([span(ROOT, status=2)]),
+    # Another request, of another unit and trace
+    LOG2: Logs([record(evaluation_attributes(unit="u2"), trace=OTHER_TRACE, span_id=ROOT)]),
+    SPAN2: Spans([span(ROOT, trace=OTHER_TRACE, status=2)]),
 }
 
 
@@ -115,3 +119,18 @@ def test_joins_counted_before_are_folded_again_without_them_and_records_kept() -
     assert (again.next_offset, _requests(again)) == (12, 0)
     assert refold(folder, work, frozenset()).cells == work.delta.cells
     assert translator.take_ready() == []
+
+
+def test_a_replay_read_in_two_fetches_holds_the_joins_of_both_as_one_work() -> None:
+    translator = Translator(lookup(rules()), join_window_ms=30_000)
+    spans, logs = _folder(translator), _folder(translator)
+    fresh = spans.fold(0, [_Record(SPAN, 0), _Record(SPAN2, 1)], [])
+    assert _requests(fresh) == 0
+    held, owned = HeldWork(logs), Owned(epoch=2, offset=12, rejoin=10)
+    assert held.read_again(0, owned, [_Record(LOG, 10)]) == []
+    assert held.read_again(0, owned, [_Record(LOG2, 11)]) == []  # the replay goes on
+    (work,) = _taken(held)
+    assert (work.records, work.delta.next_offset, work.delta.rejoin) == ([], 12, 10)
+    assert _requests(work.delta) == 2  # both requests the kill left waiting
+    assert len(work.joins) == 2
+    assert len({join.id for join in work.joins}) == 2
