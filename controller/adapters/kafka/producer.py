@@ -91,6 +91,12 @@ class Producer(Lifecycle):
             self._abandon(current)
             raise
 
+    def renew(self) -> None:
+        """Send through a fresh producer from now on. A producer that wrote to a topic since
+        deleted and made again may be answered NOT_LEADER_OR_FOLLOWER for it until each
+        request times out; a fresh one asks the broker for the new topic at once."""
+        self._abandon(self._current)
+
     def _abandon(self, given_up: KafkaProducer) -> None:
         """Close ``given_up`` in the background and send through a fresh producer."""
         if given_up is not self._current:
@@ -210,6 +216,11 @@ class Publisher:
     async def publish_values(self, messages: Sequence[tuple[str, str, bytes | None]]) -> None:
         """As :meth:`publish`, where a None value is a tombstone (compacted topics)."""
         await self._producer.send_all([OutRecord(t, k.encode(), v) for t, k, v in messages])
+
+    def renew(self) -> None:
+        """Publish through a fresh producer from now on (:meth:`Producer.renew`): after a
+        topic was made again."""
+        self._producer.renew()
 
 
 async def send_and_wait(

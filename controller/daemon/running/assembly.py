@@ -273,6 +273,7 @@ def _keepers(
     if settings.kafka.create_topics:
 
         async def recreated(_topics: list[str]) -> None:
+            outputs.renew()  # the producer that knew the deleted topics would wait on them
             await engine.republisher.republish_all("topics created again")
             await segments.republish()
 

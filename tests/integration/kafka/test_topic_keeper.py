@@ -13,7 +13,14 @@ import uuid
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from controller.adapters.kafka import Producer, Publisher, delete_topics, topic_names
+from controller.adapters.kafka import (
+    Producer,
+    Publisher,
+    delete_topics,
+    ensure_topics,
+    log_ends,
+    topic_names,
+)
 from controller.core.rollouts import RaiseAlert
 from controller.daemon.running.topics import TopicKeeper, remembered, went_back
 from controller.settings import KafkaSettings, TopicSettings
@@ -116,3 +123,27 @@ async def _create(bootstrap: str, name: str) -> None:
         return True
 
     await eventually(listed, timeout=30, what=f"{name} listed")
+
+
+async def test_a_renewed_producer_writes_to_a_topic_made_again(kafka_bootstrap: str) -> None:
+    """After a topic was made again the keeper renews the daemon's producer (one that wrote
+    to the deleted topic may be answered NOT_LEADER_OR_FOLLOWER until its requests time
+    out): what was published before went through the old one, what follows the new one."""
+    run = uuid.uuid4().hex[:8]
+    topics = TopicSettings.model_validate({n: f"renew.{run}.{n}" for n in NAMES})
+    kafka = KafkaSettings(bootstrap_servers=kafka_bootstrap)
+    await ensure_topics(kafka, topics)
+    try:
+        async with Producer(kafka=kafka, request_timeout_ms=5_000) as producer:
+            publisher = Publisher(producer=producer)
+            await publisher.publish([(topics.flag_state, "a", b"{}")])
+            before = producer.idempotent
+            await delete_topics(kafka, [topics.flag_state])
+            await _create(kafka_bootstrap, topics.flag_state)
+            publisher.renew()
+            await publisher.publish([(topics.flag_state, "b", b"{}")])
+            assert (before, producer.idempotent) == (True, True)
+            ends = await log_ends(kafka, [topics.flag_state])
+            assert ends == {(topics.flag_state, 0): 1}  # "b" alone: the new log
+    finally:
+        await delete_topics(kafka, list(topics.model_dump().values()))
