@@ -110,7 +110,7 @@ def added_lanes(cells: Iterable[tuple[str, bytes]]) -> tuple[int, ...]:
 def _spread(key: str, stored: bytes) -> bytes:
     """A cell's string as 64-bit lanes: as stored for the form before, else each word put in
     its lane (a string that is not whole words is left as it is, to be refused)."""
-    word, below = _WORDS.get(key[key.find("}:") + 2 : key.find("}:") + 3], (LANE, 0))
+    word, below = _WORDS.get(key.partition("}:")[2][:1], (LANE, 0))
     if word == LANE or len(stored) % word:
         return stored
     lanes = bytearray(len(stored) // word * LANE)

@@ -115,6 +115,8 @@ def wide(*lanes: int) -> tuple[str, bytes]:
         ),
         # A flag named like a form: the form is the letter after the hash tag
         pytest.param((("{p:t:0}:n:b:1:treatment", struct.pack(">H", 9)),), head(9), id="flag-b"),
+        # No hash tag names no form: 64-bit lanes, whatever the key's letters
+        pytest.param((("kn", packed(5)),), head(5), id="no-tag"),
     ],
 )
 def test_low_and_high_words_add_up_as_their_lanes(
