@@ -115,11 +115,13 @@ class HttpSettings(BaseModel):
         "to name it a duplicate, or refuse it changed (409), when it is sent again.",
     )
     header_timeout_seconds: float = Field(
-        default=5.0,
+        default=15.0,
         gt=0,
         le=300,
         description="Time a client has for a request line and headers, counted from connecting "
-        "or from the previous response; a slower or idle connection is closed.",
+        "or from the previous response; a slower or idle connection is closed. Longer than "
+        "common clients keep an idle connection (httpx 5 s, Node 4 s), so none sends a request "
+        "on a connection the server is closing.",
     )
     body_timeout_seconds: float = Field(
         default=5.0,

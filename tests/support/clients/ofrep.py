@@ -165,7 +165,7 @@ async def ofrep_server(
         host="127.0.0.1",
         port=port,
         # An idle keep-alive connection is closed by the client, never under it: on a busy
-        # machine a client that stalled past the default 5 s would send a request on a
+        # machine a client that stalled past the idle limit would send a request on a
         # connection the server is closing, and see it fail (not what is tested here).
         limits=HttpSettings(header_timeout_seconds=IDLE_SECONDS, max_connections=max_connections),
         readiness=ready,
