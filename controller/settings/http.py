@@ -112,7 +112,8 @@ class HttpSettings(BaseModel):
         default=3600,
         gt=0,
         description="How long the HTTP intake remembers an event it sent (id and content), "
-        "to name it a duplicate, or refuse it changed (409), when it is sent again.",
+        "to name it a duplicate, or refuse it changed (409), when it is sent again. Redis "
+        "holds one key, some 200 bytes, per event sent for this long.",
     )
     header_timeout_seconds: float = Field(
         default=15.0,
