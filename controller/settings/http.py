@@ -121,7 +121,7 @@ class HttpSettings(BaseModel):
         le=300,
         description="Time a client has for a request line and headers, counted from connecting "
         "or from the previous response; a slower or idle connection is closed. Longer than "
-        "common clients keep an idle connection (httpx 5 s, Node 4 s), so none sends a request "
+        "common clients keep an idle connection (httpx and Node 4 to 5 s), so none sends a request "
         "on a connection the server is closing.",
     )
     body_timeout_seconds: float = Field(
