@@ -1,8 +1,8 @@
 """The power preview against the real gate: is the predicted effect caught four times in five?
 
 For each metric the preview prints (``--metrics``: error rate, p95, p99, the share above
-50 ms, conversion rate), ``--plans`` one-stage plans (6) are drawn across stage percents
-(1-50%), stage lengths (10 min to 2 h), traffic (20,000 to 100,000 requests a half hour),
+50 ms, conversion rate, conversion value), ``--plans`` one-stage plans (6) are drawn across
+stage percents (1-50%), stage lengths (10 min to 2 h), traffic (20,000 to 100,000 requests a half hour),
 base error rates (0.5-5%), the gate's level per test and three shapes of traffic, and one
 more is fixed: a clustered stage with a small arm (10 requests per unit, an error rate's
 design effect of 2, a 25% stage of 20 minutes at 20,000 requests a half hour: about 330
@@ -25,9 +25,11 @@ the smaller arm (Woodruff's q ± 1.96·√(q(1 - q)·d/n)), or at the edge's sha
 regression is what the preview means by it: every treatment unit's error propensity
 multiplied alike (failing units capped at 1), its latency slower by 1 + x (for the share
 above 50 ms, by the factor that raises the share by x of itself), its conversion
-propensity times 1 - x. The conversion value is not previewed (``NOT_PREVIEWED``): the
-bench says so and simulates nothing for it. A plan the preview says detects nothing is
-drawn again.
+propensity times 1 - x, its conversions' values times 1 - x (the preview is told their mean,
+their coefficient of variation and the design effect of their mean per conversion, as
+``--conversion-value`` and ``--design-effect`` would tell it: each unit's values log-normal
+around its own typical value, which varies between units). A plan the preview says
+detects nothing is drawn again.
 
 Rates come with their 95% Wilson bounds; progress goes to stderr, one line a plan. The
 last line printed is one JSON object. docs/benchmarks.md has the figures measured and how
@@ -64,9 +66,15 @@ from controller.core.stats.power import NOT_PREVIEWED, detectable
 from controller.core.stats.regressing import Traffic
 from tests.support.clustered import SHAPES, Judged, Shape, Tier, Treated, simulate_clustered
 
-METRICS = ("error_rate", "latency_p95", "latency_p99", "latency_exceedance", "conversion_rate")
-"""The metrics the preview prints a figure for; ``conversion_value`` is asked for but not
-previewed."""
+METRICS = (
+    "error_rate",
+    "latency_p95",
+    "latency_p99",
+    "latency_exceedance",
+    "conversion_rate",
+    "conversion_value",
+)
+"""The metrics the preview prints a figure for."""
 EDGE_MS = 50.0
 """The exceedance guardrail's edge (the gate rounds it to 50.1 ms): 3-8% of requests."""
 PERCENTS = (1.0, 2.0, 5.0, 10.0, 25.0, 50.0)
@@ -193,6 +201,29 @@ def log_normal_at(shape: Shape, q: float, step: float = 0.002) -> tuple[float, f
     return math.exp(at_low - sigma * low), sigma
 
 
+def values(shape: Shape) -> tuple[float, float, float]:
+    """A conversion's value, ``value_median``·exp(N(0, s_u))·exp(N(0, 1)) with s_u the
+    shape's ``value_unit_sigma``: its mean, its coefficient of variation, and the design
+    effect of the mean per conversion, (E[C]·E[v_u] + E[C²]·Var(μ_u)) / (E[C]·Var(v)) of the
+    conversions C a unit makes (m requests at its propensity π, independent of its values),
+    μ_u and v_u the mean and variance of its own values."""
+    su2, e = shape.value_unit_sigma**2, math.e
+    scale, scale_sq = (
+        shape.value_median * math.exp(su2 / 2),
+        shape.value_median**2 * math.exp(2 * su2),
+    )
+    between = e * (scale_sq - scale * scale)  # Var(μ_u), μ_u = S_u·e^0.5
+    within = (e - 1) * e * scale_sq  # E[v_u], v_u = S_u²·(e - 1)·e
+    mean_v = scale * math.exp(0.5)
+    m, m_sq = requests_per_unit(shape)
+    rate = shape.conversion_rate
+    rate_sq = rate * rate * math.exp(shape.conversion_sigma**2)
+    conversions, conversions_sq = m * rate, m * rate - m * rate_sq + m_sq * rate_sq
+    spread = within + between
+    deff = (conversions * within + conversions_sq * between) / (conversions * spread)
+    return mean_v, math.sqrt(spread) / mean_v, max(1.0, deff)
+
+
 def exceedance_edge() -> float:
     return EDGES_MS[exceedance_bucket(EDGE_MS) - 1]
 
@@ -234,6 +265,8 @@ def metric_traffic(metric: str, shape: Shape, requests_per_s: float, smaller: fl
         q = 0.5
         units = error_units(shape) if metric == "error_rate" else conversion_units(shape)
     median, sigma = log_normal_at(shape, q, step)
+    value_mean, value_cv, value_deff = values(shape)
+    deff = value_deff if metric == "conversion_value" else design_effect(shape, *units)
     return Traffic(
         heavy_share=heavy_share,
         heavy_requests=heavy_requests,
@@ -241,9 +274,11 @@ def metric_traffic(metric: str, shape: Shape, requests_per_s: float, smaller: fl
         failing_rate=shape.failing_rate if shape.failing_share else 0.0,
         requests_per_s=requests_per_s,
         requests_per_unit=mean,
-        design_effect=design_effect(shape, *units),
+        design_effect=deff,
         error_rate=error_rate(shape),
         conversion_rate=shape.conversion_rate,
+        value_mean=value_mean,
+        value_cv=value_cv,
         latency_median_ms=median,
         latency_sigma=sigma,
     )
@@ -268,6 +303,8 @@ def treated_at(metric: str, shape: Shape, relative: float) -> Treated | None:
         target = slower_share(shape) * (1 + relative)
         factor = bisect_factor(lambda f: slower_share(shape, f), target, 1e4)
         return Treated(latency=factor) if math.isfinite(factor) else None
+    if metric == "conversion_value":
+        return Treated(values=1.0 - relative) if relative < 1.0 else None
     return Treated(conversions=1.0 - relative)
 
 
@@ -439,7 +476,7 @@ def _table(rows: list[dict[str, Any]]) -> None:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    every = ",".join((*METRICS, "conversion_value"))
+    every = ",".join(METRICS)
     parser.add_argument("--metrics", default=every, help="comma-separated guardrail metrics")
     parser.add_argument("--plans", type=int, default=6, help="plans drawn per metric")
     parser.add_argument("--runs", type=int, default=100, help="runs per plan and effect")

@@ -130,12 +130,13 @@ class _Requests:
 
 @dataclass(frozen=True)
 class Treated:
-    """What treatment does to its units: factors on their error propensity, their latency
-    and their conversion propensity (all 1: identical arms)."""
+    """What treatment does to its units: factors on their error propensity, their latency,
+    their conversion propensity and their conversions' values (all 1: identical arms)."""
 
     errors: float = 1.0
     latency: float = 1.0
     conversions: float = 1.0
+    values: float = 1.0
 
 
 def _population(
@@ -171,6 +172,7 @@ def _population(
     converts = np.where(treated, converts * treated_as.conversions, converts)
     converts = np.where(bots, 0.0, np.minimum(converts, 1.0))
     scale = shape.value_median * np.exp(rng.normal(0.0, shape.value_unit_sigma, n))
+    scale = np.where(treated, scale * treated_as.values, scale)
     bucket = rng.integers(0, UNIT_BUCKETS, n)
     unit = np.repeat(np.arange(n), counts)
     order = np.argsort(rng.random(unit.size), kind="stable")  # arrivals spread over the stage

@@ -55,6 +55,7 @@ from controller.core.stats.regressing import (
     Traffic,
     arms_at,
     base_of,
+    events_of,
     failing_of,
     metric_model,
     noise_model,
@@ -81,7 +82,6 @@ units land in it, and where a few units send most requests and the traffic does 
 (:attr:`~.regressing.Traffic.heavy_share`) the gate catches the figure less often than 80%
 (``bench/power.py``)."""
 NOT_PREVIEWED = {
-    "conversion_value": "not previewed: it needs the spread of conversion values",
     "crash_count": "not previewed: a count per exposure needs its base rate and how it"
     " clusters by unit",
     "exception_count": "not previewed: a count per exposure needs its base rate and how it"
@@ -90,6 +90,11 @@ NOT_PREVIEWED = {
 """Metrics the preview has no model of, and why it shows no figure for them."""
 _STEPS = 80
 """Bisection steps: far below any figure shown."""
+COARSE = 0.5
+"""A figure is shown only where a regression of half its size is detected less often than
+this: past it the stage's chance hardly grows with the regression's size (a quantile read
+from a small arm's few slowest requests, or a test taken only when a heavy unit lands in
+the arm), and a figure would promise what half of it mostly gets too."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,22 +176,44 @@ def detectable(
         return _with(none, "no control arm to compare against")
     arms = arms_at(percent, traffic, seconds)
     base = base_of(guardrail, traffic)
-    short = _short_of_floor(guardrail, arms, plan, traffic.effect_of(guardrail))
+    short = _short_of_floor(guardrail, arms, plan, traffic)
     if short:
         return Detectable(guardrail.key, direction, None, None, base, short)
     if base <= 0.0:
         return Detectable(guardrail.key, direction, None, None, base, "its base is 0")
-    n = sum(arms.units) if guardrail.source == "events" else sum(arms.requests)
+    n = _units_behind(guardrail, traffic, arms)
     level = _level(guardrail, plan)
     powers = [
         (weight, _power_of(guardrail, base, traffic, content, plan))
         for weight, content in arm_contents(percent, traffic, arms, _failing(guardrail, traffic))
     ]
     model, largest = metric_model(guardrail, base, traffic, arms)
-    x = _smallest(powers, tolerance_of(guardrail, base), round(n), level, largest)
-    if x is None:
-        return Detectable(guardrail.key, direction, None, None, base, _why_none(powers))
+    tolerance = tolerance_of(guardrail, base)
+    x = _smallest(powers, tolerance, round(n), level, largest)
+    at = (tolerance, round(n), level)
+    why = _why_none(powers) if x is None else _coarse(powers, x, direction, at)
+    if x is None or why:
+        return Detectable(guardrail.key, direction, None, None, base, why)
     return Detectable(guardrail.key, direction, x, model(x)[0], base)
+
+
+def _coarse(
+    powers: Sequence[tuple[float, _Models | None]],
+    x: float,
+    direction: Direction,
+    at: tuple[float, int, _Level],
+) -> str:
+    """Why the figure x is not shown (a regression half its size is caught about as often,
+    :data:`COARSE`), or ''."""
+    half = _chance(powers, x / 2.0, *at)
+    if half < COARSE:
+        return ""
+    sign = "+" if direction == "lower_is_better" else "-"
+    return (
+        f"no figure: a regression half the size of {sign}{share_text(x)} is caught about as"
+        f" often ({half:.0%}), so the stage cannot tell how large one is; lengthen it or raise"
+        " its percent"
+    )
 
 
 def _why_none(powers: Sequence[tuple[float, _Models | None]]) -> str:
@@ -210,14 +237,24 @@ def _with(found: Detectable, reason: str) -> Detectable:
     return Detectable(found.guardrail, found.direction, None, None, found.base, reason)
 
 
-def _short_of_floor(guardrail: Guardrail, arms: Arms, plan: Plan, deff: float) -> str:
+def _units_behind(guardrail: Guardrail, traffic: Traffic, arms: Arms) -> float:
+    """N of the gate's boundary: each arm's units, at most its events of the metric (a unit
+    with no conversion adds nothing to a conversion's value), as the gate counts them; the
+    requests where the source has no units."""
+    if guardrail.source != "events":
+        return sum(arms.requests)
+    events = events_of(guardrail.metric, traffic, arms)
+    return sum(min(u, e) for u, e in zip(arms.units, events, strict=True))
+
+
+def _short_of_floor(guardrail: Guardrail, arms: Arms, plan: Plan, traffic: Traffic) -> str:
     """Why the smaller arm is not tested by the stage's end, or ''."""
     metric = guardrail.metric
     floor = float(plan.min_metric_events)
     if metric in QUANTILES:
         q = QUANTILES[metric]
-        floor = max(floor, quantile_min_samples(q) * deff)
-    events = min(arms.requests)
+        floor = max(floor, quantile_min_samples(q) * traffic.effect_of(guardrail))
+    events = min(events_of(metric, traffic, arms))
     if events < floor:
         return f"not tested: {events:,.0f} events in the smaller arm, the gate needs {floor:,.0f}"
     if guardrail.source == "events" and min(arms.units) < MIN_CLUSTERS:
@@ -233,7 +270,7 @@ def _power_of(
     guardrail: Guardrail, base: float, traffic: Traffic, arms: Arms, plan: Plan
 ) -> _Models | None:
     """The metric's models on one content of the arms; None when the gate would not test it."""
-    if _short_of_floor(guardrail, arms, plan, traffic.effect_of(guardrail)):
+    if _short_of_floor(guardrail, arms, plan, traffic):
         return None
     model = metric_model(guardrail, base, traffic, arms)[0]
     return model, noise_model(guardrail, base, traffic, arms)
@@ -281,6 +318,22 @@ def _margin(models: _Models, x: float, tolerance: float, n: int, level: _Level) 
     return (delta - tolerance - h) / math.sqrt(spread)
 
 
+def _chance(
+    powers: Sequence[tuple[float, _Models | None]],
+    x: float,
+    tolerance: float,
+    n: int,
+    level: _Level,
+) -> float:
+    """The chance a regression of size x is detected at N = ``n``: on each content of the
+    arms with its weight, summed (a content the gate would not test adds nothing)."""
+    return math.fsum(
+        weight * _NORMAL.cdf(max(-40.0, _margin(models, x, tolerance, n, level)))
+        for weight, models in powers
+        if models is not None
+    )
+
+
 def _detected(
     powers: Sequence[tuple[float, _Models | None]],
     x: float,
@@ -288,17 +341,11 @@ def _detected(
     n: int,
     level: _Level,
 ) -> bool:
-    """Whether a regression of size x is detected with 80% power at N = ``n``: on each
-    content of the arms with its weight, the chance summed."""
+    """Whether a regression of size x is detected with 80% power at N = ``n``."""
     if len(powers) == 1:
         models = powers[0][1]
         return models is not None and _margin(models, x, tolerance, n, level) >= Z_POWER
-    chance = math.fsum(
-        weight * _NORMAL.cdf(max(-40.0, _margin(models, x, tolerance, n, level)))
-        for weight, models in powers
-        if models is not None
-    )
-    return chance >= POWER
+    return _chance(powers, x, tolerance, n, level) >= POWER
 
 
 def _smallest(

@@ -40,6 +40,11 @@ class Traffic:
     """A guardrail's own design effect, by its key (read from a flag's evidence)."""
     error_rate: float = 0.01
     conversion_rate: float = 0.05
+    value_mean: float = 1.0
+    value_cv: float = 1.0
+    """A conversion's value: its mean (in the value's unit, for an absolute tolerance) and
+    its coefficient of variation, standard deviation over mean, all conversions together
+    (1 for exponential values; about 2.5 for values log-normal with sigma 1.4)."""
     latency_median_ms: float = 100.0
     latency_sigma: float = 0.5
     """Latency is taken as log-normal: its median and the sigma of its logarithm."""
@@ -59,6 +64,8 @@ class Traffic:
             "design_effect": 1.0 <= self.design_effect < math.inf,
             "error_rate": 0.0 < self.error_rate < 1.0,
             "conversion_rate": 0.0 < self.conversion_rate < 1.0,
+            "value_mean": 0.0 < self.value_mean < math.inf,
+            "value_cv": 0.0 < self.value_cv < math.inf,
             "latency_median_ms": 0.0 < self.latency_median_ms < math.inf,
             "latency_sigma": 0.0 < self.latency_sigma < 10.0,
             "heavy_share": 0.0 <= self.heavy_share < 1.0,
@@ -206,6 +213,34 @@ def proportion_model(
     return model
 
 
+def value_model(traffic: Traffic, arms: Arms, deff: float) -> Model:
+    """Treatment's conversion values lower by a factor 1 - x, each arm's conversions its
+    requests at the conversion rate: Δ of the means with the gate's V, the larger of the
+    arms' own variances and the pooled one (within the arms), times the design effect."""
+    mean, cv = traffic.value_mean, traffic.value_cv
+    n_t, n_c = (r * traffic.conversion_rate for r in arms.requests)
+    spread_c = (cv * mean) ** 2
+
+    def model(x: float) -> tuple[float, float]:
+        if n_t <= 0.0 or n_c <= 0.0:
+            return mean * x, math.inf
+        spread_t = spread_c * (1.0 - x) ** 2
+        own = spread_t / n_t + spread_c / n_c
+        pooled = (n_t * spread_t + n_c * spread_c) / (n_t + n_c) * (1.0 / n_t + 1.0 / n_c)
+        return mean * x, max(own, pooled) * deff
+
+    return model
+
+
+def events_of(metric: str, traffic: Traffic, arms: Arms) -> tuple[float, float]:
+    """Each arm's events of ``metric`` (what the gate's floors count): its conversions for the
+    conversion value, its requests for the rest."""
+    if metric == "conversion_value":
+        rate = traffic.conversion_rate
+        return arms.requests[0] * rate, arms.requests[1] * rate
+    return arms.requests
+
+
 def quantile_at(median: float, sigma: float, p: float) -> float:
     return median * math.exp(sigma * _NORMAL.inv_cdf(p))
 
@@ -248,6 +283,8 @@ def base_of(guardrail: Guardrail, traffic: Traffic) -> float:
         return traffic.error_rate
     if metric == "conversion_rate":
         return traffic.conversion_rate
+    if metric == "conversion_value":
+        return traffic.value_mean
     if metric in QUANTILES:
         return quantile_at(traffic.latency_median_ms, traffic.latency_sigma, QUANTILES[metric])
     assert guardrail.edge_ms is not None  # latency_exceedance: the plan model guarantees it
@@ -271,6 +308,8 @@ def metric_model(
         return quantile_model(QUANTILES[metric], traffic, arms, deff), MAX_LATENCY_FACTOR
     if metric == "conversion_rate":
         return proportion_model(base, arms, -1.0, deff), 1.0
+    if metric == "conversion_value":
+        return value_model(traffic, arms, deff), 1.0
     failing = failing_of(traffic, deff) if metric == "error_rate" else None
     return proportion_model(base, arms, 1.0, deff, failing), (1.0 - base) / base
 

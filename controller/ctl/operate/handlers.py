@@ -297,7 +297,7 @@ def _plan_result(
     for finding in findings:
         print(f"  {finding}")
     if power is not None:
-        print(f"  smallest regression detected with 80% power, {power.assumed.line()}:")
+        print(f"  smallest regression detected with 80% power, {power.assumed.line(plan)}:")
         for line in [
             *map(plan_power.stage_line, power.stages),
             *plan_power.limit_lines(plan, power.assumed),

@@ -18,7 +18,7 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Literal
 
-from controller.core.reading import RolloutStatus, limit_stage_lines, metric_name, span_text
+from controller.core.reading import limit_stage_lines, metric_name, span_text
 from controller.core.rollouts import Finding, Plan
 from controller.core.stats import (
     FEW_UNITS,
@@ -28,16 +28,14 @@ from controller.core.stats import (
     limit_preview,
     plan_preview,
 )
-from controller.core.wire import GateEvidence
-from controller.core.wire import GuardrailTest as WireTest
-from controller.ctl.terminal import UsageError, env_url
+from controller.ctl.report import rollout_traffic
+from controller.ctl.report.rollout_traffic import Z_99
+from controller.ctl.terminal import UsageError
 
 DEFAULT_REQUESTS_PER_UNIT = 10.0
 DEFAULT_DESIGN_EFFECT = 2.0
 """Assumed without --design-effect or --from-flag: ten requests a unit, moderately alike
 (an intra-unit correlation of about 0.1); a unit of one request has a design effect of 1."""
-Z_99 = 2.3263
-"""z of the 99th percentile: p99 / p50 of a log-normal is e^(2.3263·sigma)."""
 _PER = {"s": 1.0, "min": 60.0, "m": 60.0, "h": 3600.0}
 _RATE = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:e[+-]?[0-9]+)?)\s*(?:/\s*(s|min|m|h))?\s*$")
 _SHARE = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*(%?)\s*$")
@@ -82,6 +80,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--latency", metavar="P50/P99", help="base latency in ms, median/p99 (default 100/300)"
+    )
+    group.add_argument(
+        "--conversion-value",
+        metavar="MEAN/CV",
+        help="a conversion's value: its mean and its standard deviation over the mean"
+        " (default 1/1; about 2.5 where values are log-normal with sigma 1.4)",
     )
     group.add_argument(
         "--max-detectable",
@@ -136,9 +140,18 @@ class Assumed:
 
     traffic: Traffic
     assumed: list[str] = field(default_factory=list)
+    value_given: bool = False
+    """--conversion-value was given; without it a plan on the conversion value is previewed
+    at values of mean 1 and standard deviation 1, which the line says."""
 
-    def line(self) -> str:
+    def line(self, plan: Plan | None = None) -> str:
         t = self.traffic
+        assumed = list(self.assumed)
+        if plan is not None and not self.value_given and _on_values(plan):
+            assumed.append(
+                f"conversion values of mean {t.value_mean:g} and standard deviation"
+                f" {t.value_cv:g} times it assumed: give --conversion-value"
+            )
         said = (
             f"traffic {t.requests_per_s:,.4g}/s, {t.requests_per_unit:g}"
             f" request{'' if t.requests_per_unit == 1 else 's'} per unit,"
@@ -148,7 +161,11 @@ class Assumed:
             said += f", {t.heavy_share:.2%} of units sending {t.heavy_requests:,.0f} each"
         if t.failing_share > 0:
             said += f", {t.failing_share:.2%} of units failing {t.failing_rate:.0%}"
-        return said + (f" ({'; '.join(self.assumed)})" if self.assumed else "")
+        return said + (f" ({'; '.join(assumed)})" if assumed else "")
+
+
+def _on_values(plan: Plan) -> bool:
+    return any(g.metric == "conversion_value" and not g.dry_run for g in plan.guardrails)
 
 
 def traffic_of(args: argparse.Namespace) -> Assumed | None:
@@ -159,7 +176,7 @@ def traffic_of(args: argparse.Namespace) -> Assumed | None:
     design: dict[str, float] = {}
     assumed: list[str] = []
     if args.from_flag is not None:
-        given, design = _from_flag(args)
+        given, design = rollout_traffic.from_flag(args.from_flag, args.url)
     if args.traffic is not None:
         given["requests_per_s"] = rate(args.traffic)
     _given_bases(args, given)
@@ -173,7 +190,8 @@ def traffic_of(args: argparse.Namespace) -> Assumed | None:
             " give --design-effect or --from-flag"
         )
     try:
-        return Assumed(Traffic(**given, design_effects=design), assumed)
+        traffic = Traffic(**given, design_effects=design)
+        return Assumed(traffic, assumed, value_given=args.conversion_value is not None)
     except ValueError as exc:
         raise UsageError(f"power preview: {exc}") from exc
 
@@ -193,6 +211,9 @@ def _given_bases(args: argparse.Namespace, given: dict[str, float]) -> None:
         given["conversion_rate"] = share(args.conversion_rate, "--conversion-rate")
     if args.latency is not None:
         given.update(_latency(args.latency))
+    if args.conversion_value is not None:
+        mean, cv = _two(args.conversion_value, "--conversion-value", "40/2.5")
+        given.update(value_mean=mean, value_cv=cv)
 
 
 def _pair(text: str, option: str, first: str, second: str) -> dict[str, float]:
@@ -211,75 +232,23 @@ def _pair(text: str, option: str, first: str, second: str) -> dict[str, float]:
     return {first: units, second: value}
 
 
-def _latency(text: str) -> dict[str, float]:
-    median, _, p99 = text.partition("/")
+def _two(text: str, option: str, example: str) -> tuple[float, float]:
+    """``100/300``: two positive, finite numbers."""
+    first, _, second = text.partition("/")
     try:
-        low, high = float(median), float(p99)
+        pair = float(first), float(second)
     except ValueError:
-        raise UsageError(f"--latency {text!r}: give the median and p99 in ms: 100/300") from None
-    if not 0 < low < high < math.inf:
+        raise UsageError(f"{option} {text!r}: give two numbers: {example}") from None
+    if not all(0 < v < math.inf for v in pair):
+        raise UsageError(f"{option} {text!r}: both must be above 0: {example}")
+    return pair
+
+
+def _latency(text: str) -> dict[str, float]:
+    low, high = _two(text, "--latency", "100/300 (the median and p99 in ms)")
+    if not low < high:
         raise UsageError(f"--latency {text!r}: need 0 < median < p99")
     return {"latency_median_ms": low, "latency_sigma": math.log(high / low) / Z_99}
-
-
-def _from_flag(args: argparse.Namespace) -> tuple[dict[str, float], dict[str, float]]:
-    """What FLAG's rollout shows: traffic, bases and each guardrail's design effect."""
-    from controller.adapters import http_client  # noqa: PLC0415 - keep `--help` fast
-    from controller.ctl.report import diagnosis  # noqa: PLC0415
-
-    base = env_url(args.url)
-    path = f"/rollouts/{args.from_flag}"
-    try:
-        answer = http_client.get(base + path, timeout_s=10, headers=diagnosis.token_headers())
-    except http_client.Unreachable as exc:
-        raise diagnosis.unreachable(base, exc) from exc
-    if answer.status != 200:
-        raise diagnosis.refused(base, path, answer)
-    status = diagnosis.served(RolloutStatus, answer.json(), base + path, "RolloutStatus")
-    given, design = flag_traffic(status)
-    if "requests_per_s" not in given:
-        raise UsageError(
-            f"--from-flag {args.from_flag}: its rollout shows no traffic yet; give --traffic"
-        )
-    return given, design
-
-
-def flag_traffic(status: RolloutStatus) -> tuple[dict[str, float], dict[str, float]]:
-    """Traffic, bases and design effects a rollout's current stage shows (what it has)."""
-    evidence = status.evidence
-    arms = evidence.arms or {}
-    given: dict[str, float] = {}
-    requests = sum(a.requests for a in arms.values())
-    units = sum(a.units for a in arms.values())
-    if requests and status.time_in_stage_s > 0:
-        given["requests_per_s"] = requests / status.time_in_stage_s
-    if requests and units:
-        given["requests_per_unit"] = max(1.0, requests / units)
-    control = arms.get("control")
-    if control is not None and control.requests and control.errors:
-        given["error_rate"] = control.errors / control.requests
-    if control is not None and control.exposures and control.conversions:
-        given["conversion_rate"] = min(control.conversions, control.exposures) / control.exposures
-    given.update(_flag_latency(evidence))
-    design = {k: max(1.0, t.design_effect) for k, t in _tests(evidence) if t.design_effect}
-    if design:
-        given["design_effect"] = max(design.values())
-    return given, design
-
-
-def _flag_latency(evidence: GateEvidence) -> dict[str, float]:
-    latency = (evidence.latency or {}).get("control")
-    if latency is None or not latency.p50 or not latency.p99 or latency.p99 <= latency.p50:
-        return {}
-    return {
-        "latency_median_ms": latency.p50,
-        "latency_sigma": math.log(latency.p99 / latency.p50) / Z_99,
-    }
-
-
-def _tests(evidence: GateEvidence) -> list[tuple[str, WireTest]]:
-    tests = evidence.guardrails or {}
-    return [(key, test) for key, test in tests.items() if isinstance(test, WireTest)]
 
 
 # -- the preview's text and findings -----------------------------------------------------------
@@ -358,6 +327,8 @@ def as_json(
             "heavy_requests": t.heavy_requests,
             "failing_share": t.failing_share,
             "failing_rate": t.failing_rate,
+            "value_mean": t.value_mean,
+            "value_cv": t.value_cv,
             "assumed": assumed.assumed,
         },
         "power": POWER,

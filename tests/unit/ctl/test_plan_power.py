@@ -15,8 +15,9 @@ from controller.core.reading.stage_power import running_lines
 from controller.core.reading.views import RolloutStatus
 from controller.ctl.app import main
 from controller.ctl.exits import EXIT_CONFIG, EXIT_USAGE
-from controller.ctl.operate.plan_power import flag_traffic, rate
+from controller.ctl.operate.plan_power import rate
 from controller.ctl.operate.views import status_detail
+from controller.ctl.report.rollout_traffic import flag_traffic
 from controller.ctl.terminal import UsageError
 
 PLANS = Path(__file__).resolve().parents[3] / "ops" / "plans"
@@ -230,6 +231,45 @@ def test_unreadable_unlike_units_are_a_usage_error(
     option: str, text: str, said: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert main(["plan", "validate", "--traffic", "200/s", option, text, DEFAULT]) == EXIT_USAGE
+    assert said in capsys.readouterr().err
+
+
+VALUE_PLAN = """\
+stages:
+  - {percent: 5, min_duration: 1h, min_units_per_arm: 0}
+  - {percent: 100, min_duration: 0s, min_units_per_arm: 0}
+guardrails: [{metric: conversion_value}]
+"""
+
+
+def test_a_conversion_value_is_previewed_from_the_spread_given_or_says_what_it_assumed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "values.yaml"
+    path.write_text(VALUE_PLAN, encoding="utf-8")
+    args = ["plan", "validate", "--traffic", "200/s", "--design-effect", "1"]
+    assert main([*args, str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "conversion values of mean 1 and standard deviation 1 times it assumed" in out
+    assumed = re.search(r"conversion value detectable from -([0-9]+)%", out)
+    assert assumed, out
+    assert main([*args, "--json", "--conversion-value", "40/2.5", str(path)]) == 0
+    power = json.loads(capsys.readouterr().out)["power"]
+    assert (power["traffic"]["value_mean"], power["traffic"]["value_cv"]) == (40.0, 2.5)
+    found = power["stages"][0]["guardrails"]["conversion_value"]
+    assert found["base"] == 40.0
+    assert found["effect"] * 100 > 2 * int(assumed.group(1))  # 2.5 times the spread
+
+
+@pytest.mark.parametrize(
+    ("text", "said"),
+    [("40", "give two numbers: 40/2.5"), ("40/0", "both must be above 0"), ("x/1", "two")],
+)
+def test_an_unreadable_conversion_value_is_a_usage_error(
+    text: str, said: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["plan", "validate", "--traffic", "200/s", "--conversion-value", text, DEFAULT]
+    assert main(args) == EXIT_USAGE
     assert said in capsys.readouterr().err
 
 

@@ -42,9 +42,9 @@ def _plain(traffic: Traffic) -> Traffic:
 @pytest.mark.parametrize(
     ("percent", "minutes", "low", "high"),
     [
-        # 50 treated units: no heavy one in 61% of stages, so the arm's requests are a
+        # 75 treated units: no heavy one in half the stages, so the arm's requests are a
         # fraction of the expected and the figure grows.
-        (5.0, 10, 1.3, 3.0),
+        (5.0, 15, 1.2, 2.0),
         (10.0, 10, 1.1, 2.0),
         # Thousands of units in each arm: their count hardly varies.
         (50.0, 60, 0.97, 1.05),
@@ -57,6 +57,17 @@ def test_heavy_units_raise_the_figure_of_a_small_arm_only(
     assert mixed is not None
     assert expected is not None
     assert low <= mixed / expected <= high, (mixed, expected)
+
+
+def test_a_stage_whose_chance_hardly_grows_with_the_regression_shows_no_figure() -> None:
+    """50 treated units in 10 minutes: whether a heavy unit lands in the arm decides more
+    than the regression's size, so half the smallest size seen 4 times in 5 is seen about as
+    often as not, and a figure would promise what half of it gets too."""
+    found = detectable(ERRORS, 5.0, 600.0, HEAVY, _plan(5.0, 10))
+    assert found.effect is None
+    assert found.reason.startswith("no figure: a regression half the size of +1")
+    assert "cannot tell how large one is" in found.reason
+    assert _effect(_plain(HEAVY), 5.0, 10) is not None  # alike units give a sharp figure
 
 
 def test_an_arm_tested_only_when_a_heavy_unit_lands_in_it_detects_nothing_and_says_why() -> None:
