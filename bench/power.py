@@ -1,19 +1,19 @@
 """The power preview against the real gate: is the predicted effect caught four times in five?
 
-For each metric the preview prints (``--metrics``: error rate, p95, p99, the share above
-50 ms, conversion rate, conversion value), ``--plans`` one-stage plans (6) are drawn across
-stage percents (1-50%), stage lengths (10 min to 2 h), traffic (20,000 to 100,000 requests a half hour),
-base error rates (0.5-5%), the gate's level per test and three shapes of traffic, and one
-more is fixed: a clustered stage with a small arm (10 requests per unit, an error rate's
-design effect of 2, a 25% stage of 20 minutes at 20,000 requests a half hour: about 330
-treated units). The preview (:mod:`controller.core.stats.power`) predicts the smallest
-regression each stage detects with 80% power by its end. Each stage is then simulated
-``--runs`` times (:mod:`tests.support.clustered`: units drawn by the shape, each assigned
-to an arm, their requests spread over the stage) with treatment at the predicted effect,
-and as many times at half of it, judged by the real gate (:func:`evaluate`) as the requests
-arrive: its always-valid test at its share of the level at every look, and its final look,
-the fixed-horizon test at the rest, when the stage reaches its end. Goal: the predicted
-effect caught in 70-90% of runs, half of it in fewer than 50%.
+For each metric the preview prints (``--metrics``: error rate, p95, p99, the share above 50
+ms, conversion rate, conversion value), ``--plans`` one-stage plans (6) are drawn across
+stage percents (1-50%), stage lengths (10 min to 2 h), traffic (20,000 to 100,000 requests a
+half hour), base error rates (0.5-5%), the gate's level per test and three shapes of
+traffic, and one more is fixed: a clustered stage with a small arm (10 requests per unit, an
+error rate's design effect of 2, a 25% stage of 20 minutes at 20,000 requests a half hour:
+about 330 treated units). The preview (:mod:`controller.core.stats.power`) predicts the
+smallest regression each stage detects with 80% power by its end. Each stage is then
+simulated ``--runs`` times (:mod:`tests.support.clustered`: units drawn by the shape, each
+assigned to an arm, their requests spread over the stage) with treatment at the predicted
+effect, and as many times at half of it, judged by the real gate (:func:`evaluate`) as the
+requests arrive: its always-valid test at its share of the level at every look, and its
+final look, the fixed-horizon test at the rest, when the stage reaches its end. Goal: the
+predicted effect caught in 70-90% of runs, half of it in fewer than 50%.
 
 What the preview is told is each shape's own arithmetic, as ``--design-effect``,
 ``--heavy-units``, ``--failing-units`` and the latency and conversion options would tell

@@ -46,8 +46,6 @@ from statistics import NormalDist
 
 from controller.core.rollouts import Guardrail, Plan
 from controller.core.stats.arm_contents import arm_contents
-from controller.core.stats.latency import quantile_min_samples
-from controller.core.stats.on_units import QUANTILES
 from controller.core.stats.regressing import (
     Arms,
     Failing,
@@ -55,19 +53,19 @@ from controller.core.stats.regressing import (
     Traffic,
     arms_at,
     base_of,
-    events_of,
     failing_of,
     metric_model,
     noise_model,
+    short_of_floor,
     stage_seconds,
     tolerance_of,
+    units_behind,
 )
 from controller.core.stats.sequential import (
     Direction,
     sequential_half_width,
     sequential_rho,
 )
-from controller.core.stats.units import MIN_CLUSTERS
 
 POWER = 0.8
 """The chance of detection the preview is for."""
@@ -176,12 +174,12 @@ def detectable(
         return _with(none, "no control arm to compare against")
     arms = arms_at(percent, traffic, seconds)
     base = base_of(guardrail, traffic)
-    short = _short_of_floor(guardrail, arms, plan, traffic)
+    short = short_of_floor(guardrail, arms, plan, traffic)
     if short:
         return Detectable(guardrail.key, direction, None, None, base, short)
     if base <= 0.0:
         return Detectable(guardrail.key, direction, None, None, base, "its base is 0")
-    n = _units_behind(guardrail, traffic, arms)
+    n = units_behind(guardrail, traffic, arms)
     level = _level(guardrail, plan)
     powers = [
         (weight, _power_of(guardrail, base, traffic, content, plan))
@@ -237,31 +235,6 @@ def _with(found: Detectable, reason: str) -> Detectable:
     return Detectable(found.guardrail, found.direction, None, None, found.base, reason)
 
 
-def _units_behind(guardrail: Guardrail, traffic: Traffic, arms: Arms) -> float:
-    """N of the gate's boundary: each arm's units, at most its events of the metric (a unit
-    with no conversion adds nothing to a conversion's value), as the gate counts them; the
-    requests where the source has no units."""
-    if guardrail.source != "events":
-        return sum(arms.requests)
-    events = events_of(guardrail.metric, traffic, arms)
-    return sum(min(u, e) for u, e in zip(arms.units, events, strict=True))
-
-
-def _short_of_floor(guardrail: Guardrail, arms: Arms, plan: Plan, traffic: Traffic) -> str:
-    """Why the smaller arm is not tested by the stage's end, or ''."""
-    metric = guardrail.metric
-    floor = float(plan.min_metric_events)
-    if metric in QUANTILES:
-        q = QUANTILES[metric]
-        floor = max(floor, quantile_min_samples(q) * traffic.effect_of(guardrail))
-    events = min(events_of(metric, traffic, arms))
-    if events < floor:
-        return f"not tested: {events:,.0f} events in the smaller arm, the gate needs {floor:,.0f}"
-    if guardrail.source == "events" and min(arms.units) < MIN_CLUSTERS:
-        return f"not tested: fewer than {MIN_CLUSTERS} units in the smaller arm"
-    return ""
-
-
 _Models = tuple[Model, Model | None]
 """A content's model of Δ and the gate's V, and of the noise of Δ̂ where that differs."""
 
@@ -270,7 +243,7 @@ def _power_of(
     guardrail: Guardrail, base: float, traffic: Traffic, arms: Arms, plan: Plan
 ) -> _Models | None:
     """The metric's models on one content of the arms; None when the gate would not test it."""
-    if _short_of_floor(guardrail, arms, plan, traffic):
+    if short_of_floor(guardrail, arms, plan, traffic):
         return None
     model = metric_model(guardrail, base, traffic, arms)[0]
     return model, noise_model(guardrail, base, traffic, arms)

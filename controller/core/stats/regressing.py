@@ -4,7 +4,8 @@ A stage's arms get their share of the traffic (:class:`Arms`); each guardrail's 
 is modelled as x → (Δ on the harmful side, V of the difference): a rate as two
 proportions, a latency quantile as a log-normal's, its ranks widened by the design
 effect. :mod:`controller.core.stats.power` reads the gate's boundary backwards over
-these. Pure; standard library only.
+these. What the gate needs of an arm before it tests (its floors) is here too. Pure;
+standard library only.
 """
 
 from __future__ import annotations
@@ -15,10 +16,11 @@ from dataclasses import dataclass, field
 from statistics import NormalDist
 
 from controller.core.common import EDGES_MS
-from controller.core.rollouts import Guardrail, Stage
-from controller.core.stats.latency import QUANTILE_Z, exceedance_bucket
+from controller.core.rollouts import Guardrail, Plan, Stage
+from controller.core.stats.latency import QUANTILE_Z, exceedance_bucket, quantile_min_samples
 from controller.core.stats.on_units import QUANTILES
 from controller.core.stats.sequential import bernoulli_variance
+from controller.core.stats.units import MIN_CLUSTERS
 
 MAX_LATENCY_FACTOR = 100.0
 """A latency regression is looked for up to 100 times the base (+10,000%)."""
@@ -322,3 +324,31 @@ def noise_model(guardrail: Guardrail, base: float, traffic: Traffic, arms: Arms)
     deff = traffic.effect_of(guardrail)
     failing = failing_of(traffic, deff)
     return proportion_model(base, arms, 1.0, deff, failing, noise=True)
+
+
+# --- what the gate needs before it tests ---------------------------------------------------
+
+
+def units_behind(guardrail: Guardrail, traffic: Traffic, arms: Arms) -> float:
+    """N of the gate's boundary: each arm's units, at most its events of the metric (a unit
+    with no conversion adds nothing to a conversion's value), as the gate counts them; the
+    requests where the source has no units."""
+    if guardrail.source != "events":
+        return sum(arms.requests)
+    events = events_of(guardrail.metric, traffic, arms)
+    return sum(min(u, e) for u, e in zip(arms.units, events, strict=True))
+
+
+def short_of_floor(guardrail: Guardrail, arms: Arms, plan: Plan, traffic: Traffic) -> str:
+    """Why the smaller arm is not tested by the stage's end, or ''."""
+    metric = guardrail.metric
+    floor = float(plan.min_metric_events)
+    if metric in QUANTILES:
+        q = QUANTILES[metric]
+        floor = max(floor, quantile_min_samples(q) * traffic.effect_of(guardrail))
+    events = min(events_of(metric, traffic, arms))
+    if events < floor:
+        return f"not tested: {events:,.0f} events in the smaller arm, the gate needs {floor:,.0f}"
+    if guardrail.source == "events" and min(arms.units) < MIN_CLUSTERS:
+        return f"not tested: fewer than {MIN_CLUSTERS} units in the smaller arm"
+    return ""

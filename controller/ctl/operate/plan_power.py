@@ -29,7 +29,6 @@ from controller.core.stats import (
     plan_preview,
 )
 from controller.ctl.report import rollout_traffic
-from controller.ctl.report.rollout_traffic import Z_99
 from controller.ctl.terminal import UsageError
 
 DEFAULT_REQUESTS_PER_UNIT = 10.0
@@ -248,7 +247,7 @@ def _latency(text: str) -> dict[str, float]:
     low, high = _two(text, "--latency", "100/300 (the median and p99 in ms)")
     if not low < high:
         raise UsageError(f"--latency {text!r}: need 0 < median < p99")
-    return {"latency_median_ms": low, "latency_sigma": math.log(high / low) / Z_99}
+    return {"latency_median_ms": low, "latency_sigma": math.log(high / low) / rollout_traffic.Z_99}
 
 
 # -- the preview's text and findings -----------------------------------------------------------

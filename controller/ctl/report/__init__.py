@@ -1,6 +1,13 @@
 """The rollout report: model, cells, stages, moves, rendering, narrative, diagnosis."""
 
-from controller.ctl.report import audit_export, diagnosis, render, report, reporting
+from controller.ctl.report import (
+    audit_export,
+    diagnosis,
+    render,
+    report,
+    reporting,
+    rollout_traffic,
+)
 
 __all__ = [
     "audit_export",
@@ -8,4 +15,5 @@ __all__ = [
     "render",
     "report",
     "reporting",
+    "rollout_traffic",
 ]
