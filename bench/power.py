@@ -52,28 +52,21 @@ from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import Path
 from statistics import NormalDist
-from typing import Any
+from typing import Any, get_args
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from controller.core.common import EDGES_MS
-from controller.core.rollouts import Guardrail, Plan, Stage
+from controller.core.rollouts import Guardrail, Metric, Plan, Stage
 from controller.core.stats.latency import QUANTILE_Z, exceedance_bucket
 from controller.core.stats.on_units import QUANTILES
 from controller.core.stats.power import NOT_PREVIEWED, detectable
 from controller.core.stats.regressing import Traffic
 from tests.support.clustered import SHAPES, Judged, Shape, Tier, Treated, simulate_clustered
 
-METRICS = (
-    "error_rate",
-    "latency_p95",
-    "latency_p99",
-    "latency_exceedance",
-    "conversion_rate",
-    "conversion_value",
-)
+METRICS = tuple(m for m in get_args(Metric) if m not in NOT_PREVIEWED)
 """The metrics the preview prints a figure for."""
 EDGE_MS = 50.0
 """The exceedance guardrail's edge (the gate rounds it to 50.1 ms): 3-8% of requests."""
