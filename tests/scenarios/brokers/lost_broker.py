@@ -10,8 +10,10 @@ fresh node, formatted in a new log dir, on the same port; on the embedded tansu
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import uuid
+import warnings
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -98,6 +100,24 @@ def topic_settings(topics: dict[str, str]) -> TopicSettings:
     return TopicSettings.model_validate(topics)
 
 
+UNCLOSED_CONNECTION = "Unclosed AIOKafkaConnection"
+"""The warning of a connection aiokafka set up halfway and never closed."""
+
+
+@contextlib.contextmanager
+def broker_may_die() -> Iterator[None]:
+    """Around a scenario whose broker stops or loses its data: the harness's own producer and
+    observers reconnect to it, and when a broker dies during a connection's handshake
+    aiokafka can leave that connection open (its issue "Connection should be close if there
+    is a failure during start", open), its ``__del__`` warning whenever it is collected. Only
+    that warning is ignored, and what is left is collected before the scenario ends: never
+    in a later test of the worker."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", UNCLOSED_CONNECTION, ResourceWarning)
+        yield
+        gc.collect()
+
+
 @contextlib.asynccontextmanager
 async def lost_broker_world(
     bootstrap: str, redis_url: str, prefix: str, workdir: Path, **settings: str
@@ -110,15 +130,16 @@ async def lost_broker_world(
     topics = lost_topics()
     await ensure_topics(kafka_of(bootstrap), topic_settings(topics))
     health = free_port()
-    async with Scenario(
-        bootstrap=bootstrap, redis_url=redis_url, prefix=prefix, topics=topics, workdir=workdir
-    ) as world:
-        world.configure(
-            RC_KAFKA__EVENTS_PARTITIONS=str(PARTITIONS),
-            RC_HTTP__HEALTH_PORT=str(health),
-            **settings,
-        )
-        yield world, f"http://127.0.0.1:{health}/readyz"
+    with broker_may_die():
+        async with Scenario(
+            bootstrap=bootstrap, redis_url=redis_url, prefix=prefix, topics=topics, workdir=workdir
+        ) as world:
+            world.configure(
+                RC_KAFKA__EVENTS_PARTITIONS=str(PARTITIONS),
+                RC_HTTP__HEALTH_PORT=str(health),
+                **settings,
+            )
+            yield world, f"http://127.0.0.1:{health}/readyz"
 
 
 async def topics_exist(bootstrap: str, topics: dict[str, str]) -> bool:

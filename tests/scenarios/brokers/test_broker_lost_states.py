@@ -27,6 +27,7 @@ from controller.sdk.segments import SegmentFollower
 from controller.settings import KafkaSettings
 from tests.scenarios.brokers.lost_broker import (
     RestartableBroker,
+    broker_may_die,
     kafka_of,
     lost_topics,
     rolloutctl,
@@ -54,43 +55,46 @@ async def test_apps_started_after_the_broker_lost_its_data_know_every_flag(
     topics = lost_topics()
     await ensure_topics(kafka_of(broker.bootstrap), topic_settings(topics))
     key, public = signing.generate_key()
-    async with Scenario(
-        bootstrap=broker.bootstrap,
-        redis_url=redis_url,
-        prefix=redis_namespace,
-        topics=topics,
-        workdir=tmp_path,
-    ) as world:
-        world.configure(RC_SIGNING__KEY=signing.private_key_text(key), RC_SIGNING__KEY_ID=SIGNER)
-        # Given a live rollout at 5%, a completed flag and a segment
-        world.start_daemon()
-        await _decided(world, LIVE, "start", plan=manual_plan())
-        await _decided(world, LIVE, "promote")
-        await _decided(world, DONE, "start", plan=manual_plan())
-        await _decided(world, DONE, "promote", to_end=True)
-        ctl = ("segment", "put", "pros", "--rule", 'plan == "pro"')
-        code = await asyncio.to_thread(rolloutctl, world, tmp_path / "keys", monkeypatch, *ctl)
-        assert code == 0, world.daemon.log_text()[-3000:]
-        live, done = await world.rollout(LIVE), await world.rollout(DONE)
-        assert live is not None
-        assert done is not None
-        assert (live.percent, live.flag_status.value) == (5, "rolling_out")
-        assert done.flag_status.value == "completed"
+    with broker_may_die():
+        async with Scenario(
+            bootstrap=broker.bootstrap,
+            redis_url=redis_url,
+            prefix=redis_namespace,
+            topics=topics,
+            workdir=tmp_path,
+        ) as world:
+            world.configure(
+                RC_SIGNING__KEY=signing.private_key_text(key), RC_SIGNING__KEY_ID=SIGNER
+            )
+            # Given a live rollout at 5%, a completed flag and a segment
+            world.start_daemon()
+            await _decided(world, LIVE, "start", plan=manual_plan())
+            await _decided(world, LIVE, "promote")
+            await _decided(world, DONE, "start", plan=manual_plan())
+            await _decided(world, DONE, "promote", to_end=True)
+            ctl = ("segment", "put", "pros", "--rule", 'plan == "pro"')
+            code = await asyncio.to_thread(rolloutctl, world, tmp_path / "keys", monkeypatch, *ctl)
+            assert code == 0, world.daemon.log_text()[-3000:]
+            live, done = await world.rollout(LIVE), await world.rollout(DONE)
+            assert live is not None
+            assert done is not None
+            assert (live.percent, live.flag_status.value) == (5, "rolling_out")
+            assert done.flag_status.value == "completed"
 
-        # When the broker comes back without its data while the daemon runs
-        broker.lose_data()
-        await world.until(
-            lambda: topics_exist(broker.bootstrap, topics), timeout=30, what="topics made again"
-        )
-        # Then an app started afterwards knows every flag's current state, signed
-        await _app_knows_every_flag(world, {SIGNER: public}, (live, done))
+            # When the broker comes back without its data while the daemon runs
+            broker.lose_data()
+            await world.until(
+                lambda: topics_exist(broker.bootstrap, topics), timeout=30, what="topics made again"
+            )
+            # Then an app started afterwards knows every flag's current state, signed
+            await _app_knows_every_flag(world, {SIGNER: public}, (live, done))
 
-        # When it comes back empty again while the daemon is down, and the daemon starts
-        world.daemon.kill()
-        broker.lose_data()
-        world.start_daemon()
-        # Then an app started afterwards knows them all again
-        await _app_knows_every_flag(world, {SIGNER: public}, (live, done))
+            # When it comes back empty again while the daemon is down, and the daemon starts
+            world.daemon.kill()
+            broker.lose_data()
+            world.start_daemon()
+            # Then an app started afterwards knows them all again
+            await _app_knows_every_flag(world, {SIGNER: public}, (live, done))
 
 
 async def _decided(world: Scenario, flag: str, action: str, **options: object) -> None:
