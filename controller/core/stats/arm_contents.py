@@ -16,6 +16,7 @@ import math
 from dataclasses import replace
 
 from controller.core.stats.regressing import Arms, Failing, Traffic
+from controller.core.stats.units import UNIT_BUCKETS
 
 MIXED_UNITS = 400.0
 """Unlike units expected in the smaller arm up to which its content is mixed over their
@@ -41,8 +42,17 @@ def arm_contents(
     heavy = _poisson(units * traffic.heavy_share)
     if heavy:
         light, each = traffic.light_requests(), traffic.heavy_requests
+        other = arms.units[1 - small] * traffic.heavy_share
         contents = [
-            (chance, _with_requests(arms, small, max(0.0, units - j) * light + j * each))
+            (
+                chance,
+                _with_heavy(
+                    arms,
+                    small,
+                    (float(j), other) if small == 0 else (other, float(j)),
+                    max(0.0, units - j) * light + j * each,
+                ),
+            )
             for chance, j in heavy
         ]
     if failing is None or small != 0:
@@ -58,10 +68,56 @@ def arm_contents(
     return [(c, content) for c, content in contents if c > _NEGLIGIBLE]
 
 
-def _with_requests(arms: Arms, arm: int, requests: float) -> Arms:
+def _with_heavy(arms: Arms, arm: int, heavy: tuple[float, float], requests: float) -> Arms:
+    """The arms with ``heavy`` heavy units in each, ``arm`` then getting ``requests``."""
     both = list(arms.requests)
     both[arm] = requests
-    return replace(arms, requests=(both[0], both[1]))
+    return replace(arms, requests=(both[0], both[1]), heavy=heavy)
+
+
+def estimate_degrees(traffic: Traffic, arms: Arms, deff: float) -> float:
+    """How many degrees of freedom the gate's variance on units has in these arms
+    (Satterthwaite, *An approximate distribution of estimates of variance components*,
+    Biometrics Bulletin 1946): the gate sums each of :data:`UNIT_BUCKETS` buckets' squared
+    residual, each about its mean times a χ² of one degree, so it has (Σ s_b)² / Σ s_b² of the
+    buckets' means s_b, both arms' weighed by their share of V. A few heavy units, each in a
+    bucket of its own, carry most of an arm's spread and leave it few degrees: its estimate
+    of the design effect then scatters, and the gate takes it at least 1.
+
+    A unit of m requests carries m·(1 + (d - 1)·m·E[m]/E[m²]) of the spread (Kish's design
+    effect d comes back over the traffic's mix of m); light units share the buckets evenly."""
+    mean = traffic.requests_per_unit
+    light, each, share = traffic.light_requests(), traffic.heavy_requests, traffic.heavy_share
+    square = (1.0 - share) * light * light + share * each * each
+    stretch = (deff - 1.0) * mean / square if square > 0 else 0.0
+
+    def weight(m: float) -> float:
+        return m * (1.0 + stretch * m)
+
+    parts = []
+    for arm in (0, 1):
+        units = arms.units[arm]
+        heavy = units * share if arms.heavy is None else arms.heavy[arm]
+        spread = _arm_spread(max(0.0, units - heavy), weight(light), heavy, weight(each))
+        requests = max(arms.requests[arm], 1.0)
+        parts.append((spread[0] / (requests * requests), spread[1]))
+    total = parts[0][0] + parts[1][0]
+    if total <= 0.0:
+        return math.inf
+    return 1.0 / math.fsum((v / total) ** 2 / nu for v, nu in parts if v > 0.0)
+
+
+def _arm_spread(
+    light: float, per_light: float, heavy: float, per_heavy: float
+) -> tuple[float, float]:
+    """An arm's spread Σ s_b and its degrees (Σ s_b)² / Σ s_b² over the buckets."""
+    occupied = UNIT_BUCKETS * -math.expm1(-light / UNIT_BUCKETS) if light > 0 else 0.0
+    total = light * per_light + heavy * per_heavy
+    if total <= 0.0:
+        return 0.0, math.inf
+    each = light * per_light / occupied if occupied > 0 else 0.0
+    squares = occupied * each * each + heavy * (per_heavy * per_heavy + 2.0 * each * per_heavy)
+    return total, total * total / squares
 
 
 def _poisson(mean: float) -> list[tuple[float, int]]:

@@ -40,12 +40,12 @@ A running stage is previewed from its own test instead
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from statistics import NormalDist
 
 from controller.core.rollouts import Guardrail, Plan
-from controller.core.stats.arm_contents import arm_contents
+from controller.core.stats.arm_contents import arm_contents, estimate_degrees
 from controller.core.stats.regressing import (
     Arms,
     Failing,
@@ -86,7 +86,7 @@ NOT_PREVIEWED = {
     " clusters by unit",
 }
 """Metrics the preview has no model of, and why it shows no figure for them."""
-_STEPS = 80
+STEPS = 80
 """Bisection steps: far below any figure shown."""
 COARSE = 0.5
 """A figure is shown only where a regression of half its size is detected less often than
@@ -235,8 +235,15 @@ def _with(found: Detectable, reason: str) -> Detectable:
     return Detectable(found.guardrail, found.direction, None, None, found.base, reason)
 
 
-_Models = tuple[Model, Model | None]
-"""A content's model of Δ and the gate's V, and of the noise of Δ̂ where that differs."""
+@dataclass(frozen=True, slots=True)
+class _Models:
+    """A content's model of Δ and the gate's V, of the noise of Δ̂ where that differs, and
+    how well the gate estimates V: its design effect d and its degrees of freedom."""
+
+    model: Model
+    noise: Model | None
+    deff: float = 1.0
+    degrees: float = math.inf
 
 
 def _power_of(
@@ -246,7 +253,11 @@ def _power_of(
     if short_of_floor(guardrail, arms, plan, traffic):
         return None
     model = metric_model(guardrail, base, traffic, arms)[0]
-    return model, noise_model(guardrail, base, traffic, arms)
+    noise = noise_model(guardrail, base, traffic, arms)
+    if guardrail.source != "events":
+        return _Models(model, noise)
+    deff = traffic.effect_of(guardrail)
+    return _Models(model, noise, deff, estimate_degrees(traffic, arms, deff))
 
 
 @dataclass(frozen=True, slots=True)
@@ -279,16 +290,40 @@ def last_look_width(variance: float, n: int, level: _Level) -> float:
     return min(h, level.final_z * math.sqrt(variance))
 
 
-def _margin(models: _Models, x: float, tolerance: float, n: int, level: _Level) -> float:
-    """(Δ - δ - h) / √V at a regression of size x, h at the gate's V and V that of Δ̂: its
-    Φ is the chance the last look regresses; -inf where V is not finite."""
-    model, noise = models
-    delta, variance = model(x)
-    spread = variance if noise is None else noise(x)[1]
+def _chance_of(models: _Models, x: float, tolerance: float, n: int, level: _Level) -> float:
+    """The chance the last look regresses at a regression of size x: Φ((Δ - δ - w)/√V) with
+    w the gate's width at its V̂ and V that of Δ̂; 0 where V is not finite.
+
+    The gate estimates V from the buckets of units, as V_indep·max(1, d̂), d̂ about d times a
+    χ² over its degrees, k of them in the content (:func:`~.arm_contents.estimate_degrees`);
+    w grows as √V̂, so the chance is averaged over :data:`_SPREAD` equally likely d̂. With
+    many degrees this is the chance at V̂ = V; with few the gate's width scatters, and more
+    often up than down."""
+    delta, variance = models.model(x)
+    spread = variance if models.noise is None else models.noise(x)[1]
     if not (math.isfinite(variance) and variance > 0.0 and spread > 0.0):
-        return -math.inf
-    h = last_look_width(variance, n, level)
-    return (delta - tolerance - h) / math.sqrt(spread)
+        return 0.0
+    width, noise = last_look_width(variance, n, level), math.sqrt(spread)
+    if not math.isfinite(models.degrees):
+        return _NORMAL.cdf(max(-40.0, (delta - tolerance - width) / noise))
+    d = models.deff
+    return math.fsum(
+        _NORMAL.cdf(
+            max(-40.0, (delta - tolerance - width * math.sqrt(max(1.0, d * g) / d)) / noise)
+        )
+        for g in _spread(models.degrees)
+    ) / len(_SPREAD)
+
+
+_SPREAD = tuple(_NORMAL.inv_cdf((i + 0.5) / 9) for i in range(9))
+"""z of nine equally likely draws of the gate's estimate of the design effect."""
+
+
+def _spread(degrees: float) -> list[float]:
+    """A χ² over its ``degrees`` at the draws of :data:`_SPREAD` (Wilson and Hilferty's cube of
+    a normal, 1931)."""
+    step = 2.0 / (9.0 * degrees)
+    return [max(0.0, 1.0 - step + z * math.sqrt(step)) ** 3 for z in _SPREAD]
 
 
 def _chance(
@@ -301,7 +336,7 @@ def _chance(
     """The chance a regression of size x is detected at N = ``n``: on each content of the
     arms with its weight, summed (a content the gate would not test adds nothing)."""
     return math.fsum(
-        weight * _NORMAL.cdf(max(-40.0, _margin(models, x, tolerance, n, level)))
+        weight * _chance_of(models, x, tolerance, n, level)
         for weight, models in powers
         if models is not None
     )
@@ -315,9 +350,6 @@ def _detected(
     level: _Level,
 ) -> bool:
     """Whether a regression of size x is detected with 80% power at N = ``n``."""
-    if len(powers) == 1:
-        models = powers[0][1]
-        return models is not None and _margin(models, x, tolerance, n, level) >= Z_POWER
     return _chance(powers, x, tolerance, n, level) >= POWER
 
 
@@ -332,7 +364,7 @@ def _smallest(
     if n <= 0 or not _detected(powers, largest, tolerance, n, level):
         return None
     low, high = 0.0, largest
-    for _ in range(_STEPS):
+    for _ in range(STEPS):
         middle = (low + high) / 2.0
         if _detected(powers, middle, tolerance, n, level):
             high = middle
@@ -355,33 +387,3 @@ def stage_preview(plan: Plan, index: int, traffic: Traffic) -> StagePreview:
 def plan_preview(plan: Plan, traffic: Traffic) -> list[StagePreview]:
     """:func:`stage_preview` of each stage with a control arm (below 100%)."""
     return [stage_preview(plan, i, traffic) for i, s in enumerate(plan.stages) if s.percent < 100]
-
-
-def seconds_to_detect(
-    plan: Plan, index: int, guardrail: Guardrail, traffic: Traffic, effect: float
-) -> float | None:
-    """How long stage ``index`` must run at ``traffic`` to detect a regression of relative
-    size ``effect`` with 80% power; None beyond :data:`MAX_SECONDS`."""
-    percent = plan.stages[index].percent
-
-    def caught(seconds: float) -> bool:
-        found = detectable(guardrail, percent, seconds, traffic, plan)
-        return found.effect is not None and found.effect <= effect
-
-    return first_time(caught, 1.0)
-
-
-def first_time(caught: Callable[[float], bool], start: float) -> float | None:
-    """The earliest time in [start, MAX_SECONDS] at which ``caught`` (monotone) holds."""
-    if caught(start):
-        return start
-    if not caught(MAX_SECONDS):
-        return None
-    low, high = start, MAX_SECONDS
-    for _ in range(_STEPS):
-        middle = math.sqrt(low * high)  # times span decades: bisect their logarithm
-        if caught(middle):
-            high = middle
-        else:
-            low = middle
-    return high

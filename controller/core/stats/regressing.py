@@ -109,6 +109,9 @@ class Arms:
     failing: float | None = None
     """The share of the treatment's units that fail (:attr:`Traffic.failing_share`) in this
     content of the arms; None: the traffic's share."""
+    heavy: tuple[float, float] | None = None
+    """Heavy units (:attr:`Traffic.heavy_share`) in each arm in this content; None: each
+    arm's units times the traffic's share."""
 
 
 def arms_at(percent: float, traffic: Traffic, seconds: float) -> Arms:

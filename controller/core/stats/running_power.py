@@ -12,10 +12,13 @@ of the boundary's and the fixed-horizon test's z·√V at the stage's end.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from statistics import NormalDist
 
-from controller.core.stats.power import Z_POWER, first_time
+from controller.core.rollouts import Guardrail, Plan
+from controller.core.stats.power import MAX_SECONDS, STEPS, Z_POWER, detectable
+from controller.core.stats.regressing import Traffic
 from controller.core.stats.sequential import sequential_half_width, sequential_rho
 
 _NORMAL = NormalDist()
@@ -71,3 +74,33 @@ def observed_seconds_to_detect(test: Observed, base: float | None, effect: float
 
     at = first_time(caught, test.elapsed_s)
     return None if at is None else at - test.elapsed_s
+
+
+def seconds_to_detect(
+    plan: Plan, index: int, guardrail: Guardrail, traffic: Traffic, effect: float
+) -> float | None:
+    """How long stage ``index`` must run at ``traffic`` to detect a regression of relative
+    size ``effect`` with 80% power; None beyond :data:`MAX_SECONDS`."""
+    percent = plan.stages[index].percent
+
+    def caught(seconds: float) -> bool:
+        found = detectable(guardrail, percent, seconds, traffic, plan)
+        return found.effect is not None and found.effect <= effect
+
+    return first_time(caught, 1.0)
+
+
+def first_time(caught: Callable[[float], bool], start: float) -> float | None:
+    """The earliest time in [start, MAX_SECONDS] at which ``caught`` (monotone) holds."""
+    if caught(start):
+        return start
+    if not caught(MAX_SECONDS):
+        return None
+    low, high = start, MAX_SECONDS
+    for _ in range(STEPS):
+        middle = math.sqrt(low * high)  # times span decades: bisect their logarithm
+        if caught(middle):
+            high = middle
+        else:
+            low = middle
+    return high

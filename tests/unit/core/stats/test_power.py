@@ -11,6 +11,8 @@ import pytest
 
 from controller.core.common import BUCKET_COUNT, EDGES_MS
 from controller.core.rollouts import DEFAULT_PLAN, Guardrail, Plan, Stage
+from controller.core.stats import power
+from controller.core.stats.arm_contents import estimate_degrees
 from controller.core.stats.guardrails import fixed_horizon_test
 from controller.core.stats.latency import latency_quantile_test
 from controller.core.stats.power import (
@@ -19,7 +21,6 @@ from controller.core.stats.power import (
     Detectable,
     detectable,
     plan_preview,
-    seconds_to_detect,
     stage_preview,
 )
 from controller.core.stats.regressing import (
@@ -33,6 +34,7 @@ from controller.core.stats.running_power import (
     Observed,
     observed_detectable,
     observed_seconds_to_detect,
+    seconds_to_detect,
 )
 from controller.core.stats.sequential import (
     Direction,
@@ -153,10 +155,12 @@ def test_the_text_names_the_harmful_direction(guardrail: Guardrail, text: str) -
 @pytest.mark.parametrize("guardrail", [ERRORS, CONVERSIONS, P99], ids=lambda g: g.metric)
 @pytest.mark.parametrize("design_effect", [1.0, 2.5])
 def test_at_the_figure_the_gates_test_regresses_on_the_20th_percentile_estimate(
-    guardrail: Guardrail, design_effect: float
+    guardrail: Guardrail, design_effect: float, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The preview follows the gate's boundary: difference_test, given the estimate 0.84 SE
-    below the predicted Δ, with the same V and N, is exactly at its edge."""
+    below the predicted Δ, with the same V and N, is exactly at its edge (the gate's V̂
+    taken as V: its spread over the buckets of units is the next test's)."""
+    monkeypatch.setattr(power, "estimate_degrees", lambda *_: math.inf)
     plan = _plan(guardrail)
     traffic = replace(BUSY, design_effect=design_effect, requests_per_unit=3.0)
     found = detectable(guardrail, 5.0, 1800.0, traffic, plan)
@@ -181,6 +185,30 @@ def test_at_the_figure_the_gates_test_regresses_on_the_20th_percentile_estimate(
 
     assert regressed(at * 1.001 + 1e-12)
     assert not regressed(at * 0.999)
+
+
+def test_the_gates_estimate_of_its_spread_raises_the_figure_where_few_units_carry_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The gate reads V from 64 buckets of units per arm and takes its design effect at least
+    1: with units alike (128 degrees of freedom) that costs 2% of the figure; where 1% of units
+    send 60% of the requests, 9 of them in each arm of a 10-minute stage, each in a bucket of
+    its own, the estimate has 38 degrees and the figure grows by 4%."""
+    alike = replace(BUSY, requests_per_s=55.5)
+    heavy = replace(alike, requests_per_unit=18.8, heavy_share=0.01, heavy_requests=1150.0)
+    assert estimate_degrees(alike, arms_at(50.0, alike, 600.0), 1.0) == pytest.approx(128.0)
+    assert 30.0 < estimate_degrees(heavy, arms_at(50.0, heavy, 600.0), 1.0) < 45.0
+
+    def effects() -> tuple[float, float]:
+        return _effect(traffic=alike, percent=50.0, seconds=600.0), _effect(
+            traffic=heavy, percent=50.0, seconds=600.0
+        )
+
+    spread = effects()
+    monkeypatch.setattr(power, "estimate_degrees", lambda *_: math.inf)
+    exact = effects()
+    assert 1.01 < spread[0] / exact[0] < 1.03
+    assert spread[1] / exact[1] > spread[0] / exact[0] + 0.01
 
 
 def _final_look_power(
@@ -448,6 +476,6 @@ def _clustered_caught(share: float, runs: int) -> int:
 def test_a_clustered_small_arm_at_the_figure_is_caught_by_the_gate_and_its_final_look() -> None:
     """The small version of ``bench/power.py``'s clustered stage: each run looks as its
     requests arrive and takes the final look at the stage's end, as the gate does."""
-    runs = 30
-    assert 0.6 * runs <= _clustered_caught(1.0, runs) <= runs - 1
+    runs = 50
+    assert 0.6 * runs <= _clustered_caught(1.0, runs) <= runs - 2
     assert _clustered_caught(0.5, runs) < 0.5 * runs
