@@ -17,9 +17,11 @@ requests were independent, at the regressed rate and with the gate's floors, tim
 design effect (a latency quantile widens its ranks by it instead, as
 :mod:`controller.core.stats.on_units` does).
 
-**The approximation.** At the stage's end Δ̂ is taken as normal around Δ with variance V,
-and the gate's V̂ as V: the test then regresses (Δ̂ - h > δ) with probability
-Φ((Δ - δ - h)/√V), which is 0.8 at the Δ above. Only that last look is counted. The gate
+**The approximation.** At the stage's end Δ̂ is taken as normal around Δ with variance V:
+the test then regresses (Δ̂ - h > δ) with probability Φ((Δ - δ - h)/√V), which is 0.8 at
+the Δ above, were the gate's V̂ equal to V. The gate reads V̂ from its buckets of units,
+which scatter it, so the chance is averaged over V̂'s spread (:func:`_chance_of`), and the
+figure is a little larger than the formula's. Only that last look is counted. The gate
 looks all along and a crossing before the end counts too, so the gate catches Δ somewhat
 more often than 80% (``bench/power.py`` measures it). Units are taken to arrive at
 ``requests_per_s / requests_per_unit`` a second, each new: units who return make the
@@ -295,10 +297,10 @@ def _chance_of(models: _Models, x: float, tolerance: float, n: int, level: _Leve
     w the gate's width at its V̂ and V that of Δ̂; 0 where V is not finite.
 
     The gate estimates V from the buckets of units, as V_indep·max(1, d̂), d̂ about d times a
-    χ² over its degrees, k of them in the content (:func:`~.arm_contents.estimate_degrees`);
-    w grows as √V̂, so the chance is averaged over :data:`_SPREAD` equally likely d̂. With
-    many degrees this is the chance at V̂ = V; with few the gate's width scatters, and more
-    often up than down."""
+    χ² divided by its degrees of freedom, those of this content of the arms
+    (:func:`~.arm_contents.estimate_degrees`); w grows as √V̂, so the chance is averaged
+    over :data:`_SPREAD` equally likely d̂. With many degrees this is the chance at V̂ = V;
+    with few the gate's width scatters, and more often up than down."""
     delta, variance = models.model(x)
     spread = variance if models.noise is None else models.noise(x)[1]
     if not (math.isfinite(variance) and variance > 0.0 and spread > 0.0):
