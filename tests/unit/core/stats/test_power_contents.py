@@ -9,9 +9,9 @@ from datetime import timedelta
 import pytest
 
 from controller.core.rollouts import Guardrail, Plan, Stage
-from controller.core.stats.arm_contents import MIXED_UNITS, arm_contents
+from controller.core.stats.arm_contents import MIXED_UNITS, arm_contents, estimate_degrees
 from controller.core.stats.power import detectable
-from controller.core.stats.regressing import Failing, Traffic, arms_at, failing_of
+from controller.core.stats.regressing import Arms, Failing, Traffic, arms_at, failing_of
 
 ERRORS = Guardrail(metric="error_rate")
 HEAVY = Traffic(
@@ -170,3 +170,32 @@ def test_failing_units_are_counted_among_the_treatments_effective_units() -> Non
 def test_unlike_units_out_of_range_are_refused(bad: dict[str, float]) -> None:
     with pytest.raises(ValueError, match="traffic out of range"):
         Traffic(**{"requests_per_s": 1.0, "requests_per_unit": 10.0, **bad})  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("units", "deff", "degrees"),
+    [
+        # Units alike fill every bucket of both arms: twice 64 degrees, whatever d.
+        (10_000.0, 1.0, 128.0),
+        (10_000.0, 3.0, 128.0),
+        # 20 units an arm occupy 64·(1 - e^(-20/64)) = 17.2 buckets each.
+        (20.0, 1.0, 2 * 64 * -math.expm1(-20 / 64)),
+    ],
+)
+def test_the_gates_variance_has_a_degree_per_occupied_bucket_with_units_alike(
+    units: float, deff: float, degrees: float
+) -> None:
+    traffic = Traffic(requests_per_s=1.0, requests_per_unit=5.0)
+    arms = Arms((units * 5.0, units * 5.0), (units, units))
+    assert estimate_degrees(traffic, arms, deff) == pytest.approx(degrees, rel=1e-9)
+
+
+def test_heavy_units_each_in_a_bucket_of_their_own_leave_the_gate_few_degrees() -> None:
+    """5 heavy units an arm, each carrying 1,150 requests of spread against about 57 per bucket
+    of light units: both arms' degrees fall from 128 to about 24; arms that happen to hold
+    none have them all."""
+    arms = arms_at(50.0, HEAVY, 600.0)
+    both = estimate_degrees(HEAVY, arms, 1.0)
+    assert 15.0 < both < 35.0
+    none = replace(arms, heavy=(0.0, 0.0))
+    assert estimate_degrees(HEAVY, none, 1.0) == pytest.approx(128.0, rel=0.01)
