@@ -143,14 +143,21 @@ class Assumed:
     """--conversion-value was given; without it a plan on the conversion value is previewed
     at values of mean 1 and standard deviation 1, which the line says."""
 
+    def notes(self, plan: Plan | None = None) -> list[str]:
+        """What was assumed, for ``plan``: the values' spread only where it has a guardrail
+        on the conversion value."""
+        t = self.traffic
+        if plan is None or self.value_given or not _on_values(plan):
+            return list(self.assumed)
+        return [
+            *self.assumed,
+            f"conversion values of mean {t.value_mean:g} and standard deviation"
+            f" {t.value_cv:g} times it assumed: give --conversion-value",
+        ]
+
     def line(self, plan: Plan | None = None) -> str:
         t = self.traffic
-        assumed = list(self.assumed)
-        if plan is not None and not self.value_given and _on_values(plan):
-            assumed.append(
-                f"conversion values of mean {t.value_mean:g} and standard deviation"
-                f" {t.value_cv:g} times it assumed: give --conversion-value"
-            )
+        assumed = self.notes(plan)
         said = (
             f"traffic {t.requests_per_s:,.4g}/s, {t.requests_per_unit:g}"
             f" request{'' if t.requests_per_unit == 1 else 's'} per unit,"
@@ -328,7 +335,7 @@ def as_json(
             "failing_rate": t.failing_rate,
             "value_mean": t.value_mean,
             "value_cv": t.value_cv,
-            "assumed": assumed.assumed,
+            "assumed": assumed.notes(plan),
         },
         "power": POWER,
         "stages": [

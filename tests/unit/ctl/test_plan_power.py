@@ -251,11 +251,15 @@ def test_a_conversion_value_is_previewed_from_the_spread_given_or_says_what_it_a
     assert main([*args, str(path)]) == 0
     out = capsys.readouterr().out
     assert "conversion values of mean 1 and standard deviation 1 times it assumed" in out
+    assert main([*args, "--json", str(path)]) == 0
+    said = json.loads(capsys.readouterr().out)["power"]["traffic"]["assumed"]
+    assert any("give --conversion-value" in each for each in said)
     assumed = re.search(r"conversion value detectable from -([0-9]+)%", out)
     assert assumed, out
     assert main([*args, "--json", "--conversion-value", "40/2.5", str(path)]) == 0
     power = json.loads(capsys.readouterr().out)["power"]
     assert (power["traffic"]["value_mean"], power["traffic"]["value_cv"]) == (40.0, 2.5)
+    assert not any("conversion values" in said for said in power["traffic"]["assumed"])
     found = power["stages"][0]["guardrails"]["conversion_value"]
     assert found["base"] == 40.0
     assert found["effect"] * 100 > 2 * int(assumed.group(1))  # 2.5 times the spread
