@@ -188,9 +188,8 @@ def detectable(
         for weight, content in arm_contents(percent, traffic, arms, _failing(guardrail, traffic))
     ]
     model, largest = metric_model(guardrail, base, traffic, arms)
-    tolerance = tolerance_of(guardrail, base)
-    x = _smallest(powers, tolerance, round(n), level, largest)
-    at = (tolerance, round(n), level)
+    at = (tolerance_of(guardrail, base), round(n), level)
+    x = _smallest(powers, *at, largest)
     why = _why_none(powers) if x is None else _coarse(powers, x, direction, at)
     if x is None or why:
         return Detectable(guardrail.key, direction, None, None, base, why)

@@ -7,6 +7,10 @@ as t, so after t seconds the smallest regression detected with 80% power is
 δ + h(N·t/t₀, V·t₀/t) + z_0.8·√(V·t₀/t), with the same approximation as the preview's
 (V taken at the observed data, not at the regression); with a final look, h is the smaller
 of the boundary's and the fixed-horizon test's z·√V at the stage's end.
+
+Both searches for the time a regression needs share :func:`first_time`, so the planned
+stage's (:func:`seconds_to_detect`, over the preview's :func:`~.power.detectable`) lives
+here too.
 """
 
 from __future__ import annotations
