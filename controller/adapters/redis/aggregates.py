@@ -51,28 +51,27 @@ every version, keep the same names; the set expires with the flag's newest hash.
 An event is counted once per id within a window: a flush is refused, before
 any write, when its batch holds an id the partition recorded less than
 ``dedupe_seconds`` ago (and among its newest ``dedupe_max_ids``), naming
-those ids (:class:`DuplicateEvents`); the ids of a batch applied are recorded
-in the same script. A copy of an event is produced keyed by its unit, as the
-first was, so it reaches the same partition while the partition count is
-unchanged, and one partition's ids are enough. An events partition is
-written by its fenced owner alone, so the owner holds its ids in memory
-(:mod:`.id_log`, read at the claim) and checks a batch before sending it,
-and the script stores the batch's ids as one list entry: no per-id work in
-Redis. The partition the source topics share is written by the owners of
-all their partitions, so there the script checks each id in a sorted set.
+those ids (:class:`DuplicateEvents`). A copy of an event is produced keyed by
+its unit, as the first was, so one partition's ids are enough. An events
+partition's owner holds them in memory (:mod:`.id_log`); the partition the
+source topics share is written by the owners of all their partitions, so
+there the script checks each id in a sorted set.
+
+An events partition's owner likewise holds a copy of each cell's strings of
+unit bucket lanes it flushed, and writes them whole where ``BITFIELD`` took an
+operation per lane; the cell's hash counts those writes in ``lv``
+(:mod:`.lanes`).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
 import msgspec
 from redis.asyncio.cluster import RedisCluster
-from redis.exceptions import ResponseError
 
 from controller.adapters.redis.aggregate_reads import ARMS, AggregateReads, Cells
 from controller.adapters.redis.client import (
@@ -82,10 +81,17 @@ from controller.adapters.redis.client import (
     flush_conflict,
     translated,
 )
-from controller.adapters.redis.id_log import CONVERT_SORTED_SET, IdLog, entry
+from controller.adapters.redis.id_log import CONVERT_SORTED_SET, IdLog, IdWindow, entry, read_log
+from controller.adapters.redis.lanes import (
+    COPY_BUDGET,
+    CellLanes,
+    CopyKey,
+    LaneCopies,
+    cell_argument,
+    cell_lanes,
+)
 from controller.adapters.redis.layout import (
     SOURCES_PARTITION,
-    lane_offsets,
     partition_tag,
     partitions_key,
     source_meta_key,
@@ -98,14 +104,12 @@ from controller.core.stats import (
     WATCH_CAP,
     FlagAggregates,
     PartitionDelta,
-    watched_members,
 )
 from controller.core.wire import Arm
 from controller.ports import Claim, FlushOutcome
 from controller.settings import RedisSettings
-from controller.settings.groups import DEDUPE_MAX_IDS, DEDUPE_SECONDS
 
-__all__ = ["RedisAggregateStore", "connect", "translated"]
+__all__ = ["IdWindow", "RedisAggregateStore", "connect", "translated"]
 
 _CLAIM = """
 local epoch = redis.call('HINCRBY', KEYS[1], 'epoch', 1)
@@ -116,20 +120,13 @@ _FLUSH = with_layout(resources.files(__package__).joinpath("flush.lua").read_tex
 _msgpack = msgspec.msgpack.Encoder()
 
 
-@dataclass(frozen=True, slots=True)
-class IdWindow:
-    """How long, and for how many ids, a partition remembers the event ids it counted."""
-
-    seconds: int = DEDUPE_SECONDS
-    max_ids: int = DEDUPE_MAX_IDS
-
-
 class RedisAggregateStore:
     """Aggregates and partition offsets of one events topic, in Redis.
 
     With ``source``, the partitions claimed and flushed are those of that other
     topic, whose aggregates the events topic ``topic`` holds in its partition
-    :data:`~.keys.SOURCES_PARTITION` (see the module's key layout).
+    :data:`~.keys.SOURCES_PARTITION` (see the module's key layout). ``copy_budget``
+    bounds the bytes of the owner's copies of its lanes (:mod:`.lanes`).
     """
 
     def __init__(
@@ -141,6 +138,7 @@ class RedisAggregateStore:
         dedupe: IdWindow | None = None,
         clock: Callable[[], float] = time.time,
         source: str | None = None,
+        copy_budget: int = COPY_BUDGET,
     ) -> None:
         self._redis = client
         self._dedupe, self._clock = dedupe or IdWindow(), clock
@@ -153,6 +151,8 @@ class RedisAggregateStore:
         self._logs: dict[int, IdLog] = {}
         """The ids each events partition counted within the window, as its list holds them."""
         self._flush = client.register_script(_FLUSH)
+        # A partition of another source is written by the owners of all its partitions.
+        self._copies = LaneCopies(copy_budget) if source is None else None
         self._reads = AggregateReads(
             client, prefix=self._prefix, topic=topic, cluster=isinstance(client, RedisCluster)
         )
@@ -182,7 +182,7 @@ class RedisAggregateStore:
     async def claim(self, partition: int) -> Claim:
         """Take ownership of ``partition``: bump its epoch, return the stored offset, the
         identity of the log it was counted on and, for an OTLP topic, its rejoin offset."""
-        self._logs.pop(partition, None)
+        self._forget(partition)
         async with translated():
             await self._redis.sadd(self._partitions_key, self._member(partition))
             epoch, offset, topic_id, count, rejoin = await self._claim(keys=[self._meta(partition)])
@@ -194,16 +194,8 @@ class RedisAggregateStore:
         return Claim(partition, int(epoch), stored, kept, _rejoin(rejoin, stored))
 
     async def _load_ids(self, partition: int) -> IdLog:
-        """The partition's list of counted ids, read into memory (empty if it is no list:
-        the flush script then refuses the partition's batches, naming the key)."""
         keys = [self._meta(partition), self._ids_key(partition)]
-        await self._convert_ids(keys=keys, args=[self._dedupe.seconds * 1000])
-        try:
-            entries = [e for e in await self._redis.lrange(keys[1], 0, -1) if isinstance(e, bytes)]
-        except ResponseError:
-            entries = []
-        window = self._dedupe
-        return IdLog.loaded(entries, window_ms=window.seconds * 1000, max_ids=window.max_ids)
+        return await read_log(self._redis, self._convert_ids, keys, self._dedupe)
 
     def _ids_key(self, partition: int) -> str:
         return f"{self._tag(self._member(partition))}:ids"
@@ -229,23 +221,29 @@ class RedisAggregateStore:
         now_ms = int(self._clock() * 1000)
         ids = delta.seen.recorded()
         ids_log = await self._checked_ids(delta.partition, ids, now_ms)
-        keys, args = self._flush_arguments(delta, epoch, expected_offset, now_ms)
         listed = ["log", entry(now_ms, ids) if ids else b""] if ids_log is not None else None
-        args += [*(listed or ("zset", b"")), *(log or LogIdentity(None, None)).fields().values()]
-        args.append(b"" if delta.rejoin is None else delta.rejoin)
-        try:
-            async with translated():
-                code, detail = await self._flush(keys=keys, args=args)
-        except BaseException:
-            # Applied or not, unknown: the list is read again before the next flush.
-            self._logs.pop(delta.partition, None)
-            raise
-        code = int(code)
+        tail = [*(listed or ("zset", b"")), *(log or LogIdentity(None, None)).fields().values()]
+        tail.append(b"" if delta.rejoin is None else delta.rejoin)
+        for _ in range(2):  # again by BITFIELD where a copy is not of what Redis holds (-6)
+            keys, args, lanes = self._flush_arguments(delta, epoch, expected_offset, now_ms, tail)
+            try:
+                async with translated():
+                    code, detail, *learned = await self._flush(keys=keys, args=args)
+            except BaseException:
+                # Applied or not, unknown: the list is read again before the next flush.
+                self._forget(delta.partition)
+                raise
+            code = int(code)
+            if code != -6 or self._copies is None:
+                break
+            self._copies.forget(delta.partition)
         if code == 1:
             if ids_log is not None:
                 ids_log.add(now_ms, ids)
+            if self._copies is not None:
+                self._copies.applied(lanes, learned[0] if learned else [])
             return FlushOutcome.APPLIED
-        self._logs.pop(delta.partition, None)
+        self._forget(delta.partition)
         if code == 0:
             return FlushOutcome.REPLAYED
         if code == -5:
@@ -253,7 +251,7 @@ class RedisAggregateStore:
             raise DuplicateEvents(
                 f"partition {delta.partition}: {len(named)} events counted before", ids=named
             )
-        if code in (-3, -4):
+        if code in (-3, -4, -6):
             raise FlushRefused(
                 f"partition {delta.partition}: flush refused, nothing written: {as_text(detail)}",
                 per_cell=code == -3,
@@ -276,9 +274,17 @@ class RedisAggregateStore:
             )
         return log
 
+    def _forget(self, partition: int) -> None:
+        """Let the partition's ids and copies go: read again before its next flush."""
+        self._logs.pop(partition, None)
+        if self._copies is not None:
+            self._copies.forget(partition)
+
     def _flush_arguments(
-        self, delta: PartitionDelta, epoch: int, expected_offset: int | None, now_ms: int
-    ) -> tuple[list[str], list[Any]]:
+        self, delta: PartitionDelta, epoch: int, expected: int | None, now_ms: int, tail: list[Any]
+    ) -> tuple[list[str], list[Any], dict[CopyKey, CellLanes]]:
+        """The script's keys and arguments (``tail`` after the first ten, then the copies'
+        bytes), and how each cell's lanes are written."""
         tag = self._tag(self._member(delta.partition))
         keys = [
             self._meta(delta.partition),
@@ -288,7 +294,7 @@ class RedisAggregateStore:
             f"{tag}:ids",
             f"{tag}:scratch",
         ]
-        cells = []
+        cells, lanes, raw = [], {}, list[bytes]()
         for (flag, version, arm), cell in delta.cells.items():
             other = Arm.CONTROL if arm == Arm.TREATMENT else Arm.TREATMENT
             keys += [
@@ -299,30 +305,21 @@ class RedisAggregateStore:
                 f"{tag}:cn:{flag}",
                 *(f"{tag}:{kind}:{flag}:{version}:{arm}" for kind in "nhb"),
             ]
-            # Floats travel as repr() text: Lua would print numbers with 14 digits only.
-            floats = {k: repr(v) for k, v in cell.floats().items()}
-            named = [
-                (k, n.conv, n.cv_n, repr(n.cv_sum), repr(n.cv_sq)) for k, n in cell.named.items()
-            ]
-            # The unit buckets' counts: two arrays, lanes and increments, counted in C (.layout).
-            counts = cell.bucket_counts()
-            cells.append(
-                (
-                    *(flag, cell.base_counters(), floats, list(cell.units), named),
-                    *(lane_offsets(counts), list(counts.values()), watched_members(cell.units)),
-                )
-            )
+            # The unit buckets' counts: from the owner's copy, or by BITFIELD (.lanes).
+            key = (delta.partition, flag, version, arm)
+            lanes[key] = written = cell_lanes(self._copies, key, cell.bucket_counts())
+            cells.append(cell_argument(flag, cell, written, raw))
         # One msgpack argument instead of thousands: packing arguments one by one
         # was a fifth of ingest's CPU time.
         # An events partition's ids travel as one list entry, after these (see flush).
         ids = delta.seen.recorded() if self._source is not None else []
         payload = _msgpack.encode((dict(delta.rejects), cells, ids))
-        expected = -1 if expected_offset is None else expected_offset
         window = self._dedupe
-        return keys, [
-            *(epoch, expected, delta.next_offset, self._ttl, payload, WATCH_CAP),
-            *(now_ms, window.seconds * 1000, window.max_ids, MAX_CONVERSION_NAMES),
+        args = [
+            *(epoch, -1 if expected is None else expected, delta.next_offset, self._ttl, payload),
+            *(WATCH_CAP, now_ms, window.seconds * 1000, window.max_ids, MAX_CONVERSION_NAMES),
         ]
+        return keys, [*args, *tail, *raw], lanes
 
     async def partitions(self) -> list[int]:
         """Every partition of the topic that has ever been claimed."""

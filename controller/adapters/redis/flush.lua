@@ -16,11 +16,19 @@
 -- ARGV[5] msgpack: {rejects = {reason: count},
 --                   cells = {{flag, {field: n}, {field: "float"}, {unit...}, {named...},
 --                             {unit bucket lane's bit offset...}, {its n...},
---                             {watched unit...}}...},
+--                             {watched unit...}, {copy}, learn}...},
 --                   ids = {event id...} (the ids of the events the cells count)}
 --         a cell's named conversions, first seen first: {name, conv, cv_n, "cv_sum", "cv_sq"};
 --         its watched units, those of its units drawn into the sample, each as an integer's
---         text (controller/core/stats/aggregates.py), which Redis keeps as an integer set
+--         text (controller/core/stats/aggregates.py), which Redis keeps as an integer set;
+--         its copy, from the owner's copy of its strings of lanes (controller/adapters/redis/
+--         lanes.py), in place of the lanes' offsets and increments: {version, the low string's
+--         length, the high string's, the low string's byte offset, its bytes from there, the
+--         high string's offset, its bytes}, taken only where the cell's hash's 'lv' and the
+--         strings' lengths are those, else the batch is refused (-6) before any write;
+--         learn: true to have the cell's strings and new version back (with 'lv' kept).
+--         A copy's bytes are arguments of their own (Lua's msgpack reads no binary): its
+--         two "bytes" are the index in ARGV of each (ARGV[16] on), 0 for none
 -- ARGV[6] the watch cap: once either arm's set of watched units holds this many, neither grows
 -- ARGV[7] now (ms)  ARGV[8] the id window (ms)  ARGV[9] the most ids the window holds
 -- ARGV[10] the conversion names a flag keeps: a name first seen once the flag's set holds this
@@ -33,7 +41,10 @@
 --          joins its records left waiting (controller/core/telemetry/rejoining.py); '' for none
 -- Returns {1, next} applied, {0, stored} replay (no-op), {-1, epoch} fenced, {-2, stored} conflict,
 -- {-3, why} a cell Redis would refuse, {-4, why} a partition key Redis would refuse,
--- {-5, {id...}} events counted before, within the window (the caller folds without them).
+-- {-5, {id...}} events counted before, within the window (the caller folds without them),
+-- {-6, why} a copy not of the strings Redis holds (the caller writes by BITFIELD instead).
+-- Applied, the reply's third element is, per cell that asked to learn, {cell index, version,
+-- low string, high string}, flat.
 --
 -- Redis does not roll back a script that fails half-way, so every command
 -- that could fail is checked before the first write: key types, integer
@@ -84,15 +95,56 @@ local LANE_WIDTH = 0                -- the bits of one low word: written by layo
 local HIGH_WIDTH = 0                -- the bits of one high word: written by layout.py
 local LOW_TYPE, HIGH_TYPE = 'u' .. LANE_WIDTH, 'u' .. HIGH_WIDTH
 local WRAP = 2 ^ LANE_WIDTH
-local function unit_plan(plan, agg, strings, offsets, adds)
-  if type(offsets) ~= 'table' or type(adds) ~= 'table' or #offsets ~= #adds then
+local HIGH_BYTES = LANE_BITS / LANE_WIDTH * HIGH_WIDTH / 8
+local function whole(x, most)
+  return type(x) == 'number' and x >= 0 and x == math.floor(x) and x <= most
+end
+
+-- A copy's write ({version, low length, high length, low at, low bytes, high at, high
+-- bytes}) checked: whole words within the lanes, from strings of the lengths Redis holds.
+-- Returns why Redis would refuse it, why the copy is not of what Redis holds (and true), or
+-- nil.
+local RAW_FROM = 16                 -- the first argument that is a copy's bytes
+local function raw(at)
+  if at == 0 then return '' end
+  if whole(at, #ARGV) and at >= RAW_FROM then return ARGV[at] end
+  return nil
+end
+
+local function copy_plan(copy, strings, sizes)
+  local low_at, low, high_at, high = copy[4], raw(copy[5]), copy[6], raw(copy[7])
+  if not (whole(copy[1], MAX_COUNT) and whole(copy[2], LANE_BITS / 8)
+      and whole(copy[3], HIGH_BYTES) and whole(low_at, LANE_BITS / 8)
+      and whole(high_at, HIGH_BYTES) and type(low) == 'string' and type(high) == 'string'
+      and low_at % 2 == 0 and #low % 2 == 0 and low_at + #low <= LANE_BITS / 8
+      and high_at % 4 == 0 and #high % 4 == 0 and high_at + #high <= HIGH_BYTES) then
+    return strings[1] .. ': not a copy of unit bucket lanes'
+  end
+  if sizes[1] ~= copy[2] or sizes[2] ~= copy[3] then
+    return strings[1] .. ': the copy is of ' .. copy[2] .. ' and ' .. copy[3] ..
+      ' bytes, Redis holds ' .. sizes[1] .. ' and ' .. sizes[2], true
+  end
+  return nil
+end
+
+local function unit_plan(plan, agg, strings, offsets, adds, copy)
+  if type(offsets) ~= 'table' or type(adds) ~= 'table' or #offsets ~= #adds
+      or type(copy) ~= 'table' or (#copy > 0 and #offsets > 0) then
     return agg .. ': unit bucket lanes and increments do not pair'
   end
   plan.lanes = {}
-  if #offsets == 0 then return nil end
-  for _, key in ipairs({strings[1], strings[2]}) do  -- the third is only kept alive
+  if #offsets == 0 and #copy == 0 and not plan.learn then return nil end
+  local sizes = {}
+  for i, key in ipairs({strings[1], strings[2]}) do  -- the third is only kept alive
     local size = redis.pcall('STRLEN', key)
     if failed(size) then return key .. ' holds a ' .. kind(key) .. ', not a string' end
+    sizes[i] = size
+  end
+  if #copy > 0 then
+    plan.copy = copy
+    local why, stale = copy_plan(copy, strings, sizes)
+    copy[5], copy[7] = raw(copy[5]), raw(copy[7])  -- the bytes, for the write
+    return why, stale
   end
   local ops, floor, n = plan.lanes, math.floor, 0
   for i = 1, #offsets do
@@ -144,9 +196,9 @@ local function cell_plan(agg, hll, sets, lanes, cell, sizes)
   if failed(head) or (head ~= '' and string.sub(head, 1, 4) ~= 'HYLL') then
     return nil, hll .. ' is not a HyperLogLog'
   end
-  local plan = {dense = string.sub(head, 5, 5) == '\0'}
-  local why = unit_plan(plan, agg, lanes, cell[6] or {}, cell[7] or {})
-  if why then return nil, why end
+  local plan = {dense = string.sub(head, 5, 5) == '\0', learn = cell[10] == true}
+  local why, stale = unit_plan(plan, agg, lanes, cell[6] or {}, cell[7] or {}, cell[9] or {})
+  if why then return nil, why, stale end
   local fields, adds = {}, {}
   for field, n in pairs(cell[2]) do fields[#fields + 1] = field; adds[#adds + 1] = n end
   local counters = #fields
@@ -162,19 +214,31 @@ local function cell_plan(agg, hll, sets, lanes, cell, sizes)
     end
     fields[#fields + 1], fields[#fields + 2] = 'wu', 'both'
   end
+  local versioned = plan.copy ~= nil or plan.learn
+  if versioned then fields[#fields + 1] = 'lv' end
   if #fields == 0 then plan.values = {}; return plan end
   local have = redis.pcall('HMGET', agg, unpack(fields))
   if failed(have) then return nil, agg .. ' is not a hash' end
+  local extra = (watched and 2 or 0) + (versioned and 1 or 0)
   if watched then
-    plan.wu, plan.both = tonumber(have[#fields - 1] or '0'), tonumber(have[#fields] or '0')
+    local at = #fields - extra
+    plan.wu, plan.both = tonumber(have[at + 1] or '0'), tonumber(have[at + 2] or '0')
     for _, n in ipairs({plan.wu, plan.both}) do
       if n == nil or n ~= math.floor(n) or n + #cell[8] > MAX_COUNT then
         return nil, agg .. ' watched units: counter would not stay exact'
       end
     end
   end
+  if versioned then
+    plan.lv = tonumber(have[#fields] or '0')
+    if not whole(plan.lv, MAX_COUNT - 1) then return nil, agg .. ' lv: not a version' end
+    if plan.copy and plan.lv ~= plan.copy[1] then
+      return nil, agg .. ': the copy is of version ' .. plan.copy[1] .. ', Redis holds ' ..
+        plan.lv, true
+    end
+  end
   local out, floor, format = {}, math.floor, string.format
-  for i = 1, #fields - (watched and 2 or 0) do
+  for i = 1, #fields - extra do
     local base, add = 0, adds[i]
     if have[i] then base = tonumber(have[i]) end
     if i <= counters then
@@ -339,8 +403,8 @@ for index, cell in ipairs(batch[2]) do
   local fresh, why_names = add_named(names, cell, cap_names)
   if fresh == nil then return {-3, why_names} end
   fresh_names[index] = fresh
-  local plan, why_not = cell_plan(agg, hll, sets, lanes, cell, sizes)
-  if plan == nil then return {-3, why_not} end
+  local plan, why_not, stale = cell_plan(agg, hll, sets, lanes, cell, sizes)
+  if plan == nil then return {stale and -6 or -3, why_not} end
   plans[index] = plan
 end
 
@@ -348,7 +412,7 @@ end
 for reason, count in pairs(batch[1]) do
   redis.call('HINCRBY', KEYS[2], reason, count)
 end
-local flags, flag_seen, names_kept = {}, {}, {}
+local flags, flag_seen, names_kept, learned = {}, {}, {}, {}
 for index, cell in ipairs(batch[2]) do
   local agg, hll, sets, names, lanes = cell_keys(index)
   if not flag_seen[cell[1]] then flag_seen[cell[1]] = true; flags[#flags + 1] = cell[1] end
@@ -364,11 +428,25 @@ for index, cell in ipairs(batch[2]) do
   local added, both = watch(sets[1], sets[2], cell[8] or {}, cap, ttl, sizes)
   if added > 0 then values[#values + 1], values[#values + 2] = 'wu', plan.wu + added end
   if both > 0 then values[#values + 1], values[#values + 2] = 'both', plan.both + both end
+  if plan.lv then
+    values[#values + 1], values[#values + 2] = 'lv', string.format('%.0f', plan.lv + 1)
+  end
   if #values > 0 then redis.call('HSET', agg, unpack(values)) end
-  local ops = plan.lanes
+  local ops, copy = plan.lanes, plan.copy
   if #ops > 0 then
     add_lanes(ops, lanes[1], lanes[2])
+  elseif copy then
+    if #copy[5] > 0 then redis.call('SETRANGE', lanes[1], copy[4], copy[5]) end
+    if #copy[7] > 0 then redis.call('SETRANGE', lanes[2], copy[6], copy[7]) end
+  end
+  if #ops > 0 or (copy and #copy[5] > 0) then
     for _, key in ipairs(lanes) do redis.call('EXPIRE', key, ttl) end
+  end
+  if plan.learn then
+    local n = #learned
+    learned[n + 1], learned[n + 2] = index, plan.lv + 1
+    learned[n + 3] = redis.call('GET', lanes[1]) or ''
+    learned[n + 4] = redis.call('GET', lanes[2]) or ''
   end
   if not plan.dense and #units > 0 then dense(hll, #units) end
   for i = 1, #units, CHUNK do
@@ -427,4 +505,4 @@ redis.call('HSET', meta, 'offset', ARGV[3])
 if ARGV[13] ~= nil and ARGV[13] ~= '' then redis.call('HSET', meta, 'topic_id', ARGV[13]) end
 if ARGV[14] ~= nil and ARGV[14] ~= '' then redis.call('HSET', meta, 'partitions', ARGV[14]) end
 if ARGV[15] ~= nil and ARGV[15] ~= '' then redis.call('HSET', meta, 'rejoin', ARGV[15]) end
-return {1, ARGV[3]}
+return {1, ARGV[3], learned}

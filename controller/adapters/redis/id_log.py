@@ -18,8 +18,23 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 import msgspec
+from redis.commands.core import AsyncScript
+from redis.exceptions import ResponseError
+
+from controller.adapters.redis.client import RedisClient
+from controller.settings.groups import DEDUPE_MAX_IDS, DEDUPE_SECONDS
+
+
+@dataclass(frozen=True, slots=True)
+class IdWindow:
+    """How long, and for how many ids, a partition remembers the event ids it counted."""
+
+    seconds: int = DEDUPE_SECONDS
+    max_ids: int = DEDUPE_MAX_IDS
+
 
 # An events partition's ids in the sorted set that held them before the list: they become one
 # list entry, dated by the newest of them, so every one is remembered at least as long as before.
@@ -110,3 +125,18 @@ class IdLog:
         self._batches.append((when, ids))
         self._total += len(ids)
         self._ids.update(ids)
+
+
+async def read_log(
+    client: RedisClient, convert: AsyncScript, keys: list[str], window: IdWindow
+) -> IdLog:
+    """A partition's list of counted ids (``keys``: its meta hash, its list), read into
+    memory after ``convert`` (:data:`CONVERT_SORTED_SET`) made a sorted set of them one;
+    empty if it is no list: the flush script then refuses the partition's batches, naming
+    the key."""
+    await convert(keys=keys, args=[window.seconds * 1000])
+    try:
+        entries = [e for e in await client.lrange(keys[1], 0, -1) if isinstance(e, bytes)]
+    except ResponseError:
+        entries = []
+    return IdLog.loaded(entries, window_ms=window.seconds * 1000, max_ids=window.max_ids)

@@ -28,9 +28,14 @@ from __future__ import annotations
 
 import math
 import struct
-from collections.abc import Iterable, Sequence
+import sys
+from array import array
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from functools import cache
 from operator import itemgetter
+from typing import Any
 
 import msgspec
 
@@ -41,9 +46,23 @@ from controller.adapters.redis.layout import (
     LANE_WIDTH,
     SLOT_SOURCES,
     SUM_FIELDS,
+    lane_of_slots,
+    lane_offsets,
 )
+from controller.core.stats import CellDelta, watched_members
 
-__all__ = ["LaneCell", "added_lanes", "in_slots"]
+__all__ = [
+    "COPY_BUDGET",
+    "CellLanes",
+    "CopyKey",
+    "CopyWrite",
+    "LaneCell",
+    "LaneCopies",
+    "added_lanes",
+    "cell_argument",
+    "cell_lanes",
+    "in_slots",
+]
 
 LANE = 8
 """Bytes per lane."""
@@ -151,3 +170,208 @@ def in_slots(lanes: tuple[int, ...], sums: Sequence[tuple[float, ...]]) -> tuple
     floats += values
     slots: tuple[float, ...] = _in_slot_order(floats)
     return slots
+
+
+# The owner's copies of its cells' strings of lanes.
+#
+# An events partition's keys are written by its fenced owner alone, so the owner can hold
+# each cell's low and high words as Redis holds them and add a batch's counts to its copy:
+# the flush then writes the bytes that changed (``SETRANGE``), one command a string,
+# where ``BITFIELD`` took one operation a lane (docs/architecture.md, "The owner's copy of
+# its lanes"). The copy is a cache: a cell the owner holds no copy of is written with
+# ``BITFIELD`` as before, and the script hands its strings back. The script takes a
+# copy's write only where the cell's version (field ``lv`` of its hash, one more at every
+# such write) and its strings' lengths are those the copy was made from, so a copy of
+# keys that expired, were deleted or were written by another owner is never written back.
+
+COPY_BUDGET = 64 * 2**20
+"""Bytes of copies a store holds at most; past it, the cells flushed least recently are let
+go (their next flush goes by ``BITFIELD`` and brings their strings back)."""
+_BIG = sys.byteorder == "big"
+_LANE_OF = lane_of_slots()
+_HIGH_WORD = "I"
+"""The array type of a high word: 4 bytes (``HIGH_WIDTH``) on every platform Python runs on."""
+
+RAW_FROM = 16
+"""The flush script's first argument that is a copy's bytes (``ARGV[16]``, flush.lua)."""
+
+CopyKey = tuple[int, str, int, str]
+"""A cell of a partition: (partition, flag, version, arm)."""
+
+
+@dataclass(frozen=True, slots=True)
+class CellCopy:
+    """One cell's strings of lanes as Redis holds them, words in this machine's byte order,
+    and the cell's version they are of."""
+
+    version: int
+    low: array[int]
+    high: array[int]
+
+    @property
+    def size(self) -> int:
+        return len(self.low) * 2 + len(self.high) * 4
+
+    @classmethod
+    def stored(cls, version: int, low: bytes, high: bytes) -> CellCopy | None:
+        """A copy of the strings as read, or None for strings that are not whole words."""
+        if len(low) % 2 or len(high) % 4:
+            return None
+        words, highs = array("H", low), array(_HIGH_WORD, high)
+        if not _BIG:
+            words.byteswap()
+            highs.byteswap()
+        return cls(version, words, highs)
+
+
+@dataclass(frozen=True, slots=True)
+class CopyWrite:
+    """A cell's write from its copy: what the script takes (``form``: the version and the
+    strings' lengths it is of, then each string's byte offset and bytes from there), and
+    the copy once Redis applied it."""
+
+    key: CopyKey
+    form: tuple[int, int, int, int, bytes, int, bytes]
+    after: CellCopy
+
+
+def _big_endian(words: array[int]) -> bytes:
+    if _BIG:
+        return words.tobytes()
+    swapped = array(words.typecode, words)
+    swapped.byteswap()
+    return swapped.tobytes()
+
+
+def _grown(words: array[int], size: int) -> None:
+    if size > len(words):
+        words.frombytes(bytes(words.itemsize * (size - len(words))))
+
+
+def written(copy: CellCopy, key: CopyKey, counts: Mapping[int, int]) -> CopyWrite | None:
+    """``copy`` with the unit buckets' ``counts`` (by slot) added, and its strings to write:
+    the low words whole, and the high words whole where a low word wrapped; None where a
+    high word would pass its 32 bits (``BITFIELD`` refuses that, and says so).
+
+    A string grows, as ``BITFIELD`` grows it, to the highest lane added to. One loop does
+    it all: this runs for every cell of every flush."""
+    low, high = array("H", copy.low), array(_HIGH_WORD, copy.high)
+    lane_of, carried = _LANE_OF, False
+    try:
+        for slot, add in counts.items():
+            lane = lane_of[slot]
+            try:
+                word = low[lane] + add
+            except IndexError:
+                _grown(low, lane + 1)
+                word = add
+            if word > 0xFFFF:
+                _grown(high, lane + 1)
+                high[lane] += word >> 16
+                word &= 0xFFFF
+                carried = True
+            low[lane] = word
+    except OverflowError:
+        return None
+    highs = _big_endian(high) if carried else b""
+    sizes = (len(copy.low) * 2, len(copy.high) * 4)
+    form = (copy.version, *sizes, 0, _big_endian(low), 0, highs)
+    return CopyWrite(key, form, CellCopy(copy.version + 1, low, high))
+
+
+class LaneCopies:
+    """The copies one store holds, least recently flushed first, up to ``budget`` bytes."""
+
+    def __init__(self, budget: int = COPY_BUDGET) -> None:
+        self._budget, self._size = budget, 0
+        self._held: OrderedDict[CopyKey, CellCopy] = OrderedDict()
+
+    def get(self, key: CopyKey) -> CellCopy | None:
+        return self._held.get(key)
+
+    def keep(self, key: CopyKey, copy: CellCopy) -> None:
+        """Hold ``copy`` as the cell's newest, letting the oldest go past the budget."""
+        old = self._held.pop(key, None)
+        self._size += copy.size - (old.size if old is not None else 0)
+        self._held[key] = copy
+        while self._size > self._budget and self._held:
+            _, gone = self._held.popitem(last=False)
+            self._size -= gone.size
+
+    def applied(self, lanes: Mapping[CopyKey, CellLanes], learned: Sequence[Any]) -> None:
+        """Hold what a flush Redis applied made: each copy's write of ``lanes`` (the flush's
+        cells in order), and the strings the script handed back (``learned``, flat: the
+        cell's index from 1, its version, low and high string)."""
+        for cell in lanes.values():
+            if cell.write is not None:
+                self.keep(cell.write.key, cell.write.after)
+        keys = list(lanes)
+        for i in range(0, len(learned) - 3, 4):
+            index, version, low, high = learned[i : i + 4]
+            copy = CellCopy.stored(int(version), bytes(low), bytes(high))
+            if copy is not None:
+                self.keep(keys[int(index) - 1], copy)
+
+    def forget(self, partition: int) -> None:
+        """Let every copy of ``partition`` go: Redis may hold what they do not."""
+        for key in [k for k in self._held if k[0] == partition]:
+            self._size -= self._held.pop(key).size
+
+    @property
+    def size(self) -> int:
+        return self._size
+
+
+@dataclass(frozen=True, slots=True)
+class CellLanes:
+    """A cell's unit bucket counts as the flush script takes them: ``BITFIELD`` offsets and
+    increments, or a copy's write (``write``); ``learn`` asks for the strings back."""
+
+    offsets: list[int]
+    adds: list[int]
+    write: CopyWrite | None
+    learn: bool
+
+    def arguments(self, raw: list[bytes]) -> tuple[list[int], list[int], tuple[int, ...], bool]:
+        """The cell's lanes, copy and learn, as the script reads them (its 6th, 7th, 9th and
+        10th elements; the watched units are the 8th). A copy's bytes are arguments of
+        their own, after those of ``raw``: Lua's msgpack reads no binary, and they are none
+        of its text."""
+        if self.write is None:
+            return self.offsets, self.adds, (), self.learn
+        version, low_size, high_size, low_at, low, high_at, high = self.write.form
+        at = []
+        for data in (low, high):
+            at.append(RAW_FROM + len(raw) if data else 0)
+            if data:
+                raw.append(data)
+        form = (version, low_size, high_size, low_at, at[0], high_at, at[1])
+        return self.offsets, self.adds, form, self.learn
+
+
+def cell_lanes(copies: LaneCopies | None, key: CopyKey, counts: Mapping[int, int]) -> CellLanes:
+    """How a flush writes ``counts`` (by slot) to the cell ``key``: from the copy held of it,
+    else by ``BITFIELD`` (learning the strings, where ``copies`` is kept at all)."""
+    copy = copies.get(key) if copies is not None else None
+    if copy is not None:
+        if not counts:
+            return CellLanes([], [], None, learn=False)
+        write = written(copy, key, counts)
+        if write is not None:
+            return CellLanes([], [], write, learn=False)
+    return CellLanes(lane_offsets(counts), list(counts.values()), None, copies is not None)
+
+
+def cell_argument(
+    flag: str, cell: CellDelta, lanes: CellLanes, raw: list[bytes]
+) -> tuple[object, ...]:
+    """One cell of the flush script's batch (flush.lua, ARGV[5]), its lanes as ``lanes``
+    says, a copy's bytes added to ``raw``."""
+    # Floats travel as repr() text: Lua would print numbers with 14 digits only.
+    floats = {k: repr(v) for k, v in cell.floats().items()}
+    named = [(k, n.conv, n.cv_n, repr(n.cv_sum), repr(n.cv_sq)) for k, n in cell.named.items()]
+    offsets, adds, copy, learn = lanes.arguments(raw)
+    return (
+        *(flag, cell.base_counters(), floats, list(cell.units), named),
+        *(offsets, adds, watched_members(cell.units), copy, learn),
+    )

@@ -69,6 +69,7 @@ __all__ = [
     "SLOT_SOURCES",
     "SOURCES_PARTITION",
     "SUM_FIELDS",
+    "lane_of_slots",
     "lane_offsets",
     "partition_tag",
     "partitions_key",
@@ -137,6 +138,7 @@ for _b in range(UNIT_BUCKETS):
             _sources[_slot] = _lane
             _OFFSETS_BY_SLOT[_slot] = LANE_WIDTH * _lane
 _OFFSETS = tuple(_OFFSETS_BY_SLOT)
+_LANES = tuple(None if at is None else at // LANE_WIDTH for at in _OFFSETS)
 SLOT_SOURCES: tuple[int, ...] = tuple(_sources)
 """Where each slot of the core's layout comes from: lane ``i`` is ``i``, the float sum of
 :data:`SUM_FIELDS` ``[j]`` is ``LANE_COUNT + j``."""
@@ -164,3 +166,9 @@ def lane_offsets(slots: Iterable[int]) -> list[int]:
     if None in offsets:
         raise ValueError("a float sum's slot holds no count")
     return offsets  # type: ignore[return-value]  # None is not among them
+
+
+def lane_of_slots() -> list[int]:
+    """The lane of each slot of the core's layout, by slot; a float sum's slot, which holds
+    no count, names the lane past the last (a string that reached it is refused)."""
+    return [LANE_COUNT if lane is None else lane for lane in _LANES]
