@@ -26,8 +26,8 @@ from redis.asyncio.connection import AbstractConnection
 
 from controller.adapters.redis.aggregate_reads import ARMS, NO_BUCKETS, Cells
 from controller.adapters.redis.aggregates import RedisAggregateStore
+from controller.adapters.redis.cells.layout import LANE_KINDS
 from controller.adapters.redis.client import translated
-from controller.adapters.redis.layout import LANE_KINDS
 from controller.core.stats import UNIT_BUCKETS
 from controller.core.stats.aggregates import BOTH_FIELD, WATCHED_FIELD, ArmAggregate, FlagAggregates
 from controller.core.wire.messages import Arm

@@ -33,9 +33,9 @@ import msgspec
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import NoScriptError
 
+from controller.adapters.redis.cells.lanes import LaneCell, added_lanes, in_slots
+from controller.adapters.redis.cells.layout import partition_tag, partitions_key, with_layout
 from controller.adapters.redis.client import RedisClient, translated
-from controller.adapters.redis.lanes import LaneCell, added_lanes, in_slots
-from controller.adapters.redis.layout import partition_tag, partitions_key, with_layout
 from controller.core.common import BUCKET_COUNT, StoreError
 from controller.core.rules import Cohort
 from controller.core.stats import ArmAggregate, Conversions, FlagAggregates, UnitBuckets

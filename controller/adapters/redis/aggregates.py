@@ -57,10 +57,10 @@ partition's owner holds them in memory (:mod:`.id_log`); the partition the
 source topics share is written by the owners of all their partitions, so
 there the script checks each id in a sorted set.
 
-An events partition's owner likewise holds a copy of each cell's strings of
-unit bucket lanes it flushed, and writes them whole where ``BITFIELD`` took an
-operation per lane; the cell's hash counts those writes in ``lv``
-(:mod:`.lanes`).
+An events partition's owner likewise holds a copy of each cell it flushed, its
+strings of lanes and its hash's counts, and writes their new values where the
+script added to them one by one; the cell's hash counts those writes in ``lv``
+(:mod:`.cells.copies`).
 """
 
 from __future__ import annotations
@@ -74,6 +74,21 @@ import msgspec
 from redis.asyncio.cluster import RedisCluster
 
 from controller.adapters.redis.aggregate_reads import ARMS, AggregateReads, Cells
+from controller.adapters.redis.cells.copies import (
+    COPY_BUDGET,
+    CellLanes,
+    CopyKey,
+    LaneCopies,
+    cell_argument,
+    cell_lanes,
+)
+from controller.adapters.redis.cells.layout import (
+    SOURCES_PARTITION,
+    partition_tag,
+    partitions_key,
+    source_meta_key,
+    with_layout,
+)
 from controller.adapters.redis.client import (
     RedisClient,
     as_text,
@@ -82,21 +97,6 @@ from controller.adapters.redis.client import (
     translated,
 )
 from controller.adapters.redis.id_log import CONVERT_SORTED_SET, IdLog, IdWindow, entry, read_log
-from controller.adapters.redis.lanes import (
-    COPY_BUDGET,
-    CellLanes,
-    CopyKey,
-    LaneCopies,
-    cell_argument,
-    cell_lanes,
-)
-from controller.adapters.redis.layout import (
-    SOURCES_PARTITION,
-    partition_tag,
-    partitions_key,
-    source_meta_key,
-    with_layout,
-)
 from controller.core.common import DuplicateEvents, FlushRefused
 from controller.core.machine import LogIdentity
 from controller.core.stats import (
@@ -126,7 +126,7 @@ class RedisAggregateStore:
     With ``source``, the partitions claimed and flushed are those of that other
     topic, whose aggregates the events topic ``topic`` holds in its partition
     :data:`~.keys.SOURCES_PARTITION` (see the module's key layout). ``copy_budget``
-    bounds the bytes of the owner's copies of its lanes (:mod:`.lanes`).
+    bounds the bytes of the owner's copies of its cells (:mod:`.cells.copies`).
     """
 
     def __init__(
@@ -305,9 +305,9 @@ class RedisAggregateStore:
                 f"{tag}:cn:{flag}",
                 *(f"{tag}:{kind}:{flag}:{version}:{arm}" for kind in "nhb"),
             ]
-            # The unit buckets' counts: from the owner's copy, or by BITFIELD (.lanes).
+            # From the owner's copy of the cell, or by increments (.cells.copies).
             key = (delta.partition, flag, version, arm)
-            lanes[key] = written = cell_lanes(self._copies, key, cell.bucket_counts())
+            lanes[key] = written = cell_lanes(self._copies, key, cell)
             cells.append(cell_argument(flag, cell, written, raw))
         # One msgpack argument instead of thousands: packing arguments one by one
         # was a fifth of ingest's CPU time.

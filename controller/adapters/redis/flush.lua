@@ -16,17 +16,18 @@
 -- ARGV[5] msgpack: {rejects = {reason: count},
 --                   cells = {{flag, {field: n}, {field: "float"}, {unit...}, {named...},
 --                             {unit bucket lane's bit offset...}, {its n...},
---                             {watched unit...}, {copy}, learn}...},
+--                             {watched unit...}, {copy}, learn, {field, value...}}...},
 --                   ids = {event id...} (the ids of the events the cells count)}
 --         a cell's named conversions, first seen first: {name, conv, cv_n, "cv_sum", "cv_sq"};
 --         its watched units, those of its units drawn into the sample, each as an integer's
 --         text (controller/core/stats/aggregates.py), which Redis keeps as an integer set;
---         its copy, from the owner's copy of its strings of lanes (controller/adapters/redis/
---         lanes.py), in place of the lanes' offsets and increments: {version, the low string's
---         length, the high string's, the low string's byte offset, its bytes from there, the
---         high string's offset, its bytes}, taken only where the cell's hash's 'lv' and the
---         strings' lengths are those, else the batch is refused (-6) before any write;
---         learn: true to have the cell's strings and new version back (with 'lv' kept).
+--         its copy, from the owner's copy of the cell (controller/adapters/redis/cells/
+--         copies.py), in place of the lanes' offsets and increments and of the counters and
+--         float sums: {version, the low string's length, the high string's, the low string's
+--         byte offset, its bytes from there, the high string's offset, its bytes}, with the
+--         hash's new values ({field, value...}, set as they are), taken only where the cell's
+--         hash's 'lv' and the strings' lengths are those, else the batch is refused (-6)
+--         before any write; learn: true to have the cell back, with 'lv' kept.
 --         A copy's bytes are arguments of their own (Lua's msgpack reads no binary): its
 --         two "bytes" are the index in ARGV of each (ARGV[16] on), 0 for none
 -- ARGV[6] the watch cap: once either arm's set of watched units holds this many, neither grows
@@ -44,7 +45,7 @@
 -- {-5, {id...}} events counted before, within the window (the caller folds without them),
 -- {-6, why} a copy not of the strings Redis holds (the caller writes by BITFIELD instead).
 -- Applied, the reply's third element is, per cell that asked to learn, {cell index, version,
--- low string, high string}, flat.
+-- low string, high string, {its hash, as HGETALL answers}}, flat.
 --
 -- Redis does not roll back a script that fails half-way, so every command
 -- that could fail is checked before the first write: key types, integer
@@ -87,7 +88,7 @@ end
 -- operations ({'INCRBY', 'u<LANE_WIDTH>', <bit offset>, n, ...} in plan.lanes), with no
 -- read and OVERFLOW WRAP: each increment is checked to be a whole count below 2^53, each
 -- offset a lane's. A low word that wraps carries into the lane's high word in the cell's
--- other string (controller/adapters/redis/layout.py). Returns why Redis would refuse them,
+-- other string (controller/adapters/redis/cells/layout.py). Returns why Redis would refuse them,
 -- or nil.
 local LANE_OPS = 250                -- INCRBY operations per BITFIELD call (4 arguments each)
 local LANE_BITS = 0                 -- the bits of every low word: written by layout.py
@@ -238,6 +239,17 @@ local function cell_plan(agg, hll, sets, lanes, cell, sizes)
     end
   end
   local out, floor, format = {}, math.floor, string.format
+  if plan.copy then
+    local values = cell[11]
+    if type(values) ~= 'table' or #values % 2 ~= 0 then
+      return nil, agg .. ': not a copy of its counts'
+    end
+    for i = 1, #values do
+      if type(values[i]) ~= 'string' then return nil, agg .. ': not a copy of its counts' end
+      out[i] = values[i]
+    end
+  end
+  local base_at = #out
   for i = 1, #fields - extra do
     local base, add = 0, adds[i]
     if have[i] then base = tonumber(have[i]) end
@@ -246,11 +258,11 @@ local function cell_plan(agg, hll, sets, lanes, cell, sizes)
           or base ~= floor(base) or base + add > MAX_COUNT then
         return nil, agg .. ' ' .. fields[i] .. ': counter would not stay exact'
       end
-      out[2 * i - 1], out[2 * i] = fields[i], format('%.0f', base + add)
+      out[base_at + 2 * i - 1], out[base_at + 2 * i] = fields[i], format('%.0f', base + add)
     elseif not (finite(add) and finite(base) and finite(base + add)) then
       return nil, agg .. ' ' .. fields[i] .. ': sum would not stay finite'
     else
-      out[2 * i - 1], out[2 * i] = fields[i], format('%.17g', base + add)
+      out[base_at + 2 * i - 1], out[base_at + 2 * i] = fields[i], format('%.17g', base + add)
     end
   end
   plan.values = out
@@ -447,6 +459,7 @@ for index, cell in ipairs(batch[2]) do
     learned[n + 1], learned[n + 2] = index, plan.lv + 1
     learned[n + 3] = redis.call('GET', lanes[1]) or ''
     learned[n + 4] = redis.call('GET', lanes[2]) or ''
+    learned[n + 5] = redis.call('HGETALL', agg)
   end
   if not plan.dense and #units > 0 then dense(hll, #units) end
   for i = 1, #units, CHUNK do

@@ -40,8 +40,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 
+from controller.adapters.redis.cells.layout import partition_tag, source_meta_key
 from controller.adapters.redis.client import RedisClient, as_text, translated
-from controller.adapters.redis.layout import partition_tag, source_meta_key
 from controller.core.machine import CHOICES, Choice, LogGap, LogIdentity
 from controller.settings import RedisSettings
 

@@ -18,9 +18,9 @@
 -- The unit sums are the buckets' float sums (fields u<bucket>.s) added up, one flat array in
 -- the order of UNIT_SUMS (empty when no hash holds any). The lanes are each cell's strings of
 -- unit bucket lanes as stored, {key, string}, every one that is not empty, in the order read
--- (the key names the form): the caller adds them up (controller/adapters/redis/lanes.py),
+-- (the key names the form): the caller adds them up (controller/adapters/redis/cells/lanes.py),
 -- which Lua did at a cost of
--- more CPU than the rest of the read (controller/adapters/redis/layout.py writes the two
+-- more CPU than the rest of the read (controller/adapters/redis/cells/layout.py writes the two
 -- lines below).
 local SUM_COUNT = 0
 local UNIT_SUMS = {}

@@ -5,6 +5,7 @@ Folding events into aggregates is here too; nothing here knows a rollout's phase
 
 from controller.core.stats.aggregates import (
     BOTH_FIELD,
+    FLOAT_FIELDS,
     MAX_CONVERSION_NAMES,
     OTHER_CONVERSIONS,
     WATCH_CAP,
@@ -85,6 +86,7 @@ __all__ = [
     "ARM_QUANTILE_DECIMALS",
     "BOTH_FIELD",
     "FEW_UNITS",
+    "FLOAT_FIELDS",
     "FOLD_LAYOUT",
     "KINDS",
     "KIND_COUNT",

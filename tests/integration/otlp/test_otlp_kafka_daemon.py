@@ -22,8 +22,8 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from controller.adapters.redis.aggregates import RedisAggregateStore, connect
+from controller.adapters.redis.cells.layout import source_meta_key
 from controller.adapters.redis.client import RedisClient
-from controller.adapters.redis.layout import source_meta_key
 from controller.core.trust import signing
 from controller.ctl.app import main
 from controller.settings import RedisSettings

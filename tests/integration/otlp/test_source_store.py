@@ -15,8 +15,8 @@ import pytest
 from redis.crc import key_slot
 
 from controller.adapters.redis.aggregates import RedisAggregateStore
+from controller.adapters.redis.cells.layout import SOURCES_PARTITION
 from controller.adapters.redis.client import RedisClient
-from controller.adapters.redis.layout import SOURCES_PARTITION
 from controller.core.common.errors import DuplicateEvents, FencedError
 from controller.core.stats.folding import PartitionDelta, Seen, fold
 from controller.core.wire.decoding import InEvent, Rejection, decode_event

@@ -15,8 +15,8 @@ import redis.asyncio as aioredis
 from controller.adapters.redis import HOLDOUT_CELLS, HoldoutReads, aggregate_reads
 from controller.adapters.redis.aggregate_reads import NO_BUCKETS
 from controller.adapters.redis.aggregates import RedisAggregateStore
+from controller.adapters.redis.cells.layout import LANE_KINDS
 from controller.adapters.redis.client import RedisClient
-from controller.adapters.redis.layout import LANE_KINDS
 from controller.core.common.errors import StoreError
 from controller.core.stats.aggregates import (
     BOTH_FIELD,

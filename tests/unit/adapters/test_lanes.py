@@ -11,8 +11,8 @@ from collections.abc import Callable
 import msgspec
 import pytest
 
-from controller.adapters.redis.lanes import LaneCell, added_lanes, in_slots
-from controller.adapters.redis.layout import LANE_BYTES, LANE_COUNT, LANE_KINDS, SUM_FIELDS
+from controller.adapters.redis.cells.lanes import LaneCell, added_lanes, in_slots
+from controller.adapters.redis.cells.layout import LANE_BYTES, LANE_COUNT, LANE_KINDS, SUM_FIELDS
 from controller.core.stats.units import KIND_COUNT, KINDS, UNIT_BUCKETS
 
 TOP = 2**63 - 1

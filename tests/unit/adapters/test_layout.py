@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from controller.adapters.redis.layout import (
+from controller.adapters.redis.cells.layout import (
     HIGH_WIDTH,
     LANE_COUNT,
     LANE_KINDS,
