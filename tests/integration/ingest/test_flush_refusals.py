@@ -73,6 +73,11 @@ async def _snapshot(client: aioredis.Redis, prefix: str) -> dict[bytes, Any]:
     return out
 
 
+OWN_COUNTS = frozenset({"cv_sum", "counter"})
+"""Damage to the counts the owner's copy of a cell sets (docs/architecture.md, "The owner's
+copy of its cells")."""
+
+
 @pytest.mark.parametrize(
     ("damage", "per_cell"),
     [
@@ -127,6 +132,10 @@ async def test_a_refused_flush_writes_nothing(
     else:
         await redis_client.delete(f"{tag}:dirty")
         await redis_client.rpush(f"{tag}:dirty", "x")
+    if damage in OWN_COUNTS:
+        # The owner's copy of the cell would write over the damage: a claim (a restart, a
+        # rebalance) lets it go, and the next flush reads the cell
+        claim = await store.claim(0)
     before = await _snapshot(redis_client, redis_namespace)
 
     # u2 is drawn into the sample of watched units, so the flush reads its arm's sets.
@@ -139,6 +148,22 @@ async def test_a_refused_flush_writes_nothing(
     assert refused.value.retriable is not per_cell
     assert await _snapshot(redis_client, redis_namespace) == before
     assert await store.offset(0) == 2
+
+
+async def test_an_edit_to_the_counts_an_owner_holds_is_written_over_by_what_it_counted(
+    redis_client: aioredis.Redis, redis_namespace: str
+) -> None:
+    store = _store(redis_client, redis_namespace)
+    claim = await store.claim(0)
+    agg = f"{{{redis_namespace}:events:0}}:a:bad:1:treatment"
+    first = _delta([_conversion("bad", 1.0, 0)], next_offset=1)
+    assert await store.flush(first, epoch=claim.epoch, expected_offset=None) is FlushOutcome.APPLIED
+    await redis_client.hset(agg, mapping={"cv_sum": "1.7e308", "conv": "1.5"})
+
+    second = _delta([_conversion("bad", 2.0, 1)], next_offset=2)
+    assert await store.flush(second, epoch=claim.epoch, expected_offset=1) is FlushOutcome.APPLIED
+    got = await redis_client.hmget(agg, ["cv_sum", "conv"])
+    assert got == [b"3", b"2"]
 
 
 async def test_the_daemon_dead_letters_only_the_events_behind_a_damaged_key(
