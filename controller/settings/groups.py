@@ -205,6 +205,15 @@ class IngestSettings(_Group):
         description="The most event ids a partition remembers for dedupe_seconds; past it the "
         "oldest are forgotten first (about 100 bytes of Redis memory each).",
     )
+    cell_copy_mb: int = Field(
+        default=64,
+        ge=0,
+        le=65_536,
+        description="Memory for the copies of the cells this instance flushes (each cell's "
+        "unit bucket lanes and counts, a few KB to some 15 KB): a flush writes a copied "
+        "cell's new values where Redis would add to each; cells past it are added to by "
+        "Redis as before. 0 keeps none.",
+    )
 
 
 class EngineSettings(_Group):

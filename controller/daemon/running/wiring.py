@@ -117,6 +117,7 @@ async def _connect_redis(run: Run) -> RedisSide:
         settings=settings.redis,
         topic=settings.topics.events,
         dedupe=IdWindow(settings.ingest.dedupe_seconds, settings.ingest.dedupe_max_ids),
+        copy_budget=settings.ingest.cell_copy_mb * 2**20,
     )
     events = settings.topics.events
     held = {

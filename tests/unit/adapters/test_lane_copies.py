@@ -213,6 +213,16 @@ def test_a_copy_grown_by_a_write_counts_its_new_size() -> None:
     assert copy.version == 1
 
 
+def test_copies_at_their_budget_learn_no_more_cells() -> None:
+    held = CellCopy(0, array("H", [1]), array("I"))
+    copies = LaneCopies(budget=held.size)
+    assert cell_lanes(copies, KEY, made({COUNT_SLOTS[0]: 1})).learn is True
+    copies.keep((0, "g", 1, "control"), held)
+    assert not copies.has_room()
+    assert cell_lanes(copies, KEY, made({COUNT_SLOTS[0]: 1})).learn is False
+    assert cell_lanes(LaneCopies(budget=0), KEY, made({COUNT_SLOTS[0]: 1})).learn is False
+
+
 def test_forgetting_a_partition_lets_its_copies_alone_go() -> None:
     copies = LaneCopies()
     copies.keep((0, "f", 1, "control"), empty())

@@ -49,8 +49,9 @@ __all__ = [
 ]
 
 COPY_BUDGET = 64 * 2**20
-"""Bytes of copies a store holds at most; past it, the cells flushed least recently are let
-go (their next flush goes by increments and brings them back)."""
+"""Bytes of copies a store holds at most (``ingest.cell_copy_mb``). No cell is learned
+while they are at it; a copy that grows past it lets the cells flushed least recently go,
+and those are written by increments until there is room again."""
 VERSION_FIELD = "lv"
 """The field of a cell's hash that counts the writes made from a copy."""
 RAW_FROM = 16
@@ -242,7 +243,10 @@ def cell_lanes(copies: LaneCopies | None, key: CopyKey, cell: CellDelta) -> Cell
         if write is not None:
             return CellLanes([], [], write, learn=False)
         copies.drop(key)
-    return CellLanes(lane_offsets(counts), list(counts.values()), None, copies is not None)
+    # A cell is learned only while the copies have room: past it, cells the copies let go
+    # and learned again would each cost a reply of their strings and hash a flush
+    learn = copies is not None and copies.has_room()
+    return CellLanes(lane_offsets(counts), list(counts.values()), None, learn)
 
 
 def cell_argument(
@@ -290,6 +294,10 @@ class LaneCopies:
         self._size += self._sizes[key]
         while self._size > self._budget and self._held:
             self.drop(next(iter(self._held)))
+
+    def has_room(self) -> bool:
+        """Whether one more copy is taken: the copies are below their budget."""
+        return self._size < self._budget
 
     def drop(self, key: CopyKey) -> None:
         if self._held.pop(key, None) is not None:
