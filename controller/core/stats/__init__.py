@@ -16,6 +16,7 @@ from controller.core.stats.aggregates import (
     Conversions,
     FlagAggregates,
     NamedDelta,
+    watch_draws,
     watched_members,
 )
 from controller.core.stats.dominance import Dominance, dominance, dominance_text
@@ -147,6 +148,7 @@ __all__ = [
     "srm_test",
     "units_waiting",
     "unproven",
+    "watch_draws",
     "watched_members",
     "without_control",
 ]

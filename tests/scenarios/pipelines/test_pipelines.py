@@ -36,7 +36,11 @@ PLAN = {
         {"percent": 100, "min_duration": "0s", "min_units_per_arm": 0},
     ],
     "guardrails": [{"metric": "error_rate"}],
-    "alpha": 0.01,
+    # Each test of healthy traffic runs three rollouts, and a pipeline that must complete
+    # fails on any false rollback: at 0.01 one came now and then (dev rolled back at its
+    # first look, p = 0.0044, and the test timed out). The regressions here (15 times the
+    # error rate) are caught as fast at 0.001.
+    "alpha": 0.001,
 }
 PIPELINE = {
     "name": "release",
