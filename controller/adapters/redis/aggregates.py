@@ -79,7 +79,6 @@ from controller.adapters.redis.cells.copies import (
     CellLanes,
     CopyKey,
     LaneCopies,
-    WatchDraws,
     cell_argument,
     cell_lanes,
 )
@@ -154,7 +153,6 @@ class RedisAggregateStore:
         self._flush = client.register_script(_FLUSH)
         # A partition of another source is written by the owners of all its partitions.
         self._copies = LaneCopies(copy_budget) if source is None else None
-        self._draws = WatchDraws()
         self._reads = AggregateReads(
             client, prefix=self._prefix, topic=topic, cluster=isinstance(client, RedisCluster)
         )
@@ -310,7 +308,7 @@ class RedisAggregateStore:
             # From the owner's copy of the cell, or by increments (.cells.copies).
             key = (delta.partition, flag, version, arm)
             lanes[key] = written = cell_lanes(self._copies, key, cell)
-            cells.append(cell_argument(flag, cell, written, raw, self._draws))
+            cells.append(cell_argument(flag, cell, written, raw))
         # One msgpack argument instead of thousands: packing arguments one by one
         # was a fifth of ingest's CPU time.
         # An events partition's ids travel as one list entry, after these (see flush).

@@ -16,7 +16,6 @@ from controller.core.stats.aggregates import (
     Conversions,
     FlagAggregates,
     NamedDelta,
-    watch_draws,
     watched_members,
 )
 from controller.core.stats.dominance import Dominance, dominance, dominance_text
@@ -148,7 +147,6 @@ __all__ = [
     "srm_test",
     "units_waiting",
     "unproven",
-    "watch_draws",
     "watched_members",
     "without_control",
 ]

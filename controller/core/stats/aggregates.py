@@ -97,18 +97,12 @@ def watched_members(units: Iterable[str]) -> list[str]:
     units are drawn in both arms and on every flush, whenever they come; 64 bits keep two
     units of one stage from sharing a member (a false crossing) at any stage's size.
     """
-    return [member for member in watch_draws(units) if member]
-
-
-def watch_draws(units: Iterable[str]) -> list[str]:
-    """Each unit's member of the watched sample (:func:`watched_members`), in order, or ``""``
-    for a unit not drawn."""
     out = []
     hash64, draw, seed = mmh3.hash64, _WATCH_DRAW, _WATCH_SEED
     for unit in units:
-        # Bytes, never the text: mmh3 crashes the process on a lone surrogate in a str
         low, high = hash64(unit.encode("utf-8", "surrogatepass"), seed)
-        out.append("" if high & draw else str(low))
+        if not high & draw:
+            out.append(str(low))
     return out
 
 

@@ -15,13 +15,12 @@ from controller.adapters.redis.cells.copies import (
     CellCopy,
     CellLanes,
     LaneCopies,
-    WatchDraws,
     cell_argument,
     cell_lanes,
     written,
 )
 from controller.adapters.redis.cells.layout import LANE_COUNT, SLOT_COUNT, lane_of_slots
-from controller.core.stats import CellDelta, watched_members
+from controller.core.stats import CellDelta
 from controller.core.stats.units import FLOAT_SLOTS
 
 KEY = (0, "f", 1, "treatment")
@@ -125,7 +124,7 @@ def test_a_cell_without_a_copy_goes_by_bitfield_and_learns() -> None:
     lanes = cell_lanes(LaneCopies(), KEY, cell)
     offsets = [16 * LANE_OF[COUNT_SLOTS[1]]]
     assert (lanes.offsets, lanes.adds, lanes.write, lanes.learn) == (offsets, [4], None, True)
-    argument = cell_argument("f", cell, lanes, [], WatchDraws())
+    argument = cell_argument("f", cell, lanes, [])
     assert argument[1] == {"req": 4}
     assert argument[8:] == ((), True, ())
     # A store that keeps no copies (a partition several owners write) never learns
@@ -141,7 +140,7 @@ def test_a_cell_with_a_copy_is_written_from_it_and_its_bytes_go_as_arguments() -
     assert lanes.write is not None
     assert (lanes.offsets, lanes.learn) == ([], False)
     raw = [b"x"]
-    argument = cell_argument("f", cell, lanes, raw, WatchDraws())
+    argument = cell_argument("f", cell, lanes, raw)
     # No increments: the hash's new values, the copy's bytes as arguments of their own
     assert argument[1:3] == ({}, {})
     form, learn, values = argument[8:]
@@ -251,15 +250,3 @@ def test_cells_handed_back_are_held_and_those_not_whole_words_or_numbers_are_not
     assert held.fields == {"req": 7, "lat_sum": 1.25}
     assert copies.get(keys[1]) is None
     assert copies.get(keys[2]) is None
-
-
-def test_the_draws_remembered_are_those_of_each_unit_whatever_came_before() -> None:
-    units = [f"user-{i}" for i in range(400)] + ["\ud800-lone", ""]
-    draws = WatchDraws(most=150)
-    rng = random.Random(5)
-    for _ in range(20):
-        batch = rng.sample(units, 60)
-        assert sorted(draws.members(batch)) == sorted(watched_members(batch))
-    # A batch past what it remembers starts it afresh, and is still drawn alike
-    assert sorted(draws.members(units)) == sorted(watched_members(units))
-    assert len(watched_members(units)) > 50

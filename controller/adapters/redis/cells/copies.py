@@ -31,7 +31,7 @@ from controller.core.stats import (
     FLOAT_FIELDS,
     WATCHED_FIELD,
     CellDelta,
-    watch_draws,
+    watched_members,
 )
 
 __all__ = [
@@ -43,7 +43,6 @@ __all__ = [
     "CopyKey",
     "CopyWrite",
     "LaneCopies",
-    "WatchDraws",
     "cell_argument",
     "cell_lanes",
     "written",
@@ -251,14 +250,13 @@ def cell_lanes(copies: LaneCopies | None, key: CopyKey, cell: CellDelta) -> Cell
 
 
 def cell_argument(
-    flag: str, cell: CellDelta, lanes: CellLanes, raw: list[bytes], draws: WatchDraws
+    flag: str, cell: CellDelta, lanes: CellLanes, raw: list[bytes]
 ) -> tuple[Any, ...]:
     """One cell of the flush script's batch (flush.lua, ARGV[5]), written as ``lanes`` says;
     a copy's bytes are arguments of their own, after those of ``raw``, as Lua's msgpack
     reads no binary."""
     named = [(k, n.conv, n.cv_n, repr(n.cv_sum), repr(n.cv_sq)) for k, n in cell.named.items()]
-    units = list(cell.units)
-    watched = draws.members(units)
+    units, watched = list(cell.units), watched_members(cell.units)
     write = lanes.write
     if write is None:
         # Floats travel as repr() text: Lua would print numbers with 14 digits only.
@@ -275,38 +273,6 @@ def cell_argument(
             raw.append(data)
     form = (version, low_size, high_size, low_at, at[0], high_at, at[1])
     return (*(flag, {}, {}, units, named), *([], [], watched, form, False, write.values))
-
-
-DRAWS_KEPT = 131_072
-"""Units whose draw into the watched sample a store remembers (some 150 bytes each)."""
-
-
-class WatchDraws:
-    """Each unit's member of the watched sample (``""`` for one not drawn) for the units
-    flushed lately: a unit comes back batch after batch and flag after flag, and its
-    MurmurHash3 was about a tenth of ingest's CPU. At ``most`` units it starts afresh."""
-
-    def __init__(self, most: int = DRAWS_KEPT) -> None:
-        self._most = most
-        self._known: dict[str, str] = {}
-
-    def members(self, units: Sequence[str]) -> list[str]:
-        """The members of ``units`` drawn into the sample (:func:`watched_members`' own)."""
-        known, out, fresh = self._known, list[str](), list[str]()
-        for unit in units:
-            member = known.get(unit)
-            if member is None:
-                fresh.append(unit)
-            elif member:
-                out.append(member)
-        if fresh:
-            if len(known) + len(fresh) > self._most:
-                known.clear()
-            for unit, member in zip(fresh, watch_draws(fresh), strict=True):
-                known[unit] = member
-                if member:
-                    out.append(member)
-        return out
 
 
 class LaneCopies:
