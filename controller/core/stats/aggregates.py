@@ -100,6 +100,7 @@ def watched_members(units: Iterable[str]) -> list[str]:
     out = []
     hash64, draw, seed = mmh3.hash64, _WATCH_DRAW, _WATCH_SEED
     for unit in units:
+        # Bytes, never the text: mmh3 crashes the process on a lone surrogate in a str
         low, high = hash64(unit.encode("utf-8", "surrogatepass"), seed)
         if not high & draw:
             out.append(str(low))
