@@ -43,7 +43,7 @@
 -- Returns {1, next} applied, {0, stored} replay (no-op), {-1, epoch} fenced, {-2, stored} conflict,
 -- {-3, why} a cell Redis would refuse, {-4, why} a partition key Redis would refuse,
 -- {-5, {id...}} events counted before, within the window (the caller folds without them),
--- {-6, why} a copy not of the strings Redis holds (the caller writes by BITFIELD instead).
+-- {-6, why} a copy not of the cell Redis holds (the caller writes it by increments instead).
 -- Applied, the reply's third element is, per cell that asked to learn, {cell index, version,
 -- low string, high string, {its hash, as HGETALL answers}}, flat.
 --
