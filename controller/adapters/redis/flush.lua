@@ -23,9 +23,8 @@
 --         text (controller/core/stats/aggregates.py), which Redis keeps as an integer set;
 --         its copy, from the owner's copy of the cell (controller/adapters/redis/cells/
 --         copies.py), in place of the lanes' offsets and increments and of the counters and
---         float sums: {version, the low string's length, the high string's, the low string's
---         byte offset, its bytes from there, the high string's offset, its bytes}, with the
---         hash's new values ({field, value...}, set as they are), taken only where the cell's
+--         float sums: {version, the low string's length, the high string's, the low string
+--         whole, the high string whole ('' where it is unchanged)}, with the hash's new values ({field, value...}, set as they are), taken only where the cell's
 --         hash's 'lv' and the strings' lengths are those, else the batch is refused (-6)
 --         before any write; learn: true to have the cell back, with 'lv' kept.
 --         A copy's bytes are arguments of their own (Lua's msgpack reads no binary): its
@@ -101,8 +100,8 @@ local function whole(x, most)
   return type(x) == 'number' and x >= 0 and x == math.floor(x) and x <= most
 end
 
--- A copy's write ({version, low length, high length, low at, low bytes, high at, high
--- bytes}) checked: whole words within the lanes, from strings of the lengths Redis holds.
+-- A copy's write ({version, low length, high length, low string, high string}) checked:
+-- whole words within the lanes, from strings of the lengths Redis holds.
 -- Returns why Redis would refuse it, why the copy is not of what Redis holds (and true), or
 -- nil.
 local RAW_FROM = 16                 -- the first argument that is a copy's bytes
@@ -113,12 +112,11 @@ local function raw(at)
 end
 
 local function copy_plan(copy, strings, sizes)
-  local low_at, low, high_at, high = copy[4], raw(copy[5]), copy[6], raw(copy[7])
+  local low, high = raw(copy[4]), raw(copy[5])
   if not (whole(copy[1], MAX_COUNT) and whole(copy[2], LANE_BITS / 8)
-      and whole(copy[3], HIGH_BYTES) and whole(low_at, LANE_BITS / 8)
-      and whole(high_at, HIGH_BYTES) and type(low) == 'string' and type(high) == 'string'
-      and low_at % 2 == 0 and #low % 2 == 0 and low_at + #low <= LANE_BITS / 8
-      and high_at % 4 == 0 and #high % 4 == 0 and high_at + #high <= HIGH_BYTES) then
+      and whole(copy[3], HIGH_BYTES) and type(low) == 'string' and type(high) == 'string'
+      and #low % 2 == 0 and #low <= LANE_BITS / 8 and #high % 4 == 0 and #high <= HIGH_BYTES)
+      then
     return strings[1] .. ': not a copy of unit bucket lanes'
   end
   if sizes[1] ~= copy[2] or sizes[2] ~= copy[3] then
@@ -144,7 +142,7 @@ local function unit_plan(plan, agg, strings, offsets, adds, copy)
   if #copy > 0 then
     plan.copy = copy
     local why, stale = copy_plan(copy, strings, sizes)
-    copy[5], copy[7] = raw(copy[5]), raw(copy[7])  -- the bytes, for the write
+    copy[4], copy[5] = raw(copy[4]), raw(copy[5])  -- the bytes, for the write
     return why, stale
   end
   local ops, floor, n = plan.lanes, math.floor, 0
@@ -448,10 +446,10 @@ for index, cell in ipairs(batch[2]) do
   if #ops > 0 then
     add_lanes(ops, lanes[1], lanes[2])
   elseif copy then
-    if #copy[5] > 0 then redis.call('SETRANGE', lanes[1], copy[4], copy[5]) end
-    if #copy[7] > 0 then redis.call('SETRANGE', lanes[2], copy[6], copy[7]) end
+    if #copy[4] > 0 then redis.call('SETRANGE', lanes[1], 0, copy[4]) end
+    if #copy[5] > 0 then redis.call('SETRANGE', lanes[2], 0, copy[5]) end
   end
-  if #ops > 0 or (copy and #copy[5] > 0) then
+  if #ops > 0 or (copy and #copy[4] > 0) then
     for _, key in ipairs(lanes) do redis.call('EXPIRE', key, ttl) end
   end
   if plan.learn then

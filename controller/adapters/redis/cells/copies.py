@@ -124,7 +124,7 @@ class CellCopy:
 
 class CopyWrite:
     """A cell's write from its copy: what the script takes (``form``: the version and the
-    strings' lengths it is of, then each string's byte offset and bytes from there; and
+    strings' lengths it is of, then each string whole, ``b""`` where unchanged; and
     ``values``, the hash's new values, flat), and the copy it was added to. A plain class:
     one is made per cell of every flush."""
 
@@ -133,7 +133,7 @@ class CopyWrite:
     def __init__(
         self,
         key: CopyKey,
-        form: tuple[int, int, int, int, bytes, int, bytes],
+        form: tuple[int, int, int, bytes, bytes],
         values: list[str],
         copy: CellCopy,
     ) -> None:
@@ -218,7 +218,7 @@ def written(
         return None
     lows = _big_endian(low) if counts else b""
     highs = _big_endian(high) if carried else b""
-    return CopyWrite(key, (*form, 0, lows, 0, highs), values, copy)
+    return CopyWrite(key, (*form, lows, highs), values, copy)
 
 
 @dataclass(frozen=True, slots=True)
@@ -265,13 +265,13 @@ def cell_argument(
             *(flag, cell.base_counters(), floats, units, named),
             *(lanes.offsets, lanes.adds, watched, (), lanes.learn, ()),
         )
-    version, low_size, high_size, low_at, low, high_at, high = write.form
+    version, low_size, high_size, low, high = write.form
     at = []
     for data in (low, high):
         at.append(RAW_FROM + len(raw) if data else 0)
         if data:
             raw.append(data)
-    form = (version, low_size, high_size, low_at, at[0], high_at, at[1])
+    form = (version, low_size, high_size, *at)
     return (*(flag, {}, {}, units, named), *([], [], watched, form, False, write.values))
 
 

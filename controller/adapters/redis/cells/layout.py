@@ -1,7 +1,7 @@
 """What an events topic's keys are called and hold: the names more than one store uses,
 and the unit buckets' counts as one packed string per cell, added to with ``BITFIELD``.
 
-**Names.** The layout is in :mod:`.aggregates`: here are one partition's hash tag, the
+**Names.** The layout is in :mod:`..aggregates`: here are one partition's hash tag, the
 set of partitions ever claimed, and where another source's partitions keep their
 offsets.
 
@@ -13,7 +13,8 @@ made each hash a hash table of hundreds of fields (past Redis's listpack
 size, at about six times the memory per field), and every flush read and
 wrote each field it touched (``HMGET``, then ``HSET``) to keep its counters
 exact. Packed, they are strings per cell: a flush adds to them with
-``BITFIELD`` ``INCRBY`` operations, no read, and a gate's read (``read.lua``)
+``BITFIELD`` ``INCRBY`` operations, no read, or, from the partition owner's copy
+of the cell (:mod:`.copies`), writes each whole; and a gate's read (``read.lua``)
 hands each cell's strings back as they are: the daemon adds them up
 (:mod:`.lanes`), all lanes of a cell at once, and puts each lane in its slot
 of the core's layout (:data:`SLOT_SOURCES`).
