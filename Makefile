@@ -26,7 +26,7 @@ install: $(VENV)/.installed  ## create the virtualenv and install the project wi
 # paths read and fold the same records. `make test` builds them where cargo is (once: a
 # no-op while the stamp is newer than the sources).
 NATIVE_CRATES = otlp fold
-NATIVE_SRC = $(foreach c,$(NATIVE_CRATES),native/$(c)/Cargo.toml native/$(c)/Cargo.lock native/$(c)/pyproject.toml native/$(c)/src/lib.rs)
+NATIVE_SRC = $(foreach c,$(NATIVE_CRATES),native/$(c)/Cargo.toml native/$(c)/Cargo.lock native/$(c)/pyproject.toml $(wildcard native/$(c)/src/*.rs))
 $(VENV)/.native: $(VENV)/.installed $(NATIVE_SRC)
 	@PATH="$$HOME/.cargo/bin:$$PATH" command -v cargo >/dev/null || { echo "make native needs Rust's cargo (https://rustup.rs)"; exit 1; }
 	$(foreach c,$(NATIVE_CRATES),rm -rf native/$(c)/target/wheels && \

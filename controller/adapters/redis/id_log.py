@@ -102,8 +102,7 @@ class IdLog:
     def counted(self, ids: Iterable[str], now_ms: int) -> frozenset[str]:
         """Those of ``ids`` counted within the window at ``now_ms``."""
         self.forget(now_ms)
-        held = self._ids
-        return frozenset(i for i in ids if i in held)
+        return frozenset(self._ids.intersection(ids))
 
     def add(self, now_ms: int, ids: list[str]) -> None:
         """A batch applied at ``now_ms`` counted ``ids`` (none of them held)."""

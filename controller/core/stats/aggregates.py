@@ -65,8 +65,10 @@ WATCH_CAP = 4096
 WATCH_ONE_IN_BITS = 2
 """One unit in ``2 ** WATCH_ONE_IN_BITS`` (four) is watched: those whose hash has these low
 bits of its high word zero (:func:`watched_members`)."""
-_WATCH_DRAW = (1 << WATCH_ONE_IN_BITS) - 1
-_WATCH_SEED = 0x5EED_0A75
+WATCH_DRAW = (1 << WATCH_ONE_IN_BITS) - 1
+"""The bits of a unit's high word that must all be zero for it to be watched."""
+WATCH_SEED = 0x5EED_0A75
+"""The seed of the watched draw's hash, apart from the arms' bucketing."""
 NAMED_COUNTERS = ("conv", "cv_n")
 """A named conversion's integer counters, stored as ``<field>:<name>``."""
 NAMED_FLOATS = ("cv_sum", "cv_sq")
@@ -98,7 +100,7 @@ def watched_members(units: Iterable[str]) -> list[str]:
     units of one stage from sharing a member (a false crossing) at any stage's size.
     """
     out = []
-    hash64, draw, seed = mmh3.hash64, _WATCH_DRAW, _WATCH_SEED
+    hash64, draw, seed = mmh3.hash64, WATCH_DRAW, WATCH_SEED
     for unit in units:
         # Bytes, never the text: mmh3 crashes the process on a lone surrogate in a str
         low, high = hash64(unit.encode("utf-8", "surrogatepass"), seed)

@@ -17,6 +17,8 @@
 
 use std::collections::{HashMap, HashSet};
 
+mod watch;
+
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyFloat, PyList, PySet, PyString, PyTuple};
@@ -951,5 +953,6 @@ impl Folder {
 
 #[pymodule]
 fn rollout_fold_native(module: &Bound<'_, PyModule>) -> PyResult<()> {
-    module.add_class::<Folder>()
+    module.add_class::<Folder>()?;
+    module.add_function(wrap_pyfunction!(watch::watched_members, module)?)
 }

@@ -26,12 +26,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from controller.adapters.redis.cells.layout import SUM_FIELDS, lane_of_slots, lane_offsets
+from controller.adapters.redis.cells.watch import watched
 from controller.core.stats import (
     BOTH_FIELD,
     FLOAT_FIELDS,
     WATCHED_FIELD,
     CellDelta,
-    watched_members,
 )
 
 __all__ = [
@@ -256,14 +256,14 @@ def cell_argument(
     a copy's bytes are arguments of their own, after those of ``raw``, as Lua's msgpack
     reads no binary."""
     named = [(k, n.conv, n.cv_n, repr(n.cv_sum), repr(n.cv_sq)) for k, n in cell.named.items()]
-    units, watched = list(cell.units), watched_members(cell.units)
+    units, members = list(cell.units), watched(cell.units)
     write = lanes.write
     if write is None:
         # Floats travel as repr() text: Lua would print numbers with 14 digits only.
         floats = {k: repr(v) for k, v in cell.floats().items()}
         return (
             *(flag, cell.base_counters(), floats, units, named),
-            *(lanes.offsets, lanes.adds, watched, (), lanes.learn, ()),
+            *(lanes.offsets, lanes.adds, members, (), lanes.learn, ()),
         )
     version, low_size, high_size, low, high = write.form
     at = []
@@ -272,7 +272,7 @@ def cell_argument(
         if data:
             raw.append(data)
     form = (version, low_size, high_size, *at)
-    return (*(flag, {}, {}, units, named), *([], [], watched, form, False, write.values))
+    return (*(flag, {}, {}, units, named), *([], [], members, form, False, write.values))
 
 
 class LaneCopies:
