@@ -17,6 +17,7 @@
 
 use std::collections::{HashMap, HashSet};
 
+mod lanes;
 mod watch;
 
 use pyo3::intern;
@@ -954,5 +955,6 @@ impl Folder {
 #[pymodule]
 fn rollout_fold_native(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<Folder>()?;
+    module.add_class::<lanes::LaneAdder>()?;
     module.add_function(wrap_pyfunction!(watch::watched_members, module)?)
 }

@@ -23,10 +23,10 @@ from array import array
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from controller.adapters.redis.cells.layout import SUM_FIELDS, lane_of_slots, lane_offsets
-from controller.adapters.redis.cells.watch import watched
+from controller.adapters.redis.cells.native import AddLanes, native_lanes, watched
 from controller.core.stats import (
     BOTH_FIELD,
     FLOAT_FIELDS,
@@ -179,23 +179,11 @@ def _added_fields(
     return values
 
 
-def written(
-    copy: CellCopy,
-    key: CopyKey,
-    counts: Mapping[int, int],
-    counters: Mapping[str, int] | None = None,
-    sums: Mapping[str, float] | None = None,
-) -> CopyWrite | None:
-    """``counts`` (the unit buckets', by slot) and the hash's ``counters`` and ``sums``
-    added to ``copy`` in place, with its strings to write (the low words whole, the high
-    words whole where a low word wrapped) and the hash's new values; None where a high word
-    would pass its 32 bits, a count 2^53 or a sum 1e300 (the script refuses those, and says
-    so), the copy then half added to, to be let go.
-
-    A string grows, as ``BITFIELD`` grows it, to the highest lane added to. One loop does
-    it all: this runs for every cell of every flush."""
-    low, high = copy.low, copy.high
-    form = (copy.version, len(low) * 2, len(high) * 4)
+def added_lanes(low: array[int], high: array[int], counts: Mapping[int, int]) -> bool | None:
+    """``counts`` (by slot) added to the low words ``low`` and high words ``high`` in place:
+    whether a low word wrapped into its high word, or None where a high word would pass
+    its 32 bits (the words then half added to). A string grows, as ``BITFIELD`` grows it,
+    to the highest lane added to. The reference for the extension's adding (.native)."""
     lane_of, carried = _LANE_OF, False
     try:
         for slot, add in counts.items():
@@ -212,6 +200,30 @@ def written(
                 carried = True
             low[lane] = word
     except OverflowError:
+        return None
+    return carried
+
+
+_add_lanes: Final[AddLanes] = native_lanes(_LANE_OF) or added_lanes
+
+
+def written(
+    copy: CellCopy,
+    key: CopyKey,
+    counts: Mapping[int, int],
+    counters: Mapping[str, int] | None = None,
+    sums: Mapping[str, float] | None = None,
+) -> CopyWrite | None:
+    """``counts`` (the unit buckets', by slot) and the hash's ``counters`` and ``sums``
+    added to ``copy`` in place, with its strings to write (the low words whole, the high
+    words whole where a low word wrapped) and the hash's new values; None where a high word
+    would pass its 32 bits, a count 2^53 or a sum 1e300 (the script refuses those, and says
+    so), the copy then half added to, to be let go. This runs for every cell of every
+    flush: the lanes are added natively where the extension is installed."""
+    low, high = copy.low, copy.high
+    form = (copy.version, len(low) * 2, len(high) * 4)
+    carried = _add_lanes(low, high, counts)
+    if carried is None:
         return None
     values = _added_fields(copy.fields, counters or {}, sums or {})
     if values is None:
