@@ -8,9 +8,11 @@ bytes with no schema. The folder is timed twice, with the native fold
 (``native/fold``, where it is installed: ``decode_fold_ns_*``) and with the
 Python path alone (``python_decode_fold_ns_*``); for each, ``*_flush_args_ns_*``
 times what the flush then reads of every cell to build its arguments (counters,
-unit buckets, floats, units). Times are CPU time of this process, the best and the
-median of ``--passes`` passes, so that other work on the machine moves them
-little. The last line printed is one JSON object.
+unit buckets, floats, units), the draw of its units into the watched sample and
+the adding of its unit bucket counts to a copy of its lanes (each made from
+nothing: a cell's first flush), natively beside the native fold. Times are CPU
+time of this process, the best and the median of ``--passes`` passes, so that
+other work on the machine moves them little. The last line printed is one JSON object.
 
     python bench/decode_fold.py [--events 200000] [--batch 1250] [--passes 15]
 """
@@ -24,6 +26,7 @@ import random
 import statistics
 import sys
 import time
+from array import array
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -32,7 +35,10 @@ import msgspec
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from controller.core.stats import PartitionDelta
+from controller.adapters.redis.cells.copies import added_lanes
+from controller.adapters.redis.cells.layout import lane_of_slots
+from controller.adapters.redis.cells.native import native_lanes, watched
+from controller.core.stats import PartitionDelta, watched_members
 from controller.daemon.ingest.batches import Folder
 from controller.daemon.ingest.native_fold import native_folder
 from controller.ports import DeadLetter, Record
@@ -61,6 +67,7 @@ def main(args: argparse.Namespace) -> dict[str, object]:
     batches = [records[i : i + args.batch] for i in range(0, len(records), args.batch)]
     rejected: list[DeadLetter] = []
     native = Folder(max_event_bytes=IngestSettings().max_event_bytes)
+    adder = native_lanes(lane_of_slots()) or added_lanes
     python = Folder(max_event_bytes=IngestSettings().max_event_bytes, native=False)
     deltas: dict[Folder, list[PartitionDelta]] = {native: [], python: []}
 
@@ -68,12 +75,15 @@ def main(args: argparse.Namespace) -> dict[str, object]:
         deltas[folder] = [folder.fold(0, batch, rejected) for batch in batches]
 
     def flush_args(folder: Folder) -> None:
+        # The native folder's flush draws and adds lanes natively too (.cells.native).
+        draw, add = (watched, adder) if folder is native else (watched_members, added_lanes)
         for delta in deltas[folder]:
             for cell in delta.cells.values():
-                cell.bucket_counts()
+                add(array("H"), array("I"), cell.bucket_counts())
                 cell.base_counters()
                 cell.floats()
                 list(cell.units)
+                draw(cell.units)
 
     def decode_all() -> None:
         decode = msgspec.json.decode
