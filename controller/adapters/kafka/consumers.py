@@ -74,7 +74,11 @@ class EventConsumer(ClientLifecycle):
         listener: PartitionListener,
         start_from: str,
         group_id: str | None = None,
+        fetch_min_bytes: int = 1,
+        fetch_max_wait_ms: int = 500,
     ) -> None:
+        """``fetch_min_bytes`` and ``fetch_max_wait_ms`` are the broker's hold of a fetch
+        (aiokafka's defaults: answered as soon as one record is there)."""
         self._topic = topic
         self._listener = _Listener(listener)
         self._start_from = start_from
@@ -89,6 +93,8 @@ class EventConsumer(ClientLifecycle):
             auto_offset_reset=start_from,
             max_partition_fetch_bytes=4 * 1024 * 1024,
             fetch_max_bytes=16 * 1024 * 1024,
+            fetch_min_bytes=fetch_min_bytes,
+            fetch_max_wait_ms=fetch_max_wait_ms,
             metadata_max_age_ms=METADATA_MAX_AGE_MS,
         )
 

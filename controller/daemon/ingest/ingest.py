@@ -104,6 +104,8 @@ class Ingest:
         self._flusher: Flusher | None = None
         self._holding: Holding | None = None
         self._held = HeldWork(self._folder)
+        self._next_flush = 0.0
+        """When a fetch's records may be flushed at once (``ingest.flush_interval_ms``)."""
 
     # -- partition listener (called by the consumer during a rebalance) --------
     def partitions_assigned(self, partitions: list[int]) -> None:
@@ -238,8 +240,11 @@ class Ingest:
             self._held.fold(partition, records, owned, rejected)
         if rejected:
             await flusher.dead_letter(rejected)
-        # Fold while Redis applies (see .held_work), up to a bound
-        if flusher.busy and self.held_records < _HELD_BATCHES * self._settings.max_batch_records:
+        # Fold while Redis applies (see .held_work), and while the last flush is recent,
+        # up to a bound: a flush of events that trickle in carries more of them a cell
+        if self.held_records < _HELD_BATCHES * self._settings.max_batch_records and (
+            flusher.busy or time.monotonic() < self._next_flush
+        ):
             return
         await self._flush_held(flusher)
 
@@ -250,6 +255,7 @@ class Ingest:
         if not work:
             return
         flusher.start(work)
+        self._next_flush = time.monotonic() + self._settings.flush_interval_ms / 1000
         # Let the flush write its requests now: a fetch served from aiokafka's
         # buffer does not yield, so without this Redis would only see them at
         # settle. Each turn runs every ready task one step: the flush task to

@@ -71,6 +71,8 @@ async def connect_kafka(
         topic=topics.events,
         listener=ingest,
         start_from=settings.ingest.start_from,
+        fetch_min_bytes=settings.ingest.fetch_min_bytes,
+        fetch_max_wait_ms=settings.ingest.fetch_max_wait_ms,
     )
     return KafkaClients(
         dead_letters=DeadLetterPublisher(producer=producer, topic=topics.dlq),

@@ -116,6 +116,8 @@ async def _topic(
         topic=topic,
         listener=ingest,
         start_from=settings.ingest.start_from,
+        fetch_min_bytes=settings.ingest.fetch_min_bytes,
+        fetch_max_wait_ms=settings.ingest.fetch_max_wait_ms,
         group_id=f"{settings.kafka.group_id}.{role}",
     )
     source = await run.enter(f"{role} consumer", consumer)
