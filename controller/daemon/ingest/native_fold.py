@@ -25,8 +25,6 @@ the two paths in one sitting.
 
 from __future__ import annotations
 
-import importlib
-import os
 import re
 from collections.abc import Callable
 from typing import Any, Final, Protocol, cast
@@ -43,9 +41,7 @@ from controller.core.wire import (
     InEvent,
     RequestIn,
 )
-
-SWITCH = "ROLLOUT_NATIVE_FOLD"
-"""Set to ``0`` to fold with the Python path alone (benchmarks)."""
+from controller.kit.native import fold_extension
 
 
 class NativeFolder(Protocol):
@@ -78,16 +74,7 @@ _COMPARED = "compared"
 """The cohort counted in its arm's cell (as :func:`~controller.core.stats.fold` counts it)."""
 
 
-def _load() -> Any | None:
-    if os.environ.get(SWITCH, "1") == "0":
-        return None
-    try:
-        return importlib.import_module("rollout_fold_native")
-    except ImportError:
-        return None
-
-
-NATIVE: Final = _load()
+NATIVE: Final[Any] = fold_extension()
 
 
 def _fields(kind: type[InEvent]) -> dict[str, spec.Field]:

@@ -15,19 +15,13 @@ the two paths in one sitting.
 
 from __future__ import annotations
 
-import importlib
-import os
 from array import array
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import partial
-from types import ModuleType
 from typing import Final
 
 from controller.core.stats import WATCH_DRAW, WATCH_SEED, watched_members
-
-SWITCH = "ROLLOUT_NATIVE_FOLD"
-"""The native fold's switch (:mod:`controller.daemon.ingest.native_fold`): ``0`` turns this
-off too."""
+from controller.kit.native import fold_extension
 
 Draw = Callable[[Iterable[str]], list[str]]
 AddLanes = Callable[["array[int]", "array[int]", Mapping[int, int]], "bool | None"]
@@ -35,16 +29,7 @@ AddLanes = Callable[["array[int]", "array[int]", Mapping[int, int]], "bool | Non
 into the high words, or None where a high word would pass 32 bits."""
 
 
-def _module() -> ModuleType | None:
-    if os.environ.get(SWITCH, "1") == "0":
-        return None
-    try:
-        return importlib.import_module("rollout_fold_native")
-    except ImportError:
-        return None
-
-
-_NATIVE = _module()
+_NATIVE = fold_extension()
 
 
 def native_draw() -> Draw | None:
