@@ -5,10 +5,10 @@ The order of one batch, and why it is safe to crash anywhere in it:
 1. fetch records of owned partitions (the position is the offset stored in
    Redis, sought when the partition was claimed);
 2. decode and fold them in memory, one :class:`PartitionDelta` per partition
-   (while the previous flush is still running in Redis: while it runs, the
-   batches fetched meanwhile are folded on into the same deltas, up to
-   ``_HELD_BATCHES`` fetches' worth, so the daemon does not wait on Redis and the
-   next flush carries them all);
+   (while the previous flush is still running in Redis, or started less than
+   ``ingest.flush_interval_ms`` ago, the batches fetched meanwhile are folded on
+   into the same deltas, up to :data:`~.held_work.HELD_BATCHES` fetches' worth,
+   so the daemon does not wait on Redis and the next flush carries them all);
 3. publish rejected records to the DLQ and wait for the broker's ack, so a
    rejection is durable before its offset can advance (a crash here
    republishes it: the DLQ is at-least-once, deduplicate on source offset);
@@ -63,9 +63,6 @@ from controller.settings import IngestSettings, RetrySettings
 
 T = TypeVar("T")
 _TURNS_TO_SEND = 3
-_HELD_BATCHES = 4
-"""How many fetches' worth of records (``max_batch_records`` each) are folded at most
-into one flush while the one before it runs."""
 
 __all__ = ["Alarm", "Ingest"]
 
@@ -103,9 +100,7 @@ class Ingest:
         self._source: EventSource | None = None
         self._flusher: Flusher | None = None
         self._holding: Holding | None = None
-        self._held = HeldWork(self._folder)
-        self._next_flush = 0.0
-        """When a fetch's records may be flushed at once (``ingest.flush_interval_ms``)."""
+        self._held = HeldWork(self._folder, settings)
 
     # -- partition listener (called by the consumer during a rebalance) --------
     def partitions_assigned(self, partitions: list[int]) -> None:
@@ -240,11 +235,7 @@ class Ingest:
             self._held.fold(partition, records, owned, rejected)
         if rejected:
             await flusher.dead_letter(rejected)
-        # Fold while Redis applies (see .held_work), and while the last flush is recent,
-        # up to a bound: a flush of events that trickle in carries more of them a cell
-        if self.held_records < _HELD_BATCHES * self._settings.max_batch_records and (
-            flusher.busy or time.monotonic() < self._next_flush
-        ):
+        if self._held.waits(flusher.busy):  # fold on while Redis applies (see .held_work)
             return
         await self._flush_held(flusher)
 
@@ -255,7 +246,6 @@ class Ingest:
         if not work:
             return
         flusher.start(work)
-        self._next_flush = time.monotonic() + self._settings.flush_interval_ms / 1000
         # Let the flush write its requests now: a fetch served from aiokafka's
         # buffer does not yield, so without this Redis would only see them at
         # settle. Each turn runs every ready task one step: the flush task to

@@ -197,6 +197,10 @@ LIMIT_POINTS = """() => {
   // a rate with a finite bound: the treated units' requests counted, not "0 [0, unbounded]"
   return points > 0 && !/unbounded/.test(desc) ? {points, phase, desc} : null;
 }"""
+VERDICT_ENDING = """(ending) => {
+  const text = document.querySelector('p.verdict')?.innerText;
+  return text && text.endsWith(ending) ? text : null;
+}"""
 STAGE_LINES = """(selector) => Object.fromEntries(
   [...document.querySelectorAll(selector + ' line.stage')]
     .map(l => [l.dataset.ts, l.getAttribute('x1')])
@@ -268,9 +272,11 @@ async def test_an_operator_sees_waits_rollbacks_and_limits_as_they_are(
         what="the twin's rollback",
     )
     await page.goto(f"{base}/ui/rollouts/{TWIN}")
-    # Then the headline's interval keeps its lower bound above 0, as the gate found it
-    verdict = await page.locator("p.verdict").inner_text()
+    # Then the headline ends with the decision's reason (the page's live updates bring the
+    # decision once the controller has it recorded, a moment after it was published)
+    verdict = await wait_for(page, VERDICT_ENDING, timeout_s=60, arg=rollback["reason"])
     assert verdict.endswith(rollback["reason"]), verdict
+    # and its interval keeps its lower bound above 0, as the gate found it
     interval = re.search(r"error rate \+[\d.]+ pp \[([^,\]]+), ([^\]]+)\]", verdict)
     assert interval is not None, verdict
     assert rollback["evidence"]["guardrails"]["error_rate"]["lower"] > 0
