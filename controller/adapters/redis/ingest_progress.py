@@ -293,21 +293,22 @@ class CountedTimes:
 
     async def record(
         self,
-        at: datetime,
-        caught: list[int],
+        caught: Mapping[int, datetime],
         *,
         partitions: int | None = None,
         owned: Iterable[int] = (),
         owner: str | None = None,
     ) -> None:
-        """``caught`` were counted through at ``at``; with ``partitions``, the topic's count
-        now, the times of partitions it no longer has are forgotten (they carry nothing);
-        with ``owner``, it is named the instance that ingests the ``owned`` partitions."""
-        ms = int(at.timestamp() * 1000)
+        """``caught``: each partition counted through, and when; with ``partitions``, the
+        topic's count now, the times of partitions it no longer has are forgotten (they
+        carry nothing); with ``owner``, it is named the instance that ingests the ``owned``
+        partitions."""
         mine: list[int] = sorted(owned)
         async with translated():
             if caught:
-                await self._redis.hset(self._key, mapping=dict.fromkeys(caught, ms))
+                await self._redis.hset(
+                    self._key, mapping={p: int(t.timestamp() * 1000) for p, t in caught.items()}
+                )
             if mine and owner:
                 await self._redis.hset(self._owners, mapping=dict.fromkeys(mine, owner))
             if partitions is not None:
