@@ -169,6 +169,15 @@ class IngestSettings(_Group):
 
     max_batch_records: int = Field(default=5000, ge=1, description="Records per fold+flush.")
     fetch_timeout_ms: int = Field(default=500, ge=1, description="Longest wait for a batch.")
+    flush_interval_ms: int = Field(
+        default=250,
+        ge=0,
+        le=10_000,
+        description="A flush starts at least this long after the one before, the records "
+        "fetched meanwhile folded into it (up to four batches of max_batch_records): "
+        "events that trickle in reach Redis in fewer, larger flushes, whose work per cell "
+        "is shared by more events. 0 flushes as soon as the one before has ended.",
+    )
     fetch_min_bytes: int = Field(
         default=64 * 1024,
         ge=1,

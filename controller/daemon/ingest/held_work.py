@@ -2,10 +2,14 @@
 
 While the flush before runs in Redis, the batches fetched meanwhile are folded on into the
 same deltas (up to a bound the loop keeps), so the daemon does not wait on Redis while
-records are there to fold and Redis gets one larger flush for them all.
+records are there to fold and Redis gets one larger flush for them all. So too while the
+last flush started less than ``ingest.flush_interval_ms`` ago: events that trickle in
+then reach Redis in fewer, larger flushes, whose work per cell more events share.
 """
 
 from __future__ import annotations
+
+import time
 
 from controller.core.stats import fold
 from controller.daemon.ingest.batches import Folding, Work, loose_delta
@@ -15,7 +19,7 @@ from controller.settings import IngestSettings
 
 HELD_BATCHES = 4
 """How many fetches' worth of records (``max_batch_records`` each) are folded at most
-into one flush while the one before it runs."""
+into one flush while the one before it runs or is recent."""
 
 
 class HeldWork:
@@ -23,9 +27,11 @@ class HeldWork:
 
     def __init__(self, folder: Folding, settings: IngestSettings | None = None) -> None:
         """What waits for a later flush is bounded by ``settings``' batches (:data:`HELD_BATCHES`
-        of them)."""
+        of them) and its ``flush_interval_ms``."""
+        settings = settings or IngestSettings()
         self._folder = folder
-        self._most = HELD_BATCHES * (settings or IngestSettings()).max_batch_records
+        self._most = HELD_BATCHES * settings.max_batch_records
+        self._interval, self._next = settings.flush_interval_ms / 1000, 0.0
         self._held: dict[int, Work] = {}
         self._fetched_to: dict[int, tuple[Owned, int]] = {}
         self._claims: dict[int, Owned] = {}
@@ -40,9 +46,9 @@ class HeldWork:
         return bool(self._held)
 
     def waits(self, busy: bool) -> bool:
-        """Whether what is held waits for a later flush: one is ``busy`` in flight, and
-        fewer than the most records are held."""
-        return busy and self.records < self._most
+        """Whether what is held waits for a later flush: one is ``busy`` in flight, or the
+        last started within the interval, and fewer than the most records are held."""
+        return (busy or time.monotonic() < self._next) and self.records < self._most
 
     def read_again(self, partition: int, owned: Owned, records: list[Record]) -> list[Record]:
         """The records to fold, once those the claim reads again only for their joins (an
@@ -107,4 +113,5 @@ class HeldWork:
         """All held work, emptied; a partition claimed again meanwhile (Redis lost writes) is
         read again from its stored offset, so what was fetched before that is dropped."""
         work, self._held = list(self._held.values()), {}
+        self._next = time.monotonic() + self._interval
         return [w for w in work if parts.current(w.delta.partition, w.owned)]

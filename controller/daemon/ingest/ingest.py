@@ -5,10 +5,10 @@ The order of one batch, and why it is safe to crash anywhere in it:
 1. fetch records of owned partitions (the position is the offset stored in
    Redis, sought when the partition was claimed);
 2. decode and fold them in memory, one :class:`PartitionDelta` per partition
-   (while the previous flush is still running in Redis, the batches fetched
-   meanwhile are folded on into the same deltas, up to
-   :data:`~.held_work.HELD_BATCHES` fetches' worth, so the daemon does not wait on
-   Redis and the next flush carries them all);
+   (while the previous flush is still running in Redis, or started less than
+   ``ingest.flush_interval_ms`` ago, the batches fetched meanwhile are folded on
+   into the same deltas, up to :data:`~.held_work.HELD_BATCHES` fetches' worth,
+   so the daemon does not wait on Redis and the next flush carries them all);
 3. publish rejected records to the DLQ and wait for the broker's ack, so a
    rejection is durable before its offset can advance (a crash here
    republishes it: the DLQ is at-least-once, deduplicate on source offset);
@@ -206,7 +206,9 @@ class Ingest:
     async def _ask_ends(self, source: EventSource, flusher: Flusher) -> None:
         """Ask the broker for the end of partitions not fetched now, so their lag is true."""
         await self._counted.record(self._parts, source)  # and which are counted through
-        idle = self._parts.assigned_ids if flusher.outage else self._parts.waiting_ids()
+        idle = self._parts.waiting_ids()
+        if flusher.outage:
+            idle = self._parts.assigned_ids
         if idle:
             self._parts.ends_known(await source.end_offsets(idle))
             self._parts.observe_lag(source)
@@ -244,9 +246,10 @@ class Ingest:
         if not work:
             return
         flusher.start(work)
-        # Let the flush write its requests now: a fetch served from aiokafka's buffer does
-        # not yield, so Redis would only see them at settle. Each turn runs every ready task
-        # one step: the flush task to its gather, then each partition's request onto its socket.
+        # Let the flush write its requests now: a fetch served from aiokafka's
+        # buffer does not yield, so without this Redis would only see them at
+        # settle. Each turn runs every ready task one step: the flush task to
+        # its gather, then each partition's request onto its socket.
         for _ in range(_TURNS_TO_SEND):
             await asyncio.sleep(0)
 

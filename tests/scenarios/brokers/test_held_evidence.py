@@ -239,6 +239,67 @@ async def test_a_stage_completes_only_once_lagging_partitions_are_counted_up_to_
 
 
 @pytest.mark.timeout(300)
+async def test_a_stage_moves_under_steady_traffic_while_ingest_keeps_a_second_behind(
+    apache_kafka_bootstrap: str, redis_url: str, redis_namespace: str, tmp_path: Path
+) -> None:
+    # A healthy owner a moment behind the log's end is not a lagging one: with a flush at
+    # most once a second, every fetch's records wait for a later flush, so a stored offset
+    # never equals the last fetch's end while traffic flows, yet the stage must move.
+    async with lost_broker_world(
+        apache_kafka_bootstrap,
+        redis_url,
+        redis_namespace,
+        tmp_path,
+        RC_ENGINE__EVIDENCE_MAX_LAG_SECONDS=str(STEADY_MAX_LAG_S),
+        RC_INGEST__FLUSH_INTERVAL_MS="1000",
+    ) as (world, _):
+        # Given a rollout at its first stage, every partition counted through once
+        world.start_daemon()
+        await world.start(FLAG, plan())
+        state = await world.until(lambda: world.state(FLAG), timeout=60, what="flag state")
+        async with _producer(world) as send:
+            for partition in range(PARTITIONS):
+                await send(partition, [_filler(i) for i in range(5)])
+            await world.until(lambda: _all_counted(world), timeout=60, what="every one counted")
+            await world.until(lambda: _counted_through(world), timeout=60, what="counted through")
+            # and then events flowing to every partition for longer than the lag bound (the
+            # horizon is a time: only its passing can show a partition judged lagging)
+            flowing = asyncio.create_task(_steady(send))
+            try:
+                await asyncio.sleep(STEADY_MAX_LAG_S + 2)
+                # When the flag's healthy events are sent among them
+                for partition in range(PARTITIONS):
+                    await send(partition, _requests(state, partition, treatment_errors=0.02))
+                # Then the stage advances while the traffic goes on
+                advanced = await world.until(
+                    lambda: world.observed.decision_where(flag=FLAG, action="advance"),
+                    timeout=90,
+                    what=f"{FLAG} advanced under steady traffic",
+                )
+                assert not flowing.done(), "the traffic stopped before the stage moved"
+            finally:
+                flowing.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await flowing
+        arms = advanced["evidence"]["arms"]
+        assert min(a["units"] for a in arms.values()) >= PARTITIONS * UNITS * 0.95, advanced
+        assert "incomplete" not in advanced["evidence"], advanced
+
+
+STEADY_MAX_LAG_S = 4
+
+
+async def _steady(send: Any) -> None:
+    """Filler events to every partition, every few milliseconds, until cancelled."""
+    i = 0
+    while True:
+        for partition in range(PARTITIONS):
+            await send(partition, [_filler(i)])
+            i += 1
+        await asyncio.sleep(0.005)
+
+
+@pytest.mark.timeout(300)
 async def test_a_frozen_owner_of_the_regression_holds_the_stage_until_it_is_counted(
     apache_kafka_bootstrap: str, redis_url: str, redis_namespace: str, tmp_path: Path
 ) -> None:
