@@ -21,11 +21,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+import hiredis
 import redis
 import redis.asyncio as aioredis
 import structlog
 from redis import exceptions as redis_errors
 from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.connection import AbstractConnection
 from redis.asyncio.sentinel import Sentinel
 
 from controller.core.common import (
@@ -110,8 +112,37 @@ def _sentinel(settings: RedisSettings, password: str | None) -> tuple[aioredis.R
     return master, sentinel
 
 
+_PYTHON_PACKING = AbstractConnection.pack_command
+
+
+def _packed_by_hiredis(connection: AbstractConnection, *args: Any) -> list[bytes]:
+    """A command in the Redis protocol, packed by hiredis's C packer: what redis-py's own
+    asyncio packer does in Python (the synchronous client already packs with hiredis),
+    one tenth of its time for a script call naming hundreds of keys. A name of several
+    words (``SCRIPT LOAD``) is split as redis-py splits it; an argument hiredis cannot
+    pack (a bool, None, a bytearray) goes to redis-py's packer, which packs or refuses it
+    as before."""
+    first = args[0]
+    if isinstance(first, str):
+        args = (*first.encode().split(), *args[1:])
+    elif isinstance(first, bytes) and b" " in first:
+        args = (*first.split(), *args[1:])
+    try:
+        return [hiredis.pack_command(args)]
+    except TypeError:
+        return _PYTHON_PACKING(connection, *args)
+
+
+def pack_with_hiredis() -> None:
+    """Have every asyncio connection (one node, a cluster's, a sentinel's) pack commands
+    with :func:`_packed_by_hiredis`; done once, before the first client is made."""
+    if AbstractConnection.pack_command is _PYTHON_PACKING:
+        AbstractConnection.pack_command = _packed_by_hiredis  # type: ignore[method-assign,assignment]
+
+
 def client_for(settings: RedisSettings) -> RedisClient:
     """A client for ``settings``; nothing is connected until the first command."""
+    pack_with_hiredis()
     password = settings.password.get_secret_value() if settings.password else None
     if is_cluster(settings):
         return _cluster(settings, password)
@@ -125,6 +156,7 @@ async def connect(settings: RedisSettings) -> AsyncIterator[RedisClient]:
     """A client for ``settings`` (one node, a cluster, or a master behind sentinels), closed
     on exit."""
     sentinel = None
+    pack_with_hiredis()
     if urlsplit(settings.url).scheme in SENTINEL_SCHEMES:
         password = settings.password.get_secret_value() if settings.password else None
         client: RedisClient
