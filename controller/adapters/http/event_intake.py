@@ -288,13 +288,17 @@ async def _run(off_loop: bool, work: Callable[..., _T], *args: Any) -> _T:
 
 
 def _batch_of(body: bytes, max_events: int) -> list[bytes]:
-    """The events of a batch body, each as the bytes sent; or a 400 or 413 saying why not."""
-    if nesting_exceeds(body, MAX_NESTING + 2):
-        reason = f"the body is nested deeper than {MAX_NESTING + 2} levels; an event is flat"
-        raise _Refused(400, "too_deep", reason)
+    """The events of a batch body, each as the bytes sent; or a 400 or 413 saying why not.
+
+    The decoder bounds its own depth (a body past it fails), so the byte scan of the
+    body's nesting runs only on a body that failed, to say why; an event nested deeper
+    than an event may be is refused by the event decoder, naming its index."""
     try:
         batch = _batch.decode(body)
     except _BATCH_FAILURES as exc:
+        if nesting_exceeds(body, MAX_NESTING + 2):
+            reason = f"the body is nested deeper than {MAX_NESTING + 2} levels; an event is flat"
+            raise _Refused(400, "too_deep", reason) from exc
         detail = str(exc)[:200]
         raise _Refused(
             400, "not_a_batch", f'the body must be {{"events": [...]}}: {detail}'

@@ -136,6 +136,8 @@ async def test_an_id_accepted_before_with_other_content_is_a_409_naming_it() -> 
 
 
 DEEP = b'{"events": [' + b"[" * 5000 + b"]" * 5000 + b"]}"
+DEEP_EVENT = b'{"events": [' + b'{"a":' * 30 + b"1" + b"}" * 30 + b"]}"
+"""Within the decoder's own depth: refused by the event's check, which names its index."""
 
 
 @pytest.mark.parametrize(
@@ -146,6 +148,8 @@ DEEP = b'{"events": [' + b"[" * 5000 + b"]" * 5000 + b"]}"
         (b'{"events": []}', 400, "empty", "no events"),
         (b'{"events": [], "more": 1}', 400, "not_a_batch", "more"),
         (DEEP, 400, "too_deep", "nested deeper"),
+        (b'{"events": [' + b"[" * 5000 + b"]", 400, "too_deep", "nested deeper"),
+        (DEEP_EVENT, 400, "invalid", "1 of 1"),
         (orjson.dumps({"events": [event(1), {"type": "nope"}]}), 400, "invalid", "1 of 2"),
         (orjson.dumps({"events": [event(1), event(1)]}), 400, "invalid", "1 of 2"),
         (orjson.dumps({"events": [event(n) for n in range(501)]}), 413, "too_many", "at most 500"),
