@@ -108,6 +108,13 @@ class HttpSettings(BaseModel):
         le=120,
         description="How long the HTTP intake's producer waits for the broker; then 503.",
     )
+    intake_process: bool = Field(
+        default=True,
+        description="Send the intakes' batches (POST /v1/events, OTLP over HTTP) from a "
+        "process of the daemon's own, off its interpreter: under a flood the daemon's "
+        "requests, ingest and gates keep their interpreter, and a second core works. "
+        "false sends from a thread of the daemon's process.",
+    )
     intake_dedupe_seconds: int = Field(
         default=3600,
         gt=0,

@@ -98,6 +98,8 @@ class Accepted:
 
     events: int
     duplicates: tuple[str, ...] = ()
+    unrecorded: bool = False
+    """Sent and acknowledged, but not written to the record of sent events."""
 
     @property
     def sent(self) -> int:

@@ -16,6 +16,7 @@ from controller.daemon.running.assembly import Daemon, Run
 from controller.daemon.serving import (
     ConsoleData,
     HoldoutReads,
+    IntakeProcess,
     IntakeWorker,
     OtlpIntake,
     Parts,
@@ -30,7 +31,11 @@ from controller.daemon.serving import (
 async def serve_http(run: Run, daemon: Daemon) -> None:
     """The HTTP API up; from now on the probes ask the running daemon's readiness."""
     settings, redis, when = run.settings, daemon.redis, run.when
-    events_in = await run.enter("intake worker", IntakeWorker(settings, metrics=run.metrics))
+    events_in: IntakeProcess | IntakeWorker
+    if settings.http.intake_process:
+        events_in = await run.enter("intake process", IntakeProcess(settings, metrics=run.metrics))
+    else:
+        events_in = await run.enter("intake worker", IntakeWorker(settings, metrics=run.metrics))
     reads = await run.enter(
         "read worker",
         ReadWorker(
@@ -98,7 +103,7 @@ def _views(run: Run, daemon: Daemon, holdouts: HoldoutReads) -> tuple[StatusView
 
 
 async def _otlp_intake(
-    run: Run, daemon: Daemon, events_in: IntakeWorker, reads: ReadWorker
+    run: Run, daemon: Daemon, events_in: IntakeProcess | IntakeWorker, reads: ReadWorker
 ) -> OtlpIntake | None:
     """OTLP/HTTP over the read worker's flags, sending through the event intake (or none)."""
     http = run.settings.http

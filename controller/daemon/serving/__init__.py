@@ -7,6 +7,7 @@ from controller.daemon.serving.broker_watch import BrokerWatch
 from controller.daemon.serving.console import ConsoleData, HoldoutReads
 from controller.daemon.serving.endpoints import Parts, health_server, http_server, readiness_of
 from controller.daemon.serving.event_intake import EventIntake
+from controller.daemon.serving.intake_process import IntakeProcess
 from controller.daemon.serving.intake_worker import IntakeWorker
 from controller.daemon.serving.otlp_intake import OtlpIntake, translator_of
 from controller.daemon.serving.read_worker import ReadWorker
@@ -18,6 +19,7 @@ __all__ = [
     "ConsoleData",
     "EventIntake",
     "HoldoutReads",
+    "IntakeProcess",
     "IntakeWorker",
     "OtlpIntake",
     "Parts",

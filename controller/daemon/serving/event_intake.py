@@ -65,6 +65,7 @@ class EventIntake:
         if changed:
             raise ChangedEvents(changed)
         fresh = [(event, raw) for event, raw in events if event.id not in known]
+        unrecorded = False
         if fresh:
             records = [OutRecord(self._topic, e.unit.encode(), raw) for e, raw in fresh]
             try:
@@ -79,7 +80,8 @@ class EventIntake:
                 # Sent and acknowledged: the answer is 202. Unrecorded, a retry is
                 # sent again and the flush drops the copies.
                 self._metrics.intake_batches.labels("unrecorded").inc()
-        return Accepted(len(events), duplicates=tuple(sorted(known)))
+                unrecorded = True
+        return Accepted(len(events), duplicates=tuple(sorted(known)), unrecorded=unrecorded)
 
     def count(self, outcome: str, events: int) -> None:
         """Count one request by what became of it, and the events it sent."""

@@ -1,0 +1,92 @@
+"""The intake's process: batches sent to Apache Kafka from a child, which may die and come back."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import uuid
+from typing import Any
+
+import orjson
+import pytest
+
+from controller.adapters.http import BatchNotSent, ChangedEvents
+from controller.core.wire.decoding import InEvent, Rejection, decode_event
+from controller.daemon.metrics import Metrics
+from controller.daemon.serving import IntakeProcess
+from controller.settings import KafkaSettings, RedisSettings, Settings, TopicSettings
+from tests.support.otel.collector_kit import create_topics, read_topic
+
+pytestmark = [pytest.mark.integration]
+
+
+def _batch(n: int, start: int = 0, **changes: Any) -> list[tuple[InEvent, bytes]]:
+    events = []
+    for i in range(start, start + n):
+        wire = {
+            "type": "exposure",
+            "v": 1,
+            "id": f"id-{i}",
+            "ts": 1,
+            "flag": "f",
+            "unit": f"u{i}",
+            "arm": "control",
+            "flag_version": 1,
+            **changes,
+        }
+        raw = orjson.dumps(wire)
+        event = decode_event(raw, max_bytes=65536)
+        assert not isinstance(event, Rejection)
+        events.append((event, raw))
+    return events
+
+
+async def test_batches_are_sent_named_and_refused_from_a_child_that_comes_back_when_killed(
+    apache_kafka_bootstrap: str, redis_url: str, redis_namespace: str
+) -> None:
+    topic = f"intake-process-{uuid.uuid4().hex[:8]}"
+    await create_topics(apache_kafka_bootstrap, {topic: 2})
+    settings = Settings(
+        kafka=KafkaSettings(bootstrap_servers=apache_kafka_bootstrap),
+        redis=RedisSettings(url=redis_url, key_prefix=redis_namespace),
+        topics=TopicSettings(events=topic),
+    )
+    metrics = Metrics()
+    async with IntakeProcess(settings, metrics=metrics) as intake:
+        # Given a child that sends a batch, names its copies and refuses a changed id
+        first = await intake.send("c", _batch(3))
+        again = await intake.send("c", _batch(4))
+        assert (first.sent, first.duplicates) == (3, ())
+        assert (again.sent, again.duplicates) == (1, ("id-0", "id-1", "id-2"))
+        with pytest.raises(ChangedEvents) as changed:
+            await intake.send("c", _batch(1, arm="treatment"))
+        assert changed.value.ids == ["id-0"]
+
+        # When the child is killed
+        child = intake._child
+        assert child is not None
+        os.kill(child.process.pid, signal.SIGKILL)
+        await child.process.wait()
+
+        # Then a batch is not sent (a 503: sent again, it is counted once), and once the
+        # child is back the same batch is sent
+        async def sent_again() -> int:
+            while True:
+                try:
+                    return (await intake.send("c", _batch(2, start=10))).sent
+                except BatchNotSent:
+                    await asyncio.sleep(0.2)
+
+        with pytest.raises(BatchNotSent):
+            await intake.send("c", _batch(2, start=10))
+        assert await asyncio.wait_for(sent_again(), timeout=60) == 2
+        assert intake._child is not None
+        assert intake._child.process.pid != child.process.pid
+        last = intake._child
+    # And closing the intake ends its child
+    assert last.process.returncode is not None
+
+    values, _ = await read_topic(apache_kafka_bootstrap, topic, 2)
+    ids = sorted(orjson.loads(v)["id"] for v in values)
+    assert ids == ["id-0", "id-1", "id-10", "id-11", "id-2", "id-3"]
