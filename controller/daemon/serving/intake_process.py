@@ -142,7 +142,7 @@ class IntakeProcess:
     async def _started_again(self) -> None:
         try:
             self._child = await self._start()
-        except ControllerError as exc:  # the next batch tries again
+        except (ControllerError, OSError) as exc:  # the next batch tries again
             log.warning("intake_process_not_started", error=str(exc)[:300])
 
     async def _start(self) -> _Child:
