@@ -112,8 +112,9 @@ class HttpSettings(BaseModel):
         default=True,
         description="Send the intakes' batches (POST /v1/events, OTLP over HTTP) from a "
         "process of the daemon's own, off its interpreter: under a flood the daemon's "
-        "requests, ingest and gates keep their interpreter, and a second core works. "
-        "false sends from a thread of the daemon's process.",
+        "requests, ingest and gates keep their interpreter, and a second core works (the "
+        "process's modules alone hold some 100 MB). false sends from a thread of the "
+        "daemon's process.",
     )
     intake_dedupe_seconds: int = Field(
         default=3600,
