@@ -24,15 +24,17 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections.abc import Sequence
+from contextlib import AsyncExitStack
 
 import msgspec
 
 from controller.adapters.http import Accepted, BatchNotSent, ChangedEvents
 from controller.adapters.kafka import OutRecord, Producer
-from controller.adapters.redis import EventLedger
+from controller.adapters.redis import EventLedger, connect
 from controller.core.common import ControllerError
 from controller.core.wire import InEvent
 from controller.daemon.metrics import Metrics
+from controller.settings import Settings
 
 _encoder = msgspec.json.Encoder()
 DIGEST_SLICE = 512
@@ -85,9 +87,30 @@ class EventIntake:
 
     def count(self, outcome: str, events: int) -> None:
         """Count one request by what became of it, and the events it sent."""
-        self._metrics.intake_batches.labels(outcome).inc()
-        if events:
-            self._metrics.intake_events.inc(events)
+        count_request(self._metrics, outcome, events)
+
+
+def count_request(metrics: Metrics, outcome: str, events: int) -> None:
+    """Count one request of an intake by what became of it, and the events it sent."""
+    metrics.intake_batches.labels(outcome).inc()
+    if events:
+        metrics.intake_events.inc(events)
+
+
+async def opened_intake(stack: AsyncExitStack, settings: Settings, metrics: Metrics) -> EventIntake:
+    """An :class:`EventIntake` for ``settings``, its Redis client and producer opened on the
+    running loop and entered in ``stack``, which closes them; the producer's timeout keeps a
+    batch answered 503 from being sent later."""
+    client = await stack.enter_async_context(connect(settings.redis))
+    ack_timeout = settings.http.intake_ack_timeout_seconds
+    producer = Producer(kafka=settings.kafka, request_timeout_ms=int(ack_timeout * 1000))
+    return EventIntake(
+        producer=await stack.enter_async_context(producer),
+        ledger=EventLedger(client, settings=settings.redis),
+        topic=settings.topics.events,
+        dedupe_seconds=settings.http.intake_dedupe_seconds,
+        metrics=metrics,
+    )
 
 
 async def _digests(events: Sequence[tuple[InEvent, bytes]]) -> dict[str, str]:

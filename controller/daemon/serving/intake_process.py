@@ -29,18 +29,17 @@ import struct
 import sys
 import time
 from collections.abc import Sequence
+from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
 
 from controller.adapters.http import Accepted, BatchNotSent, ChangedEvents
-from controller.adapters.kafka import Producer
-from controller.adapters.redis import EventLedger, connect
 from controller.core.common import ControllerError
 from controller.core.wire import EventDecoder, InEvent, Rejection
 from controller.daemon.metrics import Metrics
-from controller.daemon.serving.event_intake import EventIntake
+from controller.daemon.serving.event_intake import EventIntake, count_request, opened_intake
 from controller.process import configure
 from controller.settings import Settings
 
@@ -128,9 +127,7 @@ class IntakeProcess:
 
     def count(self, outcome: str, events: int) -> None:
         """Count one request by what became of it, and the events it sent."""
-        self._metrics.intake_batches.labels(outcome).inc()
-        if events:
-            self._metrics.intake_events.inc(events)
+        count_request(self._metrics, outcome, events)
 
     def _start_again(self) -> None:
         if self._restart is not None and not self._restart.done():
@@ -219,16 +216,9 @@ async def _close(child: _Child) -> None:
 async def _serve(settings: Settings, fd: int) -> None:
     """Answer the daemon's batches until it closes the socket."""
     reader, writer = await asyncio.open_unix_connection(sock=socket.socket(fileno=fd))
-    ack_timeout = settings.http.intake_ack_timeout_seconds
-    producer = Producer(kafka=settings.kafka, request_timeout_ms=int(ack_timeout * 1000))
-    async with connect(settings.redis) as client, producer:
-        intake = EventIntake(
-            producer=producer,
-            ledger=EventLedger(client, settings=settings.redis),
-            topic=settings.topics.events,
-            dedupe_seconds=settings.http.intake_dedupe_seconds,
-            metrics=Metrics(),  # the daemon counts: a batch's answer says what to
-        )
+    async with AsyncExitStack() as stack:
+        # the daemon counts: a batch's answer says what to
+        intake = await opened_intake(stack, settings, Metrics())
         decoder = EventDecoder(max_bytes=settings.ingest.max_event_bytes)
         writer.write(_frame((_READY, "ready", None)))
         working: set[asyncio.Task[None]] = set()

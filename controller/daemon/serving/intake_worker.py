@@ -24,11 +24,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from controller.adapters.http import Accepted
-from controller.adapters.kafka import Producer
-from controller.adapters.redis import EventLedger, connect
 from controller.core.wire import InEvent
 from controller.daemon.metrics import Metrics
-from controller.daemon.serving.event_intake import EventIntake
+from controller.daemon.serving.event_intake import EventIntake, opened_intake
 from controller.kit.loop_thread import LoopThread
 from controller.settings import Settings
 
@@ -53,16 +51,5 @@ class IntakeWorker(LoopThread):
         self._intake.count(outcome, events)
 
     async def _open(self) -> None:
-        """The intake's Redis client and producer, opened on (and bound to) this loop; the
-        producer's timeout keeps a batch answered 503 from being sent later."""
-        settings = self._settings
-        client = await self._stack.enter_async_context(connect(settings.redis))
-        ack_timeout = settings.http.intake_ack_timeout_seconds
-        producer = Producer(kafka=settings.kafka, request_timeout_ms=int(ack_timeout * 1000))
-        self._intake = EventIntake(
-            producer=await self._stack.enter_async_context(producer),
-            ledger=EventLedger(client, settings=settings.redis),
-            topic=settings.topics.events,
-            dedupe_seconds=settings.http.intake_dedupe_seconds,
-            metrics=self._metrics,
-        )
+        """The intake's Redis client and producer, opened on (and bound to) this loop."""
+        self._intake = await opened_intake(self._stack, self._settings, self._metrics)

@@ -6,40 +6,18 @@ import asyncio
 import os
 import signal
 import uuid
-from typing import Any
 
 import orjson
 import pytest
 
 from controller.adapters.http import BatchNotSent, ChangedEvents
-from controller.core.wire.decoding import InEvent, Rejection, decode_event
 from controller.daemon.metrics import Metrics
 from controller.daemon.serving import IntakeProcess
 from controller.settings import KafkaSettings, RedisSettings, Settings, TopicSettings
 from tests.support.otel.collector_kit import create_topics, read_topic
+from tests.unit.daemon.ingest.test_event_intake_once import batch
 
 pytestmark = [pytest.mark.integration]
-
-
-def _batch(n: int, start: int = 0, **changes: Any) -> list[tuple[InEvent, bytes]]:
-    events = []
-    for i in range(start, start + n):
-        wire = {
-            "type": "exposure",
-            "v": 1,
-            "id": f"id-{i}",
-            "ts": 1,
-            "flag": "f",
-            "unit": f"u{i}",
-            "arm": "control",
-            "flag_version": 1,
-            **changes,
-        }
-        raw = orjson.dumps(wire)
-        event = decode_event(raw, max_bytes=65536)
-        assert not isinstance(event, Rejection)
-        events.append((event, raw))
-    return events
 
 
 async def test_batches_are_sent_named_and_refused_from_a_child_that_comes_back_when_killed(
@@ -55,12 +33,12 @@ async def test_batches_are_sent_named_and_refused_from_a_child_that_comes_back_w
     metrics = Metrics()
     async with IntakeProcess(settings, metrics=metrics) as intake:
         # Given a child that sends a batch, names its copies and refuses a changed id
-        first = await intake.send("c", _batch(3))
-        again = await intake.send("c", _batch(4))
+        first = await intake.send("c", batch(3))
+        again = await intake.send("c", batch(4))
         assert (first.sent, first.duplicates) == (3, ())
         assert (again.sent, again.duplicates) == (1, ("id-0", "id-1", "id-2"))
         with pytest.raises(ChangedEvents) as changed:
-            await intake.send("c", _batch(1, arm="treatment"))
+            await intake.send("c", batch(1, arm="treatment"))
         assert changed.value.ids == ["id-0"]
 
         # When the child is killed
@@ -74,12 +52,12 @@ async def test_batches_are_sent_named_and_refused_from_a_child_that_comes_back_w
         async def sent_again() -> int:
             while True:
                 try:
-                    return (await intake.send("c", _batch(2, start=10))).sent
+                    return (await intake.send("c", batch(2, start=10))).sent
                 except BatchNotSent:
                     await asyncio.sleep(0.2)
 
         with pytest.raises(BatchNotSent):
-            await intake.send("c", _batch(2, start=10))
+            await intake.send("c", batch(2, start=10))
         assert await asyncio.wait_for(sent_again(), timeout=60) == 2
         assert intake._child is not None
         assert intake._child.process.pid != child.process.pid
