@@ -11,7 +11,9 @@ frame over a socket pair; the child decodes them again (they passed the same dec
 here) and answers what became of the batch. What the intake answers is unchanged.
 
 The child is the daemon's: it gets its settings on its standard input, and it ends when
-the socket closes (the daemon ended or closed it). A child that ends while batches wait
+the socket closes (the daemon ended or closed it), not at a SIGTERM or SIGINT sent to the
+daemon's process group (a service manager's stop, a terminal's ^C), so the batches in
+hand are answered. A child that ends while batches wait
 fails each of them as not sent (a ``503``: nothing of a batch is counted until the broker
 acknowledged it, and a batch sent again is counted once by ingest), and the next batch
 starts it again, answered ``503`` itself while the child starts.
@@ -50,6 +52,8 @@ START_SECONDS = 60.0
 """How long the daemon's start waits for the child to say it is ready."""
 RESTART_PAUSE_SECONDS = 1.0
 """The least time between two starts of the child."""
+CLOSE_SECONDS = 5.0
+"""The most the child waits for its clients to close once the daemon closed the socket."""
 _READY = 0
 
 
@@ -216,7 +220,8 @@ async def _close(child: _Child) -> None:
 async def _serve(settings: Settings, fd: int) -> None:
     """Answer the daemon's batches until it closes the socket."""
     reader, writer = await asyncio.open_unix_connection(sock=socket.socket(fileno=fd))
-    async with AsyncExitStack() as stack:
+    stack = AsyncExitStack()
+    try:
         # the daemon counts: a batch's answer says what to
         intake = await opened_intake(stack, settings, Metrics())
         decoder = EventDecoder(max_bytes=settings.ingest.max_event_bytes)
@@ -227,6 +232,12 @@ async def _serve(settings: Settings, fd: int) -> None:
             working.add(task)
             task.add_done_callback(working.discard)
         await asyncio.gather(*working, return_exceptions=True)
+    finally:
+        try:  # a broker that never answers would hold the producer's close for good
+            async with asyncio.timeout(CLOSE_SECONDS):
+                await stack.aclose()
+        except TimeoutError:
+            log.warning("intake_process_close_abandoned", after_s=CLOSE_SECONDS)
 
 
 async def _answer(
@@ -268,7 +279,10 @@ def main() -> None:
     """The child: its settings on standard input, the socket's descriptor its argument."""
     settings = Settings.model_validate(pickle.loads(sys.stdin.buffer.read()))  # noqa: S301
     configure(settings.log)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a terminal's ^C: the daemon closes us
+    # A terminal's ^C and a service manager's SIGTERM reach the daemon's whole process
+    # group: the daemon finishes its batches, closes the socket, and that ends the child.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     fd = int(sys.argv[1])
     os.set_inheritable(fd, False)
     asyncio.run(_serve(settings, fd))
