@@ -109,7 +109,7 @@ class HttpSettings(BaseModel):
         description="How long the HTTP intake's producer waits for the broker; then 503.",
     )
     intake_process: bool = Field(
-        default=True,
+        default=False,
         description="Send the intakes' batches (POST /v1/events, OTLP over HTTP) from a "
         "process of the daemon's own, off its interpreter: under a flood the daemon's "
         "requests, ingest and gates keep their interpreter, and a second core works (the "
