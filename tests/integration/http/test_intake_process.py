@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import uuid
@@ -15,6 +14,7 @@ from controller.daemon.metrics import Metrics
 from controller.daemon.serving import IntakeProcess
 from controller.settings import KafkaSettings, RedisSettings, Settings, TopicSettings
 from tests.support.otel.collector_kit import create_topics, read_topic
+from tests.support.waiting import eventually
 from tests.unit.daemon.ingest.test_event_intake_once import batch
 
 pytestmark = [pytest.mark.integration]
@@ -49,16 +49,16 @@ async def test_batches_are_sent_named_and_refused_from_a_child_that_comes_back_w
 
         # Then a batch is not sent (a 503: sent again, it is counted once), and once the
         # child is back the same batch is sent
-        async def sent_again() -> int:
-            while True:
-                try:
-                    return (await intake.send("c", batch(2, start=10))).sent
-                except BatchNotSent:
-                    await asyncio.sleep(0.2)
+        async def sent_again() -> int | None:
+            try:
+                return (await intake.send("c", batch(2, start=10))).sent
+            except BatchNotSent:
+                return None  # still starting
 
         with pytest.raises(BatchNotSent):
             await intake.send("c", batch(2, start=10))
-        assert await asyncio.wait_for(sent_again(), timeout=60) == 2
+        sent = await eventually(sent_again, timeout=60, what="the batch sent by a new child")
+        assert sent == 2
         assert intake._child is not None
         assert intake._child.process.pid != child.process.pid
         last = intake._child
