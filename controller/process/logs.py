@@ -29,6 +29,29 @@ from controller.settings import LogSettings
 MAX_DETAIL_CHARS = 200
 REPEAT_FIELDS = ("repeated", "repeated_seconds")
 """What a shown line says of the lines of its cause held back before it."""
+LINE_LOCK = threading.RLock()
+"""Held by every writer of a log line, structlog's and the standard library's alike."""
+
+
+class LineLogger:
+    """structlog's output: each line written whole, with its newline, under :data:`LINE_LOCK`.
+
+    structlog's own ``PrintLogger`` calls ``print``, which writes the line and its
+    newline separately under a lock of its own; a standard-library record written
+    from another thread (the repeat handler's timer, a library's thread) could land
+    between the two, leaving two JSON objects on one line.
+    """
+
+    def __init__(self, file: TextIO) -> None:
+        self._file = file
+
+    def msg(self, message: str) -> None:
+        with LINE_LOCK:
+            self._file.write(message + "\n")
+            self._file.flush()
+
+    log = debug = info = warn = warning = msg
+    fatal = failure = err = error = critical = exception = msg
 
 
 def configure(settings: LogSettings, *, stream: TextIO | None = None) -> None:
@@ -60,11 +83,12 @@ def configure(settings: LogSettings, *, stream: TextIO | None = None) -> None:
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(file=out),
+        logger_factory=lambda *_args: LineLogger(out),
         cache_logger_on_first_use=True,
     )
     # aiohttp, aiokafka and redis log through the standard library; keep their warnings.
     handler: logging.Handler = logging.StreamHandler(out)
+    handler.lock = LINE_LOCK  # one lock for both writers: no line lands inside another
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=[

@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 import json
 import logging
+import threading
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -193,3 +195,32 @@ def test_the_process_log_is_limited_unless_the_interval_is_zero(
         assert logged[1]["event"].endswith(
             " times in " + str(logged[1]["repeated_seconds"]) + " s)"
         )
+
+
+class SlowStream(io.StringIO):
+    """A stream that gives other threads the interpreter between any two writes."""
+
+    def write(self, text: str) -> int:
+        time.sleep(0.0001)
+        return super().write(text)
+
+
+@pytest.mark.usefixtures("restored_logging")
+def test_lines_from_structlog_and_a_library_thread_never_share_a_line() -> None:
+    out = SlowStream()
+    configure(LogSettings(repeat_interval_seconds=0), stream=out)
+    each = 300
+
+    def library() -> None:
+        for n in range(each):
+            logging.getLogger("aiokafka").warning("library line %d", n)
+
+    thread = threading.Thread(target=library)
+    thread.start()
+    ours = structlog.get_logger("controller")
+    for n in range(each):
+        ours.info("our line", n=n)
+    thread.join()
+    logged = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert len(logged) == 2 * each
+    assert sum(1 for line in logged if line.get("logger") == "aiokafka") == each
