@@ -11,13 +11,17 @@ it, so these are acknowledged events per second.
 Baseline, measured in the same run against the same broker: one Python
 process producing the same number of events straight to the events topic
 (aiokafka, acks=all, keyed by unit as the SDK keys them, every send awaited
-once at the end). The ratio is intake events/s over direct events/s. The
-load generator and the daemon (which also ingests what it accepts) share
-this machine's CPU, so the figures are a floor. At the end the daemon's
+once at the end). The ratio is intake events/s over direct events/s, the
+baseline measured again in each of ``--rounds`` rounds (the figures printed
+are the rounds' medians: the baseline alone varies by a quarter from run to
+run on a shared machine), after an unmeasured warm-up of both paths (the
+broker's JIT warms over the first tens of thousands of records). The load
+generator and the daemon (which also ingests what it accepts) share this
+machine's CPU, so the figures are a floor. At the end the daemon's
 ``rollout_intake_events`` must equal the events sent. The last line is one
 JSON object.
 
-    python bench/http_intake.py [--events 50000] [--concurrency 8]
+    python bench/http_intake.py [--events 50000] [--concurrency 8] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import statistics
 import sys
 import tempfile
 import time
@@ -172,42 +177,61 @@ async def measure(
     env["RC_HTTP__PORT"] = str(port)
     base = f"http://127.0.0.1:{port}"
     daemon = ControllerProcess(env=env, log_path=workdir / "controller.log").start()
+    directs: list[float] = []
+    rates: dict[int, list[float]] = {size: [] for size in BATCHES}
+    sent = 0
     try:
         await wait_serving(base, daemon)
-        progress("daemon ready; producing straight to Kafka (the baseline)")
-        values = events(args.events, "bench-direct")
-        direct_rate = args.events / await direct(bootstrap, topic, values)
-        progress(f"direct: {direct_rate:.0f} events/s")
-        runs: dict[str, Any] = {}
-        sent = 0
-        for size in BATCHES:
-            n = min(args.events, SINGLE_EVENTS) if size == 1 else args.events
-            batch_values = events(n, f"bench-http-{size}")
-            seconds = await through_intake(base, batch_values, size, args.concurrency)
-            sent += n
-            rate = n / seconds
-            runs[f"batch_{size}"] = {
-                "events": n,
-                "events_per_second": round(rate, 1),
-                "requests_per_second": round(n / size / seconds, 1),
-                "ratio_to_direct": round(rate / direct_rate, 3),
-            }
-            progress(f"batches of {size}: {rate:.0f} events/s ({rate / direct_rate:.2f} of direct)")
+        # Unmeasured: a cold broker made whichever path ran first the slower
+        warm = events(args.events // 2, "bench-warm-up")
+        await direct(bootstrap, topic, warm)
+        warm = events(args.events // 2, "bench-warm-up-intake")
+        await through_intake(base, warm, 500, args.concurrency)
+        sent += len(warm)
+        progress("warmed up: the broker and the daemon")
+        for round_no in range(1, args.rounds + 1):
+            # the baseline measured again in each round, just before the intake's runs
+            values = events(args.events, f"bench-direct-{round_no}")
+            directs.append(args.events / await direct(bootstrap, topic, values))
+            progress(f"round {round_no}: direct {directs[-1]:.0f} events/s")
+            for size in BATCHES:
+                n = min(args.events, SINGLE_EVENTS) if size == 1 else args.events
+                batch_values = events(n, f"bench-http-{size}-{round_no}")
+                seconds = await through_intake(base, batch_values, size, args.concurrency)
+                sent += n
+                rates[size].append(n / seconds)
+                ratio = rates[size][-1] / directs[-1]
+                progress(f"round {round_no}: batches of {size}: {n / seconds:.0f} ({ratio:.2f})")
         acknowledged = await metric(base, "rollout_intake_events_total")
     finally:
         daemon.terminate()
-    print(f"{'path':<22} {'events/s':>12} {'ratio':>7}")
-    print(f"{'Kafka direct':<22} {direct_rate:>12.0f} {1:>7.2f}")
+    runs = {f"batch_{size}": figures(rates[size], directs, size) for size in BATCHES}
+    print(f"{'path':<22} {'events/s':>12} {'ratio':>7}  (medians of {args.rounds} rounds)")
+    print(f"{'Kafka direct':<22} {statistics.median(directs):>12.0f} {1:>7.2f}")
     for name, run_figures in runs.items():
         rate, ratio = run_figures["events_per_second"], run_figures["ratio_to_direct"]
         print(f"{'intake ' + name:<22} {rate:>12.0f} {ratio:>7.2f}")
     return {
         "events": args.events,
         "concurrency": args.concurrency,
-        "direct_events_per_second": round(direct_rate, 1),
+        "rounds": args.rounds,
+        "direct_events_per_second": round(statistics.median(directs), 1),
+        "direct_rounds": [round(d, 1) for d in directs],
         **runs,
         "intake_events_acknowledged": int(acknowledged),
         "intake_events_sent": sent,
+    }
+
+
+def figures(rates: list[float], directs: list[float], size: int) -> dict[str, Any]:
+    """A batch size's medians over the rounds, each round's ratio to its own baseline."""
+    ratios = [rate / d for rate, d in zip(rates, directs, strict=True)]
+    median_rate = statistics.median(rates)
+    return {
+        "events_per_second": round(median_rate, 1),
+        "requests_per_second": round(median_rate / size, 1),
+        "ratio_to_direct": round(statistics.median(ratios), 3),
+        "ratios": [round(r, 3) for r in ratios],
     }
 
 
@@ -215,6 +239,12 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=50_000, help="events per run")
     parser.add_argument("--concurrency", type=int, default=8, help="requests in flight")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="rounds of the baseline then every batch size; the figures are their medians",
+    )
     result = asyncio.run(main(parser.parse_args()))
     assert result["intake_events_acknowledged"] == result["intake_events_sent"]
     print(json.dumps(result))
