@@ -22,6 +22,9 @@ machine's CPU, so the figures are a floor. At the end the daemon's
 JSON object.
 
     python bench/http_intake.py [--events 50000] [--concurrency 8] [--rounds 3]
+
+The daemon takes its settings from the environment too, so the intake in a process
+of its own is measured with ``RC_HTTP__INTAKE_PROCESS=true python bench/http_intake.py``.
 """
 
 from __future__ import annotations
