@@ -1,8 +1,8 @@
 """The daemon's idempotent producer on Apache Kafka: how it sends, and what it does when refused.
 
-It sends a call's records as one batch per partition: every record lands on the
-partition aiokafka's own ``send`` puts its key on, with its headers, in order within
-its partition, and once; a call larger than a batch goes as several. A record too
+It sends a call's records grouped by partition, many of a partition as batches it
+builds and a few through aiokafka's ``send``: every record lands on the partition
+``send`` puts its key on, with its headers, in order within its partition, and once. A record too
 large for the producer is refused before any record of its call is sent.
 
 A batch the broker refuses leaves a gap in an idempotent producer's sequence, and
