@@ -91,6 +91,7 @@ def broker_args(request: pytest.FixtureRequest) -> list[str]:
     return ["--broker", "kafka"]
 
 
+@pytest.mark.timeout(300)  # its own waits add up past the default 180 s on a loaded machine
 def test_the_readmes_five_minutes_dev_up_plan_app_first_advance_dev_down(
     tmp_path: Path, broker_args: list[str]
 ) -> None:
