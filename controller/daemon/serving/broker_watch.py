@@ -6,7 +6,9 @@ the daemon would go on calling itself ready. So the daemon asks the brokers
 for metadata every third of ``kafka.unanswered_after_seconds``, each request
 bounded by the same third; once no request has been answered for the whole
 setting, ``/readyz`` answers 503 naming the brokers and the setting, and
-ready again at the next answer.
+ready again at the next answer. After a request that failed it asks again
+within :data:`RETRY_SECONDS`, so brokers that come back are seen as back at
+once, not a third of the setting later.
 """
 
 from __future__ import annotations
@@ -29,6 +31,9 @@ log = structlog.get_logger("controller.daemon.serving.broker_watch")
 Probe = Callable[[float], Awaitable[object]]
 """One metadata request, given its timeout in seconds."""
 
+RETRY_SECONDS = 1.0
+"""The longest wait before asking again after a request that failed."""
+
 
 class BrokerWatch:
     """Asks the brokers for metadata periodically; says how long they have been silent."""
@@ -39,10 +44,12 @@ class BrokerWatch:
         *,
         probe: Probe | None = None,
         clock: Callable[[], float] = time.monotonic,
+        retry_s: float = RETRY_SECONDS,
     ) -> None:
         kafka = settings.kafka
         self._limit = kafka.unanswered_after_seconds
         self._every = self._limit / 3
+        self._retry = min(retry_s, self._every)
         self._probe = probe or (lambda timeout_s: topic_names(kafka, timeout_s=timeout_s))
         self._dependency = kafka_of(settings)
         self._clock = clock
@@ -54,11 +61,12 @@ class BrokerWatch:
         self._stopping.set()
 
     async def run(self) -> None:
-        """Probe every third of the limit until :meth:`stop`."""
+        """Probe every third of the limit (sooner after a failure) until :meth:`stop`."""
         while not self._stopping.is_set():
             await self.probe()
+            pause = self._retry if self._error else self._every
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), self._every)
+                await asyncio.wait_for(self._stopping.wait(), pause)
 
     async def probe(self) -> None:
         """Ask once, within a third of the limit; remember when the brokers last answered."""

@@ -81,10 +81,11 @@ async def test_every_loss_of_the_brokers_data_is_alerted_until_an_operator_choos
             )
             assert {a["severity"] for a in alerts} == {"critical"}
             assert {a["details"]["fits"] for a in alerts} == {"reread"}
-            # and /readyz names the command that fits an empty broker
-            status, body = await readyz(url)
-            assert status == 503, body
-            assert "`rolloutctl ingest reread` fits p0, p1, p2, p3" in body["reason"], body
+            # and /readyz names the command that fits an empty broker (once its watch of the
+            # brokers has had an answer from the new node: until then it names the brokers)
+            await world.until(
+                lambda: _names_reread(url), timeout=60, what="/readyz naming the reread"
+            )
             # When the operator chooses it, the daemon is ready again
             argv = ("ingest", "reread")
             code = await asyncio.to_thread(rolloutctl, world, tmp_path / "keys", monkeypatch, *argv)
@@ -129,6 +130,13 @@ async def _partitions(bootstrap: str, topic: str) -> int:
         return len(await topic_partitions(consumer, topic) or ())
     finally:
         await consumer.stop()
+
+
+async def _names_reread(url: str) -> bool:
+    status, body = await readyz(url)
+    assert status == 503, body
+    assert "`rolloutctl ingest reread` fits p0, p1, p2, p3" in body["reason"], body
+    return True
 
 
 async def _ready(url: str) -> bool:

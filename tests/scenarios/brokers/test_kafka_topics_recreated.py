@@ -32,7 +32,7 @@ from tests.scenarios.brokers.lost_broker import (
     stored_offsets,
     topic_settings,
 )
-from tests.scenarios.harness import manual_plan
+from tests.scenarios.harness import Scenario, manual_plan
 from tests.support.waiting import eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -87,7 +87,7 @@ async def test_topics_deleted_and_created_again_hold_ingest_and_keep_the_flag_kn
         status, body = await readyz(url)
         assert status == 503, body
         # and an app started now knows the flag's current state, published again
-        await _app_knows(bootstrap, world.topics["flag_state"], rollout)
+        await _app_knows(world, rollout)
 
         # When the operator deletes the flag-state topic and creates it again at once
         await _delete(bootstrap, [world.topics["flag_state"]])
@@ -103,7 +103,7 @@ async def test_topics_deleted_and_created_again_hold_ingest_and_keep_the_flag_kn
         await eventually(recreated, timeout=60, what="the flag-state topic created again")
         # Then an app started afterwards still knows the flag: its log went back, and the
         # daemon published every state again
-        await _app_knows(bootstrap, world.topics["flag_state"], rollout)
+        await _app_knows(world, rollout)
         assert await counted(world) == sent
         assert world.daemon.running, world.daemon.log_text()[-3000:]
 
@@ -119,8 +119,9 @@ async def _delete(bootstrap: str, names: list[str]) -> None:
         await admin.close()
 
 
-async def _app_knows(bootstrap: str, topic: str, rollout: Rollout) -> None:
-    async with FlagClient(KafkaSettings(bootstrap_servers=bootstrap), topic=topic) as app:
+async def _app_knows(world: Scenario, rollout: Rollout) -> None:
+    kafka, topic = KafkaSettings(bootstrap_servers=world.bootstrap), world.topics["flag_state"]
+    async with FlagClient(kafka, topic=topic) as app:
 
         def held() -> bool:
             state = app.state(FLAG)
@@ -131,4 +132,4 @@ async def _app_knows(bootstrap: str, topic: str, rollout: Rollout) -> None:
         # Apache Kafka may answer the daemon's producer, which knew the deleted topic,
         # NOT_LEADER_OR_FOLLOWER until its request times out; the republish then goes again
         # (tests/integration/kafka/test_topic_keeper.py): on a busy machine past a minute.
-        await eventually(held, timeout=150, what="the flag's current state held by a new app")
+        await world.until(held, timeout=150, what="the flag's current state held by a new app")

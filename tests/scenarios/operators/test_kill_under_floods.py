@@ -11,10 +11,12 @@ kill, not that a rate limit turned the flood away):
 * ``POST /v1/events`` batches of 500 fresh events;
 * OFREP single evaluations.
 
-During each, ten flags are killed one after another; from sending each kill to
-seeing its decision, applied, published, the 95th percentile is within a
+During each, twenty flags are killed one after another; from sending each kill
+to seeing its decision, applied, published, the 95th percentile is within a
 second: the product's promise, with room for a loaded machine's own lag left
-to the flood's size, not to the bound. Every connection goes to 127.0.0.1 only.
+to the flood's size, not to the bound. Twenty, because of ten the 95th
+percentile is nearly the slowest: one moment of a loaded machine. Every
+connection goes to 127.0.0.1 only.
 
     python -m pytest -s tests/scenarios/operators/test_kill_under_floods.py   # prints figures
 """
@@ -35,7 +37,7 @@ from tests.support.waiting import eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-KILLS = 10
+KILLS = 20
 """Kills under each flood."""
 KILL_WITHIN_SECONDS = 1.0
 DISTINCT_EXPORTS = 48
@@ -83,7 +85,7 @@ async def test_a_kill_is_applied_within_a_second_under_each_flood(
     for kind, flood in flooding.items():
         # Given six clients flooding one route
         async with flood:
-            # When ten flags are killed, one after another
+            # When twenty flags are killed, one after another
             took[kind] = await kills_under(flood, scenario, flags[kind])
     print(f"\nquiet: kills {[round(s, 2) for s in quiet]} s")
     for kind, seconds in took.items():
@@ -94,6 +96,6 @@ async def test_a_kill_is_applied_within_a_second_under_each_flood(
     # Then each flood was answered: taken (OTLP, OFREP 200, events 202), not only refused
     for kind, flood in flooding.items():
         assert flood.answers.get(200, 0) + flood.answers.get(202, 0), (kind, flood.answers)
-    # ... and under each the kills were applied within a second, p95 over ten
+    # ... and under each the kills were applied within a second, p95 over twenty
     slow = {k: [round(s, 2) for s in v] for k, v in took.items() if p95(v) > KILL_WITHIN_SECONDS}
     assert not slow, slow
