@@ -30,8 +30,9 @@ class Brokers:
         return ["events"]
 
 
-def watch(brokers: Brokers, now: list[float], *, limit: float = 30.0) -> BrokerWatch:
-    settings = Settings(kafka=KafkaSettings(unanswered_after_seconds=limit))
+def watch(brokers: Brokers, now: list[float]) -> BrokerWatch:
+    """A watch with a limit of 30 s, on the clock ``now[0]``."""
+    settings = Settings(kafka=KafkaSettings(unanswered_after_seconds=30.0))
     return BrokerWatch(settings, probe=brokers.probe, clock=lambda: now[0], retry_s=0.01)
 
 
