@@ -6,11 +6,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import for_code
 from aiokafka.partitioner import DefaultPartitioner
 
+from controller.core.common import BrokerError
 from controller.kit.deadlines import deadline
 from controller.kit.kafka_client import topics_partitions, translated
 from controller.settings import KafkaSettings, TopicSettings
@@ -63,8 +66,26 @@ async def ensure_topics(
             if name not in existing and name not in topics.model_dump().values()
         ]
         if wanted:
-            await admin.create_topics(wanted)
+            refused = _refused(await admin.create_topics(wanted))
+            if refused:
+                raise BrokerError(f"the broker would not create the topics: {'; '.join(refused)}")
         return [t.name for t in wanted]
+
+
+TOPIC_ALREADY_EXISTS = 36
+"""A topic made meanwhile by someone else (a second daemon, a broker that makes the topics
+clients ask for): no refusal."""
+
+
+def _refused(response: Any) -> list[str]:
+    """Each topic a CreateTopics answer did not make, with the broker's reason (the answer
+    carries them; aiokafka raises none)."""
+    refused = []
+    for topic, code, *more in response.topic_errors:
+        if code not in (0, TOPIC_ALREADY_EXISTS):
+            reason = more[0] if more and more[0] else for_code(code).description
+            refused.append(f"{topic}: {for_code(code).__name__} ({reason})")
+    return refused
 
 
 async def topic_names(kafka: KafkaSettings, *, timeout_s: float) -> set[str]:

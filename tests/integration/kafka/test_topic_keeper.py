@@ -19,7 +19,9 @@ from controller.adapters.kafka import (
     delete_topics,
     ensure_topics,
     log_ends,
+    topic_names,
 )
+from controller.core.common import BrokerError
 from controller.core.rollouts import RaiseAlert
 from controller.daemon.running.topics import TopicKeeper, remembered, went_back
 from controller.settings import KafkaSettings, TopicSettings
@@ -103,6 +105,29 @@ async def test_a_flag_state_topic_made_again_by_a_client_has_the_states_publishe
         # Then the keeper creates nothing, yet has every state published again
         assert await keeper.check() == []
         assert republished[-1] == [topics.flag_state]
+    finally:
+        await delete_topics(kafka, list(topics.model_dump().values()))
+
+
+async def test_topics_the_broker_will_not_make_are_refused_by_name_and_reason(
+    kafka_bootstrap: str,
+) -> None:
+    # Given a replication factor the one-broker cluster cannot meet
+    run = uuid.uuid4().hex[:8]
+    topics = TopicSettings.model_validate({n: f"refused.{run}.{n}" for n in NAMES})
+    kafka = KafkaSettings(bootstrap_servers=kafka_bootstrap, replication_factor=3)
+    # Then creating them fails with the broker's reason, naming each topic
+    with pytest.raises(BrokerError) as refused:
+        await ensure_topics(kafka, topics)
+    message = str(refused.value)
+    assert "InvalidReplicationFactorError" in message
+    assert all(name in message for name in topics.model_dump().values())
+    assert await topic_names(kafka, timeout_s=5) & set(topics.model_dump().values()) == set()
+    # And with a factor it can meet, every one is made
+    kafka = kafka.model_copy(update={"replication_factor": 1})
+    try:
+        made = await ensure_topics(kafka, topics)
+        assert sorted(made) == sorted(set(topics.model_dump().values()))
     finally:
         await delete_topics(kafka, list(topics.model_dump().values()))
 
