@@ -35,6 +35,12 @@ class OutRecord(NamedTuple):
 
 DEFAULT_REQUEST_TIMEOUT_MS = 40_000
 """aiokafka's own default, which the daemon's producer keeps unless told otherwise."""
+BATCH_BYTES = 256 * 1024
+"""The largest batch of records the daemon's producer sends a partition at once (at most
+``kafka.max_message_bytes``). aiokafka keeps one request in flight per partition, so a
+partition takes one batch each round trip to the broker: at its default of 16 KiB, the
+HTTP intake's batches of 500 events went out some fifty records a round trip
+(docs/benchmarks.md, *HTTP event intake*). A batch grows only as records come."""
 
 
 class Producer(Lifecycle):
@@ -58,6 +64,7 @@ class Producer(Lifecycle):
         self._options = kafka.client_options() | {
             "linger_ms": 2,
             "max_request_size": kafka.max_message_bytes,
+            "max_batch_size": min(BATCH_BYTES, kafka.max_message_bytes),
             "request_timeout_ms": timeout_ms,
         }
         self._current = self._fresh(idempotent=True)
