@@ -78,14 +78,14 @@ clients ask for): no refusal."""
 
 
 def _refused(response: Any) -> list[str]:
-    """Each topic a CreateTopics answer did not make, with the broker's reason (the answer
-    carries them; aiokafka raises none)."""
-    refused = []
+    """The topics a CreateTopics answer did not make, grouped by the broker's reason (the
+    answer carries them; aiokafka raises none)."""
+    by_reason: dict[str, list[str]] = {}
     for topic, code, *more in response.topic_errors:
         if code not in (0, TOPIC_ALREADY_EXISTS):
             reason = more[0] if more and more[0] else for_code(code).description
-            refused.append(f"{topic}: {for_code(code).__name__} ({reason})")
-    return refused
+            by_reason.setdefault(f"{for_code(code).__name__} ({reason})", []).append(topic)
+    return [f"{', '.join(topics)}: {reason}" for reason, topics in by_reason.items()]
 
 
 async def topic_names(kafka: KafkaSettings, *, timeout_s: float) -> set[str]:
