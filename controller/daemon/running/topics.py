@@ -78,9 +78,9 @@ class TopicKeeper:
             async with deadline(CHECK_DEADLINE_SECONDS, "the topic check"):
                 created = await ensure_topics(self._kafka, self._topics)
                 ends = await log_ends(self._kafka, self._watched)
-        except ControllerError as exc:  # a broker away is retriable; a refusal is said aloud
-            say = log.debug if exc.retriable else log.warning
-            say("topic_check_skipped", error=str(exc)[:300])
+        except ControllerError as exc:  # a broker away or slow is quiet; a refusal is not
+            away = exc.retriable or isinstance(exc, TimeoutError)
+            (log.debug if away else log.warning)("topic_check_skipped", error=str(exc)[:300])
             return []
         lost, self._ends = went_back(self._ends, ends), remembered(self._ends, ends)
         if created:

@@ -12,8 +12,10 @@ import uuid
 
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from structlog.testing import capture_logs
 
 from controller.adapters.kafka import (
+    LogEndReader,
     Producer,
     Publisher,
     delete_topics,
@@ -21,7 +23,7 @@ from controller.adapters.kafka import (
     log_ends,
     topic_names,
 )
-from controller.core.common import BrokerError
+from controller.core.common import BrokerError, ControllerError
 from controller.core.rollouts import RaiseAlert
 from controller.daemon.running.topics import TopicKeeper, remembered, went_back
 from controller.settings import KafkaSettings, TopicSettings
@@ -123,6 +125,13 @@ async def test_topics_the_broker_will_not_make_are_refused_by_name_and_reason(
     assert "InvalidReplicationFactorError" in message
     assert all(name in message for name in topics.model_dump().values())
     assert await topic_names(kafka, timeout_s=5) & set(topics.model_dump().values()) == set()
+    # And the keeper, asked every few seconds, says so as a warning, not as a broker away
+    keeper = TopicKeeper(kafka=kafka, topics=topics, alarm=lambda _: None)
+    with capture_logs() as logs:
+        assert await keeper.check() == []
+    said = [e for e in logs if e["event"] == "topic_check_skipped"]
+    assert [e["log_level"] for e in said] == ["warning"]
+    assert "InvalidReplicationFactorError" in said[0]["error"]
     # And with a factor it can meet, every one is made
     kafka = kafka.model_copy(update={"replication_factor": 1})
     try:
@@ -138,18 +147,48 @@ async def _create(bootstrap: str, name: str) -> None:
 
     A deletion the controller has answered may not be applied everywhere yet: a create
     then meets the old topic (``TOPIC_ALREADY_EXISTS``), and a metadata request may still
-    list it. So the create is asked again until the new log is what is served."""
-    kafka = KafkaSettings(bootstrap_servers=bootstrap)
+    list it, or name a partition with no leader yet. So the create is asked again until
+    the new log is what is served."""
+    ends = LogEndReader(KafkaSettings(bootstrap_servers=bootstrap), timeout_s=5)
+
+    async def served_empty() -> bool:
+        try:
+            return await ends.log_ends([name]) == {name: {0: 0}}
+        except ControllerError:  # a topic between two lives may not answer yet
+            return False
 
     async def made_again() -> bool:
-        if await log_ends(kafka, [name]) != {(name, 0): 0}:
+        if not await served_empty():
             admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
             await admin.start()
             try:
                 await admin.create_topics([NewTopic(name, num_partitions=1, replication_factor=1)])
             finally:
                 await admin.close()
-        assert await log_ends(kafka, [name]) == {(name, 0): 0}
-        return True
+        return await served_empty()
 
-    await eventually(made_again, timeout=30, what=f"{name} made again, its log empty")
+    await eventually(made_again, timeout=60, what=f"{name} made again, its log empty")
+
+
+async def test_a_renewed_producer_writes_to_a_topic_made_again(kafka_bootstrap: str) -> None:
+    """After a topic was made again the keeper renews the daemon's producer (one that wrote
+    to the deleted topic may be answered NOT_LEADER_OR_FOLLOWER until its requests time
+    out): what was published before went through the old one, what follows the new one."""
+    run = uuid.uuid4().hex[:8]
+    topics = TopicSettings.model_validate({n: f"renew.{run}.{n}" for n in NAMES})
+    kafka = KafkaSettings(bootstrap_servers=kafka_bootstrap)
+    await ensure_topics(kafka, topics)
+    try:
+        async with Producer(kafka=kafka, request_timeout_ms=5_000) as producer:
+            publisher = Publisher(producer=producer)
+            await publisher.publish([(topics.flag_state, "a", b"{}")])
+            before = producer.idempotent
+            await delete_topics(kafka, [topics.flag_state])
+            await _create(kafka_bootstrap, topics.flag_state)
+            publisher.renew()
+            await publisher.publish([(topics.flag_state, "b", b"{}")])
+            assert (before, producer.idempotent) == (True, True)
+            ends = await log_ends(kafka, [topics.flag_state])
+            assert ends == {(topics.flag_state, 0): 1}  # "b" alone: the new log
+    finally:
+        await delete_topics(kafka, list(topics.model_dump().values()))
