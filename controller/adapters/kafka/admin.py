@@ -10,7 +10,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import for_code
+from aiokafka.errors import TopicAlreadyExistsError, for_code
 from aiokafka.partitioner import DefaultPartitioner
 
 from controller.core.common import BrokerError
@@ -72,17 +72,14 @@ async def ensure_topics(
         return [t.name for t in wanted]
 
 
-TOPIC_ALREADY_EXISTS = 36
-"""A topic made meanwhile by someone else (a second daemon, a broker that makes the topics
-clients ask for): no refusal."""
-
-
 def _refused(response: Any) -> list[str]:
     """The topics a CreateTopics answer did not make, grouped by the broker's reason (the
     answer carries them; aiokafka raises none)."""
     by_reason: dict[str, list[str]] = {}
     for topic, code, *more in response.topic_errors:
-        if code not in (0, TOPIC_ALREADY_EXISTS):
+        # A topic made meanwhile by someone else (a second daemon, a broker that makes the
+        # topics clients ask for) is no refusal.
+        if code not in (0, TopicAlreadyExistsError.errno):
             reason = more[0] if more and more[0] else for_code(code).description
             by_reason.setdefault(f"{for_code(code).__name__} ({reason})", []).append(topic)
     return [f"{', '.join(topics)}: {reason}" for reason, topics in by_reason.items()]
