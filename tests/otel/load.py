@@ -14,6 +14,7 @@ import orjson
 
 READY_SECONDS = 60.0
 STOP_SECONDS = 30.0
+KEEPALIVE_SECONDS = 1.0
 
 
 class AppProcess:
@@ -89,9 +90,15 @@ class Load:
         self.statuses: Counter[int] = Counter()
         self.served: Counter[tuple[bool, int]] = Counter()
         """Answers that say the flag's value the app served, by (that value, HTTP status)."""
-        self.failures = 0
+        self.failed: Counter[str] = Counter()
+        """Requests that got no answer, by what httpx raised (its type and first words)."""
         self._stopping = asyncio.Event()
-        self._client = httpx.AsyncClient(base_url=app.base, timeout=30)
+        # Idle connections closed well before a server's own keep-alive time-out (Node's is
+        # 5 s, httpx's expiry the same): else a request sent on one as the server closes it
+        # gets no answer, the client's race, not the app's failure.
+        self._client = httpx.AsyncClient(
+            base_url=app.base, timeout=30, limits=httpx.Limits(keepalive_expiry=KEEPALIVE_SECONDS)
+        )
         self._tasks = [
             asyncio.create_task(self._send(), name=f"load-{app.name}-{i}")
             for i in range(concurrency)
@@ -101,13 +108,24 @@ class Load:
     def requests(self) -> int:
         return sum(self.statuses.values())
 
+    @property
+    def failures(self) -> int:
+        return sum(self.failed.values())
+
+    def unserved(self) -> dict[str, object] | None:
+        """What went wrong, when a request got no answer or none was sent; None when all
+        were answered."""
+        if self.requests and not self.failures:
+            return None
+        return {"requests": self.requests, "failed": dict(self.failed)}
+
     async def _send(self) -> None:
         while not self._stopping.is_set():
             user = f"user-{self._rng.randrange(self._users)}"
             try:
                 answer = await self._client.get("/checkout", params={"user": user})
-            except httpx.HTTPError:
-                self.failures += 1
+            except httpx.HTTPError as exc:
+                self.failed[f"{type(exc).__name__}: {str(exc)[:80]}"] += 1
                 await asyncio.sleep(0.1)
                 continue
             self.statuses[answer.status_code] += 1

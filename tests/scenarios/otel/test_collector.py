@@ -242,7 +242,7 @@ def _assert_exact(scenario: Scenario, written: Written, load: Load, version: int
     versions = {s["version"] for s in scenario.observed.flag_states if s["flag"] == STEADY}
     assert versions == {version}, versions
     assert written.spans[STEADY] == load.requests, (written.spans, load.requests, written.copies)
-    assert load.failures == 0, load.failures
+    assert load.failures == 0, load.failed
     treated = sum(n for (new_flow, _status), n in load.served.items() if new_flow)
     assert written.cells[STEADY, "treatment"].requests == treated, written.cells
     assert treated > STEP, load.served

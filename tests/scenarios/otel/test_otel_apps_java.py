@@ -112,4 +112,4 @@ async def test_a_java_app_with_no_code_of_ours_completes_and_its_faulty_twin_rol
     assert 0 < treated + control <= USERS
     for flag, load in loads.items():
         assert load.statuses[500] > 0, (flag, load.statuses)
-        assert load.failures == 0, (flag, load.failures)
+        assert load.failures == 0, (flag, load.failed)

@@ -84,7 +84,7 @@ async def test_a_worker_that_crashes_three_times_as_often_is_rolled_back_with_no
     for flag, app in apps.items():
         said = orjson.loads(app.last_words)
         assert said["crashes"] > 0, (flag, said)
-        assert loads[flag].failures == 0, (flag, loads[flag].failures)
+        assert loads[flag].failures == 0, (flag, loads[flag].failed)
     # ... from spans and log records that made exposures, crashes and exceptions, and not one
     # request: there was none to make one from
     assert sample(metrics, "rollout_otlp_http_exports_total", signal="logs") > 0

@@ -189,7 +189,7 @@ def _assert_what_the_app_sent(said: dict[str, Any], load: Load, written: Written
     assert (
         load.requests == sum(c["requests"] for c in served.values()) + said["failed_evaluations"]
     ), (load.statuses, said)
-    assert load.failures == 0, load.failures
+    assert load.failures == 0, load.failed
     assert written.spans[FLAG] == load.requests, (written.spans, load.requests)
     for arm, counts in served.items():
         cell = written.cells[FLAG, arm]
