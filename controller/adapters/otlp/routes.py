@@ -70,13 +70,9 @@ from controller.adapters.http import (
     open_access,
 )
 from controller.adapters.otlp.admission import Admission, Busy
+from controller.adapters.otlp.flat import decode_traces_flat
 from controller.adapters.otlp.inflating import BodyTooLarge, GzipInflater, NotGzip
-from controller.adapters.otlp.proto import (
-    decode_logs_proto,
-    decode_traces_proto,
-    logs_response,
-    traces_response,
-)
+from controller.adapters.otlp.proto import decode_logs_proto, logs_response, traces_response
 from controller.core.common import BrokerError, ControllerError, RateLimiter, StoreError
 from controller.core.release import DEFAULT_ENVIRONMENT
 from controller.core.telemetry import (
@@ -126,7 +122,7 @@ class _Signal:
 
 SIGNALS = (
     _Signal(
-        "traces", "/v1/traces", "spans", decode_traces_proto, decode_traces_json, traces_response
+        "traces", "/v1/traces", "spans", decode_traces_flat, decode_traces_json, traces_response
     ),
     _Signal("logs", "/v1/logs", "log records", decode_logs_proto, decode_logs_json, logs_response),
 )
