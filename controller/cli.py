@@ -238,11 +238,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _run(config: Path | None, clock_file: Path | None = None) -> int:
     from controller.daemon.running import wiring  # noqa: PLC0415
     from controller.dev.clock import FileClock  # noqa: PLC0415
-    from controller.process import logs  # noqa: PLC0415 - keep `--help` fast
+    from controller.process import favour_the_loop, logs  # noqa: PLC0415 - keep `--help` fast
     from controller.settings import load_settings  # noqa: PLC0415
 
     settings = load_settings(config)
     logs.configure(settings.log)
+    favour_the_loop()
     clock = FileClock(clock_file) if clock_file is not None else None
     return asyncio.run(wiring.run(settings, reread=lambda: load_settings(config), clock=clock))
 
