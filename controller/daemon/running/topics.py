@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Awaitable, Callable
 
 import structlog
@@ -27,6 +28,7 @@ from controller.adapters.kafka import ensure_topics, log_ends
 from controller.core.common import ControllerError
 from controller.core.rollouts import RaiseAlert
 from controller.kit.deadlines import deadline
+from controller.kit.log_repeats import RepeatLimiter
 from controller.settings import KafkaSettings, TopicSettings
 
 log = structlog.get_logger("controller.daemon.running.topics")
@@ -34,6 +36,9 @@ CHECK_SECONDS = 2.0
 """How often the daemon looks for missing topics."""
 CHECK_DEADLINE_SECONDS = 10.0
 """The most one look may take: a hung broker never holds the loop (or a stop) longer."""
+REFUSAL_REPEAT_SECONDS = 60.0
+"""A refusal that lasts is warned of once in this long, with the count of looks between
+(each a debug line): not a warning every look."""
 
 
 class TopicKeeper:
@@ -47,10 +52,12 @@ class TopicKeeper:
         alarm: Callable[[RaiseAlert], None],
         recreated: Callable[[list[str]], Awaitable[object]] | None = None,
         every: float = CHECK_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """``recreated`` is awaited with the topics created again, after the alert."""
         self._kafka, self._topics, self._alarm, self._every = kafka, topics, alarm, every
-        self._recreated = recreated
+        self._recreated, self._clock = recreated, clock
+        self._refusals = RepeatLimiter(REFUSAL_REPEAT_SECONDS)
         self._watched = [topics.flag_state, topics.segments]
         self._ends: dict[tuple[str, int], int] = {}
         """The watched topics' log ends at the last look."""
@@ -78,9 +85,8 @@ class TopicKeeper:
             async with deadline(CHECK_DEADLINE_SECONDS, "the topic check"):
                 created = await ensure_topics(self._kafka, self._topics)
                 ends = await log_ends(self._kafka, self._watched)
-        except ControllerError as exc:  # a broker away or slow is quiet; a refusal is not
-            away = exc.retriable or isinstance(exc, TimeoutError)
-            (log.debug if away else log.warning)("topic_check_skipped", error=str(exc)[:300])
+        except ControllerError as exc:
+            self._skipped(exc)
             return []
         lost, self._ends = went_back(self._ends, ends), remembered(self._ends, ends)
         if created:
@@ -90,6 +96,23 @@ class TopicKeeper:
         if (created or lost) and self._recreated is not None:
             await self._recreated(sorted({*created, *lost}))
         return created
+
+    def _skipped(self, exc: ControllerError) -> None:
+        """A broker away or slow is a debug line; a refusal is a warning, once a
+        :data:`REFUSAL_REPEAT_SECONDS` while it lasts, with how often it came between."""
+        error = str(exc)[:300]
+        if exc.retriable or isinstance(exc, TimeoutError):
+            log.debug("topic_check_skipped", error=error)
+            return
+        verdict = self._refusals.see(error, self._clock())
+        if not verdict.show:
+            log.debug("topic_check_skipped", error=error)
+        elif verdict.repeats is None:
+            log.warning("topic_check_skipped", error=error)
+        else:
+            seconds = round(verdict.repeats.seconds, 1)
+            repeats = {"repeated": verdict.repeats.count, "repeated_seconds": seconds}
+            log.warning("topic_check_skipped", error=error, **repeats)
 
     def _alert(self, created: list[str]) -> None:
         log.warning("topics_recreated", topics=created)
