@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -536,3 +537,67 @@ async def test_a_rule_on_the_targeting_key_matches_through_the_ofrep_provider(
                 api.clear_providers()
     assert details.error_code is None, details.error_message
     assert (details.variant, details.reason) == (variant, reason)
+
+
+DEADLINE_DOCS = Path(__file__).resolve().parents[3] / "docs" / "clients.md"
+DEADLINE_SCRIPT = """\
+import { createRequire } from "node:module";
+const require = createRequire(process.env.OFREP_NODE_HOME + "/package.json");
+const { OpenFeature } = require("@openfeature/server-sdk");
+const { OFREPProvider } = require("@openfeature/ofrep-provider");
+const provider = %s
+await OpenFeature.setProviderAndWait(provider);
+const started = Date.now();
+const got = await OpenFeature.getClient().getBooleanDetails("any", false, { targetingKey: "u" });
+console.log(JSON.stringify({ ms: Date.now() - started, value: got.value, reason: got.reason }));
+process.exit(0);
+"""
+
+
+def documented_deadline() -> str:
+    """The Node provider as docs/clients.md makes it, with a deadline on each evaluation."""
+    text = DEADLINE_DOCS.read_text()
+    after = text.index("**Give each evaluation a deadline.**")
+    start = text.index("```js\n", after) + len("```js\n")
+    return text[start : text.index("```", start)].strip()
+
+
+async def test_the_documented_deadline_ends_an_evaluation_a_silent_controller_holds(
+    node: str, ofrep_node: Path, tmp_path: Path
+) -> None:
+    # Given a controller that takes connections and never answers (frozen, or its loop held)
+    held: list[asyncio.StreamWriter] = []
+
+    async def silent(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    provider = documented_deadline().replace("http://controller:8000", f"http://127.0.0.1:{port}")
+    given = re.search(r"AbortSignal\.timeout\((\d+)\)", provider)
+    assert given is not None, provider
+    deadline_ms = int(given[1])
+    script = tmp_path / "deadline.mjs"
+    script.write_text(DEADLINE_SCRIPT % provider)
+    try:
+        # When an app with the provider docs/clients.md gives evaluates a flag
+        done = await asyncio.to_thread(
+            subprocess.run,
+            [node, str(script)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={"OFREP_NODE_HOME": str(ofrep_node), "PATH": str(Path(node).parent)},
+            check=False,
+        )
+    finally:
+        server.close()
+        for writer in held:
+            writer.close()
+    # Then its deadline ended the wait: the default value, reason ERROR, once the deadline
+    # passed (Node's own fetch would wait 300 s for the answer's headers)
+    assert done.returncode == 0, done.stderr[-2000:]
+    got = json.loads(done.stdout.strip().splitlines()[-1])
+    assert (got["value"], got["reason"]) == (False, "ERROR"), got
+    assert deadline_ms * 0.9 <= got["ms"] < deadline_ms + 60_000, (got, deadline_ms)
+    assert held, "the provider never reached the silent controller"
