@@ -7,7 +7,7 @@ import contextlib
 import os
 import random
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import httpx
 import orjson
@@ -112,13 +112,6 @@ class Load:
     def failures(self) -> int:
         return sum(self.failed.values())
 
-    def unserved(self) -> dict[str, object] | None:
-        """What went wrong, when a request got no answer or none was sent; None when all
-        were answered."""
-        if self.requests and not self.failures:
-            return None
-        return {"requests": self.requests, "failed": dict(self.failed)}
-
     async def _send(self) -> None:
         while not self._stopping.is_set():
             user = f"user-{self._rng.randrange(self._users)}"
@@ -144,3 +137,13 @@ class Load:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self._client.aclose()
+
+
+def unserved(loads: Mapping[str, Load]) -> dict[str, dict[str, object]]:
+    """The loads that sent no request or got no answer to one, each with what went wrong;
+    empty when every app answered every request."""
+    return {
+        name: {"requests": load.requests, "failed": dict(load.failed)}
+        for name, load in loads.items()
+        if not load.requests or load.failures
+    }

@@ -46,6 +46,7 @@ from tests.support.backing.services import ServiceUnavailable, free_port
 from tests.support.clients.ofrep import (
     CONFIGURATION_SCHEMA,
     NODE_SCRIPT,
+    ROOT,
     flag_rollout,
     node_home,
     ofrep_server,
@@ -539,7 +540,7 @@ async def test_a_rule_on_the_targeting_key_matches_through_the_ofrep_provider(
     assert (details.variant, details.reason) == (variant, reason)
 
 
-DEADLINE_DOCS = Path(__file__).resolve().parents[3] / "docs" / "clients.md"
+DEADLINE_DOCS = ROOT / "docs" / "clients.md"
 DEADLINE_SCRIPT = """\
 import { createRequire } from "node:module";
 const require = createRequire(process.env.OFREP_NODE_HOME + "/package.json");

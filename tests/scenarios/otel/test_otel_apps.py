@@ -43,7 +43,7 @@ from controller.core.rollouts.plan_parts import Guardrail, Metric, Stage
 from controller.core.telemetry import REFUSAL_REASONS
 from controller.settings import RedisSettings
 from tests.integration.http.test_http import wait_status
-from tests.otel.load import AppProcess, Load
+from tests.otel.load import AppProcess, Load, unserved
 from tests.scenarios.harness import Scenario
 from tests.support.backing.services import free_port
 
@@ -217,8 +217,8 @@ async def test_a_python_app_with_no_code_of_ours_completes_and_its_faulty_twins_
         scenario, "py.checkout", _versions(scenario, "py.checkout")
     )
     assert 0 < treated + control <= USERS
-    unserved = {flag: load.unserved() for flag, load in loads.items() if load.unserved()}
-    assert not unserved, unserved
+    missing = unserved(loads)
+    assert not missing, missing
 
 
 @pytest.mark.timeout(360)
@@ -269,8 +269,8 @@ async def test_a_node_app_with_no_code_of_ours_completes_and_its_faulty_twins_ro
     )
     p95 = rollback["evidence"]["guardrails"]["latency_p95"]
     assert isinstance(p95, dict), p95
-    unserved = {flag: load.unserved() for flag, load in loads.items() if load.unserved()}
-    assert not unserved, unserved
+    missing = unserved(loads)
+    assert not missing, missing
 
 
 @pytest.mark.timeout(360)

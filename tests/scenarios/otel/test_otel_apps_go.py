@@ -27,7 +27,7 @@ import pytest
 
 from tests.conftest import _service_unavailable
 from tests.integration.http.test_http import wait_status
-from tests.otel.load import AppProcess
+from tests.otel.load import AppProcess, unserved
 from tests.scenarios.harness import Scenario
 from tests.scenarios.otel.test_otel_apps import (
     USERS,
@@ -120,5 +120,5 @@ async def test_a_go_app_with_no_code_of_ours_completes_and_its_faulty_twin_rolls
         scenario, "go.checkout", _versions(scenario, "go.checkout")
     )
     assert 0 < treated + control <= USERS
-    unserved = {flag: load.unserved() for flag, load in loads.items() if load.unserved()}
-    assert not unserved, unserved
+    missing = unserved(loads)
+    assert not missing, missing
