@@ -3,11 +3,18 @@
 The outbox keeps states and decisions as the engine rendered them; :class:`SigningOutputs`
 signs each one as it is published, so a republished state is signed again
 (Ed25519 is deterministic: the same bytes) and a new key applies to every
-state published after a restart. :func:`load_signer` reads the configured key,
-and warns when there is none: apps that verify then hold no state at all.
+state published after a restart. Every part of the daemon that publishes on
+the decisions topic (the engine's outbox, pipelines, segments, app keys, ingest
+commands) publishes through the one :class:`SigningOutputs` the daemon is wired
+with, so a decision of any kind leaves signed. :func:`load_signer` reads the
+configured key, and warns when there is none: apps that verify then hold no
+state at all.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
 
 import orjson
 import structlog
@@ -15,7 +22,7 @@ import structlog
 from controller.core.common import ConfigError
 from controller.core.trust import StateSigner, signing
 from controller.core.wire import JsonObject
-from controller.ports import Outputs
+from controller.ports import Outputs, ValueOutputs
 from controller.settings import SigningSettings
 
 log = structlog.get_logger("controller.daemon.outputs.signed")
@@ -40,13 +47,17 @@ def load_signer(settings: SigningSettings) -> StateSigner | None:
     return signer
 
 
+class Publishing(Outputs, ValueOutputs, Protocol):
+    """Publishes messages, and values that may be tombstones: the daemon's publisher."""
+
+
 class SigningOutputs:
-    """The engine's outputs; every flag state and decision gets the controller's signature
-    on its way out."""
+    """The daemon's outputs; every flag state and decision gets the controller's signature
+    on its way out, whichever method publishes it."""
 
     def __init__(
         self,
-        inner: Outputs,
+        inner: Publishing,
         *,
         flag_state_topic: str,
         signer: StateSigner,
@@ -57,6 +68,12 @@ class SigningOutputs:
 
     async def publish(self, messages: list[tuple[str, str, bytes]]) -> None:
         await self._inner.publish([(t, k, self._value(t, v)) for t, k, v in messages])
+
+    async def publish_values(self, messages: Sequence[tuple[str, str, bytes | None]]) -> None:
+        """As :meth:`publish`, where a None value is a tombstone (published as it is)."""
+        await self._inner.publish_values(
+            [(t, k, None if v is None else self._value(t, v)) for t, k, v in messages]
+        )
 
     def _value(self, topic: str, value: bytes) -> bytes:
         if topic == self._topic:

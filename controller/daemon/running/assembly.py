@@ -37,7 +37,7 @@ from controller.core.trust import StateSigner
 from controller.daemon.backends import BackendSync, NudgingOutputs
 from controller.daemon.ingest import Ingest
 from controller.daemon.metrics import Metrics
-from controller.daemon.outputs import Alarms, SigningOutputs
+from controller.daemon.outputs import Alarms, Publishing, SigningOutputs
 from controller.daemon.registries import (
     KeyReloader,
     SegmentService,
@@ -140,15 +140,16 @@ async def rollout_side(run: Run, client: RedisClient, kafka: KafkaClients) -> Ro
     gate_history = RedisGateHistory(client, settings=settings.redis, history=settings.history)
     recorder = Recorder(store=gate_history, settings=settings.history, topics=settings.topics)
     sync = await _backend_sync(run, client, states, kafka)
+    signed = _signed_outputs(run, kafka.outputs)
     segments = await _segments(
         settings,
         SegmentStore(client, settings=settings.redis),
-        kafka.outputs,
+        signed,
         run.signer,
         run.metrics,
         changed=sync.segment_changed if sync is not None else None,
     )
-    outputs = _engine_outputs(run, kafka.outputs, sync)
+    outputs = _engine_outputs(run, signed, sync)
     sources = await _sources(run)
     return RolloutSide(states, gate_history, recorder, outputs, advisor, sync, segments, sources)
 
@@ -194,15 +195,24 @@ async def _backend_sync(
     )
 
 
-def _engine_outputs(run: Run, published: Publisher, sync: BackendSync | None) -> Outputs:
-    """What the engine publishes through: signed when a key is set, nudging the sync."""
+def _signed_outputs(run: Run, published: Publisher) -> Publishing:
+    """What every decision and flag state is published through, whoever publishes it (the
+    engine, pipelines, segments, app keys): signed when a key is set."""
+    if run.signer is None:
+        return published
+    topics = run.settings.topics  # apps that verify hold only states the controller signed
+    return SigningOutputs(
+        published,
+        flag_state_topic=topics.flag_state,
+        signer=run.signer,
+        decisions_topic=topics.decisions,
+    )
+
+
+def _engine_outputs(run: Run, signed: Publishing, sync: BackendSync | None) -> Outputs:
+    """What the engine publishes through: the signed outputs, nudging the sync."""
     topic = run.settings.topics.flag_state
-    outputs: Outputs = published
-    if run.signer is not None:  # apps that verify hold only states the controller signed
-        decisions = run.settings.topics.decisions
-        outputs = SigningOutputs(
-            outputs, flag_state_topic=topic, signer=run.signer, decisions_topic=decisions
-        )
+    outputs: Outputs = signed
     if sync is not None:
         outputs = NudgingOutputs(outputs, flag_state_topic=topic, nudge=sync.nudge)
     return outputs
@@ -287,7 +297,7 @@ def _keepers(
 async def _segments(
     settings: Settings,
     store: SegmentStore,
-    outputs: Publisher,
+    outputs: Publishing,
     signer: StateSigner | None,
     metrics: Metrics,
     *,

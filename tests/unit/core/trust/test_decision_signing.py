@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -83,6 +84,9 @@ class _Recorder:
 
     async def publish(self, messages: list[tuple[str, str, bytes]]) -> None:
         self.published.extend(messages)
+
+    async def publish_values(self, messages: Sequence[tuple[str, str, bytes | None]]) -> None:
+        raise AssertionError(messages)  # this test publishes with publish only
 
 
 async def test_decisions_are_signed_on_their_way_out_alerts_are_not() -> None:
