@@ -51,7 +51,7 @@ from controller.core.machine import health
 from controller.core.machine.final_look import always_valid_level, final_look, has_final_look
 from controller.core.machine.gate_evidence import audience, gate_evidence
 from controller.core.machine.sourced import Sourced, sourced_tests
-from controller.core.reading import harm_edge, quantity_text
+from controller.core.reading import all_hold, harm_edge, quantity_text, standing_text
 from controller.core.rollouts import (
     Applied,
     Completeness,
@@ -184,7 +184,9 @@ def _verdict(
             f" minimum sample is met, before the minimum stage time {_stage(rollout).min_duration}"
         )
         return Verdict(VerdictKind.ADVANCE, why, None, _with(evidence, early_advance=True))
-    verdict, untested_hold = _timing(rollout, data, now, evidence, sourced=sourced, waiting=waiting)
+    verdict, untested_hold = _timing(
+        rollout, data, now, evidence, sourced=sourced, waiting=waiting, tests=tests
+    )
     return final_look(rollout, data, now, tests, verdict, at_end=untested_hold)
 
 
@@ -307,6 +309,7 @@ def _timing(
     *,
     sourced: Sourced,
     waiting: tuple[str, ...],
+    tests: Mapping[str, SequentialResult | None],
 ) -> tuple[Verdict, bool]:
     """The verdict of the stage's time, traffic and size, and whether it is the hold for
     guardrails not yet tested (the stage's planned end is reached: its final look is due)."""
@@ -332,7 +335,7 @@ def _timing(
         return Verdict(VerdictKind.HOLD, why, None, evidence), False
     if waiting:  # the guardrails not yet tested (:func:`untested`)
         return Verdict(VerdictKind.HOLD, "; ".join(waiting), None, evidence), True
-    return Verdict(VerdictKind.ADVANCE, _complete(rollout), None, evidence), False
+    return Verdict(VerdictKind.ADVANCE, _complete(rollout, tests), None, evidence), False
 
 
 def untested(
@@ -364,13 +367,18 @@ def _waiting_for(guardrail: Guardrail, data: FlagAggregates, plan: Plan) -> str:
     return f"{guardrail.key} not yet tested: {seen[arm]} of {floor} events in {arm}"
 
 
-def _complete(rollout: Rollout) -> str:
-    """The advance's reason: never "guardrails hold" when no guardrail was tested."""
+def _complete(rollout: Rollout, tests: Mapping[str, SequentialResult | None]) -> str:
+    """The advance's reason: "guardrails hold" only when every gating guardrail excludes
+    harm; else which held and which advanced with harm not excluded (undecided)."""
     if rollout.percent >= 100:
         return f"the stage is complete ({without_control(rollout.plan.limits)})"
-    if not _gating(rollout.plan):
+    gating = {g.key: tests.get(g.key) for g in _gating(rollout.plan)}
+    if not gating:
         return "the stage is complete (no gating guardrail)"
-    return "guardrails hold and the stage is complete"
+    said = standing_text(gating)
+    if all_hold(gating):
+        return f"guardrails hold and the stage is complete ({said})"
+    return f"the stage is complete ({said})"
 
 
 def _events(arm: ArmAggregate) -> int:

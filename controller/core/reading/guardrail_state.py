@@ -30,6 +30,7 @@ Pure; every surface reads its own shape of a test, so the test is read through
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
@@ -121,6 +122,27 @@ def _against(test: Tested, side: str, delta: float, tolerance: float) -> Guardra
 def state_text(metric: str, test: Tested | None, *, compared: bool = True) -> str:
     """``error rate watching (above tolerance, not yet significant)``."""
     return f"{metric_name(metric)} {guardrail_state(test, compared=compared).text}"
+
+
+def standing_text(tests: Mapping[str, Tested | None]) -> str:
+    """How the guardrails stood when their stage advanced, grouped by state, those that
+    hold first: only ``holds`` excludes harm, so every other state is said to advance with
+    harm not excluded: ``held, harm excluded: error_rate; advanced undecided, harm not
+    excluded: latency_p99``."""
+    grouped: dict[State, list[str]] = {}
+    for key, test in tests.items():
+        grouped.setdefault(guardrail_state(test).state, []).append(key)
+    return "; ".join(
+        f"held, harm excluded: {', '.join(keys)}"
+        if state is State.HOLDS
+        else f"advanced {state}, harm not excluded: {', '.join(keys)}"
+        for state, keys in sorted(grouped.items(), key=lambda group: group[0] is not State.HOLDS)
+    )
+
+
+def all_hold(tests: Mapping[str, Tested | None]) -> bool:
+    """Whether every one of ``tests`` holds (harm excluded); False for none."""
+    return bool(tests) and all(guardrail_state(t).state is State.HOLDS for t in tests.values())
 
 
 def compares(comparison: str | None) -> bool:

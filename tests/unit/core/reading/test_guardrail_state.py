@@ -7,7 +7,14 @@ from dataclasses import dataclass
 
 import pytest
 
-from controller.core.reading.guardrail_state import State, compares, guardrail_state, state_text
+from controller.core.reading.guardrail_state import (
+    State,
+    all_hold,
+    compares,
+    guardrail_state,
+    standing_text,
+    state_text,
+)
 
 INF = math.inf
 LOWER, HIGHER = "lower_is_better", "higher_is_better"
@@ -93,3 +100,38 @@ def test_a_stage_without_a_control_reads_no_comparison_whatever_its_tests_count(
         assert state_text("error_rate", test, compared=False) == (
             "error rate no comparison (no concurrent control: gated on its limits)"
         )
+
+
+HELD, OPEN, PAST = (
+    Tried(-0.001, -0.004, 0.002, 0.005),
+    Tried(2.0, -3.0, 12.0, 10.0),
+    Tried(0.07, -0.02, 0.16),
+)
+
+
+@pytest.mark.parametrize(
+    ("case", "tests", "text", "hold"),
+    [
+        ("one holds", {"error_rate": HELD}, "held, harm excluded: error_rate", True),
+        ("all hold", {"error_rate": HELD, "latency_p99": HELD},
+         "held, harm excluded: error_rate, latency_p99", True),
+        # the undecided one is named as such, never counted among those that hold
+        ("one undecided", {"error_rate": HELD, "latency_p99": OPEN},
+         "held, harm excluded: error_rate; advanced undecided, harm not excluded: latency_p99",
+         False),
+        ("those that hold come first", {"latency_p99": OPEN, "error_rate": HELD},
+         "held, harm excluded: error_rate; advanced undecided, harm not excluded: latency_p99",
+         False),
+        ("none holds", {"error_rate": OPEN, "conversion_rate": PAST},
+         "advanced undecided, harm not excluded: error_rate;"
+         " advanced watching, harm not excluded: conversion_rate", False),
+        ("an untested one never holds", {"error_rate": None},
+         "advanced not yet tested, harm not excluded: error_rate", False),
+        ("no guardrail", {}, "", False),
+    ],
+)  # fmt: skip
+def test_an_advance_says_which_guardrails_held_and_which_did_not(
+    case: str, tests: dict[str, Tried | None], text: str, hold: bool
+) -> None:
+    assert standing_text(tests) == text, case
+    assert all_hold(tests) is hold, case

@@ -476,7 +476,26 @@ def test_untested_hold_says_what_it_waits_for(
 @pytest.mark.parametrize(
     ("case", "the_plan", "percent", "reason"),
     [
-        ("tested guardrails", plan(), 10.0, "guardrails hold and the stage is complete"),
+        (
+            "every guardrail holds",
+            plan(guardrails=[Guardrail(metric="error_rate", tolerance=0.01), LATENCY]),
+            10.0,
+            "guardrails hold and the stage is complete"
+            " (held, harm excluded: error_rate, latency_p99)",
+        ),
+        (
+            "some undecided: named, never said to hold",
+            plan(),
+            10.0,
+            "the stage is complete (held, harm excluded: latency_p99;"
+            " advanced undecided, harm not excluded: error_rate, conversion_rate)",
+        ),
+        (
+            "none holds",
+            plan(guardrails=[Guardrail(metric="error_rate")]),
+            10.0,
+            "the stage is complete (advanced undecided, harm not excluded: error_rate)",
+        ),
         ("no guardrail", plan(guardrails=[]), 10.0, "the stage is complete (no gating guardrail)"),
         (
             "only dry runs",
