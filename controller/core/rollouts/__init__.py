@@ -33,6 +33,13 @@ from controller.core.rollouts.approval_ledger import (
 )
 from controller.core.rollouts.briefing import Briefing, parse_number
 from controller.core.rollouts.budget import error_budget
+from controller.core.rollouts.catching_up import (
+    WaitClock,
+    looks_at_broker,
+    planned_end,
+    timed,
+    waited_for,
+)
 from controller.core.rollouts.completeness import (
     Completeness,
     behind_targets,
@@ -178,6 +185,7 @@ __all__ = [
     "UnleashTarget",
     "Verdict",
     "VerdictKind",
+    "WaitClock",
     "Watch",
     "Window",
     "Windows",
@@ -195,6 +203,7 @@ __all__ = [
     "lag_words",
     "lint",
     "load_plan",
+    "looks_at_broker",
     "may_move_forward",
     "metric_of",
     "never_opens",
@@ -203,11 +212,14 @@ __all__ = [
     "parse_advice",
     "parse_number",
     "parse_plan",
+    "planned_end",
     "prerequisite_wait",
     "rationale_problem",
     "read_team_windows",
     "stage_step",
+    "timed",
     "untrusted",
+    "waited_for",
     "waiting_reason",
     "window_findings",
 ]

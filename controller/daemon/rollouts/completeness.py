@@ -23,7 +23,14 @@ from typing import Protocol
 from controller.adapters.kafka import LogEndReader
 from controller.adapters.redis import RedisClient, ingest_progress
 from controller.core.machine import late_regression, passed_stages
-from controller.core.rollouts import Completeness, Rollout, Verdict, VerdictKind, counted_late
+from controller.core.rollouts import (
+    Completeness,
+    Rollout,
+    Verdict,
+    VerdictKind,
+    counted_late,
+    looks_at_broker,
+)
 from controller.daemon.ingest import BehindAlarm, CatchUp, LogEnds
 from controller.ports import AggregateReader
 from controller.settings import Settings
@@ -165,6 +172,16 @@ class EvidenceWatch:
             self._missed.pop(rollout.flag, None)
         return Completeness(seen.held, seen.lagging, seen.horizon, late)
 
+    async def checked(
+        self, rollout: Rollout, verdict: VerdictKind, now: datetime, seen: Completeness
+    ) -> Completeness:
+        """``seen``, checked against the broker's log ends when the gate's ``verdict`` would
+        move the stage, or holds on incomplete evidence past its planned end
+        (:func:`~controller.core.rollouts.looks_at_broker`); else ``seen`` itself."""
+        if not looks_at_broker(rollout, verdict, seen, now):
+            return seen
+        return await self.before_moving(rollout, now, seen)
+
     async def before_moving(
         self, rollout: Rollout, now: datetime, seen: Completeness
     ) -> Completeness:
@@ -173,7 +190,7 @@ class EvidenceWatch:
         could not be asked. They are remembered as missing, to be named counted late."""
         if self.catch_up is None:
             return seen
-        said = await self.catch_up.check(rollout, now, seen.held)
+        said = await self.catch_up.check(rollout, now, seen)
         if not said.behind and said.unread is None:
             return seen
         checked = dataclasses.replace(seen, behind=said.behind, unread=said.unread)

@@ -33,7 +33,6 @@ from controller.core.rollouts import (
     Rollout,
     TickInput,
     Verdict,
-    VerdictKind,
     prerequisite_wait,
 )
 from controller.core.stats import FlagAggregates
@@ -263,13 +262,13 @@ async def gated(
     evidence: EvidenceWatch,
 ) -> Verdict:
     """The gate's verdict on the stage; one that would move it (advance or complete) holds
-    until the stage's evidence is counted up to the broker's log ends."""
+    until the stage's evidence is counted up to the broker's log ends, and one that holds
+    on incomplete evidence past the stage's planned end names those too (what is behind,
+    by how many records, whose): either wait is timed, and alerted once."""
     sourced = None if sources is None else sources.for_gate(rollout, now)
     counted = evidence.for_gate(rollout, now)
     verdict = evaluate(rollout, data, now, sourced, counted)
-    if verdict.kind is not VerdictKind.ADVANCE:
-        return verdict
-    checked = await evidence.before_moving(rollout, now, counted)
+    checked = await evidence.checked(rollout, verdict.kind, now, counted)
     return verdict if checked is counted else evaluate(rollout, data, now, sourced, checked)
 
 

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from controller.core.common import StoreError
 from controller.core.machine import evaluate
 from controller.core.reading import RolloutStatus, describe
-from controller.core.rollouts import Verdict, VerdictKind, Window
+from controller.core.rollouts import Verdict, Window
 from controller.daemon.rollouts import EvidenceWatch, SourceReadings
 from controller.ports import AggregateReader, Loaded, RolloutStates
 
@@ -57,9 +57,10 @@ class StatusView:
         for r, d in zip(active, data, strict=True):
             sourced = self._sources.view(r, now) if self._sources else None
             verdict = evaluate(r, d, now, sourced, counted)
-            if verdict.kind is VerdictKind.ADVANCE and self._evidence and counted is not None:
-                # about to move: it waits, as its gate does, for the broker's log ends
-                checked = await self._evidence.before_moving(r, now, counted)
+            if self._evidence and counted is not None:
+                # about to move or past its planned end: it waits, as its gate does, for
+                # the broker's log ends
+                checked = await self._evidence.checked(r, verdict.kind, now, counted)
                 verdict = verdict if checked is counted else evaluate(r, d, now, sourced, checked)
             verdicts[r.flag] = verdict
         return [
