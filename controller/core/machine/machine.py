@@ -244,8 +244,8 @@ def _dry_run_alert(state: Rollout, event: GateInput) -> tuple[Rollout, list[Acti
 
 def _verdict(state: Rollout, event: GateInput) -> Step:
     verdict = event.verdict
-    if verdict.applied is not None:
-        return _triggered(state, event, verdict.applied)
+    if verdict.applied is not None:  # a look that showed harm is spent, whatever is done
+        return _triggered(looked(state, event), event, verdict.applied)
     if state.watching and state.phase.active:
         watched = _watch_verdict(state, event)
         if watched is not None:

@@ -19,6 +19,7 @@ from controller.core.machine.gate import evaluate
 from controller.core.machine.machine import late_regression, step
 from controller.core.rollouts import Stage
 from controller.core.rollouts.advice import Advice, Opinion
+from controller.core.rollouts.policy import HealthPolicy
 from controller.core.rollouts.rollout import GateInput, Phase, Verdict, VerdictKind
 from controller.core.stats import FlagAggregates, fixed_horizon_test
 from controller.core.stats.sequential import Direction, SequentialResult, difference_test
@@ -113,6 +114,26 @@ def test_the_look_is_taken_once_and_recorded_while_the_stage_waits() -> None:
     assert advanced is not None
     assert advanced.stage == 1
     assert advanced.final_look_at is None
+
+
+@pytest.mark.parametrize("action", ["warn", "hold"])
+def test_a_look_that_shows_harm_is_taken_once_whatever_the_policy_does(action: str) -> None:
+    # A policy that only warns (or pauses) keeps the stage: the look that showed harm is
+    # recorded, so later gates do not spend its share of the level again.
+    policy = HealthPolicy.model_validate({"guardrail_regression": action})
+    the_plan = table.plan(final_look_share=0.5, health_policy=policy)
+    rollout = table.rollout(the_plan)
+    verdict = evaluate(rollout, SLIGHT, table.LATE)
+    assert verdict.evidence.decided_by == "final_look", verdict.reason
+    after, _ = step(rollout, GateInput(verdict=verdict, now=table.LATE))
+    assert after is not None
+    assert after.final_look_at == table.LATE
+    later = table.LATE + timedelta(minutes=5)
+    again = evaluate(after, SLIGHT, later)
+    look = again.evidence.final_look
+    assert look is not None
+    assert look.tests is None
+    assert look.at == table.LATE.isoformat()
 
 
 def test_late_evidence_of_a_passed_stage_is_not_looked_at_again() -> None:
