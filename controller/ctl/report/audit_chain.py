@@ -3,16 +3,17 @@
 :func:`chained` turns the export's events into its lines, each naming the
 digest of the one before, and ends them with the seal, signed when the export
 was given an operator key (``--key-id``, ``--key``).
-``rolloutctl audit check FILE`` reads a file back and names the first line
-that fails (:func:`~controller.core.trust.audit_chain.check_export`); the
-public keys are the operator keys of ``--config``, and any ``--public-key
-ID=BASE64`` given. Given the controller's keys (``--config``'s signing key, any
-``--controller-key ID=BASE64``), each decision must also be signed by one
-(:func:`~controller.core.trust.audit_chain.unsigned_decision`).
+``rolloutctl audit check FILE`` reads a file back a line at a time
+(:class:`~controller.ctl.report.audit_lines.ExportFile`) and names the first line
+that fails (:func:`~controller.core.trust.audit_check.check`); the public keys
+are the operator keys of ``--config``, and any ``--public-key ID=BASE64`` given:
+given any, the seal must be signed by one. Given the controller's keys
+(``--config``'s signing key, any ``--controller-key ID=BASE64``), each decision
+must also be signed by one.
 
-Exit codes of the check: 0 the chain holds (signed, or unsigned without
-``--require-signature``), 1 a line fails or the file cannot be read, 2 usage,
-78 bad configuration.
+Exit codes of the check: 0 the export holds (its seal signed, or unsigned where
+no operator key is given and without ``--require-signature``), 1 a line fails or
+the file cannot be read, 2 usage, 78 bad configuration.
 """
 
 from __future__ import annotations
@@ -25,10 +26,11 @@ from typing import TYPE_CHECKING
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from controller.core.common import ConfigError, ControllerError
+from controller.core.common import ConfigError
 from controller.core.reading import AuditEvent, audit_line
 from controller.core.release import read_key_record
-from controller.core.trust import StateVerifier, audit_chain, signing
+from controller.core.trust import StateVerifier, audit_chain, audit_check, signing
+from controller.ctl.report.audit_lines import MAX_LINE_BYTES, ExportFile
 from controller.ctl.terminal import UsageError, run_guarded, warn
 
 if TYPE_CHECKING:
@@ -94,7 +96,12 @@ def add_check_parser(verbs: argparse._SubParsersAction[argparse.ArgumentParser])
         metavar="ID=BASE64",
         help="an operator public key by its id (repeatable), besides --config's",
     )
-    sub.add_argument("--require-signature", action="store_true", help="fail on an unsigned seal")
+    sub.add_argument(
+        "--require-signature",
+        action="store_true",
+        help="fail on an unsigned seal even where no operator key is given (given one, "
+        "an unsigned seal always fails)",
+    )
     sub.add_argument(
         "--controller-key",
         action="append",
@@ -102,6 +109,14 @@ def add_check_parser(verbs: argparse._SubParsersAction[argparse.ArgumentParser])
         metavar="ID=BASE64",
         help="a controller public key by its id (repeatable), besides the one --config's "
         "signing key gives: every decision must be signed by one (as the controller wrote it)",
+    )
+    sub.add_argument(
+        "--max-line-bytes",
+        type=int,
+        default=MAX_LINE_BYTES,
+        metavar="N",
+        help="the longest line read; a longer one fails unread, so memory stays bounded "
+        f"(default: {MAX_LINE_BYTES:,})",
     )
 
 
@@ -156,8 +171,14 @@ def run_check(args: argparse.Namespace) -> int:
             settings = load_settings(args.config)
         keys = public_keys(settings, args.public_key)
         controller = controller_keys(settings, args.controller_key)
+        if args.max_line_bytes < 1:
+            raise UsageError("--max-line-bytes must be at least 1")
         return check(
-            args.file, keys, require_signature=args.require_signature, controller=controller
+            args.file,
+            keys,
+            require_signature=args.require_signature,
+            controller=controller,
+            max_line_bytes=args.max_line_bytes,
         )
 
     return run_guarded(checked)
@@ -169,24 +190,28 @@ def check(
     *,
     require_signature: bool,
     controller: StateVerifier | None = None,
+    max_line_bytes: int = MAX_LINE_BYTES,
 ) -> int:
-    """The verdict on ``file``, printed; the exit code. With ``controller``, every decision
-    must be signed by one of its keys."""
-    try:
-        lines = file.read_bytes().splitlines()
-    except OSError as error:
-        raise ControllerError(f"cannot read {file}: {error.strerror or error}") from error
-    verdict = audit_chain.check_export(lines, keys)
-    if isinstance(verdict, audit_chain.Checked) and controller is not None:
-        verdict = audit_chain.unsigned_decision(lines[:-1], controller) or verdict
-    if not isinstance(verdict, audit_chain.Checked):
+    """The verdict on ``file``, printed; the exit code. Given operator ``keys``, the seal must
+    be signed; given ``controller``, every decision must be signed by one of its keys."""
+    trust = audit_check.Trust(keys, controller, require_signature)
+    verdict = audit_check.check(ExportFile(file, max_line_bytes=max_line_bytes), trust)
+    if isinstance(verdict, audit_check.Failed):
         print(f"{file}: line {verdict.line}: {verdict.reason}")
         return EXIT_FAILED
+    said = f"{file}: {verdict.events:,} events, chained and counted"
+    if verdict.signed_by is not None:
+        said = (
+            f"{file}: {verdict.events:,} events, chained, counted and signed by {verdict.signed_by}"
+        )
+    if controller is not None:
+        by = ", ".join(verdict.decision_keys) or "no key (none in the span)"
+        said += f"; {verdict.decisions:,} decisions, each signed by the controller ({by})"
     if verdict.signed_by is None:
-        print(f"{file}: {verdict.events:,} events, chained and counted; the seal is unsigned")
+        print(f"{said}; the seal is unsigned")
         if require_signature:
             warn("--require-signature: an unsigned seal vouches for nothing beyond the file")
             return EXIT_FAILED
         return 0
-    print(f"{file}: {verdict.events:,} events, chained, counted and signed by {verdict.signed_by}")
+    print(said)
     return 0

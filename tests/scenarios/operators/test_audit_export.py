@@ -26,7 +26,7 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from jsonschema import Draft202012Validator
 
-from controller.core.trust.audit_chain import Checked, check_export, unsigned_decision
+from controller.core.trust.audit_check import Checked, check_export
 from controller.core.trust.signing import StateVerifier, generate_key, private_key_text
 from tests.scenarios.harness import TOPICS, Scenario, fast_plan
 
@@ -153,7 +153,9 @@ async def test_an_export_across_a_kill_holds_every_decision_exactly_once(
     assert [d["action"] for d in exported.values()].count("complete") == 1
     # ...each decision signed by the controller, those republished after the kill too
     lines = (tmp_path / "after.jsonl").read_bytes().splitlines()
-    assert unsigned_decision(lines[:-1], StateVerifier({"ctl-audit": public})) is None
+    checked = check_export(lines, {}, controller=StateVerifier({"ctl-audit": public}))
+    assert isinstance(checked, Checked), checked
+    assert (checked.decisions, checked.decision_keys) == (len(exported), ("ctl-audit",))
     assert {d["key_id"] for d in exported.values()} == {"ctl-audit"}
 
     # ...and what was exported across the kill is in it unchanged (but for the chain,

@@ -10,16 +10,14 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from controller.core.trust.audit_chain import (
-    Checked,
-    Failed,
     SealData,
     Signer,
-    check_export,
     line_digest,
     seal,
     seal_line,
     start_digest,
 )
+from controller.core.trust.audit_check import Checked, Failed, check_export
 
 SINCE = datetime(2026, 11, 1, tzinfo=UTC)
 UNTIL = datetime(2026, 11, 2, tzinfo=UTC)
@@ -103,7 +101,9 @@ def _reseal(lines: Lines, **data: object) -> Lines:
     [
         (None, _same, {}, Checked(5, None)),
         (Signer("ops-1", KEY), _same, {"ops-1": KEY}, Checked(5, "ops-1")),
-        (None, _same, {"ops-1": KEY}, Checked(5, None)),
+        # given operator keys, an unsigned seal vouches for nothing: it fails, at the seal
+        (None, _same, {"ops-1": KEY}, Failed(6, "the seal is unsigned, and operator keys")),
+        (None, _edited(2), {"ops-1": KEY}, Failed(2, "edited")),
         (Signer("ops-1", KEY), _same, {"ops-1": OTHER}, Failed(6, "bad signature")),
         (Signer("ops-1", KEY), _same, {}, Failed(6, "which is not known")),
         # the count lowered to hide a dropped line: the signature no longer holds

@@ -11,14 +11,13 @@ import pytest
 
 from controller.core.trust.audit_chain import (
     DECISION_TYPE,
-    Failed,
     SealData,
     line_digest,
     seal,
     seal_line,
     start_digest,
-    unsigned_decision,
 )
+from controller.core.trust.audit_check import Checked, Failed, check_export
 from controller.core.trust.signing import (
     StateSigner,
     StateVerifier,
@@ -121,15 +120,34 @@ def _export(decisions: list[JsonObject]) -> list[bytes]:
 
 def test_an_edit_the_chain_was_written_again_around_is_named_by_the_decisions_signature() -> None:
     decisions = [SIGNER.sign_decision(_decision(n)) for n in range(4)]
-    assert unsigned_decision(_export(decisions)[:-1], VERIFIER) is None
+    assert check_export(_export(decisions), {}, controller=VERIFIER) == Checked(
+        4, None, 4, ("ctl-1",)
+    )
     decisions[2] = {**decisions[2], "action": "advance"}  # "it was never rolled back"
-    assert unsigned_decision(_export(decisions)[:-1], VERIFIER) == Failed(
+    assert check_export(_export(decisions), {}, controller=VERIFIER) == Failed(
         3, "the decision is not as the controller signed it: bad_signature"
     )
     forged = [*decisions[:1], _decision(9)]  # a decision written on the topic by someone else
-    assert unsigned_decision(_export(forged)[:-1], VERIFIER) == Failed(
+    assert check_export(_export(forged), {}, controller=VERIFIER) == Failed(
         2, "the decision is not as the controller signed it: unsigned"
     )
+
+
+def test_the_first_line_that_fails_is_named_whichever_check_fails_it() -> None:
+    decisions = [SIGNER.sign_decision(_decision(n)) for n in range(6)]
+    decisions[1] = _decision(1)  # unsigned at line 2
+    lines = _export(decisions)
+    edited = [*lines[:4], lines[4].replace(b'"stage":1', b'"stage":2'), *lines[5:]]
+    # the unsigned decision at line 2 comes before the edit at line 5
+    assert check_export(edited, {}, controller=VERIFIER) == Failed(
+        2, "the decision is not as the controller signed it: unsigned"
+    )
+    # ...and the edit at line 5, where every decision before it is signed
+    decisions[1] = SIGNER.sign_decision(_decision(1))
+    lines = _export(decisions)
+    edited = [*lines[:4], lines[4].replace(b'"stage":1', b'"stage":2'), *lines[5:]]
+    found = check_export(edited, {}, controller=VERIFIER)
+    assert found == Failed(5, "edited: line 6 names another digest for this line")
 
 
 def test_audit_check_with_the_controllers_key_fails_on_the_edited_decision(
