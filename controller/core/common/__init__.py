@@ -70,7 +70,7 @@ from controller.core.common.numerals import (
 from controller.core.common.rates import RateLimiter
 from controller.core.common.scopes import environment_of, scoped, split
 from controller.core.common.text import displayable, html_text
-from controller.core.common.timestamps import as_datetime, iso_or_none
+from controller.core.common.timestamps import as_datetime, clock_text, iso_or_none
 from controller.core.common.yamltext import MAX_YAML_BYTES, dump_yaml, load_document, load_yaml
 
 __all__ = [
@@ -129,6 +129,7 @@ __all__ = [
     "Written",
     "as_datetime",
     "bucket_bounds",
+    "clock_text",
     "countdown_text",
     "displayable",
     "dump_yaml",

@@ -1,8 +1,8 @@
-"""Message timestamps: epoch milliseconds or aware datetimes, as one type."""
+"""Message timestamps: epoch milliseconds or aware datetimes, as one type; times for people."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 
 def as_datetime(ts: float | datetime) -> datetime:
@@ -21,3 +21,19 @@ def iso_or_none(value: object) -> str | None:
     except (ValueError, OverflowError, OSError):
         return None
     return None
+
+
+def clock_text(moment: datetime | str | None) -> str:
+    """A time as people read it, to the second, in the one form every text writes:
+    ``2026-11-22 21:24:12 UTC`` (another offset kept: ``2026-11-22 22:24:12 +0100``).
+    An ISO 8601 string is read first (one that cannot be read is shown cut to 40
+    characters); None reads ``-``."""
+    if moment is None:
+        return "-"
+    if isinstance(moment, str):
+        try:
+            moment = datetime.fromisoformat(moment)
+        except ValueError:
+            return moment[:40]
+    zone = "UTC" if moment.utcoffset() == timedelta(0) else moment.strftime("%z")
+    return f"{moment:%Y-%m-%d %H:%M:%S} {zone}".rstrip()

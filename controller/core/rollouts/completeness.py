@@ -31,6 +31,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from controller.core.common import clock_text
 from controller.core.wire import EvidenceWait, LateEvidence, PartitionLag
 
 Partitions = Mapping[str, frozenset[int]]
@@ -70,7 +71,7 @@ class Completeness:
             return None
         said = [f"{_named(self.held)} held for an operator's choice"] if _some(self.held) else []
         if _some(self.lagging):
-            to = f" up to {self.horizon.isoformat()}" if self.horizon else ""
+            to = f" up to {clock_text(self.horizon)}" if self.horizon else ""
             said.append(f"{_named(self.lagging)} not yet counted{to}")
         if self.behind:
             said.append(f"not yet counted up to the broker's log end: {lag_words(self.behind)}")

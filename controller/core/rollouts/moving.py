@@ -29,7 +29,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from controller.core.common import countdown_text
+from controller.core.common import clock_text, countdown_text
 from controller.core.rollouts.policy import PauseReason, Trigger
 from controller.core.rollouts.rollout import Phase, Rollout, Verdict, VerdictKind
 from controller.core.rollouts.windows import Window, next_opening
@@ -136,11 +136,12 @@ def _gate_hold(verdict: Verdict) -> NextMove:
 
 
 def _move(why: str, at: datetime | None) -> NextMove:
-    return NextMove(why=why[:500], at=_iso(at) if at is not None else None)
+    return NextMove(why=why[:500], at=at.isoformat() if at is not None else None)
 
 
 def _iso(moment: datetime | None) -> str:
-    return moment.isoformat() if moment is not None else "?"
+    """A time in the words of ``why``, as people read it (``at`` keeps it ISO 8601)."""
+    return clock_text(moment) if moment is not None else "?"
 
 
 def prerequisite_wait(child: Rollout, held: Mapping[str, Rollout]) -> str | None:

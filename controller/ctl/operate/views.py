@@ -14,7 +14,7 @@ import math
 from collections.abc import Sequence
 from datetime import datetime
 
-from controller.core.common import as_datetime, displayable
+from controller.core.common import as_datetime, clock_text, displayable
 from controller.core.reading import (
     DEFAULT_EFFECT,
     ArmLatency,
@@ -61,11 +61,24 @@ def status_table(rollouts: Sequence[RolloutStatus]) -> str:
 
 
 def _still(r: RolloutStatus) -> list[str]:
-    needs = r.needs.lines if r.needs is not None else []
+    said = [r.next_move.why] if r.next_move else []
+    needs = _unsaid(r.needs.lines if r.needs is not None else [], [*said])
     return [
-        *([f"{r.flag}: {r.next_move.why}"] if r.next_move else []),
+        *(f"{r.flag}: {why}" for why in said),
         *([f"{r.flag} still needs: {'; '.join(needs)}"] if needs else []),
     ]
+
+
+def _unsaid(sentences: Sequence[str | None], said: list[str]) -> list[str]:
+    """Of ``sentences``, in order, each that no sentence in ``said`` already says, once:
+    a stage that waits on one thing has it in its next move, its needs, the gate's reason
+    and its evidence alike. Each kept is added to ``said``."""
+    kept = []
+    for sentence in sentences:
+        if sentence and not any(sentence in earlier for earlier in said):
+            kept.append(sentence)
+            said.append(sentence)
+    return kept
 
 
 def _row(r: RolloutStatus) -> tuple[str, ...]:
@@ -97,20 +110,22 @@ def status_detail(r: RolloutStatus, *, effect: float = DEFAULT_EFFECT) -> str:
     ]
     if r.values is not None:
         lines.append(f"values:      {r.values.text()}")
-    if r.next_move:
-        lines.append(f"next move:   {r.next_move.why}")
-    lines += _needs_lines(r)
+    told = [r.next_move.why] if r.next_move else []  # each sentence once, first where due
+    lines += [f"next move:   {why}" for why in told]
+    lines += _needs_lines(r, told)
     if r.watch_until:
-        lines.append(f"watch:       until {r.watch_until}, the holdback stays on control")
+        until = clock_text(r.watch_until)
+        lines.append(f"watch:       until {until}, the holdback stays on control")
     if r.stale:
         lines.append("stale:       completed long ago; remove the flag from the code")
     if r.verdict:
-        lines.append(f"gate:        {r.verdict}: {r.verdict_reason}")
+        reason = _unsaid([r.verdict_reason], told)  # said above: the verdict alone
+        lines.append(f"gate:        {r.verdict}" + "".join(f": {why}" for why in reason))
     elif r.verdict_reason:  # finished: the decision that ended it
-        when = f" at {r.ended_at}" if r.ended_at else ""
+        when = f" at {clock_text(r.ended_at)}" if r.ended_at else ""
         lines.append(f"ended:       {r.phase}{when}: {r.verdict_reason}")
     evidence = Evidence.read(r.evidence)
-    lines += _completeness_lines(evidence)
+    lines += _completeness_lines(evidence, told)
     if budget := budget_text(r.evidence):
         lines.append(f"budget:      {budget}")
     if (ring := evidence.audience) is not None:
@@ -141,9 +156,10 @@ def status_detail(r: RolloutStatus, *, effect: float = DEFAULT_EFFECT) -> str:
     return displayable("\n".join(lines))
 
 
-def _needs_lines(r: RolloutStatus) -> list[str]:
-    """What the running stage still needs before the gate lets it advance, one need a line."""
-    needs = r.needs.lines if r.needs is not None else []
+def _needs_lines(r: RolloutStatus, said: list[str]) -> list[str]:
+    """What the running stage still needs before the gate lets it advance, one need a line,
+    each not ``said`` above."""
+    needs = _unsaid(r.needs.lines if r.needs is not None else [], said)
     return [f"{'still needs:' if i == 0 else '':<13}{need}" for i, need in enumerate(needs)]
 
 
@@ -157,11 +173,13 @@ def _widening_lines(gate: GateEvidence, metric: str) -> list[str]:
     return [f"    {said}" for said in (widening_text(test), dominant_text(test)) if said]
 
 
-def _completeness_lines(evidence: Evidence) -> list[str]:
-    """The partitions the stage waits for, and those counted late, when any."""
+def _completeness_lines(evidence: Evidence, said: list[str]) -> list[str]:
+    """The partitions the stage waits for, unless ``said`` above, and those counted late,
+    when any."""
     wait, late = evidence.incomplete, evidence.late
+    waiting = _unsaid([wait.waiting if wait is not None else None], said)
     return [
-        *([f"waiting:     {wait.waiting}"] if wait is not None else []),
+        *(f"waiting:     {why}" for why in waiting),
         *([f"late:        {late.why}"] if late is not None else []),
     ]
 

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from datetime import datetime
 
 from controller.console.figures import Figure
+from controller.core.common import clock_text
 from controller.core.reading import (
     NAMED_CONVERSIONS,
     amount_text,
@@ -30,7 +31,6 @@ from controller.ctl.report.model import (
     Report,
     SampleRatio,
     StageReport,
-    clock,
 )
 
 TABLE_ROWS = 200
@@ -195,13 +195,18 @@ def held_back(report: Report) -> list[tuple[str, list[str], list[list[str]]]]:
     tables = []
     if report.waits:
         rows = [
-            [w.stage, clock(w.since), clock(w.until) if w.until else "still waiting", w.reason]
+            [
+                w.stage,
+                clock_text(w.since),
+                clock_text(w.until) if w.until else "still waiting",
+                w.reason,
+            ]
             for w in report.waits
         ]
         tables.append(("Windows waited", WAIT_HEAD, rows))
     if report.triggers:
         rows = [
-            [clock(t.ts), t.stage, t.trigger, t.action, t.entry, t.outcome, t.reason]
+            [clock_text(t.ts), t.stage, t.trigger, t.action, t.entry, t.outcome, t.reason]
             for t in report.triggers
         ]
         tables.append(("Triggers fired", TRIGGER_HEAD, rows))
@@ -211,21 +216,21 @@ def held_back(report: Report) -> list[tuple[str, list[str], list[list[str]]]]:
 def decision_cells(report: Report) -> Iterator[list[str]]:
     for row in report.decisions:
         advice = row.advisor or "-"
-        yield [clock(row.ts), row.stage, row.action, row.outcome, row.by, row.reason, advice]
+        yield [clock_text(row.ts), row.stage, row.action, row.outcome, row.by, row.reason, advice]
 
 
 def stage_span(stage: StageReport) -> str:
     """A stage's start, end and duration in one line: ``2026-11-22 10:00:00 UTC to
     2026-11-22 10:04:05 UTC, 4m05s``; a running stage's duration is so far."""
-    end = "now" if stage.outcome == "running" else clock(stage.ended_at)
-    return f"{clock(stage.started_at)} to {end}, {duration(stage.duration_s)}"
+    end = "now" if stage.outcome == "running" else clock_text(stage.ended_at)
+    return f"{clock_text(stage.started_at)} to {end}, {duration(stage.duration_s)}"
 
 
 def stage_cells(stage: StageReport) -> list[str]:
-    ended = "running" if stage.outcome == "running" else clock(stage.ended_at)
+    ended = "running" if stage.outcome == "running" else clock_text(stage.ended_at)
     return [
         stage.label,
-        clock(stage.started_at),
+        clock_text(stage.started_at),
         ended,
         duration(stage.duration_s),
         stage.outcome,
@@ -243,10 +248,10 @@ def ended_rows(report: Report) -> list[tuple[str, str]]:
             report.started_at or ""
         )
     except (ValueError, TypeError):  # an unreadable or zone-less start: no duration to say
-        return [("ended", clock(last.ended_at))]
+        return [("ended", clock_text(last.ended_at))]
     seconds = ran.total_seconds()
     said = duration(seconds) if seconds >= 0 else "-"
-    return [("ended", clock(last.ended_at)), ("duration", said)]
+    return [("ended", clock_text(last.ended_at)), ("duration", said)]
 
 
 def summary_rows(report: Report) -> list[tuple[str, str]]:
@@ -257,7 +262,7 @@ def summary_rows(report: Report) -> list[tuple[str, str]]:
         ("plan", report.plan),
         ("phase", report.phase),
         ("serving", served),
-        ("started", clock(report.started_at)),
+        ("started", clock_text(report.started_at)),
         *ended_rows(report),
-        ("report made", clock(report.generated_at)),
+        ("report made", clock_text(report.generated_at)),
     ]

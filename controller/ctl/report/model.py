@@ -13,7 +13,6 @@ lives beside the tools, above the console, not in the core.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
 
 from controller.console.figures import Figure
 from controller.ctl.report.moves import TriggerFired, WindowWait
@@ -143,15 +142,3 @@ class Report:
     """Each wait for a release window, from when to when."""
     triggers: list[TriggerFired] = field(default_factory=list)
     """Each health trigger that fired: its action and the policy entry that chose it."""
-
-
-def clock(iso: str | None) -> str:
-    """An ISO time as people read it in a report: ``2026-11-22 21:24:12 UTC``."""
-    if iso is None:
-        return "-"
-    try:
-        moment = datetime.fromisoformat(iso)
-    except ValueError:
-        return iso[:40]
-    zone = "UTC" if moment.utcoffset() == timedelta(0) else moment.strftime("%z")
-    return f"{moment:%Y-%m-%d %H:%M:%S} {zone}".rstrip()

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
+from controller.core.common import clock_text
 from controller.core.reading import (
     ArmLatency,
     ArmTally,
@@ -35,7 +36,6 @@ from controller.ctl.report.model import (
     GuardrailResult,
     SampleRatio,
     StageReport,
-    clock,
 )
 from controller.ctl.report.moves import iso
 
@@ -60,7 +60,7 @@ def stages(
             current = _open(at or index or 0, decision, read, status, watch=False)
             walked.append(current)
         if read.gated and (at is None or at == current.index):
-            source = f"the {decision.action[:64]} decision at {clock(iso(decision.ts))}"
+            source = f"the {decision.action[:64]} decision at {clock_text(iso(decision.ts))}"
             _take_evidence(current, read, source, gate_of(decision.evidence))
             current.sources = source_lines(gate_of(decision.evidence))
         moved = index is not None and index != current.index

@@ -383,8 +383,56 @@ def test_status_detail_says_the_stage_waits_for_held_partitions() -> None:
     )
     text = status_detail(said)
     assert f"gate:        hold: {waiting}" in text
-    assert f"waiting:     {waiting}" in text
+    assert text.count(waiting) == 1  # the gate's reason says it: no "waiting:" line again
     assert "late:" not in text
+    apart = rollout(evidence={"incomplete": {"held": {"events": [1]}, "waiting": waiting}})
+    assert f"waiting:     {waiting}" in status_detail(apart)  # said by nothing else
+
+
+STUCK = (
+    "evidence incomplete: partitions [2] of events not yet counted up to 2026-11-28 20:15:03 UTC"
+)
+
+
+def _stuck(**over: Any) -> RolloutStatus:
+    """A stage held on incomplete evidence, as a controller serves it: its next move, its
+    needs, the gate's reason and its evidence all carry the one sentence."""
+    needs = {**NEEDS, "partitions": STUCK, "lines": ["minimum stage time: 2 min 30 s left", STUCK]}
+    return rollout(
+        verdict_reason=STUCK,
+        next_move={"why": f"the gate holds: {STUCK}", "at": None},
+        needs=needs,
+        evidence={"incomplete": {"lagging": {"events": [2]}, "waiting": STUCK}},
+        **over,
+    )
+
+
+def test_status_says_each_sentence_once_in_the_order_it_came() -> None:
+    detail = status_detail(_stuck()).splitlines()
+    assert [line for line in detail if STUCK in line] == [f"next move:   the gate holds: {STUCK}"]
+    first = detail.index(f"next move:   the gate holds: {STUCK}")
+    assert detail[first + 1 : first + 2] == ["still needs: minimum stage time: 2 min 30 s left"]
+    assert "gate:        hold" in detail
+    assert not any(line.startswith("waiting:") for line in detail)
+    table = status_table([_stuck()])
+    assert table.count(STUCK) == 1
+    assert table.splitlines()[-1] == "checkout still needs: minimum stage time: 2 min 30 s left"
+
+
+@pytest.mark.parametrize(
+    ("over", "line"),
+    [
+        ({"watch_until": "2026-11-28T20:15:03.123456+00:00"},
+         "watch:       until 2026-11-28 20:15:03 UTC, the holdback stays on control"),
+        ({"phase": "rolled_back", "verdict": None, "verdict_reason": "error rate regressed",
+          "ended_at": "2026-11-28T20:15:03.654321+00:00"},
+         "ended:       rolled_back at 2026-11-28 20:15:03 UTC: error rate regressed"),
+    ],
+)  # fmt: skip
+def test_status_prints_times_for_people(over: dict[str, Any], line: str) -> None:
+    detail = status_detail(rollout(**over))
+    assert line in detail.splitlines()
+    assert "T20:15" not in detail  # never the raw ISO form
 
 
 def test_status_detail_says_evidence_came_late() -> None:

@@ -71,7 +71,7 @@ CASES: list[tuple[str, Rollout, Verdict | None, tuple[Window, ...], NextMove | N
         rollout(Phase.PENDING, scheduled_at=MONDAY_0900),
         None,
         (),
-        NextMove(why="scheduled: starts at 2026-11-23T08:00:00+00:00", at=MONDAY_0900.isoformat()),
+        NextMove(why="scheduled: starts at 2026-11-23 08:00:00 UTC", at=MONDAY_0900.isoformat()),
     ),
     (
         "waiting for the plan's window",
@@ -159,7 +159,7 @@ CASES: list[tuple[str, Rollout, Verdict | None, tuple[Window, ...], NextMove | N
         ADVANCE,
         (),
         NextMove(
-            why="the advisor held the stage until 2026-11-21T10:01:00+00:00",
+            why="the advisor held the stage until 2026-11-21 10:01:00 UTC",
             at=(NOW + timedelta(minutes=1)).isoformat(),
         ),
     ),
@@ -169,7 +169,7 @@ CASES: list[tuple[str, Rollout, Verdict | None, tuple[Window, ...], NextMove | N
         ADVANCE,
         (),
         NextMove(
-            why="time-boxed: the flag turns off at 2026-12-01T00:00:00+00:00",
+            why="time-boxed: the flag turns off at 2026-12-01 00:00:00 UTC",
             at=ENDS_AT.isoformat(),
         ),
     ),

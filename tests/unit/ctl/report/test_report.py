@@ -14,7 +14,7 @@ import pytest
 from controller.core.reading import history
 from controller.core.wire.messages import Decision
 from controller.ctl.report.cells import STAGE_HEAD, srm_text
-from controller.ctl.report.model import SampleRatio, clock
+from controller.ctl.report.model import SampleRatio
 from controller.ctl.report.render import html_page, markdown
 from controller.ctl.report.report import from_served, who
 
@@ -336,20 +336,6 @@ def _attrs(page: str) -> list[tuple[str, str | None]]:
     parsed = Collector()
     parsed.feed(page)
     return parsed.attrs
-
-
-@pytest.mark.parametrize(
-    ("iso", "expected"),
-    [
-        ("2026-11-22T10:01:40.123456+00:00", "2026-11-22 10:01:40 UTC"),
-        ("2026-11-22T11:01:40+01:00", "2026-11-22 11:01:40 +0100"),
-        ("2026-11-22T10:01:40", "2026-11-22 10:01:40"),
-        ("yesterday", "yesterday"),
-        (None, "-"),
-    ],
-)
-def test_times_read_as_people_read_them(iso: str | None, expected: str) -> None:
-    assert clock(iso) == expected
 
 
 def test_a_promoted_stage_has_no_gate_numbers_and_a_watch_is_a_stage_of_its_own() -> None:
