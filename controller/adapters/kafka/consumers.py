@@ -8,6 +8,7 @@ from typing import Protocol
 
 import structlog
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import KafkaError
 
 from controller.adapters.kafka.admin import partition_for
 from controller.adapters.kafka.topic_ids import TopicIdentity
@@ -26,6 +27,9 @@ _ANSWER_TIMEOUT_S = 5.0
 """How long a call to the broker that a loop makes between its fetches (log ends, where the
 log starts, a commit) may hold it: aiokafka retries some of them for as long as the group
 coordinator or a leader is unavailable, while the partitions could still be read."""
+_NO_WAIT = 0.0
+"""How long asking the consumer's position may wait: it answers at once when it knows it,
+and otherwise waits for the broker (a reset pending), which ingest never does between fetches."""
 
 
 class PartitionListener(Protocol):
@@ -62,6 +66,9 @@ class EventConsumer(ClientLifecycle):
 
     Kafka commits are made only so that consumer lag can be monitored; the
     position to resume from is the one the caller passes to :meth:`seek`.
+    Records are read committed: an aborted transaction's are never handed out, and
+    :meth:`read_to` says where each fetch left a partition, past the transaction
+    markers and aborted records that follow its last record.
     ``group_id`` replaces ``kafka.group_id``: another source's topic is read in
     a group of its own, so its members joining never rebalance the events topic.
     """
@@ -96,7 +103,9 @@ class EventConsumer(ClientLifecycle):
             fetch_min_bytes=fetch_min_bytes,
             fetch_max_wait_ms=fetch_max_wait_ms,
             metadata_max_age_ms=METADATA_MAX_AGE_MS,
+            isolation_level="read_committed",
         )
+        self._read_to: dict[int, int] = {}
 
     async def _on_started(self) -> None:
         self._consumer.subscribe([self._topic], listener=self._listener)
@@ -105,7 +114,24 @@ class EventConsumer(ClientLifecycle):
         """The next records by partition; empty when none arrived within the timeout."""
         with translated():
             batch = await self._consumer.getmany(timeout_ms=timeout_ms, max_records=max_records)
+        # Before anything else can run: a reset after this fetch must not pass for it.
+        await self._note_positions()
         return {tp.partition: records for tp, records in batch.items()}
+
+    async def _note_positions(self) -> None:
+        """Note each assigned partition's position as the fetch just left it."""
+        self._read_to.clear()
+        for tp in self._consumer.assignment():
+            try:
+                async with asyncio.timeout(_NO_WAIT):
+                    self._read_to[tp.partition] = int(await self._consumer.position(tp))
+            except (TimeoutError, KafkaError):  # a reset pending, or no longer assigned
+                continue
+
+    def read_to(self, partition: int) -> int | None:
+        """Where the last fetch left ``partition`` (the consumer's position, which steps
+        over transaction markers and aborted records); None after a seek, or unknown."""
+        return self._read_to.get(partition)
 
     def _assigned(self, partitions: list[int]) -> list[TopicPartition]:
         """Those of ``partitions`` the group still assigns here. A rebalance may take one
@@ -117,6 +143,7 @@ class EventConsumer(ClientLifecycle):
     async def seek(self, partition: int, offset: int | None) -> None:
         """Read ``partition`` from ``offset``; None means from the configured start. Nothing
         for a partition no longer assigned here."""
+        self._read_to.pop(partition, None)
         if not self._assigned([partition]):
             return
         tp = TopicPartition(self._topic, partition)

@@ -67,12 +67,17 @@ def loose_delta(
 
 def refold(folder: Folding, work: Work, known: frozenset[str]) -> PartitionDelta:
     """``work``'s delta folded again without the events whose id is ``known`` (counted
-    before): its joins first, then its records, in the order they were folded."""
-    partition = work.delta.partition
+    before): its joins first, then its records, in the order they were folded; at the
+    same next offset (past the markers the consumer read after the records, if any)."""
+    partition, end = work.delta.partition, work.delta.next_offset
     if not work.joins:
-        return folder.fold(partition, work.records, [], known=known)
-    delta = loose_delta(partition, work.delta.next_offset, work.joins, known, work.delta.rejoin)
-    return folder.fold(partition, work.records, [], into=delta) if work.records else delta
+        delta = folder.fold(partition, work.records, [], known=known)
+    else:
+        delta = loose_delta(partition, end, work.joins, known, work.delta.rejoin)
+        if work.records:
+            delta = folder.fold(partition, work.records, [], into=delta)
+    delta.next_offset = end
+    return delta
 
 
 def continued(

@@ -212,7 +212,7 @@ class Flusher:
             try:
                 outcome = await self._counted_once(one)
             except FlushRefused as exc:
-                if record is None:  # joins alone: no record to dead-letter
+                if record is None:  # joins or offsets alone: no record to dead-letter
                     log.warning("joins_refused", partition=partition, error=str(exc))
                     continue
                 outcome = await self._refuse(record, owned, exc)
@@ -228,14 +228,17 @@ class Flusher:
 
     def _singles(self, work: Work) -> Iterator[tuple[Record | None, Work]]:
         """``work`` as works of one record each (folded as they are reached), after its
-        joins alone at the stored offset (a replay's: an offset was stored)."""
-        owned = work.owned
+        joins alone at the stored offset (a replay's: an offset was stored), and before
+        the offsets the consumer read past after them (markers, aborted records), alone."""
+        owned, partition, end = work.owned, work.delta.partition, work.delta.next_offset
         if work.joins and owned.offset is not None:
             rejoin = work.delta.rejoin
-            joins = loose_delta(work.delta.partition, owned.offset, work.joins, frozenset(), rejoin)
+            joins = loose_delta(partition, owned.offset, work.joins, frozenset(), rejoin)
             yield None, Work(joins, [], owned, work.joins)
         for record in work.records:
             yield record, Work(self._folder.fold(record.partition, [record], []), [record], owned)
+        if owned.offset is None or owned.offset < end:  # as each single applied moved it
+            yield None, Work(PartitionDelta(partition=partition, next_offset=end), [], owned)
 
     async def _refuse(self, record: Record, owned: Owned, exc: FlushRefused) -> FlushOutcome | None:
         """Dead-letter one record the store refused and move the offset past it."""

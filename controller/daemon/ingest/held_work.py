@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 
-from controller.core.stats import fold
+from controller.core.stats import PartitionDelta, fold
 from controller.daemon.ingest.batches import Folding, Work, loose_delta
 from controller.daemon.ingest.partitions import Owned, Partitions
 from controller.ports import DeadLetter, Record
@@ -101,13 +101,31 @@ class HeldWork:
         """Fold ``records`` on into the partition's held work under the same claim, else anew."""
         self._fetched_to[partition] = (owned, records[-1].offset + 1)
         held = self._held.get(partition)
-        if held is not None and held.owned is owned:
+        if held is not None and held.owned is owned and (held.records or held.joins):
             self._folder.fold(partition, records, rejected, into=held.delta)
             held.records += records
             return
-        # No held work, or work read under a claim given up since: that is not flushed.
+        # No held work, work that only moved the offset (these records move it on), or work
+        # read under a claim given up since: that is not flushed.
         delta = self._folder.fold(partition, records, rejected)
         self._held[partition] = Work(delta, list(records), owned)
+
+    def fetched_to(self, partition: int, owned: Owned) -> int | None:
+        """Where the reading of ``partition`` under the claim ``owned`` has got to (None:
+        nothing read under it yet; the stored offset stands)."""
+        last = self._fetched_to.get(partition)
+        return last[1] if last is not None and last[0] is owned else None
+
+    def read_past(self, partition: int, owned: Owned, to: int) -> None:
+        """The consumer read ``partition`` up to ``to`` past what was folded (transaction
+        markers, aborted records): the held work's next offset moves there, so the flush
+        stores it with the counts, or else work of no records is held to store it."""
+        self._fetched_to[partition] = (owned, to)
+        held = self._held.get(partition)
+        if held is not None and held.owned is owned:
+            held.delta.next_offset = max(held.delta.next_offset, to)
+            return
+        self._held[partition] = Work(PartitionDelta(partition=partition, next_offset=to), [], owned)
 
     def take(self, parts: Partitions) -> list[Work]:
         """All held work, emptied; a partition claimed again meanwhile (Redis lost writes) is

@@ -64,6 +64,15 @@ class Holding:
             return self._from_earliest and await self.uncounted(partition, first.offset)
         return self.past(owned, first) and await self.cut(partition, owned)
 
+    async def at_skip(self, partition: int, owned: Owned, to: int) -> bool:
+        """Whether the consumer's move of ``partition`` to ``to``, past what was read with no
+        record served, shows that it must be held (held if so), as a record served at ``to``
+        would: offsets the log skips (transaction markers, aborted records), or the client's
+        reset past records retention deleted, or, never counted, past where its log started."""
+        if owned.offset is None:
+            return self._from_earliest and await self.uncounted(partition, to)
+        return await self.cut(partition, owned)
+
     async def uncounted(self, partition: int, first: int) -> bool:
         """Hold ``partition``, never counted, if its log lost records before they were
         first counted; whether held."""

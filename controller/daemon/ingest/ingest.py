@@ -9,6 +9,9 @@ The order of one batch, and why it is safe to crash anywhere in it:
    ``ingest.flush_interval_ms`` ago, the batches fetched meanwhile are folded on
    into the same deltas, up to :data:`~.held_work.HELD_BATCHES` fetches' worth,
    so the daemon does not wait on Redis and the next flush carries them all);
+   each partition's next offset is where the fetch left it, past the
+   transaction markers and aborted records after its last record
+   (:mod:`.read_past`), so a log that ends with a marker is counted to its end;
 3. publish rejected records to the DLQ and wait for the broker's ack, so a
    rejection is durable before its offset can advance (a crash here
    republishes it: the DLQ is at-least-once, deduplicate on source offset);
@@ -49,6 +52,7 @@ from controller.daemon.ingest.holding import Holding
 from controller.daemon.ingest.log_gaps import LogGaps
 from controller.daemon.ingest.partitions import Owned, Partitions
 from controller.daemon.ingest.progress import IngestStats
+from controller.daemon.ingest.read_past import Past, read_past
 from controller.daemon.metrics import Metrics
 from controller.kit.backoff import DEFAULT_RETRY
 from controller.ports import (
@@ -178,9 +182,11 @@ class Ingest:
             )
             self.stats.fetch_wait_seconds += time.perf_counter() - waited
             if batch:
-                await self._process(batch, claims, flusher)
-            elif self._held:
-                await self._flush_held(flusher)  # nothing more came: Redis can have it now
+                await self._process(batch, claims, source, flusher)
+            else:
+                await self._read_past(claims, source, served=set())  # markers alone move no record
+                if self._held:
+                    await self._flush_held(flusher)  # nothing more came: Redis can have it now
             now = time.monotonic()
             if holding is not None:
                 await holding.poll()
@@ -218,9 +224,14 @@ class Ingest:
 
     # -- one batch ---------------------------------------------------------------
     async def _process(
-        self, batch: dict[int, list[Record]], claims: dict[int, Owned], flusher: Flusher
+        self,
+        batch: dict[int, list[Record]],
+        claims: dict[int, Owned],
+        source: EventSource,
+        flusher: Flusher,
     ) -> None:
         rejected: list[DeadLetter] = []
+        served: set[int] = set()
         for partition, fetched in batch.items():
             owned = claims.get(partition)
             if owned is None or not self._parts.current(partition, owned) or not fetched:
@@ -233,11 +244,32 @@ class Ingest:
             ):
                 continue
             self._held.fold(partition, records, owned, rejected)
+            served.add(partition)
         if rejected:
             await flusher.dead_letter(rejected)
+        await self._read_past(claims, source, served=served)
         if self._held.waits(flusher.busy):  # fold on while Redis applies (see .held_work)
             return
         await self._flush_held(flusher)
+
+    async def _read_past(
+        self, claims: dict[int, Owned], source: EventSource, *, served: set[int]
+    ) -> None:
+        """Move each owned partition's next offset up to where the fetch left it, past the
+        transaction markers and aborted records after what it read (:mod:`.read_past`); those
+        the fetch ``served`` records of were read on from where the last one ended."""
+        for partition, owned in claims.items():
+            if not self._parts.current(partition, owned):
+                continue
+            to = source.read_to(partition)
+            at = self._held.fetched_to(partition, owned)
+            past = read_past(owned.offset if at is None else at, to, served=partition in served)
+            if past is Past.NOTHING or to is None:
+                continue
+            holding = self._holding
+            if past is Past.CHECKED and holding and await holding.at_skip(partition, owned, to):
+                continue
+            self._held.read_past(partition, owned, to)
 
     async def _flush_held(self, flusher: Flusher) -> None:
         """Flush the held work once the flush before it has ended (one flush in flight)."""

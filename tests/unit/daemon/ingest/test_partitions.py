@@ -41,6 +41,9 @@ class Source:
     def highwater(self, partition: int) -> int | None:
         return self.ends.get(partition)
 
+    def read_to(self, partition: int) -> int | None:
+        return None
+
     async def end_offsets(self, partitions: list[int]) -> dict[int, int]:
         return {p: self.ends[p] for p in partitions if p in self.ends}
 
