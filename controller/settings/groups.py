@@ -272,10 +272,11 @@ class EngineSettings(_Group):
         default=300.0,
         ge=0,
         le=86_400,
-        description="A stage about to move that still waits this long for partitions to be "
-        "counted up to the broker's log end (or for the broker to say where it is) raises "
-        "one `evidence_behind` alert naming the topic, the partitions, their lag in records "
-        "and the instance that ingests them, whatever the plan's max_duration; 0: never.",
+        description="A stage about to move, or past its planned end, that waits this long "
+        "for its evidence (partitions behind the broker's log end, lagging or held, or the "
+        "broker to say where it is) raises one `evidence_behind` alert naming the topic, the "
+        "partitions, their records behind and the instance that ingests them, whatever the "
+        "plan's max_duration; 0: never.",
     )
     stale_after_days: float = Field(
         default=14.0,

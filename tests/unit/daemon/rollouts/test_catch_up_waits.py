@@ -4,7 +4,10 @@ the ``stuck`` alert name each partition's records behind and its owner."""
 
 from __future__ import annotations
 
+import json
+import re
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from controller.core.machine import step
@@ -143,3 +146,25 @@ async def test_a_stuck_alert_on_the_lag_path_names_records_behind_and_owner() ->
         (1, 37, "b:2")
     ]
     assert "partition 1 of events 37 records behind (owner b:2)" in stuck.summary
+
+
+def _documented_example(kind: str) -> Any:
+    doc = Path(__file__).parents[4] / "docs" / "alerts.md"
+    blocks = re.findall(r"```json\n(.*?)\n```", doc.read_text(encoding="utf-8"), re.DOTALL)
+    return next(b for b in map(json.loads, blocks) if b["kind"] == kind)
+
+
+async def test_docs_alerts_shows_and_names_what_the_alert_carries() -> None:
+    world = World({0: 10, 1: 3}, after=60)
+    for seconds in (0, 77, 80):  # about to move, then lagging
+        await world.gate(END + seconds * S)
+    alert, details = world.alert()
+    example = _documented_example("evidence_behind")
+    assert set(example["details"]) == set(details)
+    assert set(example["details"]["behind"][0]) == set(details["behind"][0])
+    doc = (Path(__file__).parents[4] / "docs" / "alerts.md").read_text(encoding="utf-8")
+    row = next(line for line in doc.splitlines() if line.startswith("| `evidence_behind` |"))
+    named = set(re.findall(r"`([a-z_]+)`", row.split(" | ")[-1]))
+    assert set(details) | set(details["behind"][0]) | {"unread", "held"} <= named
+    assert "lagging" in row
+    assert alert.summary.startswith("f at stage 1/2 (10%): its evidence has not caught up")
