@@ -258,10 +258,11 @@ async def readiness_of(parts: Parts, settings: Settings) -> tuple[bool, JsonObje
     fenced, replaying what Redis lost), which stall readiness once they have
     waited ``ingest.stall_after_seconds``. Events partitions held for an operator's
     choice (their log lost what was counted: :mod:`controller.daemon.ingest.log_gaps`) make it
-    not ready at once. Stages this instance gates that are about to move and wait for
-    partitions behind the broker's log end are named (``evidence_behind``), readiness
-    unchanged. The Collector's topics' ingests (``otlp.enabled``) are named with their
-    partitions too, and stall readiness as the events ingest does.
+    not ready at once. Stages this instance gates that wait for their evidence, about to
+    move or past their planned end (partitions behind the broker's log end, lagging or
+    held), are named (``evidence_behind``), readiness unchanged. The Collector's topics'
+    ingests (``otlp.enabled``) are named with their partitions too, and stall readiness as
+    the events ingest does.
     """
     owned: JsonObject = {
         "partitions": parts.ingest.owned_partitions,
@@ -300,9 +301,10 @@ async def readiness_of(parts: Parts, settings: Settings) -> tuple[bool, JsonObje
 
 
 def _evidence_behind(engine: Engine) -> JsonObject:
-    """The stages about to move that wait for partitions to catch up with the broker's log
-    end, named with their owners: a detail, not a cause to be unready (the owner is most
-    often another instance, whose own readiness says whether its ingest stalled)."""
+    """The stages about to move, or past their planned end, that wait for partitions to catch
+    up with the broker's log end, named with their records behind and owners: a detail, not
+    a cause to be unready (the owner is most often another instance, whose own readiness
+    says whether its ingest stalled)."""
     catch_up = engine.gates.evidence.catch_up
     waiting = catch_up.report() if catch_up is not None else {}
     return {"evidence_behind": waiting} if waiting else {}

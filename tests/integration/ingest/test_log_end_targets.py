@@ -14,6 +14,7 @@ from controller.adapters.kafka import LogEndReader
 from controller.adapters.redis import connect, ingest_progress
 from controller.adapters.redis.aggregates import RedisAggregateStore
 from controller.core.common import ControllerError
+from controller.core.rollouts import Completeness
 from controller.core.stats.folding import PartitionDelta
 from controller.daemon.ingest.catch_up import CatchUp
 from controller.settings import KafkaSettings, RedisSettings
@@ -85,11 +86,11 @@ async def test_a_stage_waits_until_the_stored_offsets_reach_the_log_ends(
                 delta = PartitionDelta(partition=partition, next_offset=offset)
                 await store.flush(delta, epoch=epochs[partition], expected_offset=None)
             now = datetime.now(UTC)
-            said = await catch_up.check(rollout(), now, {})
+            said = await catch_up.check(rollout(), now, Completeness())
             assert [(b.partition, b.records, b.stored) for b in said.behind] == [(2, 2, 3)]
             # Then, once it is counted up to its log end, the stage may move
             delta = PartitionDelta(partition=2, next_offset=5)
             await store.flush(delta, epoch=epochs[2], expected_offset=3)
-            assert await catch_up.check(rollout(), now, {}) == type(said)()
+            assert await catch_up.check(rollout(), now, Completeness()) == type(said)()
         finally:
             await drop_keys(client, redis_namespace)
