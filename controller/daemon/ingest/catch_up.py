@@ -80,7 +80,7 @@ Partitions = Mapping[str, frozenset[int]]
 
 @dataclass(frozen=True, slots=True)
 class Behind:
-    """What a stage about to move still waits for."""
+    """What a stage about to move, or past its planned end, still waits for."""
 
     behind: tuple[PartitionLag, ...] = ()
     """Partitions below their pinned targets (held ones aside): the gate waits for them."""
@@ -94,6 +94,7 @@ class Behind:
 
     @property
     def waits(self) -> bool:
+        """Whether the stage waits for anything: the wait is timed, and alerted."""
         return bool(self.behind or self.unread or self.waited or self.seen.missing)
 
 
@@ -106,7 +107,8 @@ class _Pin:
 
 
 class CatchUp:
-    """Pins each stage's log-end targets when it is about to move, and says what is behind."""
+    """Pins each stage's log-end targets when it first waits, says what is behind, and times
+    the wait."""
 
     def __init__(
         self,
