@@ -37,8 +37,10 @@ from controller.core.reading import (
     comparison_text,
     dominant_text,
     guardrail_state,
+    holdout_line,
     limit_reading,
     ms_text,
+    ratio_word,
     rollout_span,
     running_text,
     source_lines,
@@ -321,8 +323,10 @@ def _srm(status: RolloutView, history: RolloutHistory) -> str:
     points = history.points()
     if now.srm is not None:
         srm = now.srm
-        said = srm.word()  # "no units yet" on 0 against 0: no ratio was checked
-        kind = said if said in ("mismatch", "ok") else "none"  # one arm: nothing to check
+        word = srm.word()  # "no units yet" on 0 against 0: no ratio was checked
+        kind = word if word in ("mismatch", "ok") else "none"  # one arm: nothing to check
+        said = ratio_word(word, status.holdout)
+        kind = "mismatch" if said != word else kind  # the holdout's cohort is missing
         text = (
             f'<p class="srm {kind}"><b>{said}</b>: {_units(srm.observed_treatment)}'
             f" treatment units against {_num(srm.expected_treatment)} expected;"
@@ -339,6 +343,8 @@ def _srm(status: RolloutView, history: RolloutHistory) -> str:
         )
     else:
         text = '<p class="none">No gate evidence yet.</p>'
+    if status.holdout is not None:
+        text += f'<p class="srm holdout">{esc(holdout_line(status.holdout))}</p>'
     rows = "".join(
         f'<tr><th scope="row">{esc(arm)}</th>'
         + "".join(f"<td>{esc(cell)}</td>" for cell in cells)

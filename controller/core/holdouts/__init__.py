@@ -10,7 +10,9 @@ from controller.core.holdouts.comparison import (
     FlagCells,
     GuardrailComparison,
     HoldoutReport,
+    cohort_check,
     holdout_report,
+    ratio_text,
 )
 from controller.core.holdouts.overlap import People
 
@@ -22,5 +24,7 @@ __all__ = [
     "GuardrailComparison",
     "HoldoutReport",
     "People",
+    "cohort_check",
     "holdout_report",
+    "ratio_text",
 ]

@@ -192,9 +192,16 @@ def holdout_report(
     )
 
 
-def _flag_comparison(cells: FlagCells, holdout: Holdout, alpha: float) -> Comparison:
+def cohort_check(rest: ArmAggregate, held: ArmAggregate, holdout: Holdout) -> SrmResult:
+    """The holdout's sample-ratio check on one flag's cells: its held-out units against
+    everyone else's, at the holdout's split. Flagged with no held-out unit where some were
+    expected (:attr:`SrmResult.missing` ``control``): the apps may not report the cohort."""
     rest_share = 1.0 - holdout.percent / 100.0
-    srm = srm_test(cells.rest.units, cells.holdout.units, rest_share, p_threshold=SRM_THRESHOLD)
+    return srm_test(rest.units, held.units, rest_share, p_threshold=SRM_THRESHOLD)
+
+
+def _flag_comparison(cells: FlagCells, holdout: Holdout, alpha: float) -> Comparison:
+    srm = cohort_check(cells.rest, cells.holdout, holdout)
     compared = _comparison(
         cells.flag,
         cells.versions,
@@ -204,11 +211,12 @@ def _flag_comparison(cells: FlagCells, holdout: Holdout, alpha: float) -> Compar
         srm=srm.flagged,
         trusted=not srm.flagged,
     )
-    return compared.model_copy(update={"sample_ratio": _ratio_text(srm)})
+    return compared.model_copy(update={"sample_ratio": ratio_text(srm)})
 
 
-def _ratio_text(srm: SrmResult) -> str:
-    """The holdout's sample-ratio check in words (the holdout in the control's place)."""
+def ratio_text(srm: SrmResult) -> str:
+    """The holdout's sample-ratio check (:func:`cohort_check`) in words, the holdout in the
+    control's place: what the holdout's report, ``rolloutctl status`` and the console say."""
     if srm.missing == "control":
         return (
             f"no held-out units against {srm.expected_control:,.0f} expected (do the apps"

@@ -30,6 +30,7 @@ from controller.core.reading.audit import (
     holders_of_alert,
     with_holder,
 )
+from controller.core.reading.cohorts import COHORT_MISSING, HoldoutCheck, holdout_line, ratio_word
 from controller.core.reading.commands import (
     MAX_CHECK_BYTES,
     MAX_CHECKED_COMMANDS,
@@ -144,6 +145,7 @@ __all__ = [
     "AUDIT_MODELS",
     "AUDIT_TOPICS",
     "AUDIT_TYPE_PREFIX",
+    "COHORT_MISSING",
     "DEFAULT_EFFECT",
     "FINISHED",
     "INCOHERENT",
@@ -175,6 +177,7 @@ __all__ = [
     "GuardrailTest",
     "HistoryPoint",
     "HolderFrom",
+    "HoldoutCheck",
     "KeyHolders",
     "PipelineApprovals",
     "PipelineNext",
@@ -224,6 +227,7 @@ __all__ = [
     "harm_edge",
     "history",
     "holders_of_alert",
+    "holdout_line",
     "label_of",
     "limit_reading",
     "limit_stage_lines",
@@ -240,6 +244,7 @@ __all__ = [
     "quantity_text",
     "quotable_rationale",
     "rate_interval",
+    "ratio_word",
     "rollout_span",
     "rollout_stage",
     "rounded_interval",

@@ -31,6 +31,7 @@ from pydantic import (
     ValidationError,
 )
 
+from controller.core.reading.cohorts import HoldoutCheck
 from controller.core.reading.commands import Steering, steering
 from controller.core.reading.history import LimitPoint
 from controller.core.reading.stage_power import StageNeeds, stage_needs
@@ -150,6 +151,11 @@ class RolloutView(_View):
         default=None,
         description="What the running stage still needs before the gate lets it advance; null"
         " when the gate does not hold it.",
+    )
+    holdout: HoldoutCheck | None = Field(
+        default=None,
+        description="The holdout the plan names, its held-out units against those expected;"
+        " null: none named, or not read.",
     )
 
     def label(self) -> str | None:

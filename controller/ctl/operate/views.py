@@ -28,9 +28,11 @@ from controller.core.reading import (
     dominant_text,
     guardrail_state,
     harm_edge,
+    holdout_line,
     limit_text,
     percent_text,
     quantity_text,
+    ratio_word,
     running_lines,
     source_lines,
     where_decided,
@@ -146,10 +148,12 @@ def status_detail(r: RolloutStatus, *, effect: float = DEFAULT_EFFECT) -> str:
         lines += _widening_lines(r.evidence, metric)
     lines += [f"  power: {line}" for line in running_lines(r, effect)]
     if (srm := evidence.srm) is not None:
-        said = srm.word()  # "no units yet" on 0 against 0: no ratio was checked
+        # "no units yet" on 0 against 0: no ratio was checked
+        said = ratio_word(srm.word(), r.holdout)
         flagged = said.upper() if srm.flagged else said
         p = srm.sequential_p_value if srm.sequential_p_value is not None else srm.p_value
         lines.append(f"  sample ratio: chi2 {_g(srm.chi2)}, sequential p {_g(p)} ({flagged})")
+    lines += [f"  {holdout_line(r.holdout)}"] if r.holdout is not None else []
     if comparison := comparison_text(r.evidence):
         lines.append(f"  comparison: {comparison}")
     lines += [f"  {line}" for line in source_lines(r.evidence)]

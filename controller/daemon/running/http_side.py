@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from controller.adapters.redis import AppKeyStore, JoinJournal
+from controller.adapters.redis import HoldoutReads as HoldoutCells
 from controller.daemon.registries import FlagDirectory, KeyBook
 from controller.daemon.rollouts import broker_log_ends, evidence_watch
 from controller.daemon.running.assembly import Daemon, Run
@@ -88,6 +89,9 @@ def _views(run: Run, daemon: Daemon, holdouts: HoldoutReads) -> tuple[StatusView
             run.settings,
             when.clock,
             log_ends=broker_log_ends(run.settings),  # a stage about to move shows its wait
+        ),
+        holdouts=HoldoutCells(
+            daemon.redis.client, settings=run.settings.redis, topic=run.settings.topics.events
         ),
     )
     console = ConsoleData(

@@ -89,10 +89,9 @@ class ReadWorker(LoopThread):
         client = await self._stack.enter_async_context(connect(redis))
         self._states = RolloutStore(client, settings=redis)
         aggregates = RedisAggregateStore(client, settings=redis, topic=self._settings.topics.events)
+        cells = HoldoutReads(client, settings=redis, topic=self._settings.topics.events)
         self._holdouts = HoldoutView(
-            states=self._states,
-            read=HoldoutReads(client, settings=redis, topic=self._settings.topics.events),
-            environments=self._environments,
+            states=self._states, read=cells, environments=self._environments
         )
         self._status = StatusView(
             states=self._states,
@@ -102,6 +101,7 @@ class ReadWorker(LoopThread):
             team_windows=self._team_windows,
             sources=self._sources,
             evidence=evidence_watch(client, self._settings, self._clock),
+            holdouts=cells,
         )
 
     async def _rollout_list(self) -> bytes:

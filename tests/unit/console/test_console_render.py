@@ -717,3 +717,30 @@ def test_the_page_shows_the_error_budget_as_the_gate_read_it() -> None:
     ) in html
     assert "<script>no series" not in html
     assert 'class="error-budget"' not in rollout_detail(RolloutPage(status_of(), EMPTY))
+
+
+MISSING = {
+    "holdout": "q4",
+    "missing": True,
+    "text": "no held-out units against 100 expected (do the apps report cohort holdout with"
+    " their events?)",
+}
+
+
+@pytest.mark.parametrize(("holdout", "said"), [(MISSING, True), (None, False)])
+def test_a_missing_holdout_cohort_is_said_by_the_page_and_status_alike(
+    holdout: dict[str, object] | None, said: bool
+) -> None:
+    srm = {
+        "chi2": 0.4, "p_value": 0.52, "sequential_p_value": 1.0, "flagged": False,
+        "observed_treatment": 100, "observed_control": 900, "expected_treatment": 100.0,
+    }  # fmt: skip
+    status = status_of(evidence={"srm": srm}, holdout=holdout)
+    page = rollout_detail(RolloutPage(status, EMPTY))
+    detail = views.status_detail(status)
+    line = f"holdout q4: {MISSING['text']}"
+    assert ('<p class="srm mismatch"><b>ok; holdout cohort missing</b>' in page) is said
+    assert (f'<p class="srm holdout">{line}</p>' in page) is said
+    assert ("(ok; holdout cohort missing)" in detail) is said
+    assert (f"  {line}" in detail.splitlines()) is said
+    assert ('<p class="srm ok"><b>ok</b>' in page) is not said  # never a green "ok" alone
