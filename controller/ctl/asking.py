@@ -20,7 +20,6 @@ the deadline, so that the deadline is what ends it, and says so).
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import os
 import time
@@ -31,10 +30,9 @@ from controller.adapters.llm import constrained_completion
 from controller.adapters.llm_models import served_billions
 from controller.core.reading import SMALL_MODEL_MAX_BILLIONS, model_billions
 from controller.core.rollouts import Unavailable, untrusted
+from controller.ctl.arguments import DEFAULT_DEADLINE
 from controller.settings import LlmSettings
 
-DEFAULT_DEADLINE = 30.0
-"""Seconds from a command's start within which it answers, with the model or without it."""
 LIST_SECONDS = 2.0
 """The most a look at the server's model list (for the model's size) may take."""
 MAX_START_SECONDS = 600.0
@@ -93,42 +91,6 @@ def command_started(*, whole_process: bool) -> float:
     """When the command started: its process's start when the process is the command's
     own (``rolloutctl`` run from a shell), else now (a caller's process running it)."""
     return process_started() if whole_process else time.monotonic()
-
-
-def seconds(text: str) -> float:
-    """A deadline given on the command line: a positive number of seconds."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"{text!r}: a deadline is a positive number of seconds")
-    return value
-
-
-def add_arguments(sub: argparse.ArgumentParser, *names: str, without: str, scope: str = "") -> None:
-    """``--deadline`` (also named ``names``) and ``--allow-small-model``: ``without`` says what
-    the command prints when the model is not asked or does not answer in time, ``scope`` when
-    the options apply."""
-    sub.add_argument(
-        "--deadline",
-        *names,
-        dest="deadline",
-        type=seconds,
-        default=DEFAULT_DEADLINE,
-        metavar="SECONDS",
-        help=f"{scope}answer within this many seconds of the command's start "
-        f"({DEFAULT_DEADLINE:g}): the model gets what is left, and past it {without}, saying "
-        "why in one line on stderr",
-    )
-    sub.add_argument(
-        "--allow-small-model",
-        action="store_true",
-        help=f"{scope}ask the model even when it is known to be too small for the task (below "
-        f"{SMALL_MODEL_MAX_BILLIONS:g} B parameters, as its name or the server's model list "
-        f"says, e.g. the bundled SmolLM2-135M); otherwise it is not asked: {without} at once, "
-        "saying why on stderr",
-    )
 
 
 async def size_problem(asking: Asking, task: str) -> str | None:

@@ -3,6 +3,9 @@
 One line per problem on stderr (:func:`warn`, :func:`fail`), JSON on stdout
 (:func:`print_json`), the exit code each kind of error gets (:func:`run_guarded`),
 and the environment variables and defaults the commands read.
+
+It loads none of the core: building the parser and printing ``--help`` go through here, and
+the errors' classes are loaded when one is told.
 """
 
 from __future__ import annotations
@@ -15,7 +18,6 @@ from typing import Any
 
 import orjson
 
-from controller.core.common import ConfigError, ControllerError
 from controller.ctl.exits import (
     EXIT_CONFIG,
     EXIT_FAILURE,
@@ -35,10 +37,6 @@ ENV_TOKEN = "ROLLOUTCTL_TOKEN"  # noqa: S105 - the variable's name, not a token
 """What the tools send as ``Authorization: Bearer`` to the controller's read API: its webhook
 token, where one is set (``/rollouts*``, ``/app-keys``, and ``/flags`` and
 ``/v1/segments*``, which take an app key of scope ``evaluate`` too)."""
-
-
-class UsageError(ControllerError):
-    """The arguments do not make a valid command; exit code 2."""
 
 
 def os_reason(exc: BaseException) -> str:
@@ -70,16 +68,30 @@ def _errors_told(body: Callable[[], int]) -> int:
         return body()
     except BrokenPipeError:
         raise
-    except UsageError as exc:
-        return fail(str(exc), EXIT_USAGE)
-    except ConfigError as exc:
-        return fail(str(exc), EXIT_CONFIG)
-    except ControllerError as exc:
-        return fail(str(exc), EXIT_FAILURE)
-    except OSError as exc:
-        return fail(os_reason(exc), EXIT_FAILURE)
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
+    except Exception as exc:
+        told = _told(exc)
+        if told is None:
+            raise
+        return told
+
+
+def _told(exc: Exception) -> int | None:
+    """Tell ``exc`` in one line and return its exit code; None for an error nobody expects."""
+    # Loaded only now: a command that fails has loaded the core already, and `--help` never does.
+    from controller.core.common import ConfigError, ControllerError  # noqa: PLC0415
+    from controller.ctl.usage import UsageError  # noqa: PLC0415
+
+    if isinstance(exc, UsageError):
+        return fail(str(exc), EXIT_USAGE)
+    if isinstance(exc, ConfigError):
+        return fail(str(exc), EXIT_CONFIG)
+    if isinstance(exc, ControllerError):
+        return fail(str(exc), EXIT_FAILURE)
+    if isinstance(exc, OSError):
+        return fail(os_reason(exc), EXIT_FAILURE)
+    return None
 
 
 def _broken_pipe(exc: BrokenPipeError) -> int:

@@ -48,7 +48,7 @@ The tree::
     │                               a ValueError)
     ├── ReadingProblem              core.metrics_source: an answer a guardrail cannot use (also
     │                               a ValueError)
-    ├── UsageError                  ctl.commands: arguments that make no valid command
+    ├── UsageError                  ctl.usage: arguments that make no valid command
     ├── ServiceUnavailable          dev.processes: a backing service cannot run here (also a
     │                               RuntimeError)
     └── DemoError                   demo.session: the demo's controller did not start or died

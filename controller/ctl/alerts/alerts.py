@@ -56,7 +56,10 @@ from controller.ctl.alerts.forwarder import (
     save_ledger,
 )
 from controller.ctl.alerts.webhook import Webhook
-from controller.ctl.terminal import UsageError, run_guarded
+from controller.ctl.arguments import ENV_WEBHOOK
+from controller.ctl.arguments import alerts as alert_arguments
+from controller.ctl.terminal import run_guarded
+from controller.ctl.usage import UsageError
 from controller.integrations.slack import Ledger, is_webhook_url, mask_webhook
 from controller.kit.backoff import retry_backoff
 from controller.process import configure, stop_on_signals
@@ -65,12 +68,9 @@ from controller.settings import KafkaSettings, LogSettings
 if TYPE_CHECKING:
     from controller.adapters.kafka import GroupConsumer
 
-__all__ = ["ENV_WEBHOOK", "Options", "add_arguments", "load_ledger", "main", "run", "save_ledger"]
+__all__ = ["ENV_WEBHOOK", "Options", "load_ledger", "main", "run", "save_ledger"]
 
 PROG = "rolloutctl alerts"
-ENV_WEBHOOK = "ROLLOUTCTL_SLACK_WEBHOOK"
-DEFAULT_GROUP = "rolloutctl-alerts"
-DEFAULT_STATE = "~/.local/state/rolloutctl/alerts-ledger.json"
 POST_TIMEOUT_S = 10.0
 _COUNTED = ("delivered", "duplicate", "refused", "invalid")
 
@@ -155,41 +155,6 @@ def _log_start(options: Options, ledger: Ledger) -> None:
     )
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options of ``rolloutctl alerts``."""
-    parser.add_argument(
-        "--slack-webhook",
-        metavar="URL",
-        help=f"incoming webhook URL (required; default: ${ENV_WEBHOOK}, which keeps it "
-        "out of the process list)",
-    )
-    parser.add_argument(
-        "--config", type=Path, metavar="FILE", help="controller settings YAML (Kafka, topics)"
-    )
-    parser.add_argument("--bootstrap", metavar="HOST:PORT", help="broker list, overrides --config")
-    parser.add_argument("--topic", metavar="NAME", help="alerts topic, overrides --config")
-    parser.add_argument(
-        "--group",
-        default=DEFAULT_GROUP,
-        metavar="ID",
-        help=f"consumer group (default: {DEFAULT_GROUP})",
-    )
-    parser.add_argument(
-        "--state",
-        type=Path,
-        metavar="FILE",
-        default=Path(DEFAULT_STATE).expanduser(),
-        help=f"ledger of delivered alert ids (default: {DEFAULT_STATE})",
-    )
-    parser.add_argument(
-        "--from",
-        dest="start_from",
-        choices=("earliest", "latest"),
-        default="earliest",
-        help="where a new group starts reading (default: earliest)",
-    )
-
-
 def options_from_args(args: argparse.Namespace) -> Options:
     """Validated options; :class:`UsageError` or :class:`ConfigError` naming the problem."""
     from controller.settings import load_settings  # noqa: PLC0415
@@ -237,7 +202,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "webhook, in order per flag, deduplicated by alert id. Stops on SIGTERM/SIGINT.",
         epilog="Exit codes: 0 stopped by a signal, 1 failure, 2 usage, 78 bad configuration.",
     )
-    add_arguments(parser)
+    alert_arguments.add_arguments(parser)
     return run(parser.parse_args(argv))
 
 

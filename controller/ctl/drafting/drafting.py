@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 from dataclasses import dataclass
-from pathlib import Path
 
 import orjson
 
@@ -27,7 +26,6 @@ from controller.core.common import ConfigError
 from controller.core.drafting import (
     DRAFT_SCHEMA,
     FROM_MODEL,
-    RISKS,
     TEMPLATES,
     Risk,
     draft_messages,
@@ -37,12 +35,9 @@ from controller.core.drafting import (
 )
 from controller.core.rollouts import Plan, parse_plan, untrusted
 from controller.ctl.asking import Asking, TooSmall, ask, command_started
-from controller.ctl.asking import add_arguments as add_deadline_arguments
 from controller.ctl.terminal import warn
 from controller.settings import LlmSettings, load_settings
 
-DEFAULT_TIMEOUT = 120.0
-"""How long ``rule draft`` waits for the model (``--timeout``)."""
 MAX_DRAFT_TOKENS = 1500
 TASK = "draft a plan"
 
@@ -54,37 +49,6 @@ class Draft:
     plan: Plan
     model: str | None
     fallback: str | None = None
-
-
-def add_arguments(sub: argparse.ArgumentParser) -> None:
-    """The options of ``plan draft``."""
-    sub.add_argument("--risk", required=True, choices=RISKS, help="how risky the change is")
-    sub.add_argument(
-        "--describe", required=True, metavar="TEXT", help="what the flag changes, in a sentence"
-    )
-    add_model_arguments(sub, timeout=False)
-    # --timeout: its name when it bounded the model's answer alone (120 s by default)
-    add_deadline_arguments(sub, "--timeout", without="the built-in template is printed")
-    sub.add_argument("--no-model", action="store_true", help="print the built-in template")
-
-
-def add_model_arguments(sub: argparse.ArgumentParser, *, timeout: bool = True) -> None:
-    """Which model a draft asks (``plan draft``'s and ``rule draft``'s) and, with ``timeout``,
-    how long it may take (``rule draft``'s ``--timeout``)."""
-    sub.add_argument(
-        "--config", type=Path, metavar="FILE", help="controller settings YAML (its llm section)"
-    )
-    sub.add_argument("--model-url", metavar="URL", help="model server up to /v1, overrides config")
-    sub.add_argument("--model", metavar="NAME", help="model name, overrides config")
-    if not timeout:
-        return
-    sub.add_argument(
-        "--timeout",
-        type=float,
-        default=DEFAULT_TIMEOUT,
-        metavar="SECONDS",
-        help="how long the model may take to answer (120)",
-    )
 
 
 def run(args: argparse.Namespace, *, whole_process: bool = False) -> int:

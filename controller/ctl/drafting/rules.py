@@ -23,7 +23,6 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import orjson
 from pydantic import ValidationError
@@ -45,7 +44,7 @@ from controller.core.drafting import (
 )
 from controller.core.rollouts import untrusted
 from controller.core.rules import AudienceRule, RuleSyntaxError, parse, to_text
-from controller.ctl.drafting.drafting import add_model_arguments, model_settings
+from controller.ctl.drafting.drafting import model_settings
 from controller.ctl.exits import EXIT_FAILURE, EXIT_OK
 from controller.ctl.terminal import warn
 from controller.settings import LlmSettings
@@ -143,44 +142,6 @@ async def draft_rule(
     if not isinstance(reply, str):
         return f"the model gave no rule: {untrusted(reply.cause, 400)}"
     return rule_in(reply, catalogue)
-
-
-def add_parser(verbs: Any) -> None:
-    """``rule draft`` and its options, on the ``rule`` command's verbs."""
-    sub = verbs.add_parser(
-        "draft",
-        help="have the configured model draft an audience rule or a ring plan, for review",
-        description="Ask the configured model (the llm settings: config file, LLM_BASE_URL) "
-        "for an audience rule matching the description, parse it, lint it against the "
-        "attribute catalogue and count how many example contexts it matches. With --rings, "
-        "ask for the rollout's rings instead and print them as a plan. Exit 1 when the model "
-        "gave no rule (or no rings that make a plan) or a rule has lint errors. Nothing is "
-        "applied.",
-    )
-    sub.add_argument(
-        "description",
-        metavar="DESCRIPTION",
-        help="the audience (with --rings, the rings), in words",
-    )
-    sub.add_argument(
-        "--rings",
-        action="store_true",
-        help="draft a ring plan: rings in order, each an audience (or everyone) and the percent "
-        "of it served, checked to widen, each rule linted, previewed ring by ring, and printed "
-        "as plan YAML for `rolloutctl start --plan` (e.g. 'staff first, then the beta list, "
-        "then Thai users at 25%%, then everyone')",
-    )
-    sub.add_argument(
-        "--catalogue",
-        type=Path,
-        metavar="FILE",
-        help="YAML or JSON: attributes (name: string|number|bool|semver|date) and segments",
-    )
-    sub.add_argument(
-        "--contexts", type=Path, metavar="FILE", help="example contexts, one JSON object a line"
-    )
-    sub.add_argument("--json", action="store_true", help="one JSON object on stdout")
-    add_model_arguments(sub)
 
 
 def inputs(args: argparse.Namespace) -> tuple[Catalogue | None, list[Mapping[str, object]] | None]:

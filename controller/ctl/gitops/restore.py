@@ -54,7 +54,8 @@ from controller.ctl.operate import (
     views,
 )
 from controller.ctl.report import diagnosis
-from controller.ctl.terminal import UsageError, env_url, print_json, warn
+from controller.ctl.terminal import env_url, print_json, warn
+from controller.ctl.usage import UsageError
 from controller.settings import KafkaSettings, TopicSettings
 
 START_TIMEOUT_S = 30.0
@@ -74,6 +75,8 @@ class History:
     plans: dict[str, JsonObject] = field(default_factory=dict)
     """Each start command's plan, by command id."""
     segment_decisions: list[tuple[int, SegmentEvidence]] = field(default_factory=list)
+    other_flag: str | None = None
+    """The flag a decision of that id was published for, when it is another flag's."""
 
     def take(self, record: PublishedRecord) -> None:
         """Keep what the record says of the flag, its rollouts or segments."""
@@ -88,6 +91,8 @@ class History:
             return
         if data.get("id") == self.decision_id and data.get("flag") == self.flag:
             self.target, self.target_ms = _decision(data), record.timestamp_ms
+        elif data.get("id") == self.decision_id:
+            self.other_flag = str(data.get("flag") or "")
         if data.get("kind") == "segment" and data.get("outcome") == "applied":
             decision = _decision(data)
             if decision is not None and isinstance(decision.evidence, SegmentEvidence):
@@ -95,6 +100,16 @@ class History:
         started = data.get("action") == "start" and data.get("outcome") == "applied"
         if started and data.get("flag") == self.flag and isinstance(data.get("rollout_id"), str):
             self.starts[str(data["rollout_id"])] = str(data.get("command_id"))
+
+    def not_found(self, topic: str) -> str:
+        """Why the decision restored to was not found: another flag's, or not on ``topic``."""
+        if self.other_flag is not None:
+            whose = f"flag {self.other_flag}" if self.other_flag else "no flag"
+            return (
+                f"decision {self.decision_id} belongs to {whose}, not to {self.flag}:"
+                f" name a decision of {self.flag}"
+            )
+        return f"decision {self.decision_id} of flag {self.flag} is not on {topic}"
 
     def plan_of(self, rollout_id: object) -> Plan | None:
         """The plan ``rollout_id`` was started with, where its start command is still read."""
@@ -187,8 +202,7 @@ def proposal(args: argparse.Namespace) -> tuple[RestorePlan | RestoreRefusal, De
     )
     target = history.target
     if target is None:
-        reason = f"decision {args.to_decision} of flag {args.flag} is not on "
-        return RestoreRefusal(reason + f"{settings.topics.decisions}"), None
+        return RestoreRefusal(history.not_found(settings.topics.decisions)), None
     then = FlagThen(
         args.to_decision,
         target.rollout_id,

@@ -36,7 +36,8 @@ from controller.ctl.gitops import checking, commanding, diffing, live, reading, 
 from controller.ctl.gitops.commanding import Batch, Who
 from controller.ctl.gitops.diffing import Change, Item
 from controller.ctl.operate import encode_command, handlers, read_private_key, steering, views
-from controller.ctl.terminal import ENV_KEY_ID, PROG, UsageError, env_url, print_json, warn
+from controller.ctl.terminal import ENV_KEY_ID, PROG, env_url, print_json, warn
+from controller.ctl.usage import UsageError
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey

@@ -11,7 +11,6 @@ from controller.ctl.operate import (
     reads,
     segments,
     steering,
-    targeting_args,
     views,
 )
 from controller.ctl.operate.commands import (
@@ -24,7 +23,7 @@ from controller.ctl.operate.commands import (
 )
 from controller.ctl.operate.file_kinds import KINDS, SUFFIXES, Kind, kind_of
 from controller.ctl.operate.segments import commands_for, orjson_rule, read_ids, send
-from controller.ctl.terminal import UsageError
+from controller.ctl.usage import UsageError
 
 __all__ = [
     "KINDS",
@@ -51,7 +50,6 @@ __all__ = [
     "send_command",
     "signed_model",
     "steering",
-    "targeting_args",
     "views",
     "write_private_key",
 ]

@@ -24,7 +24,8 @@ from controller.ctl.operate import views
 from controller.ctl.operate.commands import contract_model, new_message, read_private_key
 from controller.ctl.operate.handlers import actor_of, key_id_of, key_path_of, send_signed
 from controller.ctl.report import diagnosis
-from controller.ctl.terminal import UsageError, env_url, print_json, warn
+from controller.ctl.terminal import env_url, print_json, warn
+from controller.ctl.usage import UsageError
 
 RECORD_KEY = b"app-keys"
 """The Kafka key of every app-key command: one partition, so they apply in order."""

@@ -37,7 +37,8 @@ from controller.core.rules import (
 from controller.core.wire import BUCKETS, SegmentRecord, bucket, evaluate, rule_context
 from controller.ctl.exits import EXIT_FAILURE
 from controller.ctl.report import diagnosis
-from controller.ctl.terminal import UsageError, env_url, print_json
+from controller.ctl.terminal import env_url, print_json
+from controller.ctl.usage import UsageError
 
 MAX_CONTEXT_BYTES = 16 * 1024
 MAX_CONTEXT_DEPTH = 8

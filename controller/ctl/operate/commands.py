@@ -41,7 +41,8 @@ from controller.core.wire import (
     sent_object,
     summarize,
 )
-from controller.ctl.terminal import DEFAULT_KEY_DIR, PROG, UsageError, os_reason, warn
+from controller.ctl.terminal import DEFAULT_KEY_DIR, PROG, os_reason, warn
+from controller.ctl.usage import UsageError
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey

@@ -51,12 +51,12 @@ from controller.ctl.terminal import (
     ENV_ACTOR,
     ENV_KEY,
     ENV_KEY_ID,
-    UsageError,
     env_url,
     os_reason,
     print_json,
     warn,
 )
+from controller.ctl.usage import UsageError
 from controller.settings import KafkaSettings, Settings, load_settings
 
 # -- steering: sign, send, await the decision -------------------------------------------

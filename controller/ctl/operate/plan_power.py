@@ -28,90 +28,13 @@ from controller.core.stats import (
     limit_preview,
     plan_preview,
 )
+from controller.ctl.arguments import DEFAULT_DESIGN_EFFECT, DEFAULT_REQUESTS_PER_UNIT
 from controller.ctl.report import rollout_traffic
-from controller.ctl.terminal import UsageError
+from controller.ctl.usage import UsageError
 
-DEFAULT_REQUESTS_PER_UNIT = 10.0
-DEFAULT_DESIGN_EFFECT = 2.0
-"""Assumed without --design-effect or --from-flag: ten requests a unit, moderately alike
-(an intra-unit correlation of about 0.1); a unit of one request has a design effect of 1."""
 _PER = {"s": 1.0, "min": 60.0, "m": 60.0, "h": 3600.0}
 _RATE = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:e[+-]?[0-9]+)?)\s*(?:/\s*(s|min|m|h))?\s*$")
 _SHARE = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*(%?)\s*$")
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The power preview's options of ``plan validate``."""
-    group = parser.add_argument_group(
-        "power preview",
-        "with --traffic or --from-flag, print the smallest regression each stage detects with"
-        " 80% power at the end of its minimum",
-    )
-    group.add_argument(
-        "--traffic", metavar="RATE", help="requests to the flag, all arms: 200/s, 900/min, 5e4/h"
-    )
-    group.add_argument(
-        "--from-flag",
-        metavar="FLAG",
-        help="read the traffic, base rates and design effects from FLAG's rollout"
-        " (the controller's HTTP API, --url)",
-    )
-    group.add_argument(
-        "--url", metavar="URL", help="controller HTTP address for --from-flag ($ROLLOUTCTL_URL)"
-    )
-    group.add_argument(
-        "--requests-per-unit",
-        type=float,
-        metavar="N",
-        help=f"requests each unit sends in a stage (default {DEFAULT_REQUESTS_PER_UNIT:g})",
-    )
-    group.add_argument(
-        "--design-effect",
-        type=float,
-        metavar="D",
-        help="variance on units over variance as if requests were independent"
-        f" (default {DEFAULT_DESIGN_EFFECT:g}, conservative; 1 for one request a unit)",
-    )
-    _add_unit_arguments(group)
-    group.add_argument("--error-rate", metavar="SHARE", help="base error rate (default 1%%)")
-    group.add_argument(
-        "--conversion-rate", metavar="SHARE", help="base conversions per exposure (default 5%%)"
-    )
-    group.add_argument(
-        "--latency", metavar="P50/P99", help="base latency in ms, median/p99 (default 100/300)"
-    )
-    group.add_argument(
-        "--conversion-value",
-        metavar="MEAN/CV",
-        help="a conversion's value: its mean and its standard deviation over the mean"
-        " (default 1/1; about 2.5 where values are log-normal with sigma 1.4)",
-    )
-    group.add_argument(
-        "--max-detectable",
-        metavar="SHARE",
-        help="warn about a stage that detects no regression smaller than this (100%%)",
-    )
-    group.add_argument(
-        "--strict", action="store_true", help="a stage over --max-detectable is an error"
-    )
-
-
-def _add_unit_arguments(group: argparse._ArgumentGroup) -> None:
-    """Units unlike the rest, which decide what a small arm holds."""
-    group.add_argument(
-        "--heavy-units",
-        metavar="SHARE:N",
-        help="a share of units that each send N requests in a stage, within"
-        " --requests-per-unit (1%%:1000): a small arm's power is averaged over how many land"
-        " in it",
-    )
-    group.add_argument(
-        "--failing-units",
-        metavar="SHARE:RATE",
-        help="a share of units that fail RATE of their requests, within --error-rate and"
-        " behind --design-effect (2%%:50%%): a regression saturates them, and a small arm's"
-        " power is averaged over how many land in it",
-    )
 
 
 def rate(text: str) -> float:

@@ -12,7 +12,6 @@ made, and a plan whose queries nobody parsed must not read as valid.
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from controller.core.machine import plan_queries
 from controller.core.metrics_source import UnsafeValue
@@ -21,22 +20,6 @@ from controller.settings import PrometheusSettings, load_settings
 
 EXAMPLE_FLAG = "example-flag"
 """What ``{{flag}}`` becomes for the checks when no ``--flag`` is given."""
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--flag",
-        metavar="KEY",
-        help="the flag the plan is for: its key must be safe to fill into the plan's"
-        " Prometheus queries",
-    )
-    parser.add_argument(
-        "--prometheus",
-        metavar="URL",
-        help="a Prometheus server that parses the plan's queries (default: prometheus.url"
-        " from --config)",
-    )
-    parser.add_argument("--config", metavar="FILE", type=Path, help="controller settings YAML")
 
 
 def server(args: argparse.Namespace) -> PrometheusSettings | None:

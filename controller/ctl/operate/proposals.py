@@ -28,7 +28,8 @@ from controller.core.wire import Command, JsonObject, sent_object
 from controller.ctl.exits import EXIT_NO_DECISION
 from controller.ctl.operate import handlers
 from controller.ctl.operate.commands import contract_model, encode_command, read_private_key
-from controller.ctl.terminal import UsageError, os_reason, warn
+from controller.ctl.terminal import os_reason, warn
+from controller.ctl.usage import UsageError
 
 FROM_ARGUMENTS = ("action", "flag", "environment", "plan", "to_end", "at")
 """What builds a command from the arguments: none of it goes with ``--file``."""

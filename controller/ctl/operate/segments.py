@@ -34,7 +34,8 @@ from controller.ctl.exits import EXIT_FAILURE, EXIT_NO_DECISION, EXIT_REJECTED
 from controller.ctl.operate import steering, views
 from controller.ctl.operate.commands import contract_model, encode_command, new_message
 from controller.ctl.report import diagnosis
-from controller.ctl.terminal import PROG, UsageError, env_url, print_json, warn
+from controller.ctl.terminal import PROG, env_url, print_json, warn
+from controller.ctl.usage import UsageError
 from controller.settings import KafkaSettings, TopicSettings
 
 MAX_IDS_FILE_BYTES = MAX_IDS * (MAX_ID_CHARS + 2)

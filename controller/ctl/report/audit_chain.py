@@ -30,8 +30,10 @@ from controller.core.common import ConfigError
 from controller.core.reading import AuditEvent, audit_line
 from controller.core.release import read_key_record
 from controller.core.trust import StateVerifier, audit_chain, audit_check, signing
-from controller.ctl.report.audit_lines import MAX_LINE_BYTES, ExportFile
-from controller.ctl.terminal import UsageError, run_guarded, warn
+from controller.ctl.arguments import MAX_LINE_BYTES
+from controller.ctl.report.audit_lines import ExportFile
+from controller.ctl.terminal import run_guarded, warn
+from controller.ctl.usage import UsageError
 
 if TYPE_CHECKING:
     from controller.settings import Settings
@@ -71,53 +73,6 @@ def signer_of(key_id: str | None, key: Path | None) -> audit_chain.Signer | None
         return audit_chain.Signer(key_id, signing.load_private_key(key.read_text(encoding="ascii")))
     except (OSError, UnicodeDecodeError, ValueError) as error:
         raise ConfigError(f"--key {key}: not a readable Ed25519 private key ({error})") from error
-
-
-def add_check_parser(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """``rolloutctl audit check``."""
-    sub = verbs.add_parser(
-        "check",
-        help="check an export end to end: chain, count, seal and its signature",
-        description="Read an export written by `rolloutctl audit export` and check that it "
-        "is whole and as written: each event names the digest of the line before it (the "
-        "first, the export's start), the last line is the seal that counts the events and "
-        "names the last one's digest, and the seal's signature is by a known operator key. "
-        "The first line that fails is named: edited, dropped, moved, added, a bad signature.",
-        epilog="Exit codes: 0 the chain holds, 1 a line fails, 2 usage, 78 bad configuration.",
-    )
-    sub.add_argument("file", type=Path, metavar="FILE", help="the export (JSON Lines)")
-    sub.add_argument(
-        "--config", type=Path, metavar="FILE", help="controller settings: its operator keys"
-    )
-    sub.add_argument(
-        "--public-key",
-        action="append",
-        default=[],
-        metavar="ID=BASE64",
-        help="an operator public key by its id (repeatable), besides --config's",
-    )
-    sub.add_argument(
-        "--require-signature",
-        action="store_true",
-        help="fail on an unsigned seal even where no operator key is given (given one, "
-        "an unsigned seal always fails)",
-    )
-    sub.add_argument(
-        "--controller-key",
-        action="append",
-        default=[],
-        metavar="ID=BASE64",
-        help="a controller public key by its id (repeatable), besides the one --config's "
-        "signing key gives: every decision must be signed by one (as the controller wrote it)",
-    )
-    sub.add_argument(
-        "--max-line-bytes",
-        type=int,
-        default=MAX_LINE_BYTES,
-        metavar="N",
-        help="the longest line read; a longer one fails unread, so memory stays bounded "
-        f"(default: {MAX_LINE_BYTES:,})",
-    )
 
 
 def public_keys(settings: Settings | None, given: Sequence[str]) -> dict[str, Ed25519PublicKey]:

@@ -47,16 +47,16 @@ from controller.core.reading import (
     with_holder,
 )
 from controller.core.trust import audit_chain
-from controller.ctl.report.audit_chain import add_check_parser, chained, signer_of
+from controller.ctl.report.audit_chain import chained, signer_of
 from controller.ctl.report.audit_holders import current_holders, key_holders
-from controller.ctl.terminal import UsageError, run_guarded, warn
+from controller.ctl.terminal import run_guarded, warn
+from controller.ctl.usage import UsageError
 from controller.settings import KafkaSettings, TopicSettings
 
 if TYPE_CHECKING:
     from controller.adapters.kafka import SpanReader
 
 AUDIT_TYPES: tuple[AuditType, ...] = get_args(AuditType)
-DEFAULT_MAX_RECORDS = 500_000
 PROGRESS_EVERY_S = 2.0
 REFUSALS_NAMED = 20
 START_TIMEOUT_S = 30.0
@@ -131,68 +131,6 @@ def parse_types(text: str | None) -> list[AuditType]:
 def topics_of(types: Iterable[AuditType], names: TopicSettings) -> dict[str, AuditType]:
     """The topic each type is read from, by its configured name."""
     return {getattr(names, AUDIT_TOPICS[t]): t for t in types}
-
-
-def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """``rolloutctl audit export`` and ``rolloutctl audit check``."""
-    audit = commands.add_parser("audit", help="export what the controller published; check it")
-    verbs = audit.add_subparsers(dest="audit_command", metavar="VERB", required=True)
-    sub = verbs.add_parser(
-        "export",
-        help="write decisions, commands, alerts and segments as CloudEvents JSON Lines",
-        description="Read what the controller published between --since and --until (by "
-        "each record's Kafka timestamp, since <= t < until) and write it as CloudEvents 1.0 "
-        "JSON Lines, one event per record, in time order (ties by topic, partition, "
-        "offset). Each event's data is the record as published: a decision with its "
-        "evidence (approvals, segment and key changes are decisions too), a signed "
-        "command with its actor and key id, an alert. A record the controller published "
-        "again after a restart is written once (same id, same content); event ids are "
-        "stable, so exports of overlapping spans deduplicate on (source, id). Lines "
-        "validate against schemas/audit-event.schema.json. Written to stdout, a file "
-        "(--out) or a Kafka topic (--to-topic). Each event names the digest of the line "
-        "before it (prevdigest); a last line, the seal, counts them and is signed with "
-        "--key-id/--key: `rolloutctl audit check` checks the file end to end.",
-        epilog="Times: RFC 3339 with an offset (2026-11-01T09:00:00Z), a date (midnight "
-        "UTC) or 'now'. Exit codes: 0 exported, 1 broker or file failure, 2 usage, "
-        "78 bad configuration.",
-    )
-    _add_arguments(sub)
-    add_check_parser(verbs)
-
-
-def _add_arguments(sub: argparse.ArgumentParser) -> None:
-    sub.add_argument("--since", required=True, metavar="TIME", help="first instant, included")
-    sub.add_argument("--until", required=True, metavar="TIME", help="last instant, excluded")
-    where = sub.add_mutually_exclusive_group()
-    where.add_argument(
-        "--out", type=Path, metavar="FILE", help="write here (whole or not at all); default stdout"
-    )
-    where.add_argument(
-        "--to-topic",
-        metavar="NAME",
-        help="produce each event to this Kafka topic instead (structured mode, keyed by "
-        "subject, acks=all)",
-    )
-    sub.add_argument(
-        "--types",
-        metavar="LIST",
-        help=f"comma-separated, of {','.join(AUDIT_TYPES)} (default: all)",
-    )
-    sub.add_argument(
-        "--config", type=Path, metavar="FILE", help="controller settings YAML (Kafka, topics)"
-    )
-    sub.add_argument("--bootstrap", metavar="HOST:PORT", help="broker list, overrides --config")
-    sub.add_argument(
-        "--max-records",
-        type=int,
-        default=DEFAULT_MAX_RECORDS,
-        metavar="N",
-        help="refuse a span holding more records than this; they are sorted in memory "
-        f"(default: {DEFAULT_MAX_RECORDS:,})",
-    )
-    sub.add_argument("--quiet", action="store_true", help="no progress, no summary")
-    sub.add_argument("--key-id", metavar="ID", help="the operator key that signs the seal")
-    sub.add_argument("--key", type=Path, metavar="FILE", help="its private key file")
 
 
 def options_from_args(args: argparse.Namespace, *, now: datetime) -> Options:

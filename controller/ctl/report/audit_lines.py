@@ -18,10 +18,8 @@ from typing import BinaryIO
 
 from controller.core.common import ControllerError
 from controller.core.trust.audit_check import Line, Oversized
+from controller.ctl.arguments import MAX_LINE_BYTES
 
-MAX_LINE_BYTES = 4 * 1024 * 1024
-"""The longest line read by default: a record of the controller's (``kafka.max_message_bytes``,
-1 MiB by default) and its event's attributes, several times over."""
 BLOCK_BYTES = 1024 * 1024
 
 

@@ -24,7 +24,8 @@ from controller.core.holdouts import (
 from controller.ctl.exits import EXIT_FAILURE, EXIT_OK
 from controller.ctl.report import diagnosis
 from controller.ctl.report.audit_export import parse_time
-from controller.ctl.terminal import UsageError, env_url, print_json, warn
+from controller.ctl.terminal import env_url, print_json, warn
+from controller.ctl.usage import UsageError
 
 
 def run(args: argparse.Namespace) -> int:

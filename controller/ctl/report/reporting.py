@@ -13,12 +13,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import re
 import sys
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import TypeVar
 from urllib.parse import quote
 
@@ -26,17 +24,16 @@ import orjson
 from pydantic import BaseModel
 
 from controller.adapters.kafka import TopicReader
-from controller.core.common import ENVIRONMENT_PATTERN, ConfigError, ControllerError, split
+from controller.core.common import ConfigError, ControllerError, split
 from controller.core.reading import PipelineRun, RolloutStatus
 from controller.core.wire import JsonObject
 from controller.ctl.asking import Asking, command_started
-from controller.ctl.asking import add_arguments as add_deadline_arguments
 from controller.ctl.exits import EXIT_FAILURE
-from controller.ctl.options import add_url
 from controller.ctl.report import diagnosis, environments, holdout_report, narrating, report
 from controller.ctl.report import render as report_render
 from controller.ctl.report.model import Report
-from controller.ctl.terminal import UsageError, env_url, os_reason, print_json, warn
+from controller.ctl.terminal import env_url, os_reason, print_json, warn
+from controller.ctl.usage import UsageError
 from controller.settings import KafkaSettings, load_settings
 
 MAX_RECORDS = 500_000
@@ -49,71 +46,6 @@ CLIENT_ID = "rolloutctl-report"
 NOT_STARTED = "no rollout here: the pipeline has not started this environment"
 """A JSON object as read off the wire, before it is read into its model."""
 _Built = TypeVar("_Built", Report, environments.ReleaseReport)
-
-
-def add_arguments(sub: argparse.ArgumentParser) -> None:
-    """The options of ``rolloutctl report``."""
-    sub.add_argument(
-        "flag",
-        metavar="FLAG",
-        nargs="?",
-        help="the flag whose current rollout to report: in every environment it has one in",
-    )
-    sub.add_argument(
-        "--holdout",
-        metavar="NAME",
-        help="instead of a flag's rollout, report holdout NAME: everyone else against the units"
-        " it keeps out, per flag naming it and over every flag together (in --environment, else"
-        " the default one)",
-    )
-    sub.add_argument(
-        "--since",
-        metavar="TIME",
-        help="with --holdout: only the rollouts started at or after TIME (RFC 3339 with an"
-        " offset, or a date: midnight UTC), the releases of a period",
-    )
-    sub.add_argument(
-        "--alpha",
-        type=float,
-        metavar="A",
-        help="with --holdout: the chance of naming a regression the releases did not cause,"
-        " over every comparison of the report (0.05)",
-    )
-    sub.add_argument(
-        "--environment",
-        metavar="ENV",
-        type=environment_name,
-        help="report only this environment's rollout (of a flag in several environments)",
-    )
-    form = sub.add_mutually_exclusive_group()
-    form.add_argument("--html", type=Path, metavar="FILE", help="write a self-contained HTML page")
-    form.add_argument("--markdown", action="store_true", help="print Markdown (the default)")
-    form.add_argument("--json", action="store_true", help="print the report's data as JSON")
-    add_url(sub)
-    sub.add_argument("--config", type=Path, metavar="FILE", help="controller settings YAML")
-    sub.add_argument("--bootstrap", metavar="HOST:PORT", help="broker list, overrides --config")
-    sub.add_argument(
-        "--timeout", type=float, default=30.0, metavar="SECONDS", help="give up after this (30)"
-    )
-    sub.add_argument(
-        "--narrative",
-        action="store_true",
-        help="have the configured model (llm settings) open the report with a few sentences, "
-        "kept only if every number in them is in the evidence",
-    )
-    add_deadline_arguments(
-        sub, without="the report is printed without a narrative", scope="with --narrative, "
-    )
-
-
-def environment_name(text: str) -> str:
-    """``--environment``'s value: an environment's name, as the controller names them."""
-    if not re.fullmatch(ENVIRONMENT_PATTERN, text):
-        raise argparse.ArgumentTypeError(
-            f"{text[:40]!r} is no environment name: a lower-case letter, then up to 31"
-            " letters, digits, '-' and '_'"
-        )
-    return text
 
 
 def run(args: argparse.Namespace, *, whole_process: bool = False) -> int:

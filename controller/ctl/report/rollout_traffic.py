@@ -12,7 +12,8 @@ import math
 from controller.core.reading import RolloutStatus
 from controller.core.wire import GateEvidence
 from controller.core.wire import GuardrailTest as WireTest
-from controller.ctl.terminal import UsageError, env_url
+from controller.ctl.terminal import env_url
+from controller.ctl.usage import UsageError
 
 Z_99 = 2.3263
 """z of the 99th percentile: p99 / p50 of a log-normal is e^(2.3263·sigma)."""

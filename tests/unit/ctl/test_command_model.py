@@ -15,7 +15,7 @@ from controller.core.trust import signing
 from controller.core.wire import Command, JsonObject, sent_object
 from controller.core.wire.signed import published_order
 from controller.ctl.operate.commands import command_model, encode_command, signed_model
-from controller.ctl.terminal import UsageError
+from controller.ctl.usage import UsageError
 
 ID, TS = "c" * 32, 1_700_000_000_000
 AT = datetime(2030, 5, 1, 9, 30, tzinfo=UTC)

@@ -26,7 +26,7 @@ from controller.ctl.operate.commands import (
     signed_model,
     verify_command,
 )
-from controller.ctl.terminal import UsageError
+from controller.ctl.usage import UsageError
 
 PLAN_YAML = """\
 name: careful

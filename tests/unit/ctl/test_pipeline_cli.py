@@ -12,7 +12,7 @@ from controller.core.reading import PipelineRun
 from controller.ctl import app
 from controller.ctl.app import build_parser
 from controller.ctl.operate.pipelines import command_of, status_text
-from controller.ctl.terminal import UsageError
+from controller.ctl.usage import UsageError
 
 APPROVALS: dict[str, Any] = {
     "needed": {"approver": 2, "security": 1},

@@ -18,7 +18,7 @@ from controller.ctl.exits import EXIT_CONFIG, EXIT_USAGE
 from controller.ctl.operate.plan_power import rate
 from controller.ctl.operate.views import status_detail
 from controller.ctl.report.rollout_traffic import flag_traffic
-from controller.ctl.terminal import UsageError
+from controller.ctl.usage import UsageError
 
 PLANS = Path(__file__).resolve().parents[3] / "ops" / "plans"
 DEFAULT = str(PLANS / "default.yaml")

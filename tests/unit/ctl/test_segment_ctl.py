@@ -8,7 +8,7 @@ import pytest
 
 from controller.core.rules import segments
 from controller.ctl.operate.segments import commands_for, read_ids
-from controller.ctl.terminal import UsageError
+from controller.ctl.usage import UsageError
 
 
 @pytest.mark.parametrize(

@@ -17,7 +17,7 @@ from controller.core.rollouts.plan import DEFAULT_PLAN
 from controller.core.trust import AppKeyCommand, digest, signing
 from controller.core.wire import Command, SegmentCommand, SignedCommand, sent_object
 from controller.ctl.operate import app_keys, command_model, ingest, pipelines, segments
-from controller.ctl.terminal import UsageError
+from controller.ctl.usage import UsageError
 
 DIGEST = "ab" * 32
 SECRET = "rc_app_" + "s" * 43

@@ -28,7 +28,7 @@ from controller.core.rollouts.windows import Windows
 from controller.core.wire import ScheduleRecord, TimeBoxRecord, sent_object
 from controller.core.wire.messages import Command, CommandAction
 from controller.ctl.operate.commands import command_model
-from controller.ctl.terminal import UsageError
+from controller.ctl.usage import UsageError
 
 T0 = datetime(2026, 11, 23, 8, tzinfo=UTC)  # a Monday
 AT = T0 + timedelta(hours=2)

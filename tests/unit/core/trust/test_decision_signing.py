@@ -26,7 +26,7 @@ from controller.core.trust.signing import (
 )
 from controller.core.wire import Decision, JsonObject
 from controller.ctl.report.audit_chain import check, controller_keys
-from controller.ctl.terminal import UsageError
+from controller.ctl.usage import UsageError
 from controller.daemon.outputs.signed import SigningOutputs
 
 KEY, PUBLIC = generate_key()

@@ -17,13 +17,8 @@ import orjson
 import pytest
 
 from controller.ctl.app import main
-from controller.ctl.asking import (
-    DEFAULT_DEADLINE,
-    Asking,
-    command_started,
-    process_started,
-    seconds,
-)
+from controller.ctl.arguments import DEFAULT_DEADLINE, seconds
+from controller.ctl.asking import Asking, command_started, process_started
 from controller.ctl.report.narrating import add_narrative
 from controller.ctl.report.report import from_served
 from controller.settings import LlmSettings

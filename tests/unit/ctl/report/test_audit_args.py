@@ -13,7 +13,7 @@ from controller.ctl.report.audit_export import (
     parse_types,
     topics_of,
 )
-from controller.ctl.terminal import UsageError
+from controller.ctl.usage import UsageError
 from controller.settings import TopicSettings
 
 NOW = datetime(2026, 11, 26, 8, 0, tzinfo=UTC)

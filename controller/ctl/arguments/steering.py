@@ -1,10 +1,8 @@
-"""The arguments of ``rolloutctl``'s signed commands: the actions, keygen, sign, send, verify.
+"""The arguments of the signed commands: the actions, ``keygen``, ``sign``, ``send``, ``verify``.
 
 The actions steer a rollout (``start``, ``pause``, ... ``approve``); ``keygen`` makes an
-operator's key pair; ``sign``, ``send`` and ``verify`` handle raw commands.
-
-Their handlers are :mod:`controller.ctl.operate`'s; the command line is
-:mod:`controller.ctl.app`.
+operator's key pair; ``sign``, ``send`` and ``verify`` handle raw commands. Their work is
+:mod:`controller.ctl.operate`'s.
 """
 
 from __future__ import annotations
@@ -13,23 +11,23 @@ import argparse
 from datetime import datetime
 from pathlib import Path
 
-from controller.core.wire import CommandAction
 from controller.ctl.options import broker_options, output_options, signing_options
 from controller.ctl.terminal import DEFAULT_KEY_DIR
 
 Subparsers = argparse._SubParsersAction
 
-ACTION_HELP = {
-    CommandAction.START: "start a rollout of FLAG with a plan",
-    CommandAction.PAUSE: "pause a running rollout",
-    CommandAction.RESUME: "resume a rollout paused by an operator or a sample-ratio mismatch",
-    CommandAction.PROMOTE: "skip to the next stage (or to 100% with --to-end)",
-    CommandAction.ROLLBACK: "roll back: every unit gets control",
-    CommandAction.ABORT: "stop the rollout and serve control, without calling it a failure",
-    CommandAction.KILL: "kill the flag now (also from a completed rollout)",
-    CommandAction.APPROVE: "approve a stage that waits for a person, or overrule the advisor",
+ACTIONS = {
+    "start": "start a rollout of FLAG with a plan",
+    "pause": "pause a running rollout",
+    "resume": "resume a rollout paused by an operator or a sample-ratio mismatch",
+    "promote": "skip to the next stage (or to 100% with --to-end)",
+    "rollback": "roll back: every unit gets control",
+    "abort": "stop the rollout and serve control, without calling it a failure",
+    "kill": "kill the flag now (also from a completed rollout)",
+    "approve": "approve a stage that waits for a person, or overrule the advisor",
 }
-
+"""Each action a command may carry (the core's ``CommandAction``, in its order), with its help:
+named here so that the parser loads none of the core; a test keeps the two in step."""
 
 AT_HELP = (
     "start at TIME (RFC 3339 with an offset, e.g. 2026-12-01T09:00:00+01:00), at most 366 "
@@ -48,12 +46,18 @@ def moment(text: str) -> datetime:
     return value
 
 
-def add_action(commands: Subparsers[argparse.ArgumentParser], action: CommandAction) -> None:
+def add_actions(commands: Subparsers[argparse.ArgumentParser]) -> None:
+    """One command per action."""
+    for action, text in ACTIONS.items():
+        _add_action(commands, action, text)
+
+
+def _add_action(commands: Subparsers[argparse.ArgumentParser], action: str, text: str) -> None:
     sub = commands.add_parser(
-        action.value,
+        action,
         parents=[signing_options(), broker_options(), output_options()],
-        help=ACTION_HELP[action].replace("%", "%%"),  # help strings are %-formatted
-        description=f"{ACTION_HELP[action][:1].upper()}{ACTION_HELP[action][1:]}. "
+        help=text.replace("%", "%%"),  # help strings are %-formatted
+        description=f"{text[:1].upper()}{text[1:]}. "
         "The command is signed with your "
         "key, sent to the commands topic, and the controller's decision is awaited: "
         "exit 0 when applied, 3 with the reason when rejected, 4 if none came in time.",
@@ -64,12 +68,12 @@ def add_action(commands: Subparsers[argparse.ArgumentParser], action: CommandAct
         metavar="NAME",
         help="the environment to act in (default: the controller's default environment)",
     )
-    if action is CommandAction.START:
+    if action == "start":
         sub.add_argument(
             "--plan", type=Path, metavar="FILE", help="rollout plan YAML (default: built-in)"
         )
         sub.add_argument("--at", type=moment, metavar="TIME", help=AT_HELP)
-    if action is CommandAction.PROMOTE:
+    if action == "promote":
         sub.add_argument("--to-end", action="store_true", help="go straight to 100%%")
     sub.add_argument(
         "--timeout", type=float, default=30.0, metavar="SECONDS", help="wait this long (30)"
@@ -77,7 +81,7 @@ def add_action(commands: Subparsers[argparse.ArgumentParser], action: CommandAct
     sub.add_argument(
         "--no-wait", action="store_true", help="send and exit without waiting for the decision"
     )
-    sub.set_defaults(action=action.value)
+    sub.set_defaults(action=action)
 
 
 def add_keygen(commands: Subparsers[argparse.ArgumentParser]) -> None:
@@ -100,8 +104,9 @@ def add_keygen(commands: Subparsers[argparse.ArgumentParser]) -> None:
 
 
 def add_raw(commands: Subparsers[argparse.ArgumentParser]) -> None:
+    """``sign``, ``send`` and ``verify``."""
     raw = argparse.ArgumentParser(add_help=False, parents=[signing_options()])
-    actions = [a.value for a in CommandAction]
+    actions = list(ACTIONS)
     raw.add_argument(
         "action",
         nargs="?",
@@ -127,6 +132,20 @@ def add_raw(commands: Subparsers[argparse.ArgumentParser]) -> None:
         help="print a signed command as one JSON line",
         description="Build a command, validate it, sign it and print it as one JSON line.",
     )
+    _add_send(commands, raw)
+    verify = commands.add_parser(
+        "verify",
+        help="check a command's signature (command JSON on stdin)",
+        description="Read a signed command as JSON from stdin (a flag, segment, app-key, "
+        "ingest or pipeline command, by its type, as in an audit export's data); print "
+        "`valid` and exit 0, or `invalid: REASON` and exit 1.",
+    )
+    verify.add_argument(
+        "--public-key", required=True, metavar="BASE64", help="the operator's public key"
+    )
+
+
+def _add_send(commands: Subparsers[argparse.ArgumentParser], raw: argparse.ArgumentParser) -> None:
     send = commands.add_parser(
         "send",
         parents=[raw, broker_options()],
@@ -144,14 +163,4 @@ def add_raw(commands: Subparsers[argparse.ArgumentParser]) -> None:
     send.add_argument("--json", action="store_true", help="with --wait: print the decision")
     send.add_argument(
         "--timeout", type=float, default=30.0, metavar="SECONDS", help="give up after this (30)"
-    )
-    verify = commands.add_parser(
-        "verify",
-        help="check a command's signature (command JSON on stdin)",
-        description="Read a signed command as JSON from stdin (a flag, segment, app-key, "
-        "ingest or pipeline command, by its type, as in an audit export's data); print "
-        "`valid` and exit 0, or `invalid: REASON` and exit 1.",
-    )
-    verify.add_argument(
-        "--public-key", required=True, metavar="BASE64", help="the operator's public key"
     )

@@ -1,4 +1,4 @@
-"""``rolloutctl``'s audience subcommands: ``segment``, ``audience test``, ``rule draft``,
+"""The arguments of the audience commands: ``segment``, ``audience test``, ``rule draft``,
 and the apps' keys (``app-key``)."""
 
 from __future__ import annotations
@@ -6,18 +6,53 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from controller.ctl.arguments.models import add_model_arguments
 from controller.ctl.options import add_url, broker_options, output_options, signing_options
 
 Subparsers = argparse._SubParsersAction
 
 
 def add_rule(commands: Subparsers[argparse.ArgumentParser]) -> None:
-    from controller.ctl.drafting import rules as rule_drafting  # noqa: PLC0415 - keep `--help` fast
-
     rule = commands.add_parser("rule", help="work with audience rules")
-    rule_drafting.add_parser(
-        rule.add_subparsers(dest="rule_command", required=True, metavar="VERB")
+    _add_rule_draft(rule.add_subparsers(dest="rule_command", required=True, metavar="VERB"))
+
+
+def _add_rule_draft(verbs: Subparsers[argparse.ArgumentParser]) -> None:
+    """``rule draft`` and its options, on the ``rule`` command's verbs."""
+    sub = verbs.add_parser(
+        "draft",
+        help="have the configured model draft an audience rule or a ring plan, for review",
+        description="Ask the configured model (the llm settings: config file, LLM_BASE_URL) "
+        "for an audience rule matching the description, parse it, lint it against the "
+        "attribute catalogue and count how many example contexts it matches. With --rings, "
+        "ask for the rollout's rings instead and print them as a plan. Exit 1 when the model "
+        "gave no rule (or no rings that make a plan) or a rule has lint errors. Nothing is "
+        "applied.",
     )
+    sub.add_argument(
+        "description",
+        metavar="DESCRIPTION",
+        help="the audience (with --rings, the rings), in words",
+    )
+    sub.add_argument(
+        "--rings",
+        action="store_true",
+        help="draft a ring plan: rings in order, each an audience (or everyone) and the percent "
+        "of it served, checked to widen, each rule linted, previewed ring by ring, and printed "
+        "as plan YAML for `rolloutctl start --plan` (e.g. 'staff first, then the beta list, "
+        "then Thai users at 25%%, then everyone')",
+    )
+    sub.add_argument(
+        "--catalogue",
+        type=Path,
+        metavar="FILE",
+        help="YAML or JSON: attributes (name: string|number|bool|semver|date) and segments",
+    )
+    sub.add_argument(
+        "--contexts", type=Path, metavar="FILE", help="example contexts, one JSON object a line"
+    )
+    sub.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    add_model_arguments(sub)
 
 
 def add_segment(commands: Subparsers[argparse.ArgumentParser]) -> None:

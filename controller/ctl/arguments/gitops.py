@@ -1,4 +1,5 @@
-"""The arguments of ``rolloutctl validate``, ``diff`` and ``apply`` (desired state in files)."""
+"""The arguments of ``rolloutctl validate``, ``diff``, ``apply`` (desired state in files) and
+``restore``."""
 
 from __future__ import annotations
 
