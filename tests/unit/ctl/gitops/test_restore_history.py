@@ -68,6 +68,27 @@ def test_another_flags_decision_of_that_id_is_not_the_one() -> None:
 
 
 @pytest.mark.parametrize(
+    ("case", "records", "said"),
+    [
+        ("another flag's", [_record(_decided(id="d-2", flag="search"))],
+         "decision d-2 belongs to flag search, not to checkout: name a decision of checkout"),
+        ("a segment's", [_segment(1000), _record(_decided(id="d-2", flag="segment:beta"))],
+         "decision d-2 belongs to flag segment:beta, not to checkout: name a decision of"
+         " checkout"),
+        ("on no flag", [_record(_decided(id="d-2", flag=None))],
+         "decision d-2 belongs to no flag, not to checkout: name a decision of checkout"),
+        ("nowhere", [STARTED], "decision d-2 of flag checkout is not on rollout.decisions"),
+    ],
+)  # fmt: skip
+def test_a_decision_not_found_says_whose_it_is(
+    case: str, records: list[PublishedRecord], said: str
+) -> None:
+    history = _history(*records)
+    assert history.target is None, case
+    assert history.not_found("rollout.decisions") == said, case
+
+
+@pytest.mark.parametrize(
     ("records", "want"),
     [
         ([_segment(1500, rule=RULE, version=1)], SegmentState(True, RULE, None)),
