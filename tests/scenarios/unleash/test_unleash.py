@@ -21,6 +21,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from controller.core.rollouts.rollout import Phase
+from controller.core.trust.signing import StateVerifier, generate_key, private_key_text
 from controller.core.wire.messages import Arm
 from controller.dev.unleash import UnleashServer
 from controller.sdk import EventEmitter
@@ -129,9 +130,11 @@ async def test_a_faulty_rollout_is_turned_off_in_unleash_and_the_sdk_serves_the_
 async def test_a_hand_made_change_in_unleash_pauses_the_rollout_with_an_alert(
     scenario: Scenario, unleash_server: UnleashServer, person: Person
 ) -> None:
-    # Given an Unleash-backed rollout at 1%
+    # Given an Unleash-backed rollout at 1%, on a controller that signs its decisions
     feature, flag = feature_name(), "checkout.unleash-drift"
     serve_from(scenario, unleash_server)
+    key, public = generate_key()
+    scenario.configure(RC_SIGNING__KEY=private_key_text(key), RC_SIGNING__KEY_ID="ctl-drift")
     scenario.start_daemon()
     await scenario.start(flag, unleash_plan(feature))
     await served(scenario, person, feature, enabled=True, percent=1)
@@ -151,6 +154,8 @@ async def test_a_hand_made_change_in_unleash_pauses_the_rollout_with_an_alert(
         what="the pause decision",
     )
     assert decision["kind"] == "backend"
+    # ...signed, as every decision the controller publishes
+    assert StateVerifier({"ctl-drift": public}).decision_problem(decision) is None
     rollout = await scenario.rollout(flag)
     assert rollout is not None
     assert rollout.phase is Phase.PAUSED
