@@ -75,6 +75,11 @@ class Shape:
     bots_share: float = 0.0
     bot_requests: int = 5000
     """A share of units that send this many requests, none of which fails or converts."""
+    dominant: tuple[float, float] = (0.0, 0.0)
+    dominant_error_rate: float = 0.2
+    """One unit that sends a share of all the stage's requests drawn uniformly in this range
+    (a retrying client, a crawler, a synthetic monitor with a fixed id), failing this share
+    of them, in either arm with even odds whatever the split; (0, 0): none."""
     conversion_rate: float = 0.05
     conversion_sigma: float = 0.5
     """Each unit's conversion propensity: the rate times a log-normal of this sigma."""
@@ -108,10 +113,12 @@ SHAPES: dict[str, Shape] = {
         Shape("heavy_uniform", HEAVY, speed_sigma=0.0, conversion_sigma=0.0, value_unit_sigma=0),
         Shape("slow_units", HEAVY, speed_sigma=0.7),
         Shape("bots", HEAVY, failing_share=0.02, speed_sigma=0.3, bots_share=0.001),
+        Shape("one_unit", HEAVY, failing_share=0.02, speed_sigma=0.3, dominant=(0.3, 0.5)),
     )
 }
 """The review's shapes: one request per unit; heavy units with failing ones; fewer of each;
-no heavy units; heavy units that fail alike; units of different speed; bots."""
+no heavy units; heavy units that fail alike; units of different speed; bots; one unit
+sending 30-50% of all requests, a fifth of them failing, in either arm."""
 
 
 @dataclass
@@ -164,6 +171,11 @@ def _population(
     treated = rng.random(n) < percent / 100
     propensity = np.where(rng.random(n) < shape.failing_share, shape.failing_rate, shape.error_rate)
     propensity = np.where(bots, 0.0, propensity)
+    if shape.dominant[1] > 0:
+        share = rng.uniform(*shape.dominant)
+        counts[0] = max(1, round(share / (1.0 - share) * counts[1:].sum()))
+        treated[0] = rng.random() < 0.5
+        propensity[0] = shape.dominant_error_rate
     propensity = np.minimum(1.0, np.where(treated, propensity * treatment_factor, propensity))
     speed = np.exp(rng.normal(0.0, shape.speed_sigma, n)) if shape.speed_sigma else np.ones(n)
     converts = shape.conversion_rate * np.exp(

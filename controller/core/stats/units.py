@@ -21,6 +21,10 @@ for a ratio metric R = ΣY / ΣN (Deng, Knoblich and Lu, KDD 2018)::
 
     Var(R) ≈ G/(G - 1) · Σ_b (Y_b - R·N_b)² / (ΣN)²        (G: buckets with data)
 
+with each residual taken as the jackknife takes it, over 1 - h_b for a bucket holding a
+share h_b of the arm (:func:`_spread`): a bucket that one unit fills would otherwise bound
+its own effect.
+
 A bucket is counted in the same exactly-once flush as every other field
 (``u<b>.<kind>`` fields of the arm's hash, :func:`slot_field`).
 
@@ -41,7 +45,7 @@ import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import repeat
-from operator import add, itemgetter, mul, sub
+from operator import add, itemgetter, mul, sub, truediv
 
 from controller.core.common import BUCKET_COUNT
 
@@ -190,11 +194,33 @@ def occupied(counts: Sequence[float]) -> int:
     return len(counted) - counted.count(0)
 
 
-def _spread(numerators: Sequence[float], denominators: Sequence[float], rate: float) -> float:
-    """Σ (Y_b - rate·N_b)² over buckets, every step in C (map over the columns), summed
-    exactly (math.fsum)."""
+def _spread(
+    numerators: Sequence[float],
+    denominators: Sequence[float],
+    rate: float,
+    total: float,
+    clusters: int,
+) -> float:
+    """Σ_b (Y_b - rate·N_b)² · ((1 - 1/G) / (1 - h_b))² over buckets, h_b = N_b / ΣN the
+    bucket's leverage and G the buckets holding data, every step in C, summed exactly.
+
+    The leverage factor is what makes the variance the jackknife's (CV3 of MacKinnon,
+    Nielsen and Webb 2023, after Bell and McCaffrey 2002) once the caller's G/(G - 1) is
+    applied: a bucket's own residual shrinks by (1 - h_b) as its share of the arm grows, so
+    one unit carrying most of an arm would otherwise bound its own effect (the plain
+    sandwich's bias with one dominant cluster, MacKinnon and Webb 2017). Buckets of equal
+    size are left as they are (the factor is 1): only an unequal bucket is widened.
+    """
     residuals = list(map(sub, numerators, map(mul, repeat(rate), denominators)))
-    return math.fsum(map(mul, residuals, residuals))
+    squares = list(map(mul, residuals, residuals))
+    if clusters <= 1 or total <= 0:
+        return math.fsum(squares)
+    scale = (1.0 - 1.0 / clusters) * total
+    rest = list(map(sub, repeat(total), denominators))
+    if min(rest) <= 0:  # one bucket holds every event: nothing bounds it
+        return math.inf if math.fsum(squares) > 0 else 0.0
+    factors = list(map(truediv, repeat(scale), rest))
+    return math.fsum(map(mul, squares, map(mul, factors, factors)))
 
 
 def ratio_variance(numerators: Sequence[float], denominators: Sequence[float]) -> float:
@@ -208,7 +234,7 @@ def ratio_variance(numerators: Sequence[float], denominators: Sequence[float]) -
         return math.inf
     if len(numerators) != len(denominators):
         raise ValueError("numerators and denominators of different buckets")
-    spread = _spread(numerators, denominators, math.fsum(numerators) / total)
+    spread = _spread(numerators, denominators, math.fsum(numerators) / total, total, clusters)
     return clusters / (clusters - 1) * spread / (total * total)
 
 
@@ -240,7 +266,7 @@ def bucket_ratio(numerators: Sequence[float], denominators: Sequence[float]) -> 
         return BucketRatio(clusters, total, math.inf)
     if len(numerators) != len(denominators):
         raise ValueError("numerators and denominators of different buckets")
-    spread = _spread(numerators, denominators, math.fsum(numerators) / total)
+    spread = _spread(numerators, denominators, math.fsum(numerators) / total, total, clusters)
     return BucketRatio(clusters, total, spread)
 
 
@@ -349,7 +375,8 @@ def share_spread(below: Sequence[float], counted: BucketCounts) -> ShareSpread |
     if len(below) != len(counted.counts):
         raise ValueError("numerators and denominators of different buckets")
     share = math.fsum(below) / total
-    return ShareSpread(share, total, counted.clusters, _spread(below, counted.counts, share))
+    spread = _spread(below, counted.counts, share, total, counted.clusters)
+    return ShareSpread(share, total, counted.clusters, spread)
 
 
 def within_arms_design_effect(arms: Sequence[ShareSpread]) -> float | None:

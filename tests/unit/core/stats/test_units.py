@@ -82,6 +82,34 @@ def test_ratio_variance_is_the_sandwich_over_buckets(
     assert got == pytest.approx(expected) if math.isfinite(expected) else math.isinf(got)
 
 
+@pytest.mark.parametrize("share", [0.3, 0.5, 0.8, 0.95, 0.99])
+def test_one_bucket_holding_most_of_an_arm_cannot_decide_its_test(share: float) -> None:
+    # 63 buckets at 2% errors, one at 20% sending `share` of the arm's requests: the arm's
+    # rate moves by share * 18 points, all of it that one bucket's doing. Its residual
+    # shrinks by (1 - share) as its weight grows (the sandwich's z ~ 1/(1 - share)); taken
+    # as the jackknife takes it, the variance keeps z near 1, below any boundary.
+    rest = [100.0] * 63
+    heavy = share / (1 - share) * sum(rest)
+    requests = [heavy, *rest]
+    errors = [0.2 * heavy, *(0.02 * n for n in rest)]
+    rate = sum(errors) / sum(requests)
+    z = (rate - 0.02) / math.sqrt(ratio_variance(errors, requests))
+    assert 0 < z < 1.05  # never near a boundary (1.64 one-sided at 5%)
+    plain = 64 / 63 * sum((y - rate * n) ** 2 for y, n in zip(errors, requests, strict=True))
+    plain_z = (rate - 0.02) / math.sqrt(plain / sum(requests) ** 2)
+    assert plain_z == pytest.approx(1 / (1 - share), rel=0.05)
+
+
+def test_buckets_of_equal_size_keep_the_sandwich_exactly() -> None:
+    rng = random.Random(11)
+    requests = [50.0] * UNIT_BUCKETS
+    errors = [float(rng.randint(0, 5)) for _ in requests]
+    rate = sum(errors) / sum(requests)
+    plain = sum((y - rate * n) ** 2 for y, n in zip(errors, requests, strict=True))
+    expected = UNIT_BUCKETS / (UNIT_BUCKETS - 1) * plain / sum(requests) ** 2
+    assert ratio_variance(errors, requests) == pytest.approx(expected, rel=1e-12)
+
+
 def _clustered(rng: random.Random, units_n: int, per_unit: int, rho_all: bool) -> list[float]:
     """Errors and requests per bucket: each unit sends ``per_unit`` requests; with
     ``rho_all`` a unit fails all or none of them (intra-unit correlation 1), else each
