@@ -35,7 +35,9 @@ of the default plan draws units by its length, 10,000 a half hour (20,000 for on
 request per unit): 10,000, 20,000, 40,000 and 80,000 units in its four stages, of one of the
 review's shapes of real traffic: heavy units (1% send 300-2,000 requests) with 2% of units
 failing half their requests, fewer of each, no heavy units, heavy units that fail alike,
-units of different speed, and bots (0.1% send 5,000 requests, none failing). Per shape, an
+units of different speed, bots (0.1% send 5,000 requests, none failing), and one unit that
+sends 30-50% of all requests, a fifth of them failing, in either arm with even odds
+(``one_unit``: a retrying client, a crawler, a synthetic monitor). Per shape, an
 A/A stream is judged by the default plan and by one plan per metric, on units (the gate)
 and, for comparison in the same run, as if requests were independent (``@requests``); a
 second stream doubles treatment units' error propensity (power), a third their latency
