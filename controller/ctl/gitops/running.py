@@ -65,17 +65,51 @@ def validate(args: argparse.Namespace) -> int:
 
 
 def diff(args: argparse.Namespace) -> int:
+    """Print what apply would send and, where a key signs the commands as apply would, why
+    the controller would refuse any of it (apply's own check, :mod:`.checking`)."""
     items = _items(args)
     if items is None:
         return EXIT_UNSEEN
-    who = Who(
-        actor=handlers.actor_of(args.actor),
-        key_id=args.key_id or os.environ.get(ENV_KEY_ID) or "ci",
-    )
+    key_id = args.key_id or os.environ.get(ENV_KEY_ID) or "ci"
+    key = _key_if_any(args.key, key_id)
+    who = Who(actor=handlers.actor_of(args.actor), key_id=key_id)
+    sending = diffing.in_sending_order([item for item in items if item.send])
+    batches = {item.desired.label: commanding.commands_of(item, who, key) for item in sending}
+    refused = _would_refuse(args, sending, batches, signed=key is not None)
     for item in items:
         if item.noted or args.verbose:
-            _show(args, item, commanding.commands_of(item, who, None) if item.send else None)
+            label = item.desired.label
+            _show(args, item, batches.get(label), refused=refused.get(label))
     return diffing.exit_code(items)
+
+
+def _key_if_any(given: Path | None, key_id: str) -> Ed25519PrivateKey | None:
+    """The key apply would sign with: ``--key``, else the one found where apply looks;
+    None when none is there (diff then shows the commands unsigned)."""
+    try:
+        path = handlers.key_path_of(given, key_id)
+    except UsageError:
+        return None
+    return read_private_key(path) if given is not None or path.exists() else None
+
+
+def _would_refuse(
+    args: argparse.Namespace, sending: list[Item], batches: dict[str, Batch], *, signed: bool
+) -> dict[str, str]:
+    """Why the controller would refuse each object apply sends, by label, asked as apply
+    asks it; nothing when it cannot be asked (the check reads each command's signature)."""
+    if not sending:
+        return {}
+    if not signed:
+        warn("not asked whether the controller would admit these: no signing key (pass --key"
+             " and --key-id, as apply does)")  # fmt: skip
+        return {}
+    try:
+        found = checking.refusals(env_url(args.url), [batches[i.desired.label] for i in sending])
+    except ControllerError as exc:
+        warn(f"not asked whether the controller would admit these: {exc}")
+        return {}
+    return {i.desired.label: why for i, why in zip(sending, found, strict=True) if why is not None}
 
 
 def apply(args: argparse.Namespace) -> int:
@@ -196,7 +230,10 @@ def _items(args: argparse.Namespace) -> list[Item] | None:
     return diffing.plan(state.objects, found, force=args.force)
 
 
-def _show(args: argparse.Namespace, item: Item, batch: Batch | None) -> None:
+def _show(
+    args: argparse.Namespace, item: Item, batch: Batch | None, *, refused: str | None = None
+) -> None:
+    """One object's line and its commands; ``refused``: why apply would be refused it."""
     commands = [commanding.shown(c) for c in batch.commands] if batch else []
     if args.json:
         print_json(
@@ -208,11 +245,13 @@ def _show(args: argparse.Namespace, item: Item, batch: Batch | None) -> None:
                 "why": item.why,
                 "digest": item.desired.digest,
                 "changed_by_hand": item.live.steered if item.live is not None else None,
+                "refused": refused,
                 "commands": commands,
             }
         )
         return
-    print(f"{MARKS[item.change]} {item.desired.label}: {item.change.value}: {item.why}")
+    why = item.why + (f"; apply will be refused: {refused}" if refused else "")
+    print(f"{MARKS[item.change]} {item.desired.label}: {item.change.value}: {why}")
     for command in commands:
         print("  " + encode_command(command).decode())
 

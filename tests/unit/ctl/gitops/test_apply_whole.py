@@ -268,3 +268,48 @@ def test_an_object_whose_decision_did_not_come_undoes_nothing(
     assert out.splitlines() == ["applied: create segment pros"], out + err
     assert "no decision came within" in err
     assert [c["action"] for c in controller.sent] == ["put", "start"]
+
+
+def diff(tmp_path: Path, files: dict[str, Any], *signing: str) -> int:
+    repo = tmp_path / "repo"
+    for name, data in files.items():
+        (repo / name).parent.mkdir(parents=True, exist_ok=True)
+        (repo / name).write_text(yaml.safe_dump(data))
+    return main(["diff", "-f", str(repo), "--url", "http://controller.test", *signing])
+
+
+def test_diff_says_a_create_apply_will_refuse_and_why(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    controller = Controller(monkeypatch, {"g7-live": running_on("g7-live", held_out(2))})
+    files = {"a-pros.yaml": SEGMENT, "b-new.yaml": {"flag": "g7-new", "plan": held_out(1)}}
+    key = tmp_path / "ci.key"
+    write_private_key(key, CI)
+
+    code = diff(tmp_path, files, "--key", str(key), "--key-id", "ci")
+
+    out, _ = capsys.readouterr()
+    said = [line for line in out.splitlines() if not line.startswith("  ")]
+    why = HOLDOUT_REFUSED.removeprefix("refused: create rollout g7-new: ")
+    assert said == [
+        "+ segment pros: create: not on the controller",
+        f"+ rollout g7-new: create: not on the controller; apply will be refused: {why}",
+    ]
+    assert code == 1
+    assert controller.sent == []
+
+
+def test_diff_without_a_key_says_it_did_not_ask(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))  # no key where apply looks for one
+    for name in ("ROLLOUTCTL_KEY", "ROLLOUTCTL_KEY_ID"):
+        monkeypatch.delenv(name, raising=False)
+    Controller(monkeypatch, {"g7-live": running_on("g7-live", held_out(2))})
+
+    code = diff(tmp_path, {"b-new.yaml": {"flag": "g7-new", "plan": held_out(1)}})
+
+    out, err = capsys.readouterr()
+    assert "+ rollout g7-new: create: not on the controller\n" in out
+    assert "not asked whether the controller would admit these: no signing key" in err
+    assert code == 1
