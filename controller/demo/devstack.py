@@ -8,7 +8,9 @@ running in the background. It prints the ``export`` lines that point
 "$(rollout-controller dev up)"`` works; everything else goes to stderr).
 ``dev down`` stops them, the controller first; ``dev status`` says which run.
 Everything lives in one directory (``--dir``, default ``.rollout-dev``):
-the config, the key, each process's log and ``state.json``. Both commands
+the config, the keys, each process's log and ``state.json``. The controller
+signs its decisions and flag states with a key of its own (``keys/dev-controller.key``),
+so ``rolloutctl audit check --config`` of an export checks each decision. Both commands
 are idempotent: ``dev up`` while up prints the exports again, ``dev down``
 with nothing up says so and exits 0.
 """
@@ -42,6 +44,8 @@ DEFAULT_DIR = Path(".rollout-dev")
 DEFAULT_PORT = 8000
 MAX_PORT = 65535
 KEY_ID = "dev"
+CONTROLLER_KEY_ID = "dev-controller"
+"""The key the dev controller signs decisions and flag states with."""
 READY_TIMEOUT = 90.0
 STOP_TIMEOUT = {"controller": 20.0, "kafka": 30.0}
 """The controller drains (shutdown_grace_seconds) before it exits; Apache Kafka closes its
@@ -143,7 +147,13 @@ def _start_controller(
     port, health_port = http_ports(options.port, is_free=_is_free, any_free=free_port)
     token = secrets.token_urlsafe(18)
     config = directory / "controller.yaml"
-    settings = dev_config(addresses, public_key=public, ports=(port, health_port), token=token)
+    settings = dev_config(
+        addresses,
+        public_key=public,
+        ports=(port, health_port),
+        token=token,
+        signing_key=_controller_key(directory),
+    )
     config.write_text(dump_yaml(settings, sort_keys=False), encoding="utf-8")
     env = {k: v for k, v in os.environ.items() if k not in INHERITED and not k.startswith("RC_")}
     controller = ManagedProcess(
@@ -179,11 +189,28 @@ def _start_controller(
     return state
 
 
+def _controller_key(directory: Path) -> Path:
+    """A fresh key the controller signs with, written (0600) in ``directory``'s keys."""
+    key_file = directory / "keys" / f"{CONTROLLER_KEY_ID}.key"
+    key_file.unlink(missing_ok=True)
+    write_private_key(key_file, signing.generate_key()[0])
+    return key_file
+
+
 def dev_config(
-    addresses: dict[str, str], *, public_key: str, ports: tuple[int, int], token: str
+    addresses: dict[str, str],
+    *,
+    public_key: str,
+    ports: tuple[int, int],
+    token: str,
+    signing_key: Path | None = None,
 ) -> dict[str, Any]:
     """The controller's YAML settings: the default topics and keys, gates every few seconds;
-    ``ports``: the HTTP port and the health listener's."""
+    ``ports``: the HTTP port and the health listener's; ``signing_key``: the controller's
+    own key file, which signs its decisions and flag states."""
+    signed: dict[str, Any] = {}
+    if signing_key is not None:
+        signed = {"signing": {"key_file": str(signing_key), "key_id": CONTROLLER_KEY_ID}}
     llm: dict[str, Any] = {"mode": "off"}
     if "llm" in addresses:
         llm = {
@@ -208,7 +235,7 @@ def dev_config(
         },
         "history": {"min_interval_seconds": 1.0},
         "log": {"level": "info", "format": "json"},
-    }
+    } | signed
 
 
 def http_ports(

@@ -2,10 +2,12 @@
 
 ``rollout-controller dev up``, ``rolloutctl plan validate`` and ``start`` with
 ``examples/plans/quickstart.yaml``, ``examples/app.py`` in the background, and
-``rolloutctl watch`` until the first ``advance``: the real commands as child
+``rolloutctl watch`` until the first ``advance``, ``rolloutctl audit export`` and
+``audit check`` of what the controller published: the real commands as child
 processes, with the exports ``dev up`` prints and nothing else. The test adds
-only what keeps it apart from other stacks (``--dir``, ``--port``) and leaves the
-model out (``--no-model``): the advisor has tests of its own.
+only what keeps it apart from other stacks (``--dir``, ``--port``, the paths under
+``--dir`` and its export's file) and leaves the model out (``--no-model``): the
+advisor has tests of its own.
 """
 
 from __future__ import annotations
@@ -102,10 +104,12 @@ def test_the_readmes_five_minutes_dev_up_plan_app_first_advance_dev_down(
         ["rolloutctl", "start"],
         ["python", "examples/app.py"],
         ["rolloutctl", "watch"],
+        ["rolloutctl", "audit"],
+        ["rolloutctl", "audit"],
         ["rollout-controller", "dev"],
         ["rollout-controller", "dev"],
     ]
-    up, validate, start, app, watch, status, down = steps
+    up, validate, start, app, watch, export, check, status, down = steps
     assert [up.words[2], status.words[2], down.words[2]] == ["up", "status", "down"]
     assert app.background
     flag = start.words[2]
@@ -169,6 +173,15 @@ def test_the_readmes_five_minutes_dev_up_plan_app_first_advance_dev_down(
             lambda: moved_on(flag, shell), timeout=60, what="the status past stage 1"
         )
         assert (rollout["plan"], rollout["stage_percents"]) == ("my-first", [10, 50, 100])
+        # ...and the span exported with the seal signed by the operator key checks whole,
+        # each decision signed by the controller's own key
+        exported_file = tmp_path / "audit.jsonl"
+        for step in (export, check):
+            done = run(*here(step.resolved(), home, exported_file), env=shell)
+            assert done.returncode == 0, done.stdout + done.stderr
+        assert [counted(line) for line in done.stdout.splitlines()] == [
+            counted(line.replace("audit.jsonl", str(exported_file))) for line in check.shown
+        ]
 
         # And `dev status` names every process running; `dev down` stops them all
         shown = run(*status.resolved(), *apart, env=env)
@@ -184,6 +197,18 @@ def test_the_readmes_five_minutes_dev_up_plan_app_first_advance_dev_down(
     # ...and a second `dev down` has nothing to stop
     twice = run(*down.resolved(), *apart, env=env)
     assert (twice.returncode, "nothing to stop" in twice.stderr) == (0, True)
+
+
+def here(argv: list[str], home: Path, exported: Path) -> list[str]:
+    """``argv`` with the README's ``.rollout-dev`` the test's ``--dir`` and its export's file
+    in the test's directory."""
+    paths = {"audit.jsonl": str(exported)}
+    return [paths.get(a, a.replace(".rollout-dev/", f"{home}/")) for a in argv]
+
+
+def counted(line: str) -> str:
+    """A line with its counts left out, which no two runs share."""
+    return re.sub(r"\b\d[\d,]*\b(?= (events|decisions))", "N", line)
 
 
 def moved_on(flag: str, env: dict[str, str]) -> dict[str, Any]:
