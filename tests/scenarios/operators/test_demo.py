@@ -25,6 +25,7 @@ from controller.core.stats.limits import NO_CONTROL
 from controller.demo.scenario import (
     BETA_RULE,
     ERROR_RATE_LIMIT,
+    FLAG_STATE_KEY_ID,
     PERCENTS,
     RINGS,
     STAFF,
@@ -87,6 +88,9 @@ def test_demo_walks_the_healthy_flag_through_its_rings_and_rolls_the_faulty_one_
     assert puts["segment:beta"]["evidence"]["rule"] == orjson.loads(parse(BETA_RULE).to_json())
     first_start = min(i for i, d in enumerate(decisions) if d["action"] == "start")
     assert all(decisions.index(d) < first_start for d in puts.values())
+    # ...and every decision, the segments' too, signed by the demo's controller as published
+    signed = {(d.get("key_id"), bool(d.get("sig"))) for d in decisions}
+    assert signed == {(FLAG_STATE_KEY_ID, True)}, signed
     # ...the healthy flag walked every ring to everyone at 100%
     mine = [d for d in decisions if d["flag"] == healthy and d["outcome"] == "applied"]
     assert [d["action"] for d in mine] == [
