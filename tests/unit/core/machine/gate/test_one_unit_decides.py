@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import pytest
 
-from controller.core.rollouts.plan import DEFAULT_PLAN, Stage
+from controller.core.rollouts import Stage
+from controller.core.rollouts.plan import DEFAULT_PLAN
 from tests.support.clustered import SHAPES, Judged, simulate_clustered
 
 
