@@ -12,7 +12,7 @@ reload and the page works (statically) with scripts off.
 from __future__ import annotations
 
 import math
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import UTC, datetime
 from urllib.parse import quote
 
@@ -23,7 +23,9 @@ from controller.core.reading import (
     RolloutRow,
     RolloutView,
     State,
+    Tested,
     guardrail_state,
+    limit_state_text,
     rollout_span,
     state_text,
 )
@@ -35,6 +37,7 @@ HEALTH_TEXT = {
     "healthy": "healthy",
     "attention": "needs attention",
     "watching": "watching",
+    "undecided": "undecided",
     "failed": "failed",
     "ended": "ended",
     "done": "completed",
@@ -211,16 +214,20 @@ def clock(ts: float | datetime | None) -> str:
 def health(status: RolloutView, last: HistoryPoint | None) -> tuple[str, str]:
     """A rollout's health at a glance, with the reason: from its phase and last gate point.
 
-    ``failed``: rolled back or killed; ``ended``: aborted by an operator, which
+    ``failed``: rolled back or killed, with the reason of the decision that ended it (the
+    guardrail and its interval, for the gate's); ``ended``: aborted by an operator, which
     says nothing against the flag, so it is neutral; ``attention``: paused, a
-    guardrail regressed or whose always-valid p-value is below 0.05 (harm building), or a
-    sample-ratio p below 0.01; ``watching``: a guardrail's Δ past its tolerance, not
-    yet significant (its state, :func:`~controller.core.reading.guardrail_state`);
-    ``done``: completed; else ``healthy``.
+    guardrail regressed or whose always-valid p-value is below 0.05 (harm building), a limit
+    breached, or a sample-ratio p below 0.01; ``watching``: a guardrail's Δ or a limit's
+    rate past its edge, not yet significant (its state,
+    :func:`~controller.core.reading.guardrail_state`); ``undecided``: one not yet tested,
+    or with harm not yet excluded (only ``holds`` is good news); ``done``: completed; else
+    ``healthy``: every test holds.
     """
     phase = status.phase
     if phase in ("rolled_back", "killed"):
-        return "failed", phase.replace("_", " ")
+        ended = phase.replace("_", " ")
+        return "failed", f"{ended}: {status.verdict_reason}" if status.verdict_reason else ended
     if phase == "aborted":
         return "ended", "aborted"
     if phase == "paused":
@@ -230,18 +237,46 @@ def health(status: RolloutView, last: HistoryPoint | None) -> tuple[str, str]:
     return ("done", "") if phase == "completed" else ("idle", "")
 
 
+_UNSETTLED = {State.WATCHING: "watching", State.UNDECIDED: "undecided", State.UNTESTED: "undecided"}
+"""The health of a test neither regressed nor holding, by its state."""
+
+
 def _running_health(last: HistoryPoint | None) -> tuple[str, str]:
     """Each guardrail is named in the words of its state (``error rate watching (above
-    tolerance, not yet significant)``), as the rollout's page and ``rolloutctl status`` say it."""
+    tolerance, not yet significant)``), each limit in its own (``error_rate: 1.4% [0, 2.9%]
+    against its limit 5%, not shown above, nor yet under``), as the rollout's page and
+    ``rolloutctl status`` say them. At a stage gated on its limits, they alone are read."""
     if last is None:
         return "healthy", ""
-    tests = [(metric, test) for metric, test in last.guardrails.items() if test is not None]
-    for metric, test in tests:
-        if test.regressed or test.p_value < 0.05:
-            return "attention", f"{state_text(metric, test)}, p = {test.p_value:.2g}"
+    limits = last.limits or {}
+    tests: Mapping[str, Tested | None] = {} if limits else last.guardrails  # no comparison
+    said = {name: state_text(name, test) for name, test in tests.items()}
+    said |= {name: limit_state_text(name, point, point.limit) for name, point in limits.items()}
+    read = {**tests, **limits}
+    return _harm(last, said) or _unsettled(read, said) or ("healthy", "")
+
+
+def _harm(last: HistoryPoint, said: Mapping[str, str]) -> tuple[str, str] | None:
+    """Harm shown or building: a guardrail regressed or below p 0.05, a limit breached, the
+    sample ratio off; None when none is."""
+    limits = last.limits or {}
+    for metric, test in ({} if limits else last.guardrails).items():
+        if test is not None and (test.regressed or test.p_value < 0.05):
+            return "attention", f"{said[metric]}, p = {test.p_value:.2g}"
+    breached = next((name for name, point in limits.items() if point.regressed), None)
+    if breached is not None:
+        return "attention", said[breached]
     if last.srm_p < 0.01:
         return "attention", f"sample ratio p = {last.srm_p:.2g}"
-    for metric, test in tests:
-        if guardrail_state(test).state is State.WATCHING:
-            return "watching", state_text(metric, test)
-    return "healthy", ""
+    return None
+
+
+def _unsettled(
+    read: Mapping[str, Tested | None], said: Mapping[str, str]
+) -> tuple[str, str] | None:
+    """The first test watched, else the first not yet settled (untested or undecided)."""
+    for health in ("watching", "undecided"):
+        for name, test in read.items():
+            if _UNSETTLED.get(guardrail_state(test).state) == health:
+                return health, said[name]
+    return None

@@ -182,22 +182,28 @@ def comparison_text(evidence: GateEvidence) -> str:
 def limit_reading(name: str, entry: LimitTest) -> str:
     """One limit: its rate and interval against what it allows, its state, and, until it is
     shown either way, what its size could catch."""
-    test = entry.test
-    state = guardrail_state(test).state
-    said = f"{name[:32]}: {limit_interval(name, entry)}, {LIMIT_WORDS[state]}"
+    said = limit_state_text(name, entry.test, entry.limit)
     caught = caught_text(name, entry)
-    return f"{said} ({caught})" if caught and not guardrail_state(test).decided else said
+    return f"{said} ({caught})" if caught and not guardrail_state(entry.test).decided else said
 
 
-def limit_interval(name: str, entry: LimitTest) -> str:
+def limit_state_text(name: str, test: Tested, limit: float) -> str:
+    """``error_rate: 1.4% [0, 2.9%] against its limit 5%, not shown above, nor yet under``:
+    a limit's test (its rate as Δ, what it allows as the tolerance) and the plan's
+    ``limit`` as declared, in the words of its state; what the gate's evidence, the
+    console's list and page say of a limit."""
+    state = guardrail_state(test).state
+    return f"{name[:32]}: {limit_interval(name, test, limit)}, {LIMIT_WORDS[state]}"
+
+
+def limit_interval(name: str, test: Tested, limit: float) -> str:
     """``1.4% [0, 2.9%] against its limit 5%``; a latency limit's rate is a share of requests
     slower than it: ``3.1% [1.0%, 5.2%] of requests slower than 200 ms, at most 5%``. The
     interval keeps its side of the limit (:func:`rounded_interval`)."""
-    test = entry.test
     values = (_number(v) for v in (test.delta, test.lower, test.upper, test.tolerance))
     interval, edge = rate_interval(*values)
     if name in QUANTILE_SHARES:
-        return f"{interval} of requests slower than {entry.limit:g} ms, at most {edge}"
+        return f"{interval} of requests slower than {limit:g} ms, at most {edge}"
     return f"{interval} against its limit {edge}"
 
 

@@ -184,7 +184,9 @@ class RolloutRow(RolloutView):
     """A rollout in the console's list, with its health from the last gate point."""
 
     active: bool
-    health: str = Field(description="failed, ended, attention, watching, done, idle or healthy.")
+    health: str = Field(
+        description="failed, ended, attention, watching, undecided, done, idle or healthy."
+    )
     health_reason: str
 
 

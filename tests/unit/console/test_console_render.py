@@ -160,11 +160,67 @@ def point_with(p_value: float = 0.5, srm_p: float = 1.0, delta: float = 0.1) -> 
     )  # fmt: skip
 
 
+def point_of(
+    guardrails: dict[str, object], limits: dict[str, object] | None = None
+) -> HistoryPoint:
+    return HistoryPoint.model_validate(
+        {"ts_ms": 0, "ts": "", "stage": 0, "percent": 1.0, "verdict": "hold", "srm_p": 1.0,
+         "arms": {}, "guardrails": guardrails, "limits": limits}
+    )  # fmt: skip
+
+
+def limit_point(
+    rate: float, lower: float, upper: float, *, regressed: bool = False
+) -> HistoryPoint:
+    """A gate point of a stage without control: its error-rate limit at 5%, beside a late
+    unit's guardrail test past its tolerance that compares nothing."""
+    limit = {"rate": rate, "lower": lower, "upper": upper, "ceiling": 0.05, "limit": 0.05,
+             "regressed": regressed}  # fmt: skip
+    return point_of(point_with().model_dump()["guardrails"], {"error_rate": limit})
+
+
+HOLDS = {"delta": -0.01, "lower": -0.02, "upper": 0.0, "p_value": 0.9, "tolerance": 0.0,
+         "direction": "lower_is_better", "regressed": False}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("case", "last", "health"),
+    [
+        ("no point yet", None, ("healthy", "")),
+        ("every guardrail holds", point_of({"error_rate": HOLDS}), ("healthy", "")),
+        # harm not excluded, or not yet tested: never "healthy"
+        ("within, harm not excluded", point_with(delta=-0.01),
+         ("undecided", "error rate undecided (within tolerance so far, harm above not excluded)")),
+        ("a limit not shown either way", limit_point(0.014, 0.0, 0.072),
+         ("undecided", "error_rate: 1.4% [0, 7.2%] against its limit 5.0%, not shown above,"
+          " nor yet under")),
+        ("a limit shown under", limit_point(0.01, 0.0, 0.03), ("healthy", "")),
+        ("a limit above, not yet shown above", limit_point(0.07, 0.03, 0.11),
+         ("watching", "error_rate: 7% [3%, 11%] against its limit 5.0%, above it, not yet"
+          " shown above")),
+        ("a limit breached", limit_point(0.09, 0.06, 0.12, regressed=True),
+         ("attention", "error_rate: 9% [6%, 12%] against its limit 5.0%, breached")),
+    ],
+)  # fmt: skip
+def test_a_running_rollout_is_healthy_only_when_every_test_holds(
+    case: str, last: HistoryPoint | None, health: tuple[str, str]
+) -> None:
+    assert pages.health(status_of(phase="running"), last) == health, case
+
+
+def test_a_rolled_back_row_says_the_guardrail_and_interval_that_ended_it() -> None:
+    why = "error rate +5.0 pp [+2.1, +7.9] (control 1.0%), regressed (p = 0.0001)"
+    ended = status_of(phase="rolled_back", verdict=None, verdict_reason=why)
+    assert pages.health(ended, None) == ("failed", f"rolled back: {why}")
+    row = row_of("failed", phase="rolled_back").model_copy(
+        update={"health_reason": pages.health(ended, None)[1]}
+    )
+    assert f"<small>rolled back: {why}</small>" in pages.rollout_list([row], [])
+
+
 def test_health_from_phase_and_last_point() -> None:
     last = point_with(p_value=0.01)
     running = status_of(phase="running")
-    assert pages.health(running, None) == ("healthy", "")
-    assert pages.health(running, point_with(delta=-0.01)) == ("healthy", "")
     # past its tolerance, not significant: never "healthy"
     watched = ("watching", "error rate watching (above tolerance, not yet significant)")
     assert pages.health(running, point_with()) == watched
