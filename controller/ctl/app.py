@@ -134,6 +134,12 @@ def _completion(args: argparse.Namespace, *, whole_process: bool) -> int:
     return 0
 
 
+def _status(args: argparse.Namespace, *, whole_process: bool) -> int:
+    from controller.ctl.looking import status  # noqa: PLC0415 - the work, now
+
+    return status.status(args)
+
+
 def _alerts(args: argparse.Namespace, *, whole_process: bool) -> int:
     from controller.ctl.alerts import alerts as forwarding  # noqa: PLC0415 - the work, now
 
@@ -159,7 +165,6 @@ def _operate(args: argparse.Namespace, *, whole_process: bool) -> int:
     if args.command in steering.ACTIONS:
         return handlers.steer(args)
     handler: dict[str, Handler] = {
-        "status": reads.status,
         "watch": reads.watch,
         "plan": handlers.validate_plans,
         "keygen": handlers.keygen,
@@ -205,6 +210,7 @@ def _gitops(args: argparse.Namespace, *, whole_process: bool) -> int:
 
 _RUNNERS: dict[str, Runner] = {
     "completion": _completion,
+    "status": _status,
     "report": _report,
     "audit": _report,
     "rule": _draft,

@@ -2,7 +2,7 @@
 
 Statuses, holds, pipelines and the report's status and history are read over
 the HTTP API the way ``rolloutctl status`` and ``report`` read them
-(:func:`controller.ctl.report.diagnosis.get_json`, with ``$ROLLOUTCTL_TOKEN`` as the
+(:func:`controller.ctl.looking.diagnosis.get_json`, with ``$ROLLOUTCTL_TOKEN`` as the
 bearer). The latest decision and the recent alerts are what the controller
 publishes on its decisions and alerts topics, read up to their end as of the
 call, as ``rolloutctl report`` reads decisions. Nothing here writes anywhere.
@@ -24,9 +24,9 @@ from controller.adapters.kafka import TopicReader
 from controller.core.common import ENVIRONMENT_PATTERN, ControllerError, scoped
 from controller.core.reading import PipelineRun, RolloutList, RolloutStatus, flag_problem
 from controller.core.wire import Alert, Decision, decision_or_alert
-from controller.ctl.operate import views
-from controller.ctl.report import diagnosis, report, reporting
+from controller.ctl.looking import diagnosis, views
 from controller.ctl.report import render as report_render
+from controller.ctl.report import report, reporting
 from controller.settings import KafkaSettings, TopicSettings
 
 PARTIAL = "the decisions topic was not read to its end: decisions may be missing"

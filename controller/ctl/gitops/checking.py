@@ -17,7 +17,7 @@ from controller.core.common import ControllerError
 from controller.core.reading import MAX_CHECK_BYTES, MAX_CHECKED_COMMANDS, CommandChecks
 from controller.core.wire import JsonObject, sent_object
 from controller.ctl.gitops.commanding import Batch
-from controller.ctl.report import diagnosis
+from controller.ctl.looking import diagnosis
 
 PATH = "/commands/check"
 CHUNK_BYTES = MAX_CHECK_BYTES // 2

@@ -21,7 +21,7 @@ from controller.core.common import ControllerError
 from controller.core.reading import PipelineRun
 from controller.ctl.gitops.desired import Desired
 from controller.ctl.gitops.diffing import Live, Move, steered
-from controller.ctl.report import diagnosis
+from controller.ctl.looking import diagnosis
 
 _M = TypeVar("_M", bound=BaseModel)
 RUNNING_PHASES = frozenset({"pending", "running", "paused"})

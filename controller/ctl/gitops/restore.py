@@ -45,15 +45,14 @@ from controller.core.rules import AudienceRule, to_text
 from controller.core.trust import signing
 from controller.core.wire import Decision, JsonObject, SegmentEvidence
 from controller.ctl.exits import EXIT_FAILURE, EXIT_NO_DECISION, EXIT_REJECTED
+from controller.ctl.looking import diagnosis, views
 from controller.ctl.operate import (
     handlers,
     read_private_key,
     segments,
     signed_model,
     steering,
-    views,
 )
-from controller.ctl.report import diagnosis
 from controller.ctl.terminal import env_url, print_json, warn
 from controller.ctl.usage import UsageError
 from controller.settings import KafkaSettings, TopicSettings

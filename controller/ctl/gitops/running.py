@@ -35,7 +35,8 @@ from controller.ctl.exits import (
 from controller.ctl.gitops import checking, commanding, diffing, live, reading, undoing
 from controller.ctl.gitops.commanding import Batch, Who
 from controller.ctl.gitops.diffing import Change, Item
-from controller.ctl.operate import encode_command, handlers, read_private_key, steering, views
+from controller.ctl.looking import views
+from controller.ctl.operate import encode_command, handlers, read_private_key, steering
 from controller.ctl.terminal import ENV_KEY_ID, PROG, env_url, print_json, warn
 from controller.ctl.usage import UsageError
 

@@ -11,7 +11,6 @@ from controller.ctl.operate import (
     reads,
     segments,
     steering,
-    views,
 )
 from controller.ctl.operate.commands import (
     command_model,
@@ -50,6 +49,5 @@ __all__ = [
     "send_command",
     "signed_model",
     "steering",
-    "views",
     "write_private_key",
 ]

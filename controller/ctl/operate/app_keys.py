@@ -20,10 +20,9 @@ from typing import Any
 from controller.core.trust import CLIENT_PREFIX, SERVER_PREFIX, AppKeyCommand, digest, signing
 from controller.core.wire import AppKeyEvidence, Decision, JsonObject
 from controller.ctl.exits import EXIT_NO_DECISION, EXIT_REJECTED
-from controller.ctl.operate import views
+from controller.ctl.looking import diagnosis, views
 from controller.ctl.operate.commands import contract_model, new_message, read_private_key
 from controller.ctl.operate.handlers import actor_of, key_id_of, key_path_of, send_signed
-from controller.ctl.report import diagnosis
 from controller.ctl.terminal import env_url, print_json, warn
 from controller.ctl.usage import UsageError
 

@@ -36,7 +36,7 @@ from controller.core.rules import (
 )
 from controller.core.wire import BUCKETS, SegmentRecord, bucket, evaluate, rule_context
 from controller.ctl.exits import EXIT_FAILURE
-from controller.ctl.report import diagnosis
+from controller.ctl.looking import diagnosis
 from controller.ctl.terminal import env_url, print_json
 from controller.ctl.usage import UsageError
 

@@ -32,7 +32,8 @@ from controller.core.wire import (
     sent_object,
 )
 from controller.ctl.exits import EXIT_CONFIG, EXIT_FAILURE, EXIT_NO_DECISION, EXIT_REJECTED
-from controller.ctl.operate import plan_power, steering, views
+from controller.ctl.looking import diagnosis, views
+from controller.ctl.operate import plan_power, steering
 from controller.ctl.operate.commands import (
     KEY_ID_PATTERN,
     config_snippet,
@@ -46,7 +47,6 @@ from controller.ctl.operate.commands import (
 )
 from controller.ctl.operate.file_kinds import hint_for
 from controller.ctl.operate.plan_queries import query_findings
-from controller.ctl.report import diagnosis
 from controller.ctl.terminal import (
     ENV_ACTOR,
     ENV_KEY,

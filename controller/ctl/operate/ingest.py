@@ -16,7 +16,7 @@ from controller.core.machine import IngestCommand
 from controller.core.trust import signing
 from controller.core.wire import IngestEvidence, JsonObject
 from controller.ctl.exits import EXIT_NO_DECISION, EXIT_REJECTED
-from controller.ctl.operate import views
+from controller.ctl.looking import views
 from controller.ctl.operate.commands import contract_model, new_message, read_private_key
 from controller.ctl.operate.handlers import actor_of, key_id_of, key_path_of, send_signed
 from controller.ctl.terminal import print_json, warn

@@ -26,11 +26,10 @@ from controller.core.rollouts import errors, lint
 from controller.core.trust import signing
 from controller.core.wire import JsonObject, summarize
 from controller.ctl.exits import EXIT_CONFIG, EXIT_FAILURE, EXIT_NO_DECISION, EXIT_REJECTED
-from controller.ctl.operate import views
+from controller.ctl.looking import diagnosis, views
 from controller.ctl.operate.commands import contract_model, new_message, read_private_key
 from controller.ctl.operate.file_kinds import hint_for
 from controller.ctl.operate.handlers import actor_of, key_id_of, key_path_of, send_signed
-from controller.ctl.report import diagnosis
 from controller.ctl.terminal import env_url, print_json, warn
 
 

@@ -29,12 +29,12 @@ from controller.core.stats import (
     plan_preview,
 )
 from controller.ctl.arguments import DEFAULT_DESIGN_EFFECT, DEFAULT_REQUESTS_PER_UNIT
+from controller.ctl.looking import share
 from controller.ctl.report import rollout_traffic
 from controller.ctl.usage import UsageError
 
 _PER = {"s": 1.0, "min": 60.0, "m": 60.0, "h": 3600.0}
 _RATE = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:e[+-]?[0-9]+)?)\s*(?:/\s*(s|min|m|h))?\s*$")
-_SHARE = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*(%?)\s*$")
 
 
 def rate(text: str) -> float:
@@ -43,17 +43,6 @@ def rate(text: str) -> float:
     if not match or float(match.group(1)) <= 0:
         raise UsageError(f"--traffic {text!r}: give requests per second, minute or hour: 200/s")
     return float(match.group(1)) / _PER[match.group(2) or "s"]
-
-
-def share(text: str, option: str) -> float:
-    """``1%`` or ``0.01`` as a share."""
-    match = _SHARE.match(text)
-    if not match:
-        raise UsageError(f"{option} {text!r}: give a share, 1% or 0.01")
-    value = float(match.group(1)) / (100.0 if match.group(2) else 1.0)
-    if not value > 0:
-        raise UsageError(f"{option} {text!r}: must be above 0")
-    return value
 
 
 @dataclass

@@ -1,9 +1,7 @@
-"""``rolloutctl status`` and ``rolloutctl watch``: looking, without changing anything.
+"""``rolloutctl watch``: following what the controller publishes, without changing anything.
 
-``status`` reads the controller's HTTP API into its view models
-(:mod:`controller.core.reading.views`) and prints the table or one rollout;
-``watch`` follows the decisions and alerts topics and prints each message
-as it is published.
+``watch`` follows the decisions and alerts topics and prints each message as it is
+published (``status``, which reads the HTTP API, is :mod:`controller.ctl.looking.status`).
 """
 
 from __future__ import annotations
@@ -17,41 +15,13 @@ from collections.abc import AsyncGenerator
 
 import orjson
 
-from controller.adapters import http_client
-from controller.core.reading import RolloutList, RolloutStatus
-from controller.ctl.exits import EXIT_FAILURE, EXIT_NO_DECISION
-from controller.ctl.operate import plan_power, steering, views
+from controller.ctl.exits import EXIT_NO_DECISION
+from controller.ctl.looking import views
+from controller.ctl.operate import steering
 from controller.ctl.operate.handlers import broker_of
-from controller.ctl.report import diagnosis
-from controller.ctl.terminal import env_url, print_json, warn
+from controller.ctl.terminal import warn
 from controller.process import stop_on_signals
 from controller.settings import KafkaSettings
-
-
-def status(args: argparse.Namespace) -> int:
-    """The status table, or one rollout in detail, from the controller's HTTP API."""
-    base = env_url(args.url)
-    path = f"/rollouts/{args.flag}" if args.flag else "/rollouts"
-    try:
-        answer = http_client.get(base + path, timeout_s=10, headers=diagnosis.token_headers())
-    except http_client.Unreachable as exc:
-        raise diagnosis.unreachable(base, exc) from exc
-    if answer.status == 404 and args.flag:
-        warn(f"no rollout for flag {args.flag!r}")
-        return EXIT_FAILURE
-    if answer.status != 200:
-        raise diagnosis.refused(base, path, answer)
-    body = answer.json()
-    if args.json:
-        print_json(body)  # as served, by whichever version of the controller
-    elif args.flag:
-        status = diagnosis.served(RolloutStatus, body, base + path, "RolloutStatus")
-        effect = plan_power.share(args.effect, "--effect")
-        print(views.status_detail(status, effect=effect))
-    else:
-        listing = diagnosis.served(RolloutList, body, base + path, "RolloutList")
-        print(views.status_table(listing.rollouts))
-    return 0
 
 
 def watch(args: argparse.Namespace) -> int:

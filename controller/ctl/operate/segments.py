@@ -31,9 +31,9 @@ from controller.core.wire import (
     decision_key,
 )
 from controller.ctl.exits import EXIT_FAILURE, EXIT_NO_DECISION, EXIT_REJECTED
-from controller.ctl.operate import steering, views
+from controller.ctl.looking import diagnosis, views
+from controller.ctl.operate import steering
 from controller.ctl.operate.commands import contract_model, encode_command, new_message
-from controller.ctl.report import diagnosis
 from controller.ctl.terminal import PROG, env_url, print_json, warn
 from controller.ctl.usage import UsageError
 from controller.settings import KafkaSettings, TopicSettings

@@ -2,7 +2,6 @@
 
 from controller.ctl.report import (
     audit_export,
-    diagnosis,
     render,
     report,
     reporting,
@@ -11,7 +10,6 @@ from controller.ctl.report import (
 
 __all__ = [
     "audit_export",
-    "diagnosis",
     "render",
     "report",
     "reporting",

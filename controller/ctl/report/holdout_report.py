@@ -22,7 +22,7 @@ from controller.core.holdouts import (
     HoldoutReport,
 )
 from controller.ctl.exits import EXIT_FAILURE, EXIT_OK
-from controller.ctl.report import diagnosis
+from controller.ctl.looking import diagnosis
 from controller.ctl.report.audit_export import parse_time
 from controller.ctl.terminal import env_url, print_json, warn
 from controller.ctl.usage import UsageError

@@ -29,7 +29,8 @@ from controller.core.reading import PipelineRun, RolloutStatus
 from controller.core.wire import JsonObject
 from controller.ctl.asking import Asking, command_started
 from controller.ctl.exits import EXIT_FAILURE
-from controller.ctl.report import diagnosis, environments, holdout_report, narrating, report
+from controller.ctl.looking import diagnosis
+from controller.ctl.report import environments, holdout_report, narrating, report
 from controller.ctl.report import render as report_render
 from controller.ctl.report.model import Report
 from controller.ctl.terminal import env_url, os_reason, print_json, warn

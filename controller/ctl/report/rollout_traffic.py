@@ -22,7 +22,7 @@ Z_99 = 2.3263
 def from_flag(flag: str, url: str | None) -> tuple[dict[str, float], dict[str, float]]:
     """What FLAG's rollout shows: traffic, bases and each guardrail's design effect."""
     from controller.adapters import http_client  # noqa: PLC0415 - keep `--help` fast
-    from controller.ctl.report import diagnosis  # noqa: PLC0415
+    from controller.ctl.looking import diagnosis  # noqa: PLC0415
 
     base = env_url(url)
     path = f"/rollouts/{flag}"

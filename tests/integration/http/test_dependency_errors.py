@@ -13,7 +13,7 @@ import pytest
 
 from controller.ctl.app import main
 from controller.ctl.exits import EXIT_FAILURE, EXIT_NO_DECISION
-from controller.ctl.report.diagnosis import ENV_HEALTH_URL
+from controller.ctl.looking.diagnosis import ENV_HEALTH_URL
 from tests.conftest import RedisServerFactory
 from tests.integration.http.test_http import wait_status
 from tests.integration.rig import Rig

@@ -46,7 +46,7 @@ from controller.core.rollouts.rollout import Phase, Rollout
 from controller.core.rules.text import parse
 from controller.core.wire import JsonObject
 from controller.core.wire.messages import Alert, Decision, decision_or_alert
-from controller.ctl.operate import views
+from controller.ctl.looking import views
 from controller.daemon.serving.console import ConsoleData
 from controller.ports import StateWrite
 from tests.unit.core.machine.gate.test_gate import EARLY, HEALTHY, T0, arm, data, plan, rollout

@@ -21,7 +21,7 @@ from controller.core.reading.views import describe
 from controller.core.rollouts.advice import Opinion, Unavailable, parse_advice
 from controller.core.wire import RolloutEvidence
 from controller.core.wire.messages import Alert, Decision
-from controller.ctl.operate import views
+from controller.ctl.looking import views
 from controller.ctl.report.render import html_page, markdown
 from controller.ctl.report.report import from_served
 from controller.integrations.slack import slack_payload

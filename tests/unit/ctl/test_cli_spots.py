@@ -15,8 +15,8 @@ from controller.cli import main as controller_main
 from controller.core.wire.messages import decision_or_alert
 from controller.ctl.app import main
 from controller.ctl.exits import EXIT_CONFIG, EXIT_READER_LEFT
+from controller.ctl.looking.views import decision_line
 from controller.ctl.operate.steering import in_time_order
-from controller.ctl.operate.views import decision_line
 
 ROOT = Path(__file__).resolve().parents[3]
 PLAN = """\

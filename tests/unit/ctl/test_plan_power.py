@@ -15,8 +15,8 @@ from controller.core.reading.stage_power import running_lines
 from controller.core.reading.views import RolloutStatus
 from controller.ctl.app import main
 from controller.ctl.exits import EXIT_CONFIG, EXIT_USAGE
+from controller.ctl.looking.views import status_detail
 from controller.ctl.operate.plan_power import rate
-from controller.ctl.operate.views import status_detail
 from controller.ctl.report.rollout_traffic import flag_traffic
 from controller.ctl.usage import UsageError
 

@@ -10,9 +10,9 @@ from controller.core.reading.views import RolloutStatus
 from controller.core.trust import app_keys
 from controller.core.wire import AppKeyEvidence
 from controller.core.wire.messages import Alert, Decision, decision_or_alert
+from controller.ctl.looking.views import decision_line, outcome_line, status_detail, status_table
 from controller.ctl.operate.app_keys import command_of
 from controller.ctl.operate.app_keys import outcome_line as app_key_outcome_line
-from controller.ctl.operate.views import decision_line, outcome_line, status_detail, status_table
 
 AT_2_OF_5 = {"index": 1, "number": 2, "of": 5, "percent": 5.0, "label": "stage 2/5 (5%)"}
 

@@ -22,7 +22,7 @@ from controller.core.rollouts.rollout import (
 )
 from controller.core.wire import GateEvidence, JsonObject
 from controller.core.wire.messages import CommandAction
-from controller.ctl.operate.views import status_detail
+from controller.ctl.looking.views import status_detail
 from tests.support.documents import sequential_test
 
 T0 = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)

@@ -29,7 +29,7 @@ from controller.core.wire import GateEvidence
 from controller.core.wire.decoding import ExposureIn, InEvent, RequestIn
 from controller.core.wire.evaluation import evaluate
 from controller.core.wire.messages import FlagState
-from controller.ctl.operate.views import status_detail
+from controller.ctl.looking.views import status_detail
 from controller.daemon.outputs.rendering import flag_state_fields
 from tests.support.documents import as_read, sequential_test
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from controller.ctl.report.diagnosis import ENV_HEALTH_URL, health_url
+from controller.ctl.looking.diagnosis import ENV_HEALTH_URL, health_url
 
 
 @pytest.mark.parametrize(

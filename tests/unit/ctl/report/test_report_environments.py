@@ -10,7 +10,7 @@ import pytest
 
 from controller.core.reading import PipelineRun
 from controller.ctl.app import build_parser
-from controller.ctl.report.diagnosis import retry_after
+from controller.ctl.looking.diagnosis import retry_after
 from controller.ctl.report.environments import (
     ReleaseReport,
     Section,

@@ -2,9 +2,10 @@
 
 ``rolloutctl --help``, a command's ``--help`` and ``completion`` go through the arguments
 (:mod:`controller.ctl.arguments`) alone: no pydantic model of the core, no client library.
-Each is run in a fresh interpreter, which then names every module it loaded. The values
-the arguments write out for the core (its actions, risk levels, audit types) are checked
-against the core's own.
+``status`` loads what reading the controller's HTTP API takes, not the broker client, the
+signing or the report. Each is run in a fresh interpreter, which then names every module it
+loaded. The values the arguments write out for the core (its actions, risk levels, audit
+types) are checked against the core's own.
 """
 
 from __future__ import annotations
@@ -90,6 +91,25 @@ def test_a_command_still_loads_its_work() -> None:
     # Then its work was loaded, and its error told with the usual exit code
     assert code == 78
     assert "controller.ctl.operate.handlers" in modules
+
+
+def test_status_loads_no_broker_client_signing_or_report() -> None:
+    # When status asks a controller that does not answer
+    code, modules = loaded_by("status", "my-flag", "--url", "http://127.0.0.1:9")
+
+    # Then it failed as it says it does, having loaded its work and only that
+    assert code == 1
+    assert "controller.ctl.looking.status" in modules
+    not_status = (
+        "aiokafka",
+        "redis",
+        "structlog",
+        "controller.settings",
+        "controller.core.machine",
+        "controller.ctl.operate",
+        "controller.ctl.report",
+    )
+    assert [m for m in not_status if m in modules] == []
 
 
 def test_the_arguments_name_what_the_core_names() -> None:
