@@ -17,6 +17,13 @@ records just around it (:mod:`controller.core.common.time_index`); a partition
 whose records contradict it is read from its beginning to its end instead, named
 in :attr:`SpanReader.whole`. A record without a timestamp cannot be placed in time:
 reading one raises :class:`BrokerError` rather than leave it out unsaid.
+
+Each partition's offsets read over are named in :attr:`SpanReader.read`, an empty
+span's too, so that "nothing happened" is told from "nothing was read". A log
+whose first records are gone (deleted, or past retention) may have lost some of
+the span: where a partition's log starts past offset 0 and its first record left
+is stamped at or after ``since`` (or none is left), what was before it cannot be
+placed in time, and the partition is named in :attr:`SpanReader.gone`.
 """
 
 from __future__ import annotations
@@ -76,6 +83,10 @@ class SpanReader(ClientLifecycle):
         """The topics asked for that do not exist."""
         self.whole: dict[str, str] = {}
         """Each partition (``topic/partition``) read whole, and how its time index was wrong."""
+        self.read: list[tuple[str, int, int, int]] = []
+        """Each partition's (topic, partition, first offset, end offset) read over."""
+        self.gone: dict[str, str] = {}
+        """Each partition (``topic/partition``) whose log may have lost some of the span."""
         options = kafka.client_options() | {"client_id": "rolloutctl-audit"}
         self._client = self._consumer = AIOKafkaConsumer(
             **options, enable_auto_commit=False, auto_offset_reset="earliest"
@@ -113,13 +124,33 @@ class SpanReader(ClientLifecycle):
         wrong = await self._contradicted(self._since_ms, first, bounds)
         wrong |= await self._contradicted(self._until_ms, last, bounds)
         self.whole = {f"{p.topic}/{p.partition}": why for p, why in sorted(wrong.items())}
+        self.gone = await self._gone(bounds)
         ranges = {}
         for partition in partitions:
             whole = partition in wrong
             span = bounds[partition] if whole else _Range(first[partition], last[partition])
+            self.read.append((partition.topic, partition.partition, span.start, span.stop))
             if span.start < span.stop:
                 ranges[partition] = span
         return ranges
+
+    async def _gone(self, bounds: Mapping[TopicPartition, _Range]) -> dict[str, str]:
+        """The partitions whose log starts past offset 0 with no record left stamped before
+        ``since``: the records before it may have been in the span. Why, for each."""
+        cut = {p: span.start for p, span in bounds.items() if span.start > 0}
+        firsts = await self._around({p: at for p, at in cut.items() if at < bounds[p].stop}, bounds)
+        gone = {}
+        for partition, begin in sorted(cut.items()):
+            left = firsts.get(partition, [])
+            if left and left[0].timestamp_ms < self._since_ms:
+                continue
+            first = f"stamped {time_index.instant(left[0].timestamp_ms)}" if left else "none left"
+            gone[f"{partition.topic}/{partition.partition}"] = (
+                f"the log starts at offset {begin} (its first record {first}): the "
+                f"{begin:,} before it are gone (deleted, or past retention), and some may "
+                "have been in the span"
+            )
+        return gone
 
     async def _bounds(
         self, listed: Mapping[TopicPartition, _Range]

@@ -41,6 +41,21 @@ SEAL_SOURCE: Final = "/rollout-controller/audit-export"
 Digest = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
 
 
+class ReadOffsets(BaseModel):
+    """The offsets of one partition the export read over: ``begin <= offset < end`` (equal:
+    the span holds no record there, and the log still holds where it would be)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    topic: Annotated[str, StringConstraints(min_length=1, max_length=249)]
+    partition: Annotated[int, Field(ge=0)]
+    begin: Annotated[int, Field(ge=0)] = Field(description="The first offset read over.")
+    end: Annotated[int, Field(ge=0)] = Field(description="The offset after the last read over.")
+
+    def holds(self, offset: int) -> bool:
+        return self.begin <= offset < self.end
+
+
 class SealData(BaseModel):
     """What the seal says of the export; its signature covers all of it but ``sig``."""
 
@@ -52,6 +67,11 @@ class SealData(BaseModel):
     events: Annotated[int, Field(ge=0)] = Field(description="How many events precede the seal.")
     start: Digest = Field(description="The digest of the start: the first event's `prevdigest`.")
     head: Digest = Field(description="The digest of the last event's line (`start` if none).")
+    read: list[ReadOffsets] | None = Field(
+        default=None,
+        description="Each partition of the topics exported and the offsets it was read over, "
+        "so an empty span is told from one not read; absent in exports written before.",
+    )
     key_id: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = Field(
         default=None, description="The operator key that signed the seal; absent: unsigned."
     )

@@ -9,9 +9,10 @@ a line longer than the reader's bound arrives as :class:`Oversized` and fails
 where it is.
 
 Each event is checked, in the file's order, for what every check given asks
-of it: the chain (its ``prevdigest`` is the line before's digest), and, given
-the controller's keys, its decision's signature. The first line that fails
-either is named; a line the chain shows edited is named when the next line
+of it: the chain (its ``prevdigest`` is the line before's digest), its place
+(read within the offsets the seal names, where it names them), and, given the
+controller's keys, its decision's signature. The first line that fails
+any is named; a line the chain shows edited is named when the next line
 is read, so a decision that fails its signature is named once the next line
 shows no earlier line broken. The seal is checked first where it vouches for
 the rest (its signature, its start), and last where only its absence is wrong:
@@ -180,6 +181,7 @@ class _Walk:
         self._lines, self._data, self._controller = lines, data, controller
         self._extra = lines.count - 1 - data.events
         """Lines the file holds beyond the seal's count (negative: fewer)."""
+        self._read = {(r.topic, r.partition): r for r in data.read or ()}
 
     def through(self) -> _Tally | Failed:
         expected, tally = self._data.start, _Tally()
@@ -193,11 +195,23 @@ class _Walk:
                 return _earlier(pending, self._why(index, expected))
             if pending is not None:  # the line after it holds: no later break names one before
                 return pending
-            pending = self._decision(parsed, index + 1, tally)
+            pending = self._placed(parsed, index + 1) or self._decision(parsed, index + 1, tally)
             assert isinstance(line, bytes)  # an Oversized line is no event (above)
             expected, tally.events = line_digest(line), tally.events + 1
         end = self._end(tally.events, expected)
         return pending or tally if end is None else _earlier(pending, end)
+
+    def _placed(self, event: Mapping[str, object], number: int) -> Failed | None:
+        """Whether the event was read where the seal says the export read (when it says)."""
+        if self._data.read is None:
+            return None
+        topic, partition = event.get("kafkatopic"), event.get("kafkapartition")
+        offset = event.get("kafkaoffset")
+        where = f"{topic}/{partition}/{offset}"
+        read = self._read.get((str(topic), partition if isinstance(partition, int) else -1))
+        if read is None or not isinstance(offset, int) or not read.holds(offset):
+            return Failed(number, f"read at {where}, outside the offsets the seal names")
+        return None
 
     def _decision(self, event: Mapping[str, object], number: int, tally: _Tally) -> Failed | None:
         if self._controller is None or event.get("type") != DECISION_TYPE:

@@ -48,8 +48,10 @@ def chained(
     until: datetime,
     types: Sequence[str],
     signer: audit_chain.Signer | None,
+    read: Sequence[audit_chain.ReadOffsets] | None = None,
 ) -> Iterator[tuple[str | None, str]]:
-    """Each event's (subject, line), chained from the start, then the seal's (None, line)."""
+    """Each event's (subject, line), chained from the start, then the seal's (None, line),
+    which names the offsets ``read`` over where they are given."""
     start = audit_chain.start_digest(since, until, types)
     head, count = start, 0
     for event in events:
@@ -57,7 +59,13 @@ def chained(
         head, count = audit_chain.line_digest(line.encode()), count + 1
         yield event.subject, line
     opened = audit_chain.SealData(
-        since=since, until=until, types=list(types), events=0, start=start, head=start
+        since=since,
+        until=until,
+        types=list(types),
+        events=0,
+        start=start,
+        head=start,
+        read=None if read is None else list(read),
     )
     sealed = audit_chain.seal(opened, events=count, head=head, at=datetime.now(UTC), signer=signer)
     yield None, audit_chain.seal_line(sealed)

@@ -11,6 +11,9 @@ republished into after a crash holds each record once.
 
 Records that are no JSON object (only the commands topic takes anyone's
 input) are named on stderr with the reason and left out; the export goes on.
+The seal names the offsets each partition was read over; a span whose records a
+log may no longer hold (deleted, or past retention) is not exported: the command
+fails naming each such partition.
 With ``--out`` the file is written beside its place and renamed into it at
 the end, so a file of that name is always a whole export; with ``--to-topic``
 each event is produced to a Kafka topic instead. Progress goes to
@@ -35,6 +38,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, get_args
 
+from controller.core.common import ControllerError
 from controller.core.reading import (
     AUDIT_TOPICS,
     AuditEvent,
@@ -178,7 +182,7 @@ def run(args: argparse.Namespace) -> int:
 
 async def export(options: Options) -> int:
     """Read the span, write the export; return the exit code."""
-    records = await _read(options)
+    records, read = await _read(options)
     records.sort(key=export_order)
     written = _Written(Counter(), Dedup(), KeyHolders(options.holders))
     if options.alerts_topic is not None:
@@ -194,6 +198,7 @@ async def export(options: Options) -> int:
         until=options.until,
         types=options.types,
         signer=options.signer,
+        read=read,
     )
     if options.to_topic is not None:
         await _publish(lines, options.kafka, options.to_topic)
@@ -206,7 +211,11 @@ async def export(options: Options) -> int:
     return 0
 
 
-async def _read(options: Options) -> list[PublishedRecord]:
+async def _read(
+    options: Options,
+) -> tuple[list[PublishedRecord], list[audit_chain.ReadOffsets]]:
+    """The span's records, and the offsets each partition was read over; a span part of
+    which the log no longer holds fails."""
     from controller.adapters.kafka import SpanReader  # noqa: PLC0415 - keep `--help` fast
 
     reader = SpanReader(
@@ -225,7 +234,22 @@ async def _read(options: Options) -> list[PublishedRecord]:
                 f"the broker's time index disagrees with its records ({where}: {why}): "
                 f"{len(reader.whole)} partition(s) read from their beginning, by timestamp"
             )
-        return await _drain(reader, options)
+        if reader.gone:
+            raise ControllerError(_gone(reader.gone))
+        read = [
+            audit_chain.ReadOffsets(topic=t, partition=p, begin=b, end=e)
+            for t, p, b, e in reader.read
+        ]
+        return await _drain(reader, options), read
+
+
+def _gone(gone: Mapping[str, str]) -> str:
+    """Why the span cannot be exported whole: each partition whose log lost its start."""
+    named = "; ".join(f"{where}: {why}" for where, why in gone.items())
+    return (
+        f"the log no longer holds all of the span ({named}): nothing exported; export a span "
+        "that starts after the first record each log still holds"
+    )
 
 
 async def _drain(reader: SpanReader, options: Options) -> list[PublishedRecord]:

@@ -11,10 +11,11 @@ import sys
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic, RecordsToDelete
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from jsonschema import Draft202012Validator
 
@@ -277,3 +278,80 @@ async def test_each_command_names_the_holder_of_its_key_as_of_its_time(
         "c-ci-1": ("ci-1", "settings"),
         "c-nobody": (None, None),
     }
+
+
+def _sealed(out: Path) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(out.read_text(encoding="utf-8").splitlines()[-1])["data"]
+    return data
+
+
+async def test_an_empty_span_the_log_still_holds_is_sealed_with_the_offsets_read(
+    bootstrap: str, tmp_path: Path
+) -> None:
+    # Given decisions on three partitions, all before the span
+    names = await _topics(bootstrap, {"decisions": 3})
+    decisions = [_decision(n, flag=f"flag-{n % 3}") for n in range(9)]
+    async with Producer(kafka=KafkaSettings(bootstrap_servers=bootstrap)) as producer:
+        await Publisher(producer=producer).publish(
+            [(names["decisions"], d.flag, d.model_dump_json().encode()) for d in decisions]
+        )
+    since = datetime.now(UTC) + timedelta(milliseconds=5)
+    until = since + timedelta(seconds=1)
+    config = _config(tmp_path, bootstrap, names)
+    # When the span after them is exported
+    out = tmp_path / "audit.jsonl"
+    done = await asyncio.to_thread(
+        _export, config, out, since.isoformat(), until.isoformat(), "decision"
+    )
+    # Then it is exported empty, its seal naming each partition and the offsets read over
+    # (none of the span's on Apache Kafka; the embedded broker's, which keeps no time index,
+    # read from their beginning, by timestamp)
+    assert done.returncode == 0, done.stderr
+    sealed = _sealed(out)
+    assert sealed["events"] == 0
+    read = {r["partition"]: (r["begin"], r["end"]) for r in sealed["read"]}
+    assert {r["topic"] for r in sealed["read"]} == {names["decisions"]}
+    assert sorted(read) == [0, 1, 2]
+    ends = [end for _, end in read.values()]
+    assert sum(ends) == len(decisions)
+    if "read from their beginning" not in done.stderr:
+        assert all(begin == end for begin, end in read.values()), read
+    checked = await asyncio.to_thread(_checked, out)
+    assert checked.returncode == 0, checked.stdout
+
+
+async def test_a_span_whose_records_the_log_no_longer_holds_fails_naming_the_partition(
+    apache_kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    # Given ten decisions on one partition, the first five deleted from the log
+    bootstrap = apache_kafka_bootstrap
+    names = await _topics(bootstrap, {"decisions": 1})
+    topic = names["decisions"]
+    decisions = [_decision(n, flag="flag") for n in range(10)]
+    since = datetime.now(UTC) - timedelta(seconds=1)
+    async with Producer(kafka=KafkaSettings(bootstrap_servers=bootstrap)) as producer:
+        publisher = Publisher(producer=producer)
+        for decision in decisions:
+            await publisher.publish([(topic, decision.flag, decision.model_dump_json().encode())])
+    after = datetime.now(UTC) + timedelta(milliseconds=5)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.delete_records({TopicPartition(topic, 0): RecordsToDelete(before_offset=5)})
+    finally:
+        await admin.close()
+    config = _config(tmp_path, bootstrap, names)
+    # When the span from before the first is exported
+    out = tmp_path / "gone.jsonl"
+    until = (after + timedelta(seconds=1)).isoformat()
+    gone = await asyncio.to_thread(_export, config, out, since.isoformat(), until, "decision")
+    # Then it fails, naming the partition and where its log now starts, and writes nothing
+    assert gone.returncode == 1, gone.stderr
+    assert f"{topic}/0: the log starts at offset 5" in gone.stderr
+    assert "the 5 before it are gone (deleted, or past retention)" in gone.stderr
+    assert not out.exists()
+    # ...while the span after the last, which the log still holds, is exported empty
+    empty = tmp_path / "empty.jsonl"
+    done = await asyncio.to_thread(_export, config, empty, after.isoformat(), until, "decision")
+    assert done.returncode == 0, done.stderr
+    assert _sealed(empty)["read"] == [{"topic": topic, "partition": 0, "begin": 10, "end": 10}]

@@ -10,6 +10,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from controller.core.trust.audit_chain import (
+    ReadOffsets,
     SealData,
     Signer,
     line_digest,
@@ -145,3 +146,35 @@ def test_the_chain_starts_at_the_span_it_names() -> None:
     # The same events under another span are another chain: the first names its start
     other = start_digest(SINCE, UNTIL, ["decision"])
     assert orjson.loads(_export()[0])["prevdigest"] == start_digest(SINCE, UNTIL, TYPES) != other
+
+
+def _read_export(offsets: list[int], read: list[ReadOffsets]) -> Lines:
+    """An export of events read at ``offsets`` of one partition, its seal naming ``read``."""
+    start = start_digest(SINCE, UNTIL, TYPES)
+    head, lines = start, []
+    for n, offset in enumerate(offsets):
+        where = {"kafkatopic": "decisions", "kafkapartition": 0, "kafkaoffset": offset}
+        line = orjson.dumps({"specversion": "1.0", "id": f"d-{n}", **where, "prevdigest": head})
+        lines.append(line)
+        head = line_digest(line)
+    opened = SealData(
+        since=SINCE, until=UNTIL, types=TYPES, events=0, start=start, head=start, read=read
+    )
+    sealed = seal(opened, events=len(offsets), head=head, at=UNTIL, signer=Signer("ops-1", KEY))
+    return [*lines, seal_line(sealed).encode()]
+
+
+def test_the_seal_names_the_offsets_read_and_each_event_lies_within_them() -> None:
+    keys = {"ops-1": KEY.public_key()}
+    read = [ReadOffsets(topic="decisions", partition=0, begin=10, end=13)]
+    assert check_export(_read_export([10, 11, 12], read), keys) == Checked(3, "ops-1")
+    # an empty span the log still holds: the offsets read over, none between them
+    empty = [ReadOffsets(topic="decisions", partition=0, begin=13, end=13)]
+    lines = _read_export([], empty)
+    assert check_export(lines, keys) == Checked(0, "ops-1")
+    assert orjson.loads(lines[-1])["data"]["read"] == [
+        {"topic": "decisions", "partition": 0, "begin": 13, "end": 13}
+    ]
+    # an event read elsewhere than the seal says (a partition or offset it never read)
+    found = check_export(_read_export([10, 13, 12], read), keys)
+    assert found == Failed(2, "read at decisions/0/13, outside the offsets the seal names")
