@@ -33,11 +33,13 @@ def add_audit(commands: Subparsers[argparse.ArgumentParser]) -> None:
         "stable, so exports of overlapping spans deduplicate on (source, id). Lines "
         "validate against schemas/audit-event.schema.json. Written to stdout, a file "
         "(--out) or a Kafka topic (--to-topic). Each event names the digest of the line "
-        "before it (prevdigest); a last line, the seal, counts them and is signed with "
-        "--key-id/--key: `rolloutctl audit check` checks the file end to end.",
+        "before it (prevdigest); a last line, the seal, counts them, names the offsets "
+        "each partition was read over and is signed with --key-id/--key: `rolloutctl "
+        "audit check` checks the file end to end. A span some of whose records a log may "
+        "no longer hold (deleted, or past retention) is not exported.",
         epilog="Times: RFC 3339 with an offset (2026-11-01T09:00:00Z), a date (midnight "
-        "UTC) or 'now'. Exit codes: 0 exported, 1 broker or file failure, 2 usage, "
-        "78 bad configuration.",
+        "UTC) or 'now'. Exit codes: 0 exported, 1 broker or file failure (or a span the "
+        "log no longer holds), 2 usage, 78 bad configuration.",
     )
     _add_export_arguments(sub)
     _add_check(verbs)
@@ -83,16 +85,22 @@ def _add_check(verbs: Subparsers[argparse.ArgumentParser]) -> None:
     sub = verbs.add_parser(
         "check",
         help="check an export end to end: chain, count, seal and its signature",
-        description="Read an export written by `rolloutctl audit export` and check that it "
-        "is whole and as written: each event names the digest of the line before it (the "
-        "first, the export's start), the last line is the seal that counts the events and "
-        "names the last one's digest, and the seal's signature is by a known operator key. "
-        "The first line that fails is named: edited, dropped, moved, added, a bad signature.",
-        epilog="Exit codes: 0 the chain holds, 1 a line fails, 2 usage, 78 bad configuration.",
+        description="Read an export written by `rolloutctl audit export`, a line at a time, "
+        "and check that it is whole and as written: each event names the digest of the line "
+        "before it (the first, the export's start) and was read where the seal says, the last "
+        "line is the seal that counts the events and names the last one's digest, and the "
+        "seal is signed by a known operator key (given any, an unsigned seal fails). Given "
+        "the controller's keys, each decision must be as the controller signed it. The first "
+        "line that fails any of it is named: edited, dropped, moved, added, unsigned, a bad "
+        "signature.",
+        epilog="Exit codes: 0 the export holds, 1 a line fails, 2 usage, 78 bad configuration.",
     )
     sub.add_argument("file", type=Path, metavar="FILE", help="the export (JSON Lines)")
     sub.add_argument(
-        "--config", type=Path, metavar="FILE", help="controller settings: its operator keys"
+        "--config",
+        type=Path,
+        metavar="FILE",
+        help="controller settings: its operator keys, and its signing key (the controller's)",
     )
     sub.add_argument(
         "--public-key",
