@@ -3,7 +3,8 @@
 Modules by role: :mod:`~.consumers` (the
 daemon's event and control consumers), :mod:`~.producer` (producing and the
 dead-letter publisher), :mod:`~.readers` (topic readers for ``rolloutctl`` and
-the demo), :mod:`~.spans` (a span of time read back, for the audit export) and
+the demo), :mod:`~.spans` (a span of time read back, for the audit export),
+:mod:`~.version_floors` (the flag versions the topics have seen) and
 :mod:`~.admin` (topics and partitioning). aiokafka's errors are
 translated, and each client started and stopped, by :mod:`controller.kit.kafka_client`,
 which the app SDK's transport shares. Nothing else outside the adapters
@@ -29,6 +30,7 @@ from controller.adapters.kafka.producer import (
 )
 from controller.adapters.kafka.readers import GroupConsumer, TopicReader
 from controller.adapters.kafka.spans import SpanReader
+from controller.adapters.kafka.version_floors import TopicVersionFloors
 from controller.ports import DeadLetter, Record
 
 __all__ = [
@@ -45,6 +47,7 @@ __all__ = [
     "Record",
     "SpanReader",
     "TopicReader",
+    "TopicVersionFloors",
     "delete_topics",
     "ensure_topics",
     "log_ends",

@@ -41,6 +41,7 @@ from controller.core.rollouts import (
     Window,
     never_opens,
 )
+from controller.core.serving import next_version
 from controller.core.wire import CommandAction
 
 
@@ -90,7 +91,7 @@ def _start(state: Rollout | None, cmd: CommandInput) -> Step:
         return state, [rejected(state, cmd, shut)]
     if at is not None and at > cmd.now:
         return schedule(state, cmd, cmd.plan, at)
-    version = (state.flag_version if state else 0) + 1
+    version = next_version(state.flag_version if state else 0, cmd.version_floor)
     new = Rollout(
         flag=cmd.flag,
         rollout_id=cmd.new_rollout_id,

@@ -95,7 +95,7 @@ def schedule(state: Rollout | None, cmd: CommandInput, plan: Plan, at: datetime)
         stage=0,
         stage_started_at=at,
         salt=cmd.new_salt,
-        flag_version=state.flag_version if state else 0,
+        flag_version=max(state.flag_version if state else 0, cmd.version_floor),
         note=cmd.reason[:500],
         applied=cmd.applied,
         started_at=at,

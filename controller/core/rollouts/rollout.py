@@ -316,6 +316,9 @@ class CommandInput:
     expect_stage: int | None = None
     """What the command was made against (None: anything): a proposal read the flag at this
     version, rollout and stage, and is refused once the flag has moved on."""
+    version_floor: int = 0
+    """With start: the highest version the topics have seen for the flag; the new rollout's
+    versions are numbered above it (:func:`~controller.core.serving.versions.next_version`)."""
 
 
 @dataclass(frozen=True, slots=True)

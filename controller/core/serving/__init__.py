@@ -1,6 +1,7 @@
 """What a flag platform should serve for a rollout: serving rules, their reads, ring audiences.
 
-Read back from a platform and compared, so that drift is seen.
+Read back from a platform and compared, so that drift is seen. And the versions a flag is
+served under, which only grow, even across a store that lost them.
 """
 
 from controller.core.serving.dependencies import (
@@ -21,6 +22,7 @@ from controller.core.serving.serving import (
     desired,
     reconcile,
 )
+from controller.core.serving.versions import VersionFloors, next_version, versions_in
 
 __all__ = [
     "STRATEGY",
@@ -31,12 +33,15 @@ __all__ = [
     "Strategy",
     "Target",
     "Verdict",
+    "VersionFloors",
     "constraint_of",
     "dependencies_of",
     "dependency_of",
     "dependency_problems",
     "desired",
+    "next_version",
     "reconcile",
     "unleash_problems",
+    "versions_in",
     "would_serve",
 ]

@@ -26,6 +26,7 @@ import dataclasses
 from collections import defaultdict
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import Protocol
 
 import structlog
 
@@ -44,7 +45,7 @@ from controller.core.rollouts import (
     TickInput,
     Window,
 )
-from controller.core.wire import parent_key
+from controller.core.wire import CommandAction, parent_key
 from controller.daemon.metrics import Metrics
 from controller.daemon.outputs import Outbox, render
 from controller.daemon.rollouts.containment import Containment
@@ -56,6 +57,15 @@ log = structlog.get_logger("controller.daemon.rollouts.rollouts")
 
 MAX_CONFLICTS = 10
 """Compare-and-set conflicts in a row after which an input fails (another writer loops)."""
+
+
+class VersionFloorSource(Protocol):
+    """The highest version the flag-state and decisions topics have seen for a flag: a
+    rollout started on a flag the store does not know numbers its versions above it."""
+
+    async def floor(self, flag: str) -> int: ...
+    def saw(self, flag: str, version: int) -> None:
+        """``flag`` was saved at ``version`` since the floors were read."""
 
 
 class Rollouts:
@@ -73,8 +83,13 @@ class Rollouts:
         stale_after: timedelta,
         clock: Callable[[], datetime],
         team_windows: tuple[Window, ...] = (),
+        floors: VersionFloorSource | None = None,
     ) -> None:
+        """``floors``: where a start on a flag the store does not know learns the versions
+        the topics have seen for it (None: it numbers from 1)."""
         self._states, self._outbox, self._topics = states, outbox, topics
+        self.floors = floors
+        """Where a start on a flag the store does not know learns its floor."""
         self._metrics, self._history = metrics, history
         self._keep_ms = int(keep_command_ids.total_seconds() * 1000)
         self._stale_after, self._now = stale_after, clock
@@ -108,6 +123,7 @@ class Rollouts:
                 loaded = await self._states.load(flag)
                 if seen is not None and not same_stage(loaded.rollout, seen):
                     return
+                event = await self._floored(flag, loaded.rollout, event)
                 new, actions = step(loaded.rollout, event)
                 if not actions and new == loaded.rollout:
                     return
@@ -125,6 +141,8 @@ class Rollouts:
                     continue
                 if outcome is SaveOutcome.SAVED:
                     self._metrics.count_actions(flag, new, actions)
+                    if new is not None and self.floors is not None:
+                        self.floors.saw(flag, new.flag_version)
                 await self._outbox.drain(flag)
                 # After publishing: history never delays it. A flag that never had a
                 # rollout (a refused command for any name) gets none.
@@ -138,6 +156,17 @@ class Rollouts:
                 )
         if killed:  # after the parent's lock: a child's is taken on its own
             await self._children_told(flag, event)
+
+    async def _floored(self, flag: str, stored: Rollout | None, event: Input) -> Input:
+        """A start on a flag the store does not know, with the highest version the topics
+        have seen for it: a store that lost the flag lost its version counter, not the
+        events counted under its versions (see :mod:`controller.core.serving.versions`)."""
+        floors = self.floors
+        if stored is not None or floors is None or not isinstance(event, CommandInput):
+            return event
+        if event.action is not CommandAction.START:
+            return event
+        return dataclasses.replace(event, version_floor=await floors.floor(flag))
 
     async def _children_told(self, flag: str, event: Input) -> None:
         """Record the kill of ``flag`` on the history of every flag served that requires it

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TypeVar
 
-from controller.adapters.kafka import Publisher
+from controller.adapters.kafka import Publisher, TopicVersionFloors
 from controller.adapters.llm import Advisor
 from controller.adapters.prometheus import PrometheusSource
 from controller.adapters.redis import (
@@ -242,6 +242,11 @@ def engine_of(run: Run, redis: RedisSide, kafka: KafkaClients, rollouts: Rollout
         pipeline_runs=PipelineRunStore(redis.client, settings=settings.redis),
         sources=rollouts.sources,
         unleash_envs=rollouts.sync.environments if rollouts.sync is not None else None,
+    )
+    engine.rollouts.floors = TopicVersionFloors(
+        settings.kafka,
+        flag_state_topic=settings.topics.flag_state,
+        decisions_topic=settings.topics.decisions,
     )
     ends = broker_log_ends(settings)
     watch = evidence_watch(redis.client, settings, run.when.clock, log_ends=ends, alarm=run.alarms)

@@ -9,7 +9,7 @@ numbers its stages as before), each
 step signed and sent like any command. A dry run sends nothing; a decision that is
 not there is refused with the reason. Into an empty store (Redis lost, the commands on
 the topic stale), a restore to the flag's last decision starts its plan again and brings
-it to that stage.
+it to that stage, numbering its flag versions above the lost rollout's.
 """
 
 from __future__ import annotations
@@ -229,6 +229,8 @@ async def test_a_restore_into_an_empty_store_brings_the_rollout_back_to_its_stag
     await _started(world, 'country in ["de"]')
     await _promote(world, 1)
     last = await _promote(world, 2)
+    lost = await world.rollout(FLAG)
+    assert lost is not None
     # When Redis is lost and the daemon starts on an empty store once the commands it
     # would read again are stale (as they are hours later)
     world.daemon.kill()
@@ -255,3 +257,7 @@ async def test_a_restore_into_an_empty_store_brings_the_rollout_back_to_its_stag
     assert rollout.plan.stages == _plan().stages
     assert rollout.plan.audience == _plan().audience
     assert await _segment_rule(url) == orjson_rule('country in ["de"]')
+    # ...under versions above every one the lost rollout published: its stages count no
+    # event of the lost rollout's split
+    assert min(rollout.stage_flag_versions() | {rollout.flag_version}) > lost.flag_version
+    assert min(v for vs in rollout.stage_versions.values() for v in vs) > lost.flag_version
