@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 
-.PHONY: quix install docs check lint typecheck contracts tools test test-without-tools bench demo clean unleash ofrep-node js-client kafka otelcol java-app go-app helm-tools native
+.PHONY: quix install docs check lint typecheck contracts tools test test-fast test-without-tools bench demo clean unleash ofrep-node js-client kafka otelcol java-app go-app helm-tools native
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -91,6 +91,12 @@ test: $(VENV)/.installed  ## the README's test command; installs first if needed
 	-@$(MAKE) --no-print-directory go-app  # without Go the Go app's scenario says what is missing
 	-@$(MAKE) --no-print-directory helm-tools  # likewise the Helm chart's tests
 	$(BIN)/python -m pytest $(PYTEST_WORKERS) --durations=30
+
+# The inner loop for a change to the pure core: the unit tests alone (no broker, no
+# daemon; a few start a Node or Redis process of their own), with the same report of the
+# slowest tests and the time per directory as `make test`.
+test-fast: $(VENV)/.installed  ## the unit tests only: the inner loop for a change to controller/core
+	$(BIN)/python -m pytest $(PYTEST_WORKERS) --durations=30 tests/unit
 
 # A machine without chromium and promtool: their tests, with both hidden from PATH, skip
 # with a "SERVICE MISSING:" line and no error, even with CI set.

@@ -233,6 +233,7 @@ def _take_services(config: pytest.Config, report: pytest.TestReport) -> None:
 def pytest_terminal_summary(
     terminalreporter: pytest.TerminalReporter, exitstatus: int, config: pytest.Config
 ) -> None:
+    _directory_totals(terminalreporter)
     used = config.stash.get(_services_used_key, [])
     missing = config.stash.get(_missing_services_key, [])
     skipped = config.stash.get(_missing_skips_key, [])
@@ -252,6 +253,30 @@ def pytest_terminal_summary(
             terminalreporter.write_line(f"  {message}", red=True, bold=True)
         for nodeid in skipped:
             terminalreporter.write_line(f"  skipped: {nodeid}", red=True)
+
+
+def _directory_totals(terminalreporter: pytest.TerminalReporter) -> None:
+    """One line per test directory: its tests and the time they took (setup, call and
+    teardown summed over workers), longest first, so a slow newcomer is seen the day it
+    lands (docs/contributing.md, *The suite's time*)."""
+    seconds: dict[str, float] = {}
+    tests: dict[str, set[str]] = {}
+    for reports in terminalreporter.stats.values():
+        for report in reports:
+            nodeid = getattr(report, "nodeid", "")
+            if not nodeid or not hasattr(report, "duration"):
+                continue
+            directory = "/".join(nodeid.split("::", 1)[0].split("/")[:3])
+            seconds[directory] = seconds.get(directory, 0.0) + float(report.duration)
+            tests.setdefault(directory, set()).add(nodeid)
+    if not seconds:
+        return
+    terminalreporter.write_sep("=", "test time per directory", bold=True)
+    for directory in sorted(seconds, key=seconds.__getitem__, reverse=True):
+        count = len(tests[directory])
+        terminalreporter.write_line(f"  {seconds[directory]:9.1f} s  {count:6d} tests  {directory}")
+    total, count = sum(seconds.values()), sum(map(len, tests.values()))
+    terminalreporter.write_line(f"  {total:9.1f} s  {count:6d} tests  in all")
 
 
 # --------------------------------------------------------------------------------------
