@@ -204,7 +204,7 @@ def _frame(
 
 
 def _point(point: HistoryPoint, metric: str) -> ArmPoint | None:
-    if not _count(point.ts_ms):
+    if not _count(point.ts_ms) or point.limits:  # a stage without control: no arms to compare
         return None
     part, whole = RATES[metric]
     rates = []
@@ -220,7 +220,7 @@ def _point(point: HistoryPoint, metric: str) -> ArmPoint | None:
 
 
 def _latency_point(point: HistoryPoint, quantile: str) -> ArmPoint | None:
-    if not _count(point.ts_ms) or not point.latency:
+    if not _count(point.ts_ms) or not point.latency or point.limits:
         return None
     values = []
     for arm in ARMS:

@@ -92,8 +92,8 @@ def chart_points(history: RolloutHistory, metric: str) -> list[ChartPoint]:
 
 def _chart_point(point: HistoryPoint, metric: str, names: Mapping[int, str]) -> ChartPoint | None:
     test = point.guardrails.get(metric)
-    if test is None or not (_whole(point.ts_ms) and _whole(point.stage)):
-        return None
+    if test is None or point.limits or not (_whole(point.ts_ms) and _whole(point.stage)):
+        return None  # none yet, or a stage without control, gated on its limits alone
     delta, lower, upper = (_number(v) for v in (test.delta, test.lower, test.upper))
     if not math.isfinite(delta) or math.isnan(lower) or math.isnan(upper):
         return None
@@ -233,10 +233,15 @@ class _Scale:
         instants: Iterable[int],
         *,
         axis: TimeAxis | None = None,
+        fit: tuple[float, float] | None = None,
     ) -> None:
         times = [p.ts_ms for p in points] + list(instants)
         self.axis = axis or TimeAxis.over(times) or TimeAxis(0, 1000)
         self.t0, self.t1 = self.axis.t0, self.axis.t1
+        self.width, self.height = width, height
+        if fit is not None:  # the caller's range: what lies beyond it is drawn at the edge
+            self.lo, self.hi = fit
+            return
         # Both sides of the band in view, the harm side included, with zero and the
         # tolerance: an infinite bound is drawn at the edge.
         values = [0.0, limit] + [
@@ -245,7 +250,6 @@ class _Scale:
         lo, hi = min(values), max(values)
         pad = (hi - lo) * 0.05 or abs(limit) * 0.05 or 5e-5
         self.lo, self.hi = lo - pad, hi + pad
-        self.width, self.height = width, height
 
     def x(self, ts_ms: int) -> float:
         return self.axis.x(ts_ms, self.width)

@@ -140,16 +140,44 @@ def limit_chart(
     if not points:
         text = f'<text x="{width / 2}" y="{height / 2}" text-anchor="middle" class="empty">'
         return head + text + "no test yet: no stage without control has run</text></svg>"
+    instants = [m.ts_ms for m in (*stages, *decisions)]
     scale = _Scale(
-        points, ceiling, width, height, [m.ts_ms for m in (*stages, *decisions)], axis=axis
+        points, ceiling, width, height, instants, axis=axis, fit=value_range(points, ceiling)
     )
     frame, labels = _axes(scale, ceiling)
     staged, staged_labels = _marks(stages, scale, "stage")
     decided, decided_labels = _marks(decisions, scale, "decision")
     ring, breached = _breach(points, ceiling, scale)
     labels += staged_labels + decided_labels + breached
-    body = [frame, _band(points, scale), _line(points, scale), staged, decided, ring]
+    runs = stage_runs(points)
+    body = [frame, *(_band(run, scale) for run in runs), *(_line(run, scale) for run in runs)]
+    body += [staged, decided, ring]
     return head + "".join(body) + render(labels, top=0, bottom=height) + "</svg>"
+
+
+HEADROOM = 1.5
+"""The value axis reaches this many times the larger of the limit and the highest rate."""
+
+
+def value_range(points: Sequence[ChartPoint], ceiling: float) -> tuple[float, float]:
+    """The value axis: from 0 to :data:`HEADROOM` times the larger of the limit and the
+    highest rate, so a 5% limit and a 2% rate fill the plot whatever the first seconds' band
+    was (a bound beyond it is drawn at the edge)."""
+    rates = [p.delta for p in points if math.isfinite(p.delta)]
+    top = max([ceiling, *rates])
+    return 0.0, HEADROOM * top if top > 0 else 0.01
+
+
+def stage_runs(points: Sequence[ChartPoint]) -> list[list[ChartPoint]]:
+    """``points`` cut where the stage changes: a band and a line per run of one stage, never a
+    ramp drawn across a stage the limit did not test (one with a control)."""
+    runs: list[list[ChartPoint]] = []
+    for p in points:
+        if runs and runs[-1][-1].stage == p.stage:
+            runs[-1].append(p)
+        else:
+            runs.append([p])
+    return runs
 
 
 def _axes(scale: _Scale, ceiling: float) -> tuple[str, list[Label]]:

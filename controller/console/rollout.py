@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from controller.console.decisions import advisor_section, commands_section, decisions_section
-from controller.console.figures import Figure, GuardrailSpec, figures
+from controller.console.figures import NOT_COMPARED, Figure, GuardrailSpec, figures
 from controller.console.pages import (
     alert_list,
     clock,
@@ -217,6 +217,13 @@ def _charts(
     sections, drawn = [], figures(history, decisions, guardrails)
     for figure in (f for f in drawn if f.limit is None):
         metric = figure.metric
+        if not figure.points and figure.empty == NOT_COMPARED:  # a line, not a blank chart
+            sections.append(
+                f'<figure class="guardrail not-compared" data-metric="{esc(metric)}">'
+                f'{_state(status, metric)}<p class="none">{esc(metric)}: {esc(NOT_COMPARED)}</p>'
+                "</figure>"
+            )
+            continue
         sections.append(
             f'<figure class="guardrail" data-metric="{esc(metric)}">{_state(status, metric)}'
             '<div class="scroll chart-scroll" tabindex="0" role="region"'

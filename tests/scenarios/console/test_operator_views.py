@@ -197,6 +197,23 @@ LIMIT_POINTS = """() => {
   // a rate with a finite bound: the treated units' requests counted, not "0 [0, unbounded]"
   return points > 0 && !/unbounded/.test(desc) ? {points, phase, desc} : null;
 }"""
+LIMIT_LAYOUT = """() => {
+  const chart = document.querySelector('svg.limit-chart[data-limit="error_rate"]');
+  const plot = chart.querySelector('rect.plot');
+  const limit = chart.querySelector('line.limit');
+  const [top, height] = ['y', 'height'].map(a => +plot.getAttribute(a));
+  const guardrails = document.querySelector('section[aria-labelledby="h-guardrails"]');
+  const share = y => (top + height - y) / height;
+  const ys = [...chart.querySelectorAll('circle.point')].map(c => +c.getAttribute('cy'));
+  const highest = Math.min(...ys);
+  return {
+    limit_height: share(+limit.getAttribute('y1')),
+    rate_height: share(highest),
+    margin: getComputedStyle(chart.closest('figure')).marginLeft,
+    guardrail_margin: getComputedStyle(guardrails.querySelector('figure')).marginLeft,
+    blank_charts: guardrails.querySelectorAll('svg').length,
+  };
+}"""
 VERDICT_ENDING = """(ending) => {
   const text = document.querySelector('p.verdict')?.innerText;
   return text && text.endsWith(ending) ? text : null;
@@ -302,6 +319,13 @@ async def test_an_operator_sees_waits_rollbacks_and_limits_as_they_are(
     assert after["phase"] == "completed", after
     assert after["points"] >= running["points"]
     assert after["desc"].endswith("shown under it."), after
+    # and its value axis is sized to the limit and the rate: the higher of the two at two
+    # thirds of the plot (the axis reaches 1.5 times it), never the first seconds' band;
+    # its figure on the guardrails' margin, with no blank guardrail chart above it
+    layout = await page.evaluate(LIMIT_LAYOUT)
+    assert 0.64 < max(layout["limit_height"], layout["rate_height"]) < 0.69, layout
+    assert layout["margin"] == layout["guardrail_margin"] == "0px", layout
+    assert layout["blank_charts"] == 0, layout
     await no_undecided_ok(page, checked)
     await shot(page, folder, "4-limit-completed")
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from controller.console.arm_chart import share_text
 from controller.console.charts import ChartPoint
 from controller.console.figures import NOT_COMPARED, GuardrailSpec, figures
 from controller.console.limit_chart import describe_limit, limit_chart
@@ -153,3 +154,55 @@ def test_both_reports_chart_the_limit_stage_over_the_whole_rollout() -> None:
     page_ = html_page(report)
     assert limit.svg() in page_
     assert '<section class="limit" data-limit="error_rate"><h3>error_rate limit</h3>' in page_
+
+
+def test_the_value_axis_is_sized_to_the_limit_and_the_rate_not_the_first_band() -> None:
+    # The first seconds' band reaches 74%; the rate stays near 2% under a 5% limit.
+    points = [point(0.0, 0.0, 0.74, at=1_000), point(0.02, 0.0, 0.112, at=11_000)]
+    points += [point(0.021, 0.012, 0.04, at=61_000)]
+    svg = limit_chart(points, 0.05, name="error_rate", declared=0.05)
+    ticks = re.findall(r'<text[^>]*class="tick"[^>]*>([^<]*)</text>', svg)
+    assert share_text(0.075) in ticks  # 1.5 times the limit, the larger of limit and rate
+    assert share_text(0.74) not in ticks
+    limit_y = float(re.search(r'class="tolerance limit"[^>]*y1="([\d.]+)"', svg)[1])  # type: ignore[index]
+    plot = re.search(r'<rect x="[\d.]+" y="([\d.]+)"[^>]*height="([\d.]+)"', svg)
+    assert plot is not None
+    top, height = float(plot[1]), float(plot[2])
+    assert top < limit_y < top + height / 2  # the limit sits in the upper half, not the floor
+
+
+def test_the_band_breaks_between_stages_the_limit_did_not_test() -> None:
+    # Stage 1 (100% of a ring) tested, stage 2 (with control) not, stage 3 tested again.
+    first = [ChartPoint(t, 0, 0.02, 0.0, 0.06, "ring 1") for t in (1_000, 11_000)]
+    last = [ChartPoint(t, 2, 0.02, 0.01, 0.04, "ring 3") for t in (600_000, 610_000)]
+    svg = limit_chart([*first, *last], 0.05, name="error_rate", declared=0.05)
+    assert svg.count('<polygon class="bound"') == 2
+    assert svg.count('<polyline class="delta"') == 2
+
+
+def test_a_guardrail_with_no_comparison_is_a_line_on_the_page_not_a_blank_chart() -> None:
+    _, verdict = gated(279, 4)
+    html_page_ = page({"phase": "running", "evidence": verdict.evidence.wire()}, served_history())
+    section = re.search(r'<section aria-labelledby="h-guardrails">.*?</section>', html_page_)
+    assert section is not None
+    assert 'class="guardrail not-compared"' in section[0]
+    assert NOT_COMPARED in html.unescape(section[0])
+    assert "<svg" not in section[0]
+
+
+def test_a_stage_without_control_draws_no_delta_nor_arms_from_the_units_outside_it() -> None:
+    # A ring of staff at 100%: the units outside the ring are served control but are no
+    # control (not randomised); the gate's evidence may still hold a test of them, which
+    # the guardrail's state reads as "no comparison", and so must the charts.
+    point = served_history().points()[0].model_dump(mode="json")
+    tested = {"delta": 0.01, "lower": -0.02, "upper": 0.04, "p_value": 0.4, "tolerance": 0.0}
+    tested |= {"direction": "lower_is_better", "regressed": False}
+    point["guardrails"] = {"error_rate": tested}
+    point["arms"]["control"] |= {"units": 2326, "requests": 3667, "errors": 76}
+    stages = [{"stage": 0, "percent": 100.0, "points": [point]}]
+    read = RolloutHistory.read({"flag": "f", "rollout_id": "r", "stages": stages})
+    assert read is not None
+    assert read.points()[0].guardrails["error_rate"] is not None
+    guardrail, limit = figures(read, (), [GuardrailSpec("error_rate")])
+    assert (guardrail.points, guardrail.arms, guardrail.empty) == ((), (), NOT_COMPARED)
+    assert len(limit.points) == 1
