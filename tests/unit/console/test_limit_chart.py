@@ -195,8 +195,8 @@ def test_a_stage_without_control_draws_no_delta_nor_arms_from_the_units_outside_
     # control (not randomised); the gate's evidence may still hold a test of them, which
     # the guardrail's state reads as "no comparison", and so must the charts.
     point = served_history().points()[0].model_dump(mode="json")
-    tested = {"delta": 0.01, "lower": -0.02, "upper": 0.04, "p_value": 0.4, "tolerance": 0.0}
-    tested |= {"direction": "lower_is_better", "regressed": False}
+    tested: dict[str, object] = {"delta": 0.01, "lower": -0.02, "upper": 0.04, "p_value": 0.4}
+    tested |= {"tolerance": 0.0, "direction": "lower_is_better", "regressed": False}
     point["guardrails"] = {"error_rate": tested}
     point["arms"]["control"] |= {"units": 2326, "requests": 3667, "errors": 76}
     stages = [{"stage": 0, "percent": 100.0, "points": [point]}]
