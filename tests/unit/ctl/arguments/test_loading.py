@@ -2,10 +2,10 @@
 
 ``rolloutctl --help``, a command's ``--help`` and ``completion`` go through the arguments
 (:mod:`controller.ctl.arguments`) alone: no pydantic model of the core, no client library.
-``status`` loads what reading the controller's HTTP API takes, not the broker client, the
-signing or the report. Each is run in a fresh interpreter, which then names every module it
-loaded. The values the arguments write out for the core (its actions, risk levels, audit
-types) are checked against the core's own.
+``status`` loads what reading the controller's HTTP API takes (the standard library's HTTP
+client, not httpx), not the broker client, the signing or the report. Each is run in a fresh
+interpreter, which then names every module it loaded. The values the arguments write out for
+the core (its actions, risk levels, audit types) are checked against the core's own.
 """
 
 from __future__ import annotations
@@ -93,7 +93,7 @@ def test_a_command_still_loads_its_work() -> None:
     assert "controller.ctl.operate.handlers" in modules
 
 
-def test_status_loads_no_broker_client_signing_or_report() -> None:
+def test_status_loads_no_client_library_signing_or_report() -> None:
     # When status asks a controller that does not answer
     code, modules = loaded_by("status", "my-flag", "--url", "http://127.0.0.1:9")
 
@@ -103,6 +103,7 @@ def test_status_loads_no_broker_client_signing_or_report() -> None:
     not_status = (
         "aiokafka",
         "redis",
+        "httpx",
         "structlog",
         "controller.settings",
         "controller.core.machine",
