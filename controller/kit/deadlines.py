@@ -9,12 +9,12 @@ the first byte sent to the last byte read, and reads the body with
 :func:`read_bounded`, which stops as soon as the answer is known to be too
 large. Both only use asyncio, so the daemon's adapters and the app SDK share
 them without sharing an HTTP client. The operator's tools are not async:
-:func:`within` and :func:`read_bounded_sync` bound their calls the same way.
+:func:`within` and :func:`read_bounded_sync` bound their calls the same way, and load no
+asyncio (``rolloutctl status`` answers sooner without its 30-odd modules).
 """
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
 from contextlib import asynccontextmanager
@@ -37,6 +37,8 @@ async def deadline(seconds: float, what: str) -> AsyncIterator[None]:
     A :class:`TimeoutError` raised inside the block for another reason is let
     through as it is: only this deadline's expiry is reported as its own.
     """
+    import asyncio  # noqa: PLC0415 - loaded already by whoever awaits this; not by the tools
+
     try:
         async with asyncio.timeout(seconds) as scope:
             yield

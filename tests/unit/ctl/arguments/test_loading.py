@@ -104,6 +104,7 @@ def test_status_loads_no_client_library_signing_or_report() -> None:
         "aiokafka",
         "redis",
         "httpx",
+        "asyncio",
         "structlog",
         "controller.settings",
         "controller.core.machine",
