@@ -66,7 +66,11 @@ async def test_after_a_failed_request_it_asks_again_at_once_and_is_ready_at_the_
     watched = watch(brokers, now)
     brokers.down = True
     now[0] = 40.0
-    running = asyncio.create_task(watched.run())
+    # and a twin watch on the same loop whose brokers stay down: it asks at its retry pace
+    twin_brokers = Brokers()
+    twin_brokers.down = True
+    twin = watch(twin_brokers, now)
+    running = [asyncio.create_task(watched.run()), asyncio.create_task(twin.run())]
     try:
         await eventually(
             lambda: brokers.asked and watched.silent(), timeout=5, what="asked, and silent"
@@ -77,11 +81,17 @@ async def test_after_a_failed_request_it_asks_again_at_once_and_is_ready_at_the_
         await eventually(
             lambda: watched.silent() is None, timeout=5, what="the brokers seen as back"
         )
-        asked = brokers.asked
+        asked, twin_asked = brokers.asked, twin_brokers.asked
         assert asked >= 2, asked
-        # and, answered, it waits its full third before the next request
-        await asyncio.sleep(0.2)
+        # and, answered, it waits its full third before the next request: meanwhile the
+        # twin has asked again five times, each after a retry's wait
+        await eventually(
+            lambda: twin_brokers.asked >= twin_asked + 5,
+            timeout=5,
+            what="five retries of the twin watch",
+        )
         assert brokers.asked == asked
     finally:
         watched.stop()
-        await running
+        twin.stop()
+        await asyncio.gather(*running)
