@@ -3,13 +3,14 @@
 The services in :mod:`controller.daemon` depend on these Protocols only. The adapters in
 :mod:`controller.adapters` implement them against Kafka and Redis (proved by the integration
 tests), and :mod:`controller.adapters.memory` in memory for unit tests and benchmarks. A
-port owns its value types, so neither side imports the other to exchange them.
+port owns its value types, so neither side imports the other to exchange them. What
+ingest needs is in :mod:`.ingest`, re-exported here: everyone imports from this face.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import Enum, IntEnum
@@ -18,50 +19,54 @@ from typing import Any, Protocol
 import orjson
 
 from controller.core.common import StoreError
-from controller.core.machine import Choice, LogGap, LogIdentity
 from controller.core.metrics_source import Answer
 from controller.core.release import PipelineState
 from controller.core.rollouts import AdvisorResult, Briefing, Rollout
 from controller.core.serving import Applied, Serving, Target
-from controller.core.stats import FlagAggregates, PartitionDelta
+from controller.core.stats import FlagAggregates
+from controller.ports.ingest import (
+    AggregateWriter,
+    Claim,
+    DeadLetter,
+    DeadLetters,
+    EventSource,
+    FlushOutcome,
+    HeldPartitions,
+    Record,
+)
+
+__all__ = [
+    "Advisor",
+    "AggregateReader",
+    "AggregateWriter",
+    "AppliedRecords",
+    "Claim",
+    "Claims",
+    "CommandSeen",
+    "ControlSource",
+    "DeadLetter",
+    "DeadLetters",
+    "EventSource",
+    "FlagBackend",
+    "FlushOutcome",
+    "GateHistory",
+    "HeldPartitions",
+    "Loaded",
+    "MetricSource",
+    "OutboxMessage",
+    "Outputs",
+    "PipelineRuns",
+    "Record",
+    "RolloutStates",
+    "RunLoaded",
+    "SaveOutcome",
+    "Segments",
+    "StateWrite",
+    "StoredSegment",
+    "ValueOutputs",
+]
 
 # -- values -------------------------------------------------------------------------
-
-
-class Record(Protocol):
-    """The parts of a consumed Kafka record the controller reads."""
-
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-    headers: Sequence[tuple[str, bytes]]
-
-
-@dataclass(frozen=True, slots=True)
-class DeadLetter:
-    """A rejected record and why it was rejected (the DLQ's ``rc.reason`` and ``rc.detail``)."""
-
-    record: Record
-    reason: str
-    detail: str
-
-
-@dataclass(frozen=True, slots=True)
-class Claim:
-    """Ownership of an events partition: the fencing epoch and where to resume reading."""
-
-    partition: int
-    epoch: int
-    offset: int | None
-    log: LogIdentity | None = None  # the identity of the log `offset` was counted on, if stored
-    rejoin: int | None = None  # an OTLP topic's: read again from here to `offset`, for joins
-
-
-class FlushOutcome(Enum):
-    APPLIED = "applied"
-    REPLAYED = "replayed"
 
 
 class SaveOutcome(IntEnum):
@@ -154,77 +159,6 @@ class StateWrite:
     now_ms: int = 0
     keep_ms: int = 0
     delivery: str = ""
-
-
-# -- what ingest needs ----------------------------------------------------------------
-
-
-class EventSource(Protocol):
-    """The events topic, partition by partition, at positions ingest chooses."""
-
-    async def fetch(self, *, timeout_ms: int, max_records: int) -> dict[int, list[Record]]: ...
-    async def seek(self, partition: int, offset: int | None) -> None: ...
-    def pause(self, partitions: list[int]) -> None: ...
-    def resume(self, partitions: list[int]) -> None: ...
-    async def commit(self, offsets: dict[int, int]) -> None: ...
-    def highwater(self, partition: int) -> int | None: ...
-    def read_to(self, partition: int) -> int | None:
-        """Where the last fetch left ``partition``: the offset after the last record it handed
-        out and the offsets read past after it, which no consumer is handed (transaction
-        markers, aborted transactions' records); None when unknown (a seek since)."""
-        ...
-
-    async def end_offsets(self, partitions: list[int]) -> dict[int, int]: ...
-    async def log_range(self, partitions: list[int]) -> dict[int, tuple[int, int]]:
-        """Each partition's earliest and log end offsets (empty if the broker cannot say)."""
-        ...
-
-    def partition_count(self) -> int | None:
-        """How many partitions the topic has, as the last metadata said."""
-        ...
-
-    async def identity(self) -> LogIdentity | None:
-        """The topic's identity asked of the broker now (None: unknown); or BrokerError."""
-        ...
-
-
-class HeldPartitions(Protocol):
-    """Events partitions held for an operator's choice (:mod:`controller.core.machine.log_gaps`)."""
-
-    async def record(self, gap: LogGap) -> None: ...
-    async def choice(self, partition: int) -> tuple[Choice, int] | None: ...
-    async def resume(
-        self, partition: int, *, epoch: int, offset: int, log: LogIdentity | None = None
-    ) -> bool: ...
-    async def held(self) -> set[int]: ...
-    async def stored(self, partition: int) -> int | None: ...
-    async def retire(self, partition: int, *, log: LogIdentity | None) -> bool: ...
-    async def recorded_partitions(self) -> int | None: ...
-    async def record_partitions(self, count: int) -> None: ...
-    async def record_starts(self, starts: Mapping[int, int]) -> None: ...
-    async def first_start(self, partition: int) -> int | None: ...
-
-
-class AggregateWriter(Protocol):
-    """Claims partitions and applies batches to them, exactly once."""
-
-    async def claim(self, partition: int) -> Claim: ...
-    async def flush(
-        self,
-        delta: PartitionDelta,
-        *,
-        epoch: int,
-        expected_offset: int | None,
-        log: LogIdentity | None = None,
-    ) -> FlushOutcome:
-        """Apply ``delta``; with its offset store ``log``, the identity of its log."""
-        ...
-
-
-class DeadLetters(Protocol):
-    """Where rejected input goes, acknowledged before its offset advances."""
-
-    async def publish(self, letters: Sequence[DeadLetter]) -> None: ...
 
 
 # -- what the engine needs --------------------------------------------------------------
