@@ -13,8 +13,10 @@ import time
 
 from controller.core.stats import PartitionDelta, fold
 from controller.daemon.ingest.batches import Folding, Work, loose_delta
+from controller.daemon.ingest.holding import Holding
 from controller.daemon.ingest.partitions import Owned, Partitions
-from controller.ports import DeadLetter, Record
+from controller.daemon.ingest.read_past import Past, read_past
+from controller.ports import DeadLetter, EventSource, Record
 from controller.settings import IngestSettings
 
 HELD_BATCHES = 4
@@ -115,6 +117,28 @@ class HeldWork:
         nothing read under it yet; the stored offset stands)."""
         last = self._fetched_to.get(partition)
         return last[1] if last is not None and last[0] is owned else None
+
+    async def read_on(
+        self,
+        claims: dict[int, Owned],
+        source: EventSource,
+        parts: Partitions,
+        holding: Holding | None,
+        served: set[int],
+    ) -> None:
+        """Move each partition of ``claims`` still owned up to where the fetch left it, past the
+        markers and aborted records after what was read (:mod:`.read_past`); those the fetch
+        ``served`` records of were read on from where the last fetch ended (or checked:
+        :meth:`~.holding.Holding.at_fetch`), the others are checked (``holding``) first."""
+        for partition, owned in claims.items():
+            to = source.read_to(partition)
+            at = self.fetched_to(partition, owned)
+            past = read_past(owned.offset if at is None else at, to, served=partition in served)
+            if past is Past.NOTHING or to is None or not parts.current(partition, owned):
+                continue
+            if past is Past.CHECKED and holding and await holding.at_skip(partition, owned, to):
+                continue
+            self.read_past(partition, owned, to)
 
     def read_past(self, partition: int, owned: Owned, to: int) -> None:
         """The consumer read ``partition`` up to ``to`` past what was folded (transaction

@@ -52,7 +52,6 @@ from controller.daemon.ingest.holding import Holding
 from controller.daemon.ingest.log_gaps import LogGaps
 from controller.daemon.ingest.partitions import Owned, Partitions
 from controller.daemon.ingest.progress import IngestStats
-from controller.daemon.ingest.read_past import Past, read_past
 from controller.daemon.metrics import Metrics
 from controller.kit.backoff import DEFAULT_RETRY
 from controller.ports import (
@@ -181,12 +180,7 @@ class Ingest:
                 max_records=self._settings.max_batch_records,
             )
             self.stats.fetch_wait_seconds += time.perf_counter() - waited
-            if batch:
-                await self._process(batch, claims, source, flusher)
-            else:
-                await self._read_past(claims, source, served=set())  # markers alone move no record
-                if self._held:
-                    await self._flush_held(flusher)  # nothing more came: Redis can have it now
+            await self._process(batch, claims, flusher)
             now = time.monotonic()
             if holding is not None:
                 await holding.poll()
@@ -224,11 +218,7 @@ class Ingest:
 
     # -- one batch ---------------------------------------------------------------
     async def _process(
-        self,
-        batch: dict[int, list[Record]],
-        claims: dict[int, Owned],
-        source: EventSource,
-        flusher: Flusher,
+        self, batch: dict[int, list[Record]], claims: dict[int, Owned], flusher: Flusher
     ) -> None:
         rejected: list[DeadLetter] = []
         served: set[int] = set()
@@ -247,29 +237,10 @@ class Ingest:
             served.add(partition)
         if rejected:
             await flusher.dead_letter(rejected)
-        await self._read_past(claims, source, served=served)
-        if self._held.waits(flusher.busy):  # fold on while Redis applies (see .held_work)
-            return
-        await self._flush_held(flusher)
-
-    async def _read_past(
-        self, claims: dict[int, Owned], source: EventSource, *, served: set[int]
-    ) -> None:
-        """Move each owned partition's next offset up to where the fetch left it, past the
-        transaction markers and aborted records after what it read (:mod:`.read_past`); those
-        the fetch ``served`` records of were read on from where the last one ended."""
-        for partition, owned in claims.items():
-            if not self._parts.current(partition, owned):
-                continue
-            to = source.read_to(partition)
-            at = self._held.fetched_to(partition, owned)
-            past = read_past(owned.offset if at is None else at, to, served=partition in served)
-            if past is Past.NOTHING or to is None:
-                continue
-            holding = self._holding
-            if past is Past.CHECKED and holding and await holding.at_skip(partition, owned, to):
-                continue
-            self._held.read_past(partition, owned, to)
+        if self._source is not None:  # the run's
+            await self._held.read_on(claims, self._source, self._parts, self._holding, served)
+        if not (batch and self._held.waits(flusher.busy)):  # else fold on (see .held_work)
+            await self._flush_held(flusher)  # a fetch that brought nothing: Redis can have it
 
     async def _flush_held(self, flusher: Flusher) -> None:
         """Flush the held work once the flush before it has ended (one flush in flight)."""

@@ -7,7 +7,7 @@ whose log ends with either would stay behind the broker's log end for good,
 and a stage waiting for it would never move. The consumer's position steps
 over them (:meth:`~controller.ports.EventSource.read_to`), so after each fetch
 ingest moves each owned partition's next offset up to it, in the flush that
-stores the counts (:meth:`~.held_work.HeldWork.read_past`): exactly once, as
+stores the counts (:meth:`~.held_work.HeldWork.read_on`): exactly once, as
 any offset.
 
 A position past the records the same fetch served is that fetch's reading,
