@@ -29,7 +29,7 @@ from controller.core.rollouts.plan import Plan
 from controller.core.rollouts.plan_parts import Guardrail, Stage
 from controller.core.wire.bucketing import assign
 from controller.core.wire.messages import Arm
-from tests.integration.ingest.test_transactions import log_ends
+from tests.integration.ingest.logs.test_transactions import log_ends
 from tests.scenarios.brokers.lost_broker import FLAG, PARTITIONS, lost_broker_world, stored_offsets
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
