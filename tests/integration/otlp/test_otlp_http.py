@@ -600,14 +600,17 @@ DOCS = Path(__file__).resolve().parents[3] / "docs" / "otel.md"
 
 def docs_node_snippet(base: str) -> str:
     """The Node snippet of docs/otel.md as written: the controller at ``base``, a user's id
-    named, and time for the SDK's batch to be exported before exit (its delay is set short
-    in the environment, ``OTEL_BLRP_SCHEDULE_DELAY``, as an operator may)."""
+    named, and the SDK's batch flushed before exit (the provider's ``forceFlush`` resolves
+    once the export is answered)."""
     section = DOCS.read_text().split("### Node", 1)[1]
     code = section.split("```javascript\n", 1)[1].split("```", 1)[0]
     assert code.count("http://controller:8000") == 1, code
     code = code.replace("http://controller:8000", base)
-    wait = "await new Promise((resolve) => setTimeout(resolve, 3000));\n"
-    return f'const userId = "user-docs";\n{code}{wait}'
+    flush = (
+        'const { logs: published } = await import("@opentelemetry/api-logs");\n'
+        "await published.getLoggerProvider().forceFlush();\n"
+    )
+    return f'const userId = "user-docs";\n{code}{flush}'
 
 
 async def test_the_node_snippet_of_the_docs_as_written_is_counted(
@@ -627,7 +630,6 @@ async def test_the_node_snippet_of_the_docs_as_written_is_counted(
             **os.environ,
             "OTEL_EXPORTER_OTLP_ENDPOINT": base,
             "OTEL_SERVICE_NAME": "docs",
-            "OTEL_BLRP_SCHEDULE_DELAY": "200",  # 5 s by default: an app runs longer than this
         }
         ran = await asyncio.create_subprocess_exec(
             node, str(app / "snippet.mjs"), env=env, stderr=asyncio.subprocess.PIPE
