@@ -9,8 +9,8 @@ without replicas is never waited on.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -22,6 +22,7 @@ from controller.core.common.errors import StoreUnavailable
 from controller.settings import RedisSettings
 from tests.conftest import RedisServerFactory
 from tests.support.backing.redis_failover import SentinelTopology, ask, running
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -69,27 +70,30 @@ async def test_the_wait_follows_the_replica(
             await waits.replicated("mark")
         assert failed.value.retriable
         # until the replica has been silent longer than the longest lag allowed
-        silent = 0
-        while True:
-            try:
-                if await waits.replicated("mark") == 0:
-                    break
-            except StoreUnavailable:
-                silent += 1
-                assert silent < 50, "the silent replica was waited for too long"
-            await asyncio.sleep(0.05)
+        await eventually(
+            partial(_waited_for, waits, 0),
+            timeout=15,
+            what="the silent replica no longer waited for",
+            most=0.05,
+        )
         # And once it answers again, it is waited for again
         replica.resume()
         await _until_waited_for(waits)
 
 
+async def _waited_for(waits: ReplicaWait, replicas: int) -> bool:
+    """Whether a wait returns having waited for ``replicas`` (False: it timed out)."""
+    try:
+        return await waits.replicated("mark") == replicas
+    except StoreUnavailable:  # a replica waited for did not catch up within the wait
+        return False
+
+
 async def _until_waited_for(waits: ReplicaWait) -> None:
-    """Until one replica is waited for and has the writes (10 s at most)."""
-    for _ in range(200):
-        try:
-            if await waits.replicated("mark") == 1:
-                return
-        except StoreUnavailable:  # seen, not caught up yet: the wait timed out
-            pass
-        await asyncio.sleep(0.05)
-    raise AssertionError("the replica that answers is not waited for")
+    """Until one replica is waited for and has the writes."""
+    await eventually(
+        partial(_waited_for, waits, 1),
+        timeout=20,
+        what="the replica that answers waited for",
+        most=0.05,
+    )
