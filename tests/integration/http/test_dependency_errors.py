@@ -19,6 +19,7 @@ from tests.integration.http.test_http import wait_status
 from tests.integration.rig import Rig
 from tests.support.backing.kafka_service import own_broker
 from tests.support.backing.services import free_port
+from tests.support.waiting import eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -136,12 +137,16 @@ async def test_ofrep_answers_503_within_its_bound_while_redis_hangs(
             try:
                 # Then, once the snapshot held is too old, every request is a 503 within
                 # the snapshot's bound (5 s), not that and a readiness check's as long again
-                deadline = time.monotonic() + 30
-                timed = [await evaluate()]
-                while timed[-1][0] == 200:
-                    assert time.monotonic() < deadline, timed[-5:]
-                    await asyncio.sleep(0.05)  # polling for the snapshot to age
+                timed: list[tuple[int, float]] = []
+
+                async def aged() -> bool:
                     timed.append(await evaluate())
+                    assert timed[-1][0] != 200, f"still answered from the snapshot: {timed[-3:]}"
+                    return True
+
+                await eventually(
+                    aged, timeout=30, what="a request refused, the snapshot aged", most=0.05
+                )
                 timed += [await evaluate() for _ in range(2)]
             finally:
                 redis.resume()
