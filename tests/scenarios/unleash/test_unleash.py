@@ -240,7 +240,7 @@ async def test_unleash_down_across_a_stage_change_gets_it_when_back_with_one_ale
         assert during[("rollout_backend_writes_total", "failed")] >= 1
         await scenario.send(scenario.command("promote", flag), flag=flag)
         await scenario.until(lambda: rolling_at(scenario, flag, 2), timeout=30, what="stage 2")
-        await _down_for(scenario, seconds=30)
+        await _down_while_retried(scenario, port, passes=10)
         # Then once it is back the latest stage lands, and one outage was alerted
         server.start()
         await served(scenario, person, feature, enabled=True, percent=25)
@@ -290,9 +290,12 @@ async def backend_metrics(
         return await eventually(scraped, timeout=30, what="/metrics to show what was awaited")
 
 
-async def _down_for(scenario: Scenario, *, seconds: float) -> None:
-    """Keep Unleash down this long (the outage itself, not a wait), the daemon retrying."""
-    await asyncio.sleep(seconds)
+async def _down_while_retried(scenario: Scenario, port: int, *, passes: int) -> None:
+    """Keep Unleash down until the daemon has tried ``passes`` more syncs, each failed:
+    each met the outage again, and none may raise a second alert."""
+    failed = ("rollout_backend_writes_total", "failed")
+    tried = (await backend_metrics(port))[failed]
+    await backend_metrics(port, until=lambda m: m[failed] >= tried + passes)
     assert scenario.daemon.running
 
 
