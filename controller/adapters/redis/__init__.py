@@ -13,6 +13,7 @@ from controller.adapters.redis.ingest_progress import (
 )
 from controller.adapters.redis.join_journal import JoinJournal
 from controller.adapters.redis.ledger import EventLedger
+from controller.adapters.redis.marker import StoreMarker
 from controller.adapters.redis.pipeline_runs import PipelineRunStore
 from controller.adapters.redis.rollouts import AppliedStore, RolloutStore
 from controller.adapters.redis.segments import SegmentStore
@@ -34,6 +35,7 @@ __all__ = [
     "RedisGateHistory",
     "RolloutStore",
     "SegmentStore",
+    "StoreMarker",
     "connect",
     "ingest_progress",
 ]

@@ -1,4 +1,5 @@
-"""The fields of the wire contracts: bounded strings and numbers, timestamps, plan bounds.
+"""The fields of the wire contracts: bounded strings and numbers, timestamps, plan bounds,
+the kinds of alert.
 
 Every number from outside is finite and bounded (:data:`MAX_LATENCY_MS`,
 :data:`MAX_CONVERSION_VALUE`, :data:`MAX_EPOCH_MS`), every string has a
@@ -98,6 +99,36 @@ def _exact_int(value: object) -> object:
     if type(value) is not int:
         raise ValueError("must be the integer 1")
     return value
+
+
+AlertKind = Literal[
+    "rollback",
+    "kill",
+    "srm",
+    "stuck",
+    "no_traffic",
+    "guardrail",
+    "advisor_unavailable",
+    "output_quarantined",
+    "input_failed",
+    "stale_flag",
+    "backend_drift",
+    "units_in_both_arms",
+    "monitor_hold",
+    "backend_unreachable",
+    "backend_recovered",
+    "operator_keys",
+    "store_lost_writes",
+    "store_lost",
+    "events_log_gap",
+    "topics_recreated",
+    "metric_source_unavailable",
+    "metric_source_recovered",
+    "pipeline_stopped",
+    "late_regression",
+    "evidence_behind",
+]
+"""What an alert is about (docs/alerts.md names each, with when it is raised)."""
 
 
 SchemaVersion = Annotated[Literal[1], BeforeValidator(_exact_int)]

@@ -36,6 +36,7 @@ from controller.core.common import (
     MAX_LATENCY_MS,
     MAX_PLAN_BYTES,
     MAX_PLAN_DEPTH,
+    AlertKind,
     AppliedDigest,
     BoundedPlan,
     ConversionName,
@@ -322,32 +323,7 @@ class Alert(MessageBase):
     flag: FlagKey | None = None
     rollout_id: MessageId | None = None
     severity: Literal["info", "warning", "critical"]
-    kind: Literal[
-        "rollback",
-        "kill",
-        "srm",
-        "stuck",
-        "no_traffic",
-        "guardrail",
-        "advisor_unavailable",
-        "output_quarantined",
-        "input_failed",
-        "stale_flag",
-        "backend_drift",
-        "units_in_both_arms",
-        "monitor_hold",
-        "backend_unreachable",
-        "backend_recovered",
-        "operator_keys",
-        "store_lost_writes",
-        "events_log_gap",
-        "topics_recreated",
-        "metric_source_unavailable",
-        "metric_source_recovered",
-        "pipeline_stopped",
-        "late_regression",
-        "evidence_behind",
-    ]
+    kind: AlertKind
     summary: Reason
     details: dict[str, Any] = Field(default_factory=dict)
 

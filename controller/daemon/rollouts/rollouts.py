@@ -67,6 +67,9 @@ class VersionFloorSource(Protocol):
     def saw(self, flag: str, version: int) -> None:
         """``flag`` was saved at ``version`` since the floors were read."""
 
+    def forget(self) -> None:
+        """Read the floors again for the next one asked for (the store lost its data)."""
+
 
 class Rollouts:
     """Decides each input for a flag, saves the result with its outbox, publishes it."""

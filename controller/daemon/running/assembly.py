@@ -30,6 +30,7 @@ from controller.adapters.redis import (
     RedisGateHistory,
     RolloutStore,
     SegmentStore,
+    StoreMarker,
 )
 from controller.adapters.unleash import UnleashAdmin
 from controller.core.rollouts import Window
@@ -53,11 +54,13 @@ from controller.daemon.rollouts import (
 )
 from controller.daemon.running.closing import Closing
 from controller.daemon.running.connecting import KafkaClients
+from controller.daemon.running.store_keeper import StoreKeeper
 from controller.daemon.running.supervisor import Service
 from controller.daemon.running.topics import TopicKeeper
 from controller.daemon.serving import (
     BrokerWatch,
     StartUp,
+    StoreLoss,
 )
 from controller.ports import Outputs
 from controller.settings import Settings
@@ -118,6 +121,8 @@ class RolloutSide:
     segments: SegmentService
     sources: SourceReadings
     """Guardrails read from Prometheus, each flag's off the gate loop."""
+    loss: StoreLoss = field(default_factory=StoreLoss)
+    """The flags the store lost, served from their last state until they are back."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -270,6 +275,7 @@ def services_of(run: Run, daemon: Daemon) -> dict[str, Service]:
         "brokers": (brokers.run(), brokers.stop),
     }
     services |= _keepers(run, engine, kafka.outputs, daemon.rollouts.segments)
+    services["store"] = _store_keeper(run, daemon)
     sync = daemon.rollouts.sync
     if sync is not None:
         sync.attach(engine.rollouts.apply, daemon.rollouts.segments.reads().held)
@@ -297,6 +303,20 @@ def _keepers(
         )
         services["topics"] = (keeper.run(), keeper.stop)
     return services
+
+
+def _store_keeper(run: Run, daemon: Daemon) -> Service:
+    """The keeper that tells a store that lost the controller's data (see
+    :mod:`.store_keeper`)."""
+    floors = daemon.engine.rollouts.floors
+    keeper = StoreKeeper(
+        marker=StoreMarker(daemon.redis.client, settings=run.settings.redis),
+        states=daemon.rollouts.states,
+        loss=daemon.rollouts.loss,
+        alarm=run.alarms,
+        forget_floors=floors.forget if floors is not None else lambda: None,
+    )
+    return keeper.run(), keeper.stop
 
 
 async def _segments(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from controller.adapters.redis import AppKeyStore, JoinJournal
+from controller.adapters.redis import AppKeyStore, JoinJournal, StoreMarker
 from controller.adapters.redis import HoldoutReads as HoldoutCells
 from controller.daemon.registries import FlagDirectory, KeyBook
 from controller.daemon.rollouts import broker_log_ends, evidence_watch
@@ -19,6 +19,7 @@ from controller.daemon.serving import (
     HoldoutReads,
     IntakeProcess,
     IntakeWorker,
+    LossGuard,
     OtlpIntake,
     Parts,
     ReadWorker,
@@ -46,6 +47,7 @@ async def serve_http(run: Run, daemon: Daemon) -> None:
             team_windows=when.team_windows,
             sources=daemon.rollouts.sources,
             environments=lambda: daemon.engine.keys.environments,  # reloaded on SIGHUP
+            loss=daemon.rollouts.loss,
         ),
     )
     status, console = _views(run, daemon, reads.holdout_report)
@@ -68,6 +70,7 @@ async def serve_http(run: Run, daemon: Daemon) -> None:
         otlp_in=await _otlp_intake(run, daemon, events_in, reads),
         side_ingests=daemon.side_ingests,
         holdouts=reads.holdout_report,
+        loss=LossGuard(daemon.rollouts.loss, StoreMarker(redis.client, settings=settings.redis)),
     )
     await run.enter("http server", http_server(settings, parts))
     run.startup.started(lambda: readiness_of(parts, settings))

@@ -47,6 +47,7 @@ from controller.daemon.serving.otlp_intake import OtlpIntake
 from controller.daemon.serving.read_worker import ReadWorker, flag_states
 from controller.daemon.serving.starting import Readiness, redis_of
 from controller.daemon.serving.status import StatusView
+from controller.daemon.serving.store_loss import LossGuard
 from controller.settings import HttpSettings, Settings
 
 
@@ -73,6 +74,8 @@ class Parts:
     side_ingests: Mapping[str, Ingest] = field(default_factory=dict)
     holdouts: HoldoutReads | None = None
     """The holdouts' reports (the read worker builds them, off the event loop)."""
+    loss: LossGuard | None = None
+    """The flags the store lost, served from their last state until they are back."""
     """Ingests of other topics (the Collector's), by role; their stalls make it not ready."""
 
 
@@ -85,7 +88,7 @@ def http_server(settings: Settings, parts: Parts) -> HttpServer:
         host=settings.http.host,
         port=settings.http.port,
         readiness=lambda: readiness_of(parts, settings),
-        flags=lambda: flag_states(parts.states, parts.signer),
+        flags=lambda: flag_states(parts.states, parts.signer, parts.loss),
         metrics=parts.metrics.exposition,
         metrics_content_type=CONTENT_TYPE,
         rollouts=parts.status,
@@ -137,7 +140,7 @@ def _monitor_intake(settings: Settings, parts: Parts) -> MonitorIntake:
 def _ofrep_routes(settings: Settings, parts: Parts, access: AppAccess) -> OfrepRoutes:
     """OFREP evaluates from a snapshot of the states; it needs no signatures."""
     return OfrepRoutes(
-        parts.reads.states if parts.reads else lambda: flag_states(parts.states, None),
+        parts.reads.states if parts.reads else lambda: flag_states(parts.states, None, parts.loss),
         body_timeout_seconds=settings.http.body_timeout_seconds,
         access=access,
         requests_per_second=settings.http.ofrep_requests_per_second,
@@ -262,7 +265,8 @@ async def readiness_of(parts: Parts, settings: Settings) -> tuple[bool, JsonObje
     move or past their planned end (partitions behind the broker's log end, lagging or
     held), are named (``evidence_behind``), readiness unchanged. The Collector's topics'
     ingests (``otlp.enabled``) are named with their partitions too, and stall readiness as
-    the events ingest does.
+    the events ingest does. A store that lost the controller's data is named
+    (``degraded``, each flag served from its last state meanwhile), readiness unchanged.
     """
     owned: JsonObject = {
         "partitions": parts.ingest.owned_partitions,
@@ -297,7 +301,15 @@ async def readiness_of(parts: Parts, settings: Settings) -> tuple[bool, JsonObje
     ]
     if stalls:
         return False, {"reason": "; ".join(stalls), **owned}
-    return True, owned | _evidence_behind(parts.engine)
+    return True, owned | _evidence_behind(parts.engine) | _degraded(parts.loss)
+
+
+def _degraded(guard: LossGuard | None) -> JsonObject:
+    """The store that lost the controller's data, while flags are served from their last
+    state: named, readiness unchanged (a 503 would take out of service the instance that
+    serves those states; the ``store_lost`` alert is what pages)."""
+    degraded = None if guard is None else guard.loss.degraded()
+    return {"degraded": degraded} if degraded is not None else {}
 
 
 def _evidence_behind(engine: Engine) -> JsonObject:

@@ -22,7 +22,13 @@ from datetime import datetime, timedelta
 
 import orjson
 
-from controller.adapters.redis import HoldoutReads, RedisAggregateStore, RolloutStore, connect
+from controller.adapters.redis import (
+    HoldoutReads,
+    RedisAggregateStore,
+    RolloutStore,
+    StoreMarker,
+    connect,
+)
 from controller.core.holdouts import HoldoutReport
 from controller.core.reading import FlagStates, FlagStateView, RolloutList
 from controller.core.release import Environments
@@ -32,6 +38,7 @@ from controller.daemon.outputs import flag_state_fields, signed_states
 from controller.daemon.rollouts import SourceReadings, evidence_watch
 from controller.daemon.serving.holdouts import HoldoutView
 from controller.daemon.serving.status import StatusView, readable
+from controller.daemon.serving.store_loss import LossGuard, StoreLoss
 from controller.kit.loop_thread import LoopThread
 from controller.settings import Settings
 
@@ -48,8 +55,13 @@ class ReadWorker(LoopThread):
         team_windows: tuple[Window, ...] = (),
         sources: SourceReadings | None = None,
         environments: Callable[[], Environments] = Environments,
+        loss: StoreLoss | None = None,
     ) -> None:
+        """``loss``: the flags the store lost, served from their last state (see
+        :mod:`.store_loss`); None: served as the store has them."""
         super().__init__(name="read-worker")
+        self._loss: StoreLoss | None = loss
+        self._guard: LossGuard | None = None
         self._settings, self._signer = settings, signer
         self._sources, self._environments = sources, environments
         self._clock, self._team_windows = clock, team_windows
@@ -68,7 +80,7 @@ class ReadWorker(LoopThread):
     async def states(self) -> FlagStates:
         """Every flag's state, unsigned: what OFREP evaluates from."""
         assert self._states is not None
-        return await self._call(flag_states(self._states, None))
+        return await self._call(flag_states(self._states, None, self._guard))
 
     async def rollouts(self) -> list[Rollout]:
         """Every published rollout, read and decoded here: what OTLP is translated against
@@ -88,6 +100,8 @@ class ReadWorker(LoopThread):
         redis = self._settings.redis
         client = await self._stack.enter_async_context(connect(redis))
         self._states = RolloutStore(client, settings=redis)
+        if self._loss is not None:
+            self._guard = LossGuard(self._loss, StoreMarker(client, settings=redis))
         aggregates = RedisAggregateStore(client, settings=redis, topic=self._settings.topics.events)
         cells = HoldoutReads(client, settings=redis, topic=self._settings.topics.events)
         self._holdouts = HoldoutView(
@@ -110,18 +124,24 @@ class ReadWorker(LoopThread):
 
     async def _flag_list(self) -> bytes:
         assert self._states is not None
-        states = await flag_states(self._states, self._signer)
+        states = await flag_states(self._states, self._signer, self._guard)
         return orjson.dumps([s.served() for s in states.root], option=orjson.OPT_SORT_KEYS)
 
 
-async def flag_states(states: RolloutStore, signer: StateSigner | None) -> FlagStates:
+async def flag_states(
+    states: RolloutStore, signer: StateSigner | None, guard: LossGuard | None = None
+) -> FlagStates:
     """Every flag's current state as apps see it (signed, with a key), in two round trips.
 
     ``GET /flags`` and OFREP answer from this, the flag-state topic from what was
     published: a flag with no published state (a start scheduled for a flag never
-    served) is in none of them until it starts.
+    served) is in none of them until it starts. With ``guard``, a flag the store lost is
+    served from its last state until it is back (:mod:`.store_loss`).
     """
-    fields = [flag_state_fields(r) for r in await published_rollouts(states)]
+    rollouts = await published_rollouts(states)
+    if guard is not None:
+        rollouts = await guard.served(rollouts)
+    fields = [flag_state_fields(r) for r in rollouts]
     return FlagStates([FlagStateView.model_validate(s) for s in signed_states(fields, signer)])
 
 

@@ -99,6 +99,17 @@ CASES: list[tuple[str, str, dict[str, Any], list[str]]] = [
         ["*stored_offset*\n5522", "*acknowledged*\n5733"],
     ),
     (
+        "store_lost",
+        "critical",
+        {
+            "flags": {
+                "checkout": {"rollout_id": "r9", "phase": "running", "stage": "stage 3/5 (25%)"}
+            },
+            "rebuilding": True,
+        },
+        ["*rebuilding*\nTrue"],  # each flag and its stage are named in the summary
+    ),
+    (
         "events_log_gap",
         "critical",
         {"partition": 2, "stored_offset": 1000, "beginning": 0, "end": 0},

@@ -1,0 +1,81 @@
+"""A store that lost the controller's data, on a real Redis: told once, its flags served
+from their last state until they are back, named by readiness."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import pytest
+from redis import asyncio as aioredis
+
+from controller.adapters.redis import RolloutStore, StoreMarker, connect
+from controller.core.rollouts import RaiseAlert
+from controller.daemon.running.store_keeper import StoreKeeper
+from controller.daemon.serving import LossGuard, StoreLoss
+from controller.daemon.serving.read_worker import flag_states
+from controller.ports import SaveOutcome, StateWrite
+from controller.settings import RedisSettings
+from tests.unit.daemon.serving.test_store_loss import rollout
+
+pytestmark = pytest.mark.integration
+
+
+async def _lose(redis_url: str, prefix: str) -> None:
+    """What a Redis restarted without its data leaves of the controller's keys: none."""
+    client = aioredis.Redis.from_url(redis_url)
+    try:
+        keys = [k async for k in client.scan_iter(match=f"*{prefix}*", count=1000)]
+        if keys:
+            await client.delete(*keys)
+    finally:
+        await client.aclose()
+
+
+async def test_a_lost_store_is_told_once_and_its_flags_served_until_they_are_back(
+    redis_url: str, redis_namespace: str
+) -> None:
+    settings = RedisSettings(url=redis_url, key_prefix=redis_namespace)
+    alerts: list[RaiseAlert] = []
+    rebuilt: list[list[str]] = []
+
+    async def rebuild(lost: object) -> None:
+        assert isinstance(lost, Mapping)
+        rebuilt.append(sorted(lost))
+
+    async with connect(settings) as client:
+        states, loss = RolloutStore(client, settings=settings), StoreLoss()
+        marker = StoreMarker(client, settings=settings)
+        keeper = StoreKeeper(
+            marker=marker, states=states, loss=loss, alarm=alerts.append, rebuild=rebuild
+        )
+        guard = LossGuard(loss, marker)
+        # Given a store the keeper claimed (new: nothing to rebuild) with two flags served
+        assert await keeper.check() is False
+        assert rebuilt == [[]]
+        for flag, stage in (("a", 2), ("b", 0)):
+            saved = await states.save(flag, StateWrite(rev=0, rollout=rollout(flag, stage)))
+            assert saved is SaveOutcome.SAVED
+        assert await keeper.check() is False
+        served = await flag_states(states, None, guard)
+        assert [(s.flag, s.percent) for s in served.root] == [("a", 25.0), ("b", 1.0)]
+        # When Redis loses the controller's data
+        await _lose(redis_url, redis_namespace)
+        # Then a read before the keeper looked still serves both flags, never none
+        served = await flag_states(states, None, guard)
+        assert [(s.flag, s.percent) for s in served.root] == [("a", 25.0), ("b", 1.0)]
+        # ...the keeper tells it once, naming each flag and its stage, and asks to rebuild
+        assert await keeper.check() is True
+        assert await keeper.check() is False
+        assert [a.kind for a in alerts] == ["store_lost"]
+        assert "a: rollout r-a running at stage 3/5 (25%)" in alerts[0].summary
+        assert "b: rollout r-b running at stage 1/5 (1%)" in alerts[0].summary
+        assert rebuilt == [[], ["a", "b"]]
+        assert await marker.read() == loss.identity  # claimed again: the next loss is told
+        assert loss.degraded() is not None
+        assert loss.lost_flags() == ["a", "b"]
+        # ...and once a flag is back in the store it is served as the store has it
+        back = rollout("a", 2, version=7)
+        assert await states.save("a", StateWrite(rev=0, rollout=back)) is SaveOutcome.SAVED
+        served = await flag_states(states, None, guard)
+        assert [(s.flag, s.version) for s in served.root] == [("a", 7), ("b", 3)]
+        assert loss.lost_flags() == ["b"]
