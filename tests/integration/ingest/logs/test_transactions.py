@@ -6,7 +6,9 @@ Apache Kafka, a producer with a ``transactional.id`` (librdkafka, as Kafka Strea
 Flink or Connect would be) commits and aborts while ingest reads: the offset stored in
 Redis reaches the broker's log end on every partition, the one whose log ends with a
 commit marker, the one whose log ends with an abort, and the one that never held a
-committed record, and the counts are those of the committed records alone.
+committed record, and the counts are those of the committed records alone. A
+transaction left open holds its partition where it began (its records are on the log,
+whether they count is not known yet) until it commits.
 
 A fetch that moves the consumer's position with no record served may also be the
 client's reset after the log lost what was stored: with a stand-in broker that answers
@@ -20,11 +22,11 @@ import asyncio
 import contextlib
 import random
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from confluent_kafka import Producer
 
@@ -102,21 +104,21 @@ def plan_of(rng: random.Random) -> tuple[list[Transaction], list[dict[str, Any]]
     return plan, committed
 
 
-async def test_a_transactional_producers_log_is_counted_to_its_end(
-    apache_kafka_bootstrap: str, redis_url: str, redis_namespace: str
-) -> None:
-    bootstrap, partitions = apache_kafka_bootstrap, 3
+@contextlib.asynccontextmanager
+async def reading(
+    bootstrap: str, redis_url: str, prefix: str, partitions: int
+) -> AsyncIterator[tuple[str, RedisAggregateStore, Ingest]]:
+    """Ingest reading a new topic of ``partitions`` on ``bootstrap`` into Redis, every
+    partition claimed; the topic, the store and the ingest."""
     topic = f"tx-{uuid.uuid4().hex[:8]}"
-    kafka = KafkaSettings(bootstrap_servers=bootstrap, group_id=f"g-{redis_namespace}")
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
         await admin.create_topics([NewTopic(topic, partitions, replication_factor=1)])
     finally:
         await admin.close()
-    rig = Rig(bootstrap, redis_url, topic, "unused-dlq", redis_namespace)
-    settings = RedisSettings(url=redis_url, key_prefix=redis_namespace)
-    plan, committed = plan_of(random.Random(78))
+    kafka = KafkaSettings(bootstrap_servers=bootstrap, group_id=f"g-{prefix}")
+    settings = RedisSettings(url=redis_url, key_prefix=prefix)
     async with connect(settings) as client:
         store = RedisAggregateStore(client, settings=settings, topic=topic)
         gaps = LogGaps(store=GapStore(client, settings=settings, topic=topic), topic=topic)
@@ -130,23 +132,84 @@ async def test_a_transactional_producers_log_is_counted_to_its_end(
                 await eventually(
                     lambda: ingest.owned_partitions == partitions, timeout=60, what="claimed"
                 )
-                # Given transactions committed and aborted while ingest reads
-                await asyncio.to_thread(transactions, bootstrap, topic, plan)
-                ends = await log_ends(bootstrap, topic, partitions)
-
-                # Then every partition is counted up to the broker's log end
-                async def stored() -> dict[int, int | None]:
-                    found = {p: await store.offset(p) for p in range(partitions)}
-                    assert found == ends, f"stored {found}, log ends {ends}"
-                    return found
-
-                await eventually(stored, timeout=60, what="every log counted to its end")
-                assert ingest.held() is None
+                yield topic, store, ingest
             finally:
                 ingest.stop()
                 await asyncio.wait_for(task, 30)
+
+
+async def stored_at(store: RedisAggregateStore, wanted: dict[int, int]) -> bool:
+    found = {p: await store.offset(p) for p in wanted}
+    assert found == wanted, f"stored {found}, wanted {wanted}"
+    return True
+
+
+async def test_a_transactional_producers_log_is_counted_to_its_end(
+    apache_kafka_bootstrap: str, redis_url: str, redis_namespace: str
+) -> None:
+    bootstrap = apache_kafka_bootstrap
+    plan, committed = plan_of(random.Random(78))
+    async with reading(bootstrap, redis_url, redis_namespace, 3) as (topic, store, ingest):
+        # Given transactions committed and aborted while ingest reads
+        await asyncio.to_thread(transactions, bootstrap, topic, plan)
+        ends = await log_ends(bootstrap, topic, 3)
+        # Then every partition is counted up to the broker's log end
+        await eventually(lambda: stored_at(store, ends), timeout=60, what="every log counted")
+        assert ingest.held() is None
     # and what is counted is the committed records, exactly: no aborted one
+    rig = Rig(bootstrap, redis_url, topic, "unused-dlq", redis_namespace)
     await rig.assert_exact(committed)
+
+
+async def test_an_open_transaction_is_counted_once_it_commits_and_holds_its_partition_till_then(
+    apache_kafka_bootstrap: str, redis_url: str, redis_namespace: str
+) -> None:
+    bootstrap = apache_kafka_bootstrap
+    first, held, later = (events_on(partition, k) for k, partition in enumerate((0, 0, 1)))
+    async with reading(bootstrap, redis_url, redis_namespace, 2) as (topic, store, _):
+        rig = Rig(bootstrap, redis_url, topic, "unused-dlq", redis_namespace)
+        producer = Producer({"bootstrap.servers": bootstrap, "transactional.id": topic})
+        await asyncio.to_thread(producer.init_transactions, 30)
+        # Given a partition counted to its end
+        await asyncio.to_thread(_committed, producer, topic, 0, first)
+        await eventually(lambda: stored_at(store, {0: 6}), timeout=60, what="the first counted")
+        # When a transaction's records are on its log, the transaction still open
+        producer.begin_transaction()
+        await asyncio.to_thread(_written, producer, topic, 0, held)
+        # Then, though later records of the other partition are counted, they are not
+        async with AIOKafkaProducer(bootstrap_servers=bootstrap) as plain:
+            for event in later:
+                await plain.send_and_wait(topic, encode(event), partition=1)
+        await eventually(lambda: stored_at(store, {1: 5}), timeout=60, what="partition 1")
+        assert await store.offset(0) == 6
+        assert (await log_ends(bootstrap, topic, 2))[0] == 6 + len(held)
+        # And once it commits, partition 0 is counted to its end, the transaction with it
+        await asyncio.to_thread(producer.commit_transaction, 30)
+        end = (await log_ends(bootstrap, topic, 2))[0]
+        assert end == 6 + len(held) + 1  # its commit marker
+        await eventually(lambda: stored_at(store, {0: end}), timeout=60, what="the commit")
+    await rig.assert_exact(first + held + later)
+
+
+def _written(producer: Producer, topic: str, partition: int, events: list[dict[str, Any]]) -> None:
+    for event in events:
+        producer.produce(topic, encode(event), key=event["unit"].encode(), partition=partition)
+    assert producer.flush(30) == 0
+
+
+def events_on(partition: int, k: int) -> list[dict[str, Any]]:
+    """Five events of units of their own on ``partition`` (the ``k``-th five)."""
+    rng = random.Random(k)
+    events = [make_event(rng, 100 * k + i, flags=1) for i in range(5)]
+    return [{**e, "unit": f"p{partition}-{e['unit']}"} for e in events]
+
+
+def _committed(
+    producer: Producer, topic: str, partition: int, events: list[dict[str, Any]]
+) -> None:
+    producer.begin_transaction()
+    _written(producer, topic, partition, events)
+    producer.commit_transaction(30)
 
 
 class Skipping(Source):
