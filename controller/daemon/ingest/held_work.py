@@ -5,6 +5,10 @@ same deltas (up to a bound the loop keeps), so the daemon does not wait on Redis
 records are there to fold and Redis gets one larger flush for them all. So too while the
 last flush started less than ``ingest.flush_interval_ms`` ago: events that trickle in
 then reach Redis in fewer, larger flushes, whose work per cell more events share.
+
+Each partition's held work ends where the fetch left the consumer, past the transaction
+markers and aborted records after its last record (:meth:`HeldWork.read_on`,
+:mod:`.read_past`): the flush stores that offset with the counts.
 """
 
 from __future__ import annotations
