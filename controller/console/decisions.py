@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import orjson
 
 from controller.console.figures import ts_ms
-from controller.console.pages import clock, esc
+from controller.console.pages import clock, esc, section
 from controller.core.machine import applicable
 from controller.core.reading import (
     RolloutView,
@@ -48,7 +48,7 @@ def advisor_section(decisions: Sequence[Decision]) -> str:
             + "".join(_opinion(d, a) for d, a in reversed(opinions))
             + "</ul>"
         )
-    return f'<section aria-labelledby="h-advisor"><h2 id="h-advisor">Advisor</h2>{body}</section>'
+    return section("advisor", "Advisor", body)
 
 
 def _opinion(decision: Decision, advice: AdvisorReply) -> str:
@@ -75,7 +75,7 @@ def decisions_section(decisions: Sequence[Decision]) -> str:
         body = (
             '<ul class="decisions">' + "".join(_decision(d) for d in reversed(decisions)) + "</ul>"
         )
-    return _section("decisions", "Decisions", body)
+    return section("decisions", "Decisions", body)
 
 
 def _decision(d: Decision) -> str:
@@ -117,7 +117,7 @@ def commands_section(status: RolloutView) -> str:
         else f'<p class="none">The rollout is {esc(phase) or "in no phase"}: no command applies.'
         f" A new rollout starts with <code>rolloutctl start {esc(quoted)} --plan FILE</code>.</p>"
     )
-    return f'<section aria-labelledby="h-commands"><h2 id="h-commands">Act</h2>{body}</section>'
+    return section("commands", "Act", body)
 
 
 def _applicable(status: RolloutView) -> list[CommandAction]:
@@ -125,7 +125,3 @@ def _applicable(status: RolloutView) -> list[CommandAction]:
     reasons = {r.value: r for r in PauseReason}
     phase = phases.get(status.phase)
     return applicable(phase, reasons.get(status.pause_reason or "")) if phase else []
-
-
-def _section(slug: str, title: str, body: str) -> str:
-    return f'<section aria-labelledby="h-{slug}"><h2 id="h-{slug}">{title}</h2>{body}</section>'

@@ -50,6 +50,11 @@ def esc(value: object) -> str:
     return html_text(value)
 
 
+def section(slug: str, title: str, body: str) -> str:
+    """A page's section, headed ``title`` and labelled by its heading (``h-<slug>``)."""
+    return f'<section aria-labelledby="h-{slug}"><h2 id="h-{slug}">{title}</h2>{body}</section>'
+
+
 def flag_url(flag: str) -> str:
     return "/ui/rollouts/" + quote(flag, safe="")
 

@@ -6,8 +6,8 @@ Stages are named as every output names them
 (:mod:`controller.core.reading.wording`: ``stage 3/5 (25%)``); the raw evidence shown
 under each decision keeps the published (0-based) ``stage`` field as it is on
 the wire. The charts are :mod:`controller.console.figures`', the same a
-written report draws; the advisor, decisions and commands sections are
-:mod:`controller.console.decisions`'.
+written report draws; the sample-ratio section is :mod:`controller.console.sample_ratio`';
+the advisor, decisions and commands sections are :mod:`controller.console.decisions`'.
 """
 
 from __future__ import annotations
@@ -24,23 +24,19 @@ from controller.console.pages import (
     esc,
     percent_cell,
     phase_text,
+    section,
     stage_text,
 )
+from controller.console.sample_ratio import srm_section
 from controller.core.reading import (
-    ArmLatency,
-    Evidence,
     RolloutHistory,
     RolloutView,
     Span,
     budget_text,
     compares,
-    comparison_text,
     dominant_text,
     guardrail_state,
-    holdout_line,
     limit_reading,
-    ms_text,
-    ratio_word,
     rollout_span,
     running_text,
     source_lines,
@@ -83,7 +79,7 @@ def rollout_detail(page: RolloutPage) -> str:
             _summary(status, verdict_line(status, decisions)),
             _timeline(status, page, history),
             _charts(page.guardrails, status, history, decisions),
-            _srm(status, history),
+            srm_section(status, history),
             _sources(status),
             advisor_section(decisions),
             decisions_section(decisions),
@@ -239,8 +235,8 @@ def _charts(
         )
     body = "".join(sections) or '<p class="none">No guardrails in this plan.</p>'
     limits = [_limit(status, f) for f in drawn if f.limit is not None]
-    shown = _section("limits", "Limits", "".join(limits)) if limits else ""
-    return _section("guardrails", "Guardrails", body) + shown
+    shown = section("limits", "Limits", "".join(limits)) if limits else ""
+    return section("guardrails", "Guardrails", body) + shown
 
 
 def _limit(status: RolloutView, figure: Figure) -> str:
@@ -310,86 +306,6 @@ def _arms(figure: Figure) -> str:
     )
 
 
-def _srm(status: RolloutView, history: RolloutHistory) -> str:
-    """The sample-ratio check now, or as the last recorded gate saw it once the rollout ended."""
-    now = Evidence.read(status.evidence)
-    compared = comparison_text(status.evidence)
-    note = f'<p class="comparison"><b>Comparison</b>: {esc(compared)}</p>' if compared else ""
-    if (ring := now.audience) is not None:
-        against = "absolute limits" if compared else "a concurrent control"
-        note = (
-            f'<p class="audience"><b>Audience</b>: {esc(ring.text())},'
-            f" compared against {against}</p>{note}"
-        )
-    latency = now.latency or {}
-    arms = {
-        arm: _arm_cells(counts, latency.get(arm))
-        for arm, counts in (now.arms or {}).items()
-        if counts is not None
-    }
-    points = history.points()
-    if now.srm is not None:
-        srm = now.srm
-        word = srm.word()  # "no units yet" on 0 against 0: no ratio was checked
-        kind = word if word in ("mismatch", "ok") else "none"  # one arm: nothing to check
-        said = ratio_word(word, status.holdout)
-        kind = "mismatch" if said != word else kind  # the holdout's cohort is missing
-        text = (
-            f'<p class="srm {kind}"><b>{said}</b>: {_units(srm.observed_treatment)}'
-            f" treatment units against {_num(srm.expected_treatment)} expected;"
-            f" sequential p = {_num(srm.sequential_p_value)}"
-            f" (threshold {_num(srm.p_threshold)})</p>"
-        )
-    elif points:
-        last = points[-1]
-        arms = {arm: _arm_cells(c, None) for arm, c in last.arms.items()}
-        text = (
-            f'<p class="srm">At the last recorded gate ({esc(clock(last.ts_ms))},'
-            f" {esc(history.names().get(last.stage, ''))}): sequential p ="
-            f" {_num(last.srm_p)}</p>"
-        )
-    else:
-        text = '<p class="none">No gate evidence yet.</p>'
-    if status.holdout is not None:
-        text += f'<p class="srm holdout">{esc(holdout_line(status.holdout))}</p>'
-    rows = "".join(
-        f'<tr><th scope="row">{esc(arm)}</th>'
-        + "".join(f"<td>{esc(cell)}</td>" for cell in cells)
-        + "</tr>"
-        for arm, cells in arms.items()
-    )
-    head = "".join(f'<th scope="col">{k}</th>' for k in _ARM_HEAD)
-    table = (
-        '<div class="scroll" tabindex="0" role="region" aria-label="arms">'
-        f'<table class="arms"><thead><tr><th scope="col">arm</th>{head}</tr></thead>'
-        f"<tbody>{rows}</tbody></table></div>"
-        if rows
-        else ""
-    )
-    return _section("srm", "Sample ratio", note + text + table)
-
-
-_ARM_COLUMNS = ("units", "exposures", "requests", "errors", "conversions")
-_ARM_HEAD = (*_ARM_COLUMNS, "latency p50 (ms)", "p95 (ms)", "p99 (ms)")
-
-
-def _arm_cells(counts: object, latency: ArmLatency | None) -> tuple[str, ...]:
-    """An arm's counts, then its own latency (``-`` where the gate gave none)."""
-    tally = tuple(str(getattr(counts, k, None) or 0) for k in _ARM_COLUMNS)
-    q = latency or ArmLatency()
-    return tally + tuple(ms_text(v).removesuffix(" ms") for v in (q.p50, q.p95, q.p99))
-
-
-def _num(value: float | None) -> str:
-    return "-" if value is None else f"{value:.3g}"
-
-
-def _units(value: float | None) -> str:
-    if value is None:
-        return "-"
-    return f"{value:.0f}" if value.is_integer() else f"{value:g}"
-
-
 def _sources(status: RolloutView) -> str:
     """What the gate read from Prometheus: each query as asked, escaped, and each arm's
     numbers; nothing for a plan that reads no metric source."""
@@ -397,8 +313,4 @@ def _sources(status: RolloutView) -> str:
     if not lines:
         return ""
     body = f'<pre class="sources">{esc(chr(10).join(lines))}</pre>'
-    return _section("sources", "Read from Prometheus", body)
-
-
-def _section(slug: str, title: str, body: str) -> str:
-    return f'<section aria-labelledby="h-{slug}"><h2 id="h-{slug}">{title}</h2>{body}</section>'
+    return section("sources", "Read from Prometheus", body)
