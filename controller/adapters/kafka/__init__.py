@@ -30,7 +30,7 @@ from controller.adapters.kafka.producer import (
 )
 from controller.adapters.kafka.readers import GroupConsumer, TopicReader
 from controller.adapters.kafka.spans import SpanReader
-from controller.adapters.kafka.version_floors import TopicVersionFloors
+from controller.adapters.kafka.version_floors import TopicVersionFloors, read_from_beginning
 from controller.ports import DeadLetter, Record
 
 __all__ = [
@@ -52,6 +52,7 @@ __all__ = [
     "ensure_topics",
     "log_ends",
     "partition_for",
+    "read_from_beginning",
     "send_and_wait",
     "send_many",
     "topic_names",

@@ -1,5 +1,8 @@
 """The flag versions the flag-state and decisions topics have seen, read for the daemon.
 
+:func:`read_from_beginning` reads topics from their beginning to their end now, for
+this and for rebuilding the flags a lost store took.
+
 :class:`TopicVersionFloors` reads both topics from their beginning to their
 end as of the read (no group, no offsets left on the broker) into a
 :class:`~controller.core.serving.VersionFloors`, once, and answers every
@@ -18,6 +21,7 @@ broker failed.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 from controller.adapters.kafka.readers import TopicReader
 from controller.core.common import BrokerUnavailable
@@ -78,14 +82,30 @@ class TopicVersionFloors:
 async def read_floors(
     kafka: KafkaSettings, topics: list[str], *, timeout_s: float, max_records: int
 ) -> VersionFloors:
-    """The versions ``topics`` (flag-state and decisions) name, per flag, to their end now.
+    """The versions ``topics`` (flag-state and decisions) name, per flag, to their end now."""
+    floors = VersionFloors()
+    await read_from_beginning(
+        kafka, topics, floors.take, timeout_s=timeout_s, max_records=max_records
+    )
+    return floors
 
-    Read a chunk at a time, so what is kept in memory is one chunk's records."""
-    floors, read = VersionFloors(), 0
+
+async def read_from_beginning(
+    kafka: KafkaSettings,
+    topics: list[str],
+    take: Callable[[bytes | None], None],
+    *,
+    timeout_s: float,
+    max_records: int,
+) -> None:
+    """Hand ``take`` each value of ``topics``, from their beginning to their end now, in
+    order per partition; a chunk at a time, so what is kept in memory is one chunk's
+    records. Raises :class:`BrokerUnavailable` when the end is not reached in time."""
+    read = 0
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_s
     reader = TopicReader(
-        kafka, topics, from_end=False, client_id="rollout-version-floors", timeout_s=timeout_s
+        kafka, topics, from_end=False, client_id="rollout-topic-history", timeout_s=timeout_s
     )
     async with reader:
         while read < max_records and (left := deadline - loop.time()) > 0:
@@ -99,10 +119,10 @@ async def read_floors(
             )
             read += len(values)
             for value in values:
-                floors.take(value)
+                take(value)
             if whole:
-                return floors
+                return
     raise BrokerUnavailable(
-        f"the versions of {', '.join(topics)} could not be read to their end within"
+        f"{', '.join(topics)} could not be read to their end within"
         f" {timeout_s:g} s and {max_records:,} records"
     )

@@ -27,20 +27,21 @@ class StoreMarker:
 
     def __init__(self, client: RedisClient, *, settings: RedisSettings) -> None:
         self._redis = client
-        self._key = f"{settings.key_prefix}:store"
+        self.key = f"{settings.key_prefix}:store"
+        """The identity's key."""
 
     async def read(self) -> str | None:
         """The store's identity; None: it has none (new, or it lost what it held)."""
         async with translated():
-            found = await self._redis.get(self._key)
+            found = await self._redis.get(self.key)
         return None if found is None else as_text(found)
 
     async def claim(self) -> tuple[str, bool]:
         """The store's identity, written now if it had none; and whether it was written."""
         token = secrets.token_hex(16)
         async with translated():
-            written = await self._redis.set(self._key, token, nx=True)
-            found = token if written else await self._redis.get(self._key)
+            written = await self._redis.set(self.key, token, nx=True)
+            found = token if written else await self._redis.get(self.key)
         if found is None:  # dropped between the two calls: another loss, claimed again
             return await self.claim()
         return as_text(found), bool(written)

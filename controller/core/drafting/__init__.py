@@ -1,5 +1,9 @@
-"""Drafting plans and rules: templates, ring and rule forms, and the lint of a drafted rule."""
+"""Drafting plans and rules: templates, ring and rule forms, and the lint of a drafted rule.
 
+And the commands that restore a flag to a decision, or rebuild every flag a lost store took.
+"""
+
+from controller.core.drafting.rebuild import Rebuild, TopicHistory
 from controller.core.drafting.restore import (
     FlagNow,
     FlagThen,
@@ -54,12 +58,14 @@ __all__ = [
     "FlagNow",
     "FlagThen",
     "Preview",
+    "Rebuild",
     "RestorePlan",
     "RestoreRefusal",
     "RestoreStep",
     "RingDraft",
     "Risk",
     "SegmentState",
+    "TopicHistory",
     "draft_messages",
     "draft_schema",
     "errors",

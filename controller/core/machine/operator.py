@@ -92,16 +92,17 @@ def _start(state: Rollout | None, cmd: CommandInput) -> Step:
     if at is not None and at > cmd.now:
         return schedule(state, cmd, cmd.plan, at)
     version = next_version(state.flag_version if state else 0, cmd.version_floor)
+    stage = min(max(cmd.start_stage, 0), len(cmd.plan.stages) - 1)
     new = Rollout(
         flag=cmd.flag,
         rollout_id=cmd.new_rollout_id,
         plan=cmd.plan,
         phase=Phase.RUNNING,
-        stage=0,
+        stage=stage,
         stage_started_at=cmd.now,
         salt=cmd.new_salt,
         flag_version=version,
-        stage_versions={0: [version]},
+        stage_versions={stage: [version]},
         note=cmd.reason[:500],
         applied=cmd.applied,
         started_at=cmd.now,

@@ -319,6 +319,9 @@ class CommandInput:
     version_floor: int = 0
     """With start: the highest version the topics have seen for the flag; the new rollout's
     versions are numbered above it (:func:`~controller.core.serving.versions.next_version`)."""
+    start_stage: int = 0
+    """With start: the stage it starts at (a flag rebuilt at its last decision after the
+    store lost it, not from a command); its clock and evidence start there and then."""
 
 
 @dataclass(frozen=True, slots=True)

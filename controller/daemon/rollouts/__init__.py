@@ -9,6 +9,7 @@ from controller.daemon.rollouts.completeness import (
 from controller.daemon.rollouts.engine import Clock, Engine, build_engine
 from controller.daemon.rollouts.history import Recorder
 from controller.daemon.rollouts.ownership import Ownership
+from controller.daemon.rollouts.rollouts import Rollouts
 from controller.daemon.rollouts.sources import SourceReadings
 from controller.daemon.rollouts.team_windows import read_windows_file
 
@@ -19,6 +20,7 @@ __all__ = [
     "IngestProgress",
     "Ownership",
     "Recorder",
+    "Rollouts",
     "SourceReadings",
     "broker_log_ends",
     "build_engine",

@@ -169,7 +169,8 @@ class Rollouts:
             return event
         if event.action is not CommandAction.START:
             return event
-        return dataclasses.replace(event, version_floor=await floors.floor(flag))
+        floor = max(event.version_floor, await floors.floor(flag))
+        return dataclasses.replace(event, version_floor=floor)
 
     async def _children_told(self, flag: str, event: Input) -> None:
         """Record the kill of ``flag`` on the history of every flag served that requires it

@@ -54,6 +54,7 @@ from controller.daemon.rollouts import (
 )
 from controller.daemon.running.closing import Closing
 from controller.daemon.running.connecting import KafkaClients
+from controller.daemon.running.rebuilding import Rebuilder, topic_history
 from controller.daemon.running.store_keeper import StoreKeeper
 from controller.daemon.running.supervisor import Service
 from controller.daemon.running.topics import TopicKeeper
@@ -306,15 +307,24 @@ def _keepers(
 
 
 def _store_keeper(run: Run, daemon: Daemon) -> Service:
-    """The keeper that tells a store that lost the controller's data (see
-    :mod:`.store_keeper`)."""
-    floors = daemon.engine.rollouts.floors
+    """The keeper that tells a store that lost the controller's data, and the rebuilder of
+    its flags (see :mod:`.store_keeper` and :mod:`.rebuilding`)."""
+    floors, settings = daemon.engine.rollouts.floors, run.settings
+    rebuilder = Rebuilder(
+        rollouts=daemon.engine.rollouts,
+        states=daemon.rollouts.states,
+        read=topic_history(settings.kafka, settings.topics),
+        owns=daemon.kafka.control.owns,
+        loss=daemon.rollouts.loss,
+        clock=run.when.clock,
+    )
     keeper = StoreKeeper(
-        marker=StoreMarker(daemon.redis.client, settings=run.settings.redis),
+        marker=StoreMarker(daemon.redis.client, settings=settings.redis),
         states=daemon.rollouts.states,
         loss=daemon.rollouts.loss,
         alarm=run.alarms,
         forget_floors=floors.forget if floors is not None else lambda: None,
+        rebuilder=rebuilder,
     )
     return keeper.run(), keeper.stop
 

@@ -15,30 +15,48 @@ gone, or another, is a loss. Then, in this order:
 4. one ``store_lost`` alert names each flag lost, with its rollout and stage (raised by
    the instance whose new identity the store took: one alert a loss, however many
    instances found it);
-5. ``rebuild`` is awaited with them, where the daemon rebuilds flags itself.
+5. the rebuilder reads the topics and plans each flag's rebuild
+   (:mod:`.rebuilding`); every look after rebuilds those this instance owns.
 
 A store found without an identity at start is new, or lost its data while no
-controller ran: ``rebuild`` is awaited with no flags then, and rebuilds from the
-topics whatever they say had a state.
+controller ran: whatever the topics say had a state is rebuilt, told by one
+``store_lost`` alert where there was any.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Protocol
 
 import structlog
 
 from controller.adapters.redis import RolloutStore, StoreMarker
 from controller.core.common import ControllerError
+from controller.core.drafting import Rebuild
 from controller.core.rollouts import RaiseAlert, Rollout
+from controller.daemon.running.rebuilding import rebuild_alert
 from controller.daemon.serving import StoreLoss, loss_alert, published_rollouts
 
 log = structlog.get_logger("controller.daemon.running.store_keeper")
 CHECK_SECONDS = 1.0
 """How often the keeper reads the store's identity."""
-Rebuild = Callable[[Mapping[str, Rollout]], Awaitable[object]]
+
+
+class Rebuilding(Protocol):
+    """What rebuilds the flags a lost store took (:class:`.rebuilding.Rebuilder`)."""
+
+    @property
+    def pending(self) -> Mapping[str, object]:
+        """The flags planned and not rebuilt yet."""
+
+    @property
+    def refused(self) -> Mapping[str, str]:
+        """The flags lost that cannot be rebuilt, and why."""
+
+    async def plan(self) -> Mapping[str, Rebuild]: ...
+    async def step(self) -> list[str]: ...
 
 
 class StoreKeeper:
@@ -52,12 +70,14 @@ class StoreKeeper:
         loss: StoreLoss,
         alarm: Callable[[RaiseAlert], None],
         forget_floors: Callable[[], None] = lambda: None,
-        rebuild: Rebuild | None = None,
+        rebuilder: Rebuilding | None = None,
         every: float = CHECK_SECONDS,
     ) -> None:
         self._marker, self._states, self._loss = marker, states, loss
-        self._alarm, self._forget_floors, self._rebuild = alarm, forget_floors, rebuild
+        self._alarm, self._forget_floors, self._rebuilder = alarm, forget_floors, rebuilder
         self._every = every
+        self._due: str | None = None
+        """Why the flags are to be rebuilt, until the rebuild is planned."""
         self._stopping = asyncio.Event()
 
     def stop(self) -> None:
@@ -68,27 +88,43 @@ class StoreKeeper:
         while not self._stopping.is_set():
             try:
                 await self.check()
-            except ControllerError as exc:  # Redis away: readiness says so; look again
-                log.debug("store_check_skipped", error=str(exc)[:300])
+            except ControllerError as exc:  # Redis or the broker away: look again
+                log.warning("store_check_failed", error=str(exc)[:300])
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), self._every)
 
     async def check(self) -> bool:
-        """Look once; whether a loss was found."""
+        """Look once, and rebuild what waits for this instance; whether a loss was found."""
         if self._loss.identity is None:
             identity, written = await self._marker.claim()
             self._loss.known(identity)
-            if written and self._rebuild is not None:
+            if written:
                 log.info("store_identity_claimed", why="the store had none: new, or it lost")
-                await self._rebuild({})
-            return False
-        rollouts = await published_rollouts(self._states)
-        marker = await self._marker.read()
-        if marker == self._loss.identity:
-            self._loss.served(rollouts, marker)
-            return False
-        await self._lost(rollouts)
-        return True
+                self._due = "started empty"
+            found = False
+        else:
+            rollouts = await published_rollouts(self._states)
+            marker = await self._marker.read()
+            found = marker != self._loss.identity
+            if found:
+                await self._lost(rollouts)
+            else:
+                self._loss.served(rollouts, marker)
+        await self._rebuild()
+        return found
+
+    async def _rebuild(self) -> None:
+        """Plan the rebuild a loss made due (again at the next look if the topics could not
+        be read), then rebuild what this instance owns."""
+        if self._rebuilder is None:
+            return
+        if self._due is not None:
+            planned = await self._rebuilder.plan()
+            due, self._due = self._due, None
+            if due == "started empty" and (planned or self._rebuilder.refused):
+                self._alarm(rebuild_alert(planned, self._rebuilder.refused))
+        if self._rebuilder.pending:
+            await self._rebuilder.step()
 
     async def _lost(self, rollouts: list[Rollout]) -> None:
         lost = self._loss.lose(rollouts)
@@ -97,6 +133,5 @@ class StoreKeeper:
         self._forget_floors()
         log.error("store_lost", flags=sorted(lost), alerted=written)
         if written:  # the instance that claimed the store again alerts: one alert a loss
-            self._alarm(loss_alert(lost, rebuilding=self._rebuild is not None))
-        if self._rebuild is not None:
-            await self._rebuild(lost)
+            self._alarm(loss_alert(lost, rebuilding=self._rebuilder is not None))
+        self._due = "lost"

@@ -43,6 +43,8 @@ class StoreLoss:
     """Every rollout served at the last read of the intact store (or from memory)."""
     lost: dict[str, Rollout] = field(default_factory=dict)
     """The flags served from memory: the store lost them and does not have them yet."""
+    rebuilt: set[str] = field(default_factory=set)
+    """The flags being rebuilt from the topics now."""
     losses: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -78,6 +80,11 @@ class StoreLoss:
         with self._lock:
             self.identity = identity
 
+    def rebuilding(self, flags: set[str]) -> None:
+        """The flags being rebuilt from the topics now (none: done)."""
+        with self._lock:
+            self.rebuilt = set(flags)
+
     def lost_flags(self) -> list[str]:
         """The flags served from memory now, in order."""
         with self._lock:
@@ -86,16 +93,19 @@ class StoreLoss:
     def degraded(self) -> JsonObject | None:
         """What ``/readyz`` says while flags are served from memory, or None."""
         with self._lock:
-            if not self.lost:
+            if not self.lost and not self.rebuilt:
                 return None
             flags: JsonObject = {flag: _where(r) for flag, r in sorted(self.lost.items())}
+            rebuilding = sorted(self.rebuilt)
         return {
             "store": "redis lost the controller's data",
             "reason": (
                 f"redis lost the controller's data: {len(flags)} flags are served from their"
-                " last state until they are rebuilt from the decisions and flag-state topics"
+                f" last state, {len(rebuilding)} being rebuilt from the decisions and"
+                " flag-state topics"
             ),
             "flags": flags,
+            "rebuilding": [*rebuilding],
         }
 
 

@@ -3,12 +3,13 @@ from their last state until they are back, named by readiness."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 import pytest
 from redis import asyncio as aioredis
 
 from controller.adapters.redis import RolloutStore, StoreMarker, connect
+from controller.core.drafting import Rebuild
 from controller.core.rollouts import RaiseAlert
 from controller.daemon.running.store_keeper import StoreKeeper
 from controller.daemon.serving import LossGuard, StoreLoss
@@ -18,6 +19,22 @@ from controller.settings import RedisSettings
 from tests.unit.daemon.serving.test_store_loss import rollout
 
 pytestmark = pytest.mark.integration
+
+
+@dataclass
+class PlannedRebuilds:
+    """A rebuilder that plans nothing: how often it was asked to."""
+
+    planned: int = 0
+    pending: dict[str, object] = field(default_factory=dict)
+    refused: dict[str, str] = field(default_factory=dict)
+
+    async def plan(self) -> dict[str, Rebuild]:
+        self.planned += 1
+        return {}
+
+    async def step(self) -> list[str]:
+        return []
 
 
 async def _lose(redis_url: str, prefix: str) -> None:
@@ -36,22 +53,18 @@ async def test_a_lost_store_is_told_once_and_its_flags_served_until_they_are_bac
 ) -> None:
     settings = RedisSettings(url=redis_url, key_prefix=redis_namespace)
     alerts: list[RaiseAlert] = []
-    rebuilt: list[list[str]] = []
-
-    async def rebuild(lost: object) -> None:
-        assert isinstance(lost, Mapping)
-        rebuilt.append(sorted(lost))
+    rebuilder = PlannedRebuilds()
 
     async with connect(settings) as client:
         states, loss = RolloutStore(client, settings=settings), StoreLoss()
         marker = StoreMarker(client, settings=settings)
         keeper = StoreKeeper(
-            marker=marker, states=states, loss=loss, alarm=alerts.append, rebuild=rebuild
+            marker=marker, states=states, loss=loss, alarm=alerts.append, rebuilder=rebuilder
         )
         guard = LossGuard(loss, marker)
         # Given a store the keeper claimed (new: nothing to rebuild) with two flags served
         assert await keeper.check() is False
-        assert rebuilt == [[]]
+        assert rebuilder.planned == 1  # a new store: the topics are asked what to rebuild
         for flag, stage in (("a", 2), ("b", 0)):
             saved = await states.save(flag, StateWrite(rev=0, rollout=rollout(flag, stage)))
             assert saved is SaveOutcome.SAVED
@@ -69,7 +82,7 @@ async def test_a_lost_store_is_told_once_and_its_flags_served_until_they_are_bac
         assert [a.kind for a in alerts] == ["store_lost"]
         assert "a: rollout r-a running at stage 3/5 (25%)" in alerts[0].summary
         assert "b: rollout r-b running at stage 1/5 (1%)" in alerts[0].summary
-        assert rebuilt == [[], ["a", "b"]]
+        assert rebuilder.planned == 2
         assert await marker.read() == loss.identity  # claimed again: the next loss is told
         assert loss.degraded() is not None
         assert loss.lost_flags() == ["a", "b"]

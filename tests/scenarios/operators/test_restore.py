@@ -7,9 +7,10 @@ the segment's rule back as it was and serves the second stage again (the rollout
 ahead of it, is aborted, its plan started again and promoted to that stage: status
 numbers its stages as before), each
 step signed and sent like any command. A dry run sends nothing; a decision that is
-not there is refused with the reason. Into an empty store (Redis lost, the commands on
-the topic stale), a restore to the flag's last decision starts its plan again and brings
-it to that stage, numbering its flag versions above the lost rollout's.
+not there is refused with the reason. On an empty store (Redis lost, the commands on
+the topic stale) the controller rebuilds the rollout at its last decision by itself,
+numbering its flag versions above the lost rollout's, and a restore to that decision puts
+back the segment its plan names, which it does not rebuild.
 """
 
 from __future__ import annotations
@@ -221,7 +222,7 @@ async def test_a_restore_of_the_same_rollout_resumes_it_against_its_stage(
     assert "already so" in again.stdout
 
 
-async def test_a_restore_into_an_empty_store_brings_the_rollout_back_to_its_stage(
+async def test_an_empty_store_is_rebuilt_and_a_restore_puts_back_its_segment(
     world: Scenario, tmp_path: Path
 ) -> None:
     url = _serving(world)
@@ -243,17 +244,23 @@ async def test_a_restore_into_an_empty_store_brings_the_rollout_back_to_its_stag
         timeout=60,
         what="the last promote read again and refused as stale",
     )
-    async with httpx.AsyncClient() as client:
-        assert (await client.get(f"{url}/rollouts/{FLAG}")).status_code == 404
-    # ...and the flag is restored to its last decision
+    # Then the controller rebuilds the rollout by itself, at its last decision
+    await world.until(
+        lambda: world.rollout(FLAG), timeout=60, what="the rollout rebuilt from the topics"
+    )
+    # ...and a restore to that decision puts back what it does not rebuild: the segment
     done = await asyncio.to_thread(_restore, world, tmp_path, url, last["id"], "--yes")
-    # Then its segment and its rollout are back: the same plan, at the same stage
     assert done.returncode == 0, done.stdout + done.stderr
     assert "segment put" in done.stdout
     assert "abort" not in done.stdout
+    assert "start" not in done.stdout
     rollout = await world.rollout(FLAG)
     assert rollout is not None
-    assert (rollout.phase.value, rollout.stage) == ("running", 2)
+    assert (rollout.rollout_id, rollout.phase.value, rollout.stage) == (
+        lost.rollout_id,
+        "running",
+        2,
+    )
     assert rollout.plan.stages == _plan().stages
     assert rollout.plan.audience == _plan().audience
     assert await _segment_rule(url) == orjson_rule('country in ["de"]')
