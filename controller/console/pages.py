@@ -20,6 +20,7 @@ from controller.core.common import as_datetime, html_text, split
 from controller.core.reading import (
     FINISHED,
     HistoryPoint,
+    LimitRead,
     RolloutRow,
     RolloutView,
     State,
@@ -256,8 +257,11 @@ def _running_health(last: HistoryPoint | None) -> tuple[str, str]:
     limits = last.limits or {}
     tests: Mapping[str, Tested | None] = {} if limits else last.guardrails  # no comparison
     said = {name: state_text(name, test) for name, test in tests.items()}
-    said |= {name: limit_state_text(name, point, point.limit) for name, point in limits.items()}
-    read = {**tests, **limits}
+    tested = {
+        n: LimitRead(p.rate, p.lower, p.upper, p.ceiling, p.regressed) for n, p in limits.items()
+    }
+    said |= {name: limit_state_text(name, tested[name], limits[name].limit) for name in limits}
+    read = {**tests, **tested}
     return _harm(last, said) or _unsettled(read, said) or ("healthy", "")
 
 

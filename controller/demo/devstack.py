@@ -208,7 +208,7 @@ def dev_config(
     """The controller's YAML settings: the default topics and keys, gates every few seconds;
     ``ports``: the HTTP port and the health listener's; ``signing_key``: the controller's
     own key file, which signs its decisions and flag states."""
-    signed: dict[str, Any] = {}
+    signed: dict[str, dict[str, str]] = {}
     if signing_key is not None:
         signed = {"signing": {"key_file": str(signing_key), "key_id": CONTROLLER_KEY_ID}}
     llm: dict[str, Any] = {"mode": "off"}

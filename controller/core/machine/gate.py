@@ -51,7 +51,7 @@ from controller.core.machine import health
 from controller.core.machine.final_look import always_valid_level, final_look, has_final_look
 from controller.core.machine.gate_evidence import audience, gate_evidence
 from controller.core.machine.sourced import Sourced, sourced_tests
-from controller.core.reading import all_hold, harm_edge, quantity_text, standing_text
+from controller.core.reading import completed_text, harm_edge, quantity_text
 from controller.core.rollouts import (
     Applied,
     Completeness,
@@ -368,17 +368,10 @@ def _waiting_for(guardrail: Guardrail, data: FlagAggregates, plan: Plan) -> str:
 
 
 def _complete(rollout: Rollout, tests: Mapping[str, SequentialResult | None]) -> str:
-    """The advance's reason: "guardrails hold" only when every gating guardrail excludes
-    harm; else which held and which advanced with harm not excluded (undecided)."""
+    """The advance's reason: how the gating guardrails stood (:func:`completed_text`)."""
     if rollout.percent >= 100:
         return f"the stage is complete ({without_control(rollout.plan.limits)})"
-    gating = {g.key: tests.get(g.key) for g in _gating(rollout.plan)}
-    if not gating:
-        return "the stage is complete (no gating guardrail)"
-    said = standing_text(gating)
-    if all_hold(gating):
-        return f"guardrails hold and the stage is complete ({said})"
-    return f"the stage is complete ({said})"
+    return completed_text({g.key: tests.get(g.key) for g in _gating(rollout.plan)})
 
 
 def _events(arm: ArmAggregate) -> int:

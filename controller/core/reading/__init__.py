@@ -30,7 +30,6 @@ from controller.core.reading.audit import (
     holders_of_alert,
     with_holder,
 )
-from controller.core.reading.cohorts import COHORT_MISSING, HoldoutCheck, holdout_line, ratio_word
 from controller.core.reading.commands import (
     MAX_CHECK_BYTES,
     MAX_CHECKED_COMMANDS,
@@ -39,25 +38,31 @@ from controller.core.reading.commands import (
     CommandChecks,
 )
 from controller.core.reading.evidence_view import (
+    COHORT_MISSING,
     ArmLatency,
     ArmTally,
     Evidence,
     GuardrailTest,
+    HoldoutCheck,
     PolicyEntry,
     ReadDecision,
     SrmCheck,
     evidence,
+    holdout_line,
+    ratio_word,
     srm_word,
     where_decided,
 )
 from controller.core.reading.guardrail_state import (
     GuardrailState,
+    LimitRead,
     State,
     Tested,
     all_hold,
     caught_text,
     compares,
     comparison_text,
+    completed_text,
     guardrail_state,
     limit_reading,
     limit_state_text,
@@ -180,6 +185,7 @@ __all__ = [
     "HolderFrom",
     "HoldoutCheck",
     "KeyHolders",
+    "LimitRead",
     "PipelineApprovals",
     "PipelineNext",
     "PipelineRollout",
@@ -214,6 +220,7 @@ __all__ = [
     "collecting",
     "compares",
     "comparison_text",
+    "completed_text",
     "control_rate",
     "decided_at",
     "decimals_for",

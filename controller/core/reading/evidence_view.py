@@ -19,12 +19,12 @@ from dataclasses import dataclass
 from itertools import islice
 from typing import Annotated
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from controller.core.common import iso_or_none
 from controller.core.reading.wording import ms_text, percent_text, position_label, rate_counts
 from controller.core.rollouts import parse_number
-from controller.core.wire import AdvisorReply, Decision, tolerant
+from controller.core.wire import AdvisorReply, Decision, RolloutEvidence, tolerant
 
 MAX_NAMED = 50
 """The most arms or guardrails read from one evidence: a plan has a handful."""
@@ -336,3 +336,45 @@ def where_decided(decision: Decision) -> str:
         return f"at {label}"
     now = position_label(decision.stage, position.of, None)
     return f"at {label} (now {now})" if now else f"at {label}"
+
+
+def read_back(raw: object) -> RolloutEvidence:
+    """A status served by any controller: its evidence read field by field, to be shown."""
+    return tolerant(RolloutEvidence, raw, partial=True)
+
+
+# --- the plan's holdout beside the sample ratio ---------------------------------------------
+#
+# A plan that names a holdout keeps a share of units out of every release; the apps report
+# their events with cohort ``holdout``, counted in cells of their own. A rollout whose apps
+# send no such event reads "ok" on its own arms' sample ratio all the same: the check from the
+# holdout's cells (controller.core.holdouts' cohort_check, worded by its ratio_text, as the
+# holdout's report says it) is shown beside it.
+
+
+class HoldoutCheck(BaseModel):
+    """The plan's holdout seen from one rollout: held-out units against those expected."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    holdout: str = Field(description="The holdout the plan names.")
+    missing: bool = Field(
+        description="No held-out unit where some were expected: the apps may not report"
+        " cohort holdout with their events."
+    )
+    text: str = Field(description="In words, as the holdout's report says it.")
+
+
+COHORT_MISSING = "holdout cohort missing"
+"""What the sample-ratio check adds, in a word, when the holdout's cohort is missing."""
+
+
+def ratio_word(word: str, holdout: HoldoutCheck | None) -> str:
+    """The sample-ratio check in a word (``ok``, ``mismatch``, …), with the holdout's
+    cohort where it is missing: ``ok; holdout cohort missing``."""
+    return f"{word}; {COHORT_MISSING}" if holdout is not None and holdout.missing else word
+
+
+def holdout_line(holdout: HoldoutCheck) -> str:
+    """``holdout h1: no held-out units against 120 expected (do the apps report …?)``."""
+    return f"holdout {holdout.holdout}: {holdout.text}"

@@ -140,6 +140,15 @@ def standing_text(tests: Mapping[str, Tested | None]) -> str:
     )
 
 
+def completed_text(tests: Mapping[str, Tested | None]) -> str:
+    """A complete stage's advance in words: "guardrails hold" only when every gating
+    guardrail excludes harm; else which held and which advanced with harm not excluded."""
+    if not tests:
+        return "the stage is complete (no gating guardrail)"
+    said = f"the stage is complete ({standing_text(tests)})"
+    return f"guardrails hold and {said}" if all_hold(tests) else said
+
+
 def all_hold(tests: Mapping[str, Tested | None]) -> bool:
     """Whether every one of ``tests`` holds (harm excluded); False for none."""
     return bool(tests) and all(guardrail_state(t).state is State.HOLDS for t in tests.values())
@@ -185,6 +194,19 @@ def limit_reading(name: str, entry: LimitTest) -> str:
     said = limit_state_text(name, entry.test, entry.limit)
     caught = caught_text(name, entry)
     return f"{said} ({caught})" if caught and not guardrail_state(entry.test).decided else said
+
+
+@dataclass(frozen=True, slots=True)
+class LimitRead:
+    """A limit's recorded test read as a test (:class:`Tested`): its rate as Δ, what the
+    limit allows as the tolerance, a higher rate worse."""
+
+    delta: float
+    lower: float | None
+    upper: float | None
+    tolerance: float
+    regressed: bool
+    direction: str = "lower_is_better"
 
 
 def limit_state_text(name: str, test: Tested, limit: float) -> str:

@@ -96,20 +96,6 @@ class LimitPoint(BaseModel):
     limit: float = Field(ge=0, description="The plan's limit as declared (a share, or ms).")
     regressed: bool = Field(description="Shown above the limit: breached.")
 
-    # Read as a test (:class:`~controller.core.reading.guardrail_state.Tested`): the rate is
-    # its Δ, what the limit allows its tolerance, a higher rate worse.
-    @property
-    def delta(self) -> float:
-        return self.rate
-
-    @property
-    def tolerance(self) -> float:
-        return self.ceiling
-
-    @property
-    def direction(self) -> str:
-        return "lower_is_better"
-
     def stored(self) -> list[object]:
         bounds = (_short(v) if v is not None else None for v in (self.lower, self.upper))
         rate, ceiling = _short(self.rate), _short(self.ceiling)

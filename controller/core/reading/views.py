@@ -31,8 +31,8 @@ from pydantic import (
     ValidationError,
 )
 
-from controller.core.reading.cohorts import HoldoutCheck
 from controller.core.reading.commands import Steering, steering
+from controller.core.reading.evidence_view import HoldoutCheck, read_back
 from controller.core.reading.history import LimitPoint
 from controller.core.reading.stage_power import StageNeeds, stage_needs
 from controller.core.reading.wording import position_label, stage_position
@@ -44,7 +44,6 @@ from controller.core.wire import (
     Holdout,
     Prerequisite,
     RolloutEvidence,
-    tolerant,
 )
 
 MAX_SERVED_STAGES = 20
@@ -71,11 +70,6 @@ class StagePosition(_View):
     of: int = Field(description="How many stages the plan has.")
     percent: float
     label: str = Field(description='In words, e.g. "stage 2/5 (5%)".')
-
-
-def _read_back(raw: object) -> RolloutEvidence:
-    """A status served by any controller: its evidence read field by field, to be shown."""
-    return tolerant(RolloutEvidence, raw, partial=True)
 
 
 class RolloutView(_View):
@@ -124,7 +118,7 @@ class RolloutView(_View):
     verdict_reason: str | None = Field(
         description="Why the gate sees so; once finished, why the rollout ended."
     )
-    evidence: Annotated[RolloutEvidence, BeforeValidator(_read_back)] = Field(
+    evidence: Annotated[RolloutEvidence, BeforeValidator(read_back)] = Field(
         default_factory=RolloutEvidence,
         description="What the verdict was reached on: arms, guardrails, srm (as in decisions);"
         " once finished, the evidence of the decision that ended it.",
@@ -153,9 +147,7 @@ class RolloutView(_View):
         " when the gate does not hold it.",
     )
     holdout: HoldoutCheck | None = Field(
-        default=None,
-        description="The holdout the plan names, its held-out units against those expected;"
-        " null: none named, or not read.",
+        default=None, description="The plan's holdout, its units against those expected."
     )
 
     def label(self) -> str | None:

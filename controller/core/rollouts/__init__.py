@@ -33,18 +33,16 @@ from controller.core.rollouts.approval_ledger import (
 )
 from controller.core.rollouts.briefing import Briefing, parse_number
 from controller.core.rollouts.budget import error_budget
-from controller.core.rollouts.catching_up import (
+from controller.core.rollouts.completeness import (
+    Completeness,
     WaitClock,
+    behind_targets,
+    counted_late,
+    lag_words,
     looks_at_broker,
     planned_end,
     timed,
     waited_for,
-)
-from controller.core.rollouts.completeness import (
-    Completeness,
-    behind_targets,
-    counted_late,
-    lag_words,
 )
 from controller.core.rollouts.deploy_verdict import (
     DEPLOY_VERDICT_MODELS,

@@ -3,7 +3,7 @@
 And the audit export's chain and seal.
 """
 
-from controller.core.trust import app_keys, audit_chain, signing, stream_tokens
+from controller.core.trust import app_keys, audit_chain, audit_check, signing, stream_tokens
 from controller.core.trust.app_keys import (
     CLIENT_PREFIX,
     SERVER_PREFIX,
@@ -41,6 +41,7 @@ __all__ = [
     "access",
     "app_keys",
     "audit_chain",
+    "audit_check",
     "bearer",
     "bound_refusal",
     "digest",

@@ -17,21 +17,21 @@ from pathlib import Path
 from typing import BinaryIO
 
 from controller.core.common import ControllerError
-from controller.core.trust.audit_check import Line, Oversized
+from controller.core.trust import audit_check
 from controller.ctl.arguments import MAX_LINE_BYTES
 
 BLOCK_BYTES = 1024 * 1024
 
 
 class ExportFile:
-    """The lines of the export at ``path``; each a line's bytes, or Oversized."""
+    """The lines of the export at ``path``; each a line's bytes, or audit_check.Oversized."""
 
     def __init__(self, path: Path, *, max_line_bytes: int = MAX_LINE_BYTES) -> None:
         self.path, self._limit = path, max_line_bytes
         self.count = self._counted()
         self.last = self._last() if self.count else None
 
-    def events(self, start: int = 0) -> Iterator[Line]:
+    def events(self, start: int = 0) -> Iterator[audit_check.Line]:
         """Each line before the last, from the ``start``-th (0-based)."""
         with self._open() as file:
             for index in range(self.count - 1):
@@ -47,7 +47,7 @@ class ExportFile:
                 count, last = count + block.count(b"\n"), block[-1:]
         return count if last == b"\n" else count + 1
 
-    def _last(self) -> Line:
+    def _last(self) -> audit_check.Line:
         """The last line, read from the end back to the newline before it."""
         with self._open() as file:
             end = file.seek(0, 2)
@@ -56,16 +56,16 @@ class ExportFile:
             start, tail = end, b""
             while start > 0 and b"\n" not in tail:
                 if end - start > self._limit:
-                    return Oversized(end - start, self._limit)
+                    return audit_check.Oversized(end - start, self._limit)
                 start = max(0, start - BLOCK_BYTES)
                 file.seek(start)
                 tail = file.read(end - start)
             line = tail[tail.rfind(b"\n") + 1 :]
         if len(line) > self._limit:
-            return Oversized(len(line), self._limit)
+            return audit_check.Oversized(len(line), self._limit)
         return line.removesuffix(b"\r")
 
-    def _line(self, file: BinaryIO) -> Line:
+    def _line(self, file: BinaryIO) -> audit_check.Line:
         """The next line, without its newline; one over the bound is read past, not kept."""
         line = file.readline(self._limit + 1)
         if len(line) <= self._limit or line.endswith(b"\n"):
@@ -73,7 +73,7 @@ class ExportFile:
         size = len(line)
         while (block := file.readline(BLOCK_BYTES)) and not block.endswith(b"\n"):
             size += len(block)
-        return Oversized(size + len(block.removesuffix(b"\n")), self._limit)
+        return audit_check.Oversized(size + len(block.removesuffix(b"\n")), self._limit)
 
     def _open(self) -> BinaryIO:
         try:

@@ -1,4 +1,5 @@
-"""A decision's evidence read part by part: an odd part is a blank, never an error."""
+"""A decision's evidence read part by part: an odd part is a blank, never an error; the
+sample-ratio word with the holdout's cohort: "ok" never stands alone over a missing one."""
 
 from __future__ import annotations
 
@@ -12,10 +13,13 @@ from controller.core.reading.evidence_view import (
     ArmTally,
     Evidence,
     GuardrailTest,
+    HoldoutCheck,
     PolicyEntry,
     Position,
     Ring,
     SrmCheck,
+    holdout_line,
+    ratio_word,
     where_decided,
 )
 from controller.core.wire.messages import Decision, decision_or_alert
@@ -128,3 +132,27 @@ def test_where_a_decision_was_taken_and_where_it_left_the_rollout() -> None:
     odd = decision_or_alert(base | {"evidence": {"at_stage": "x"}})
     assert isinstance(odd, Decision)
     assert where_decided(odd) == "at stage 3"
+
+
+MISSING = HoldoutCheck(holdout="q4", missing=True, text="no held-out units against 100 expected")
+SEEN = HoldoutCheck(holdout="q4", missing=False, text="98 held-out units against 100 expected")
+
+
+@pytest.mark.parametrize(
+    ("word", "holdout", "said"),
+    [
+        ("ok", None, "ok"),
+        ("ok", SEEN, "ok"),
+        ("ok", MISSING, "ok; holdout cohort missing"),
+        ("mismatch", MISSING, "mismatch; holdout cohort missing"),
+        ("no units yet", MISSING, "no units yet; holdout cohort missing"),
+    ],
+)
+def test_the_ratio_word_adds_a_missing_cohort(
+    word: str, holdout: HoldoutCheck | None, said: str
+) -> None:
+    assert ratio_word(word, holdout) == said
+
+
+def test_the_holdout_line_names_it() -> None:
+    assert holdout_line(MISSING) == "holdout q4: no held-out units against 100 expected"
