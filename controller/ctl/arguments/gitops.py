@@ -102,13 +102,19 @@ def add_restore(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         "without --yes; each step is sent like any command and its decision awaited before "
         "the next. Refused, with the reason, where the state cannot be brought back: no such "
         "decision, a flag the controller does not know, a state no command reaches, a "
-        "segment whose content then is unknown.",
+        "segment whose content then is unknown. With --all-flags, every flag a decision "
+        "left in a state is restored to its last decision, one after another.",
         epilog="Exit codes: 0 restored, already so or proposed; 1 refused or unreadable; "
         "2 usage; 3 a step rejected; 4 no decision in time.",
     )
     add_url(sub)
-    sub.add_argument("flag", metavar="FLAG", help="the flag key")
-    sub.add_argument("--to-decision", required=True, metavar="ID", help="the decision's id")
+    sub.add_argument("flag", metavar="FLAG", nargs="?", help="the flag key")
+    sub.add_argument("--to-decision", metavar="ID", help="the decision's id")
+    sub.add_argument(
+        "--all-flags",
+        action="store_true",
+        help="every flag a decision left in a state, each to its last decision (no FLAG)",
+    )
     mode = sub.add_mutually_exclusive_group()
     mode.add_argument("--dry-run", action="store_true", help="print the proposal, send nothing")
     mode.add_argument("--yes", action="store_true", help="sign and send the proposed commands")

@@ -193,10 +193,13 @@ def segment_now(base: str, name: str) -> SegmentState:
     return SegmentState(True, rule if isinstance(rule, dict) else None, _text(body, "sha256"))
 
 
-def proposal(args: argparse.Namespace) -> tuple[RestorePlan | RestoreRefusal, Decision | None]:
-    """The restore's steps, or why there are none, and the decision restored to."""
+def proposal(
+    args: argparse.Namespace, read: History | None = None
+) -> tuple[RestorePlan | RestoreRefusal, Decision | None]:
+    """The restore's steps, or why there are none, and the decision restored to; ``read``:
+    the flag's history, read already (``--all-flags`` reads the topics once)."""
     settings, kafka = handlers.broker_of(args)
-    history = asyncio.run(
+    history = read or asyncio.run(
         read_history(kafka, settings.topics, args.flag, args.to_decision, args.max_records)
     )
     target = history.target
@@ -216,9 +219,15 @@ def proposal(args: argparse.Namespace) -> tuple[RestorePlan | RestoreRefusal, De
     return plan_restore(then, flag_now(base, args.flag, history), segment_states), target
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, read: History | None = None) -> int:
     """Propose the restore; with ``--yes`` sign and send it; returns the exit code."""
-    result, target = proposal(args)
+    if getattr(args, "all_flags", False):
+        from controller.ctl.gitops import restore_all  # noqa: PLC0415 - reads every flag
+
+        return restore_all.run(args)
+    if args.flag is None or args.to_decision is None:
+        raise UsageError("restore needs FLAG and --to-decision ID, or --all-flags")
+    result, target = proposal(args, read)
     if isinstance(result, RestoreRefusal):
         warn(f"cannot restore {args.flag} to decision {args.to_decision}: {result.reason}")
         return EXIT_FAILURE

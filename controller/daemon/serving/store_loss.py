@@ -146,7 +146,7 @@ def loss_alert(lost: Mapping[str, Rollout], *, rebuilding: bool) -> RaiseAlert:
     then = (
         "each is being rebuilt at its last decision from the decisions and flag-state topics"
         if rebuilding
-        else "restore each to its last decision with `rolloutctl restore`"
+        else "restore them with `rolloutctl restore --all-flags`"
     )
     summary = (
         f"redis lost the controller's data (its store identity is gone): {len(flags)} flags"

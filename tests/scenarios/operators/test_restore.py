@@ -126,6 +126,12 @@ async def _promote(world: Scenario, stage: int) -> dict[str, Any]:
 def _restore(
     world: Scenario, tmp_path: Path, url: str, decision_id: str, *flags: str
 ) -> subprocess.CompletedProcess[str]:
+    return _rolloutctl_restore(world, tmp_path, url, FLAG, "--to-decision", decision_id, *flags)
+
+
+def _rolloutctl_restore(
+    world: Scenario, tmp_path: Path, url: str, *flags: str
+) -> subprocess.CompletedProcess[str]:
     config = tmp_path / "settings.yaml"
     lines = ["kafka:", f"  bootstrap_servers: {world.bootstrap}", "topics:"]
     lines += [f"  {key}: {name}" for key, name in world.topics.items()]
@@ -133,8 +139,8 @@ def _restore(
     key = tmp_path / f"{KEY_ID}.key"
     if not key.exists():
         write_private_key(key, world.key)
-    command = [sys.executable, "-m", "controller.ctl.app", "restore", FLAG]
-    command += ["--to-decision", decision_id, "--config", str(config), "--url", url]
+    command = [sys.executable, "-m", "controller.ctl.app", "restore"]
+    command += ["--config", str(config), "--url", url]
     command += ["--key-id", KEY_ID, "--key", str(key), "--actor", "tester", "--timeout", "60"]
     return subprocess.run(
         [*command, *flags], capture_output=True, text=True, timeout=CTL_TIMEOUT_S, check=False
@@ -248,7 +254,19 @@ async def test_an_empty_store_is_rebuilt_and_a_restore_puts_back_its_segment(
     await world.until(
         lambda: world.rollout(FLAG), timeout=60, what="the rollout rebuilt from the topics"
     )
-    # ...and a restore to that decision puts back what it does not rebuild: the segment
+    # ...a restore of every flag to its last decision proposes what it does not rebuild,
+    # the segment, and sends nothing with --dry-run
+    every = await asyncio.to_thread(
+        _rolloutctl_restore, world, tmp_path, url, "--all-flags", "--dry-run"
+    )
+    assert every.returncode == 0, every.stdout + every.stderr
+    # (its last decision is the rebuild's, which left it where the lost one had)
+    assert f"restore {FLAG} to decision " in every.stdout
+    assert "(running at stage 3):" in every.stdout
+    assert "segment put" in every.stdout
+    assert "start" not in every.stdout
+    assert "nothing sent" in every.stderr
+    # ...and a restore to that decision puts it back
     done = await asyncio.to_thread(_restore, world, tmp_path, url, last["id"], "--yes")
     assert done.returncode == 0, done.stdout + done.stderr
     assert "segment put" in done.stdout

@@ -10,7 +10,10 @@ import pytest
 from controller.core.drafting import SegmentState
 from controller.core.reading import PublishedRecord
 from controller.core.wire import JsonObject
-from controller.ctl.gitops.restore import History
+from controller.ctl.app import build_parser
+from controller.ctl.gitops.restore import History, run
+from controller.ctl.gitops.restore_all import last_decisions
+from controller.ctl.usage import UsageError
 
 PLAN = {"stages": [{"percent": 1}, {"percent": 50}]}
 RULE: JsonObject = {"attribute": "country", "op": "in", "value": ["de"]}
@@ -106,3 +109,30 @@ def test_a_segment_is_as_the_last_decision_up_to_the_one_restored_to_left_it(
     records: list[PublishedRecord], want: SegmentState
 ) -> None:
     assert _history(TARGET, *records).segment_then("beta") == want
+
+
+def test_all_flags_restores_each_flag_to_its_last_decision_that_records_a_state() -> None:
+    records = [
+        _record(_decided(id="d-1", flag="checkout", phase_after="running", stage=0)),
+        _record(_decided(id="d-2", flag="checkout", phase_after="running", stage=1)),
+        _record(_decided(id="d-3", flag="checkout", outcome="rejected")),  # no state after
+        _record(_decided(id="d-4", flag="search", phase_after="completed", stage=3)),
+        _record({**_decided(id="s-1", flag="segment:beta", kind="segment", action="put")}),
+        _record({"type": "command", "id": "c-1", "action": "start"}, kind="command"),
+    ]
+    assert last_decisions(records, "t-decision") == {"checkout": "d-2", "search": "d-4"}
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["restore", "checkout", "--all-flags", "--dry-run"],
+        ["restore", "--all-flags", "--to-decision", "d-1"],
+        ["restore", "checkout"],
+        ["restore", "--to-decision", "d-1"],
+    ],
+)
+def test_restore_names_one_flag_and_its_decision_or_all_flags(argv: list[str]) -> None:
+    args = build_parser().parse_args(argv)
+    with pytest.raises(UsageError, match="--all-flags"):
+        run(args)
