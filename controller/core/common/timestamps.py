@@ -31,9 +31,10 @@ def clock_text(moment: datetime | str | None) -> str:
     if moment is None:
         return "-"
     if isinstance(moment, str):
+        text = moment
         try:
-            moment = datetime.fromisoformat(moment)
+            moment = datetime.fromisoformat(text)
         except ValueError:
-            return moment[:40]
+            return text[:40]
     zone = "UTC" if moment.utcoffset() == timedelta(0) else moment.strftime("%z")
     return f"{moment:%Y-%m-%d %H:%M:%S} {zone}".rstrip()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import json
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -189,8 +190,11 @@ class _Recorder:
     def __init__(self) -> None:
         self.published: list[tuple[str, str, bytes]] = []
 
-    async def publish(self, messages: list[tuple[str, str, bytes]]) -> None:
+    async def publish(self, messages: Sequence[tuple[str, str, bytes]]) -> None:
         self.published.extend(messages)
+
+    async def publish_values(self, messages: Sequence[tuple[str, str, bytes | None]]) -> None:
+        self.published.extend((t, k, v) for t, k, v in messages if v is not None)
 
 
 async def test_flag_states_are_signed_on_their_way_out_and_nothing_else() -> None:
