@@ -20,7 +20,10 @@ gone, or another, is a loss. Then, in this order:
 
 A store found without an identity at start is new, or lost its data while no
 controller ran: whatever the topics say had a state is rebuilt, told by one
-``store_lost`` alert where there was any.
+``store_lost`` alert where there was any. Flags whose states are gone while the
+identity is kept (the controller never removes one: on Redis Cluster, a master
+the identity does not live on lost its data) are told once each and rebuilt the
+same way.
 """
 
 from __future__ import annotations
@@ -110,8 +113,23 @@ class StoreKeeper:
                 await self._lost(rollouts)
             else:
                 self._loss.served(rollouts, marker)
+                found = await self._flags_lost()
         await self._rebuild()
         return found
+
+    async def _flags_lost(self) -> bool:
+        """Flags whose states are gone, the store's identity kept (on a cluster, a master's
+        data): told once each, and rebuilt."""
+        untold = self._loss.untold()
+        if not untold:
+            return False
+        self._forget_floors()
+        log.error("store_lost", flags=sorted(untold), identity_lost=False)
+        rebuilding = self._rebuilder is not None
+        self._alarm(loss_alert(untold, rebuilding=rebuilding, identity_lost=False))
+        self._loss.tell(untold)
+        self._due = "lost"
+        return True
 
     async def _rebuild(self) -> None:
         """Plan the rebuild a loss made due (again at the next look if the topics could not
@@ -134,4 +152,5 @@ class StoreKeeper:
         log.error("store_lost", flags=sorted(lost), alerted=written)
         if written:  # the instance that claimed the store again alerts: one alert a loss
             self._alarm(loss_alert(lost, rebuilding=self._rebuilder is not None))
+        self._loss.tell(lost)
         self._due = "lost"

@@ -265,8 +265,9 @@ async def readiness_of(parts: Parts, settings: Settings) -> tuple[bool, JsonObje
     move or past their planned end (partitions behind the broker's log end, lagging or
     held), are named (``evidence_behind``), readiness unchanged. The Collector's topics'
     ingests (``otlp.enabled``) are named with their partitions too, and stall readiness as
-    the events ingest does. A store that lost the controller's data is named
-    (``degraded``, each flag served from its last state meanwhile), readiness unchanged.
+    the events ingest does. A store that lost the controller's data is named in every
+    answer (``degraded``, each flag served from its last state meanwhile), readiness
+    unchanged by it.
     """
     owned: JsonObject = {
         "partitions": parts.ingest.owned_partitions,
@@ -276,6 +277,7 @@ async def readiness_of(parts: Parts, settings: Settings) -> tuple[bool, JsonObje
         **{
             f"{role}_partitions": [*i.owned_partition_ids] for role, i in parts.side_ingests.items()
         },
+        **_degraded(parts.loss),
     }
     try:
         await parts.store.ping()
@@ -301,7 +303,7 @@ async def readiness_of(parts: Parts, settings: Settings) -> tuple[bool, JsonObje
     ]
     if stalls:
         return False, {"reason": "; ".join(stalls), **owned}
-    return True, owned | _evidence_behind(parts.engine) | _degraded(parts.loss)
+    return True, owned | _evidence_behind(parts.engine)
 
 
 def _degraded(guard: LossGuard | None) -> JsonObject:

@@ -8,7 +8,9 @@ from the intact store; every read of the flag states also reads the store's
 identity (:class:`~controller.adapters.redis.StoreMarker`), and a read that finds
 it gone, or another, serves each flag the store lost from the state it had
 until the flag has a state in the store again (rebuilt, or restored by an
-operator). A flag that has a state is so never a 404.
+operator). The controller never removes a flag's state, so a flag that had one
+and has none is lost too, the identity kept: on Redis Cluster, the data of a
+master the identity does not live on. A flag that has a state is so never a 404.
 
 The store keeper (:mod:`controller.daemon.running.store_keeper`) is what tells the
 loss: it finds the identity gone, records the flags lost (:meth:`StoreLoss.lose`),
@@ -23,7 +25,7 @@ changed under a lock, never across an ``await``.
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from controller.adapters.redis import StoreMarker
@@ -45,6 +47,8 @@ class StoreLoss:
     """The flags served from memory: the store lost them and does not have them yet."""
     rebuilt: set[str] = field(default_factory=set)
     """The flags being rebuilt from the topics now."""
+    told: set[str] = field(default_factory=set)
+    """The flags lost whose loss an alert named."""
     losses: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -53,10 +57,14 @@ class StoreLoss:
         the flags it lost, from their last state, beside those it has."""
         with self._lock:
             current = {r.flag: r for r in rollouts}
-            if self.identity is not None and marker != self.identity:
-                self._lose(current)  # seen here before the keeper looked
+            if self.identity is not None:
+                # The controller never removes a flag's state: one that had a state and has
+                # none was lost, with the store's identity (seen here before the keeper
+                # looked) or alone (on a cluster, one master's data).
+                self._lose(current)
             for flag in [f for f in self.lost if f in current]:
                 del self.lost[flag]
+                self.told.discard(flag)
             held = [r for f, r in self.lost.items() if f not in current]
             whole = [*rollouts, *held]
             self.last = {r.flag: r for r in whole}
@@ -69,6 +77,16 @@ class StoreLoss:
             self._lose({r.flag: r for r in rollouts})
             self.losses += 1
             return dict(self.lost)
+
+    def untold(self) -> dict[str, Rollout]:
+        """The flags lost that no alert named yet."""
+        with self._lock:
+            return {f: r for f, r in self.lost.items() if f not in self.told}
+
+    def tell(self, flags: Iterable[str]) -> None:
+        """An alert named the loss of ``flags``."""
+        with self._lock:
+            self.told.update(flags)
 
     def _lose(self, current: Mapping[str, Rollout]) -> None:
         for flag, rollout in self.last.items():
@@ -136,8 +154,12 @@ def _where(rollout: Rollout) -> JsonObject:
     }
 
 
-def loss_alert(lost: Mapping[str, Rollout], *, rebuilding: bool) -> RaiseAlert:
-    """The one alert of a loss: each flag the store lost, with where its rollout stood."""
+def loss_alert(
+    lost: Mapping[str, Rollout], *, rebuilding: bool, identity_lost: bool = True
+) -> RaiseAlert:
+    """The one alert of a loss: each flag the store lost, with where its rollout stood;
+    ``identity_lost`` False: the store kept its identity and lost these flags' states
+    alone (on a cluster, one master's data)."""
     flags: dict[str, JsonObject] = {flag: _where(r) for flag, r in sorted(lost.items())}
     each = "; ".join(
         f"{flag}: rollout {w['rollout_id']} {w['phase']} at {w['stage']}"
@@ -148,10 +170,15 @@ def loss_alert(lost: Mapping[str, Rollout], *, rebuilding: bool) -> RaiseAlert:
         if rebuilding
         else "restore them with `rolloutctl restore --all-flags`"
     )
+    what = (
+        "the controller's data (its store identity is gone)"
+        if identity_lost
+        else "the states of flags, its identity kept (on a cluster: one master's data)"
+    )
     summary = (
-        f"redis lost the controller's data (its store identity is gone): {len(flags)} flags"
-        f" had a state ({each or 'none'}). They are served from their last state meanwhile;"
-        f" {then}."
+        f"redis lost {what}: {len(flags)} flags had a state ({each or 'none'}). They are"
+        f" served from their last state meanwhile; {then}."
     )
     details: JsonObject = {"flags": dict(flags), "rebuilding": rebuilding}
+    details["identity_lost"] = identity_lost
     return RaiseAlert("store_lost", "critical", summary, details)

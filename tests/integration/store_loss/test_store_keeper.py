@@ -92,3 +92,36 @@ async def test_a_lost_store_is_told_once_and_its_flags_served_until_they_are_bac
         served = await flag_states(states, None, guard)
         assert [(s.flag, s.version) for s in served.root] == [("a", 7), ("b", 3)]
         assert loss.lost_flags() == ["b"]
+
+
+async def test_a_flag_whose_state_alone_is_lost_is_told_and_served(
+    redis_url: str, redis_namespace: str
+) -> None:
+    """What a Redis Cluster master that lost its data does to the flags on its slots, the
+    store's identity kept on another master."""
+    settings = RedisSettings(url=redis_url, key_prefix=redis_namespace)
+    alerts: list[RaiseAlert] = []
+    async with connect(settings) as client:
+        states, loss = RolloutStore(client, settings=settings), StoreLoss()
+        marker = StoreMarker(client, settings=settings)
+        keeper = StoreKeeper(
+            marker=marker, states=states, loss=loss, alarm=alerts.append, rebuilder=None
+        )
+        assert await keeper.check() is False
+        for flag, stage in (("a", 2), ("b", 0)):
+            saved = await states.save(flag, StateWrite(rev=0, rollout=rollout(flag, stage)))
+            assert saved is SaveOutcome.SAVED
+        assert await keeper.check() is False
+        identity = loss.identity
+        # When flag b's state alone is gone
+        await client.delete(f"{{{redis_namespace}:flag:b}}:state")
+        # Then it is told once, by itself, and served from its last state; the identity kept
+        assert await keeper.check() is True
+        assert await keeper.check() is False
+        assert [a.details["identity_lost"] for a in alerts] == [False]
+        flags = alerts[0].details["flags"]
+        assert isinstance(flags, dict)
+        assert list(flags) == ["b"]
+        assert (await marker.read(), loss.identity) == (identity, identity)
+        served = await flag_states(states, None, LossGuard(loss, marker))
+        assert [s.flag for s in served.root] == ["a", "b"]

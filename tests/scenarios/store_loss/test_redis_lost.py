@@ -137,13 +137,17 @@ async def _exposures(world: Scenario, version: int, per_arm: int, run: str) -> N
     await world.flush()
 
 
-async def _arms(url: str) -> dict[str, Any]:
-    """The stage's evidence as status shows it: its versions and each arm's counts."""
+async def _status(url: str) -> dict[str, Any] | None:
+    """The rollout as status shows it; None while the read is refused (its read rate)."""
     async with httpx.AsyncClient(timeout=10) as client:
         answer = await client.get(f"{url}/rollouts/{FLAG}")
-    if answer.status_code != 200:
-        return {}
-    evidence: dict[str, Any] = answer.json().get("evidence") or {}
+    body: dict[str, Any] | None = answer.json() if answer.status_code == 200 else None
+    return body
+
+
+async def _arms(url: str) -> dict[str, Any]:
+    """The stage's evidence as status shows it: its versions and each arm's counts."""
+    evidence: dict[str, Any] = ((await _status(url)) or {}).get("evidence") or {}
     return evidence
 
 
@@ -202,8 +206,7 @@ async def test_a_redis_that_comes_back_empty_is_rebuilt_without_an_operator(
         lambda: _counted(url, (5, 5)), timeout=30, what="the rebuilt split's evidence counted"
     )
     assert min(evidence["flag_versions"]) > before.flag_version
-    async with httpx.AsyncClient(timeout=10) as client:
-        status = (await client.get(f"{url}/rollouts/{FLAG}")).json()
+    status = await scenario.until(lambda: _status(url), timeout=30, what="the rollout's status")
     assert (status["stage"], status["percent"]) == (2, 25.0), status
     # ...one alert named the loss, the flag and its stage
     alert = scenario.observed.alert_where(kind="store_lost")

@@ -64,8 +64,9 @@ def flags(served: list[Rollout]) -> list[tuple[str, int]]:
         ([([A, B], "id"), ([], None), ([rollout("a", version=9)], None)], [("a", 9), ("b", 1)]),
         # both back: nothing served from memory
         ([([A, B], "id"), ([], None), ([rollout("a", version=9), B], None)], [("a", 9), ("b", 1)]),
-        # a flag that leaves an intact store is not held (deleted, not lost)
-        ([([A, B], "id"), ([A], "id")], [("a", 3)]),
+        # a flag whose state is gone from a store that kept its identity is lost too (the
+        # controller never removes one: on a cluster, another master's data)
+        ([([A, B], "id"), ([A], "id")], [("a", 3), ("b", 1)]),
     ],
 )
 def test_a_flag_that_had_a_state_is_served_until_it_is_back(
@@ -111,3 +112,22 @@ def test_the_loss_alert_names_each_flag_and_its_stage() -> None:
     assert "rebuilt" in alert.summary
     assert alert.details["flags"] == {"a": WHERE_A, "b": WHERE_B}
     assert alert.details["rebuilding"] is True
+
+
+def test_each_flag_lost_is_told_once() -> None:
+    loss = StoreLoss()
+    loss.known("id")
+    loss.served([A, B], "id")
+    loss.served([A], "id")
+    assert list(loss.untold()) == ["b"]
+    loss.tell(["b"])
+    assert loss.untold() == {}
+    loss.served([A, B], "id")  # back: a later loss of it is told again
+    loss.served([A], "id")
+    assert list(loss.untold()) == ["b"]
+
+
+def test_the_alert_of_flags_lost_alone_says_the_identity_was_kept() -> None:
+    alert = loss_alert({"b": B}, rebuilding=True, identity_lost=False)
+    assert "its identity kept" in alert.summary
+    assert alert.details["identity_lost"] is False
