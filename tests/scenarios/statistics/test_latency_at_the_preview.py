@@ -396,5 +396,7 @@ async def test_p99_slower_by_the_previews_figure_is_rolled_back_and_a_bot_is_nam
     at = next(i for i, line in enumerate(text) if line.startswith("  guardrail error_rate:"))
     below = [line.strip() for line in text[at + 1 : at + 3]]
     assert any(line.startswith(NAMED) for line in below), text
-    assert any(NAMED in line for line in text if line.startswith("gate:")), text
+    # the gate's reason is said once, in the next move, and the gate line gives its verdict
+    assert any(NAMED in line for line in text if line.startswith("next move:")), text
+    assert "gate:        hold" in text, text
     await scenario.stop_apps()
