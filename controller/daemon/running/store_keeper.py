@@ -36,11 +36,12 @@ from typing import Protocol
 import structlog
 
 from controller.adapters.redis import RolloutStore, StoreMarker
-from controller.core.common import ControllerError
+from controller.core.common import ControllerError, StoreError
 from controller.core.drafting import Rebuild
 from controller.core.rollouts import RaiseAlert, Rollout
 from controller.daemon.running.rebuilding import rebuild_alert
-from controller.daemon.serving import StoreLoss, loss_alert, published_rollouts
+from controller.daemon.serving import StoreLoss, loss_alert
+from controller.ports import Loaded
 
 log = structlog.get_logger("controller.daemon.running.store_keeper")
 CHECK_SECONDS = 1.0
@@ -106,16 +107,24 @@ class StoreKeeper:
                 self._due = "started empty"
             found = False
         else:
-            rollouts = await published_rollouts(self._states)
+            rollouts, unreadable = await self._served()
             marker = await self._marker.read()
             found = marker != self._loss.identity
             if found:
                 await self._lost(rollouts)
             else:
-                self._loss.served(rollouts, marker)
+                self._loss.served(rollouts, marker, unreadable)
                 found = await self._flags_lost()
         await self._rebuild()
         return found
+
+    async def _served(self) -> tuple[list[Rollout], set[str]]:
+        """Every rollout apps hold a flag state of, and the flags whose state cannot be
+        read (damaged: there, not lost; the gates and reads name them)."""
+        loaded = await self._states.load_all()
+        readable = [found.rollout for found in loaded.values() if isinstance(found, Loaded)]
+        rollouts = [r for r in readable if r is not None and r.published]
+        return rollouts, {flag for flag, found in loaded.items() if isinstance(found, StoreError)}
 
     async def _flags_lost(self) -> bool:
         """Flags whose states are gone, the store's identity kept (on a cluster, a master's

@@ -10,7 +10,7 @@ from controller.daemon.serving.event_intake import EventIntake
 from controller.daemon.serving.intake_process import IntakeProcess
 from controller.daemon.serving.intake_worker import IntakeWorker
 from controller.daemon.serving.otlp_intake import OtlpIntake, translator_of
-from controller.daemon.serving.read_worker import ReadWorker, published_rollouts
+from controller.daemon.serving.read_worker import ReadWorker
 from controller.daemon.serving.starting import StartUp, kafka_of, redis_of
 from controller.daemon.serving.status import StatusView
 from controller.daemon.serving.store_loss import LossGuard, StoreLoss, loss_alert
@@ -33,7 +33,6 @@ __all__ = [
     "http_server",
     "kafka_of",
     "loss_alert",
-    "published_rollouts",
     "readiness_of",
     "redis_of",
     "translator_of",

@@ -25,7 +25,7 @@ changed under a lock, never across an ``await``.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from controller.adapters.redis import StoreMarker
@@ -52,16 +52,22 @@ class StoreLoss:
     losses: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def served(self, rollouts: Sequence[Rollout], marker: str | None) -> list[Rollout]:
+    def served(
+        self,
+        rollouts: Sequence[Rollout],
+        marker: str | None,
+        unreadable: Collection[str] = (),
+    ) -> list[Rollout]:
         """What to serve from a read of the store that found ``rollouts`` and ``marker``:
-        the flags it lost, from their last state, beside those it has."""
+        the flags it lost, from their last state, beside those it has (``unreadable``: flags
+        it has, whose state it cannot read: not lost)."""
         with self._lock:
             current = {r.flag: r for r in rollouts}
             if self.identity is not None:
                 # The controller never removes a flag's state: one that had a state and has
                 # none was lost, with the store's identity (seen here before the keeper
                 # looked) or alone (on a cluster, one master's data).
-                self._lose(current)
+                self._lose({*current, *unreadable})
             for flag in [f for f in self.lost if f in current]:
                 del self.lost[flag]
                 self.told.discard(flag)
@@ -74,7 +80,7 @@ class StoreLoss:
         """The store lost what it held and now has ``rollouts``: every flag served from
         memory since the loss (those it lost, not back yet)."""
         with self._lock:
-            self._lose({r.flag: r for r in rollouts})
+            self._lose({r.flag for r in rollouts})
             self.losses += 1
             return dict(self.lost)
 
@@ -88,7 +94,7 @@ class StoreLoss:
         with self._lock:
             self.told.update(flags)
 
-    def _lose(self, current: Mapping[str, Rollout]) -> None:
+    def _lose(self, current: Collection[str]) -> None:
         for flag, rollout in self.last.items():
             if flag not in current and flag not in self.lost:
                 self.lost[flag] = rollout

@@ -131,3 +131,11 @@ def test_the_alert_of_flags_lost_alone_says_the_identity_was_kept() -> None:
     alert = loss_alert({"b": B}, rebuilding=True, identity_lost=False)
     assert "its identity kept" in alert.summary
     assert alert.details["identity_lost"] is False
+
+
+def test_a_flag_whose_state_cannot_be_read_is_not_lost() -> None:
+    loss = StoreLoss()
+    loss.known("id")
+    loss.served([A, B], "id")
+    assert flags(loss.served([A], "id", unreadable={"b"})) == [("a", 3)]
+    assert loss.untold() == {}
