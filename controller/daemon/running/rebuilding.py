@@ -23,6 +23,7 @@ needs none of it.
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
@@ -33,7 +34,8 @@ import structlog
 from controller.adapters.kafka import read_from_beginning
 from controller.adapters.kafka.version_floors import MAX_RECORDS, READ_TIMEOUT_S
 from controller.core.drafting import Rebuild, RestoreRefusal, TopicHistory, stage_shown
-from controller.core.rollouts import CommandInput, RaiseAlert
+from controller.core.machine import step as machine_step
+from controller.core.rollouts import CommandInput, RaiseAlert, Rollout
 from controller.core.serving import VersionFloors
 from controller.core.wire import CommandAction, JsonObject
 from controller.daemon.rollouts import Rollouts
@@ -62,17 +64,19 @@ class Rebuilder:
     ) -> None:
         self._rollouts, self._states, self._read = rollouts, states, read
         self._owns, self._loss, self._now = owns, loss, clock
-        self.pending: dict[str, tuple[Rebuild, int]] = {}
-        """Each flag to rebuild, with the floor of its versions."""
+        self.pending: dict[str, tuple[Rebuild, list[CommandInput]]] = {}
+        """Each flag to rebuild, with the controller's inputs that rebuild it."""
         self.refused: dict[str, str] = {}
         """Each flag the store lost that cannot be rebuilt, and why."""
 
     async def plan(self) -> dict[str, Rebuild]:
         """Read the topics; every flag to rebuild (a decision left it in a state the store
-        does not have now), kept until :meth:`step` rebuilt it."""
+        does not have now), kept until :meth:`step` rebuilt it. Meanwhile each is served
+        as it will be rebuilt, where no state of it is held from before the loss."""
         history, floors = TopicHistory(), VersionFloors()
         await self._read(history, floors)
         planned: dict[str, Rebuild] = {}
+        previews: dict[str, Rollout] = {}
         for flag in history.flags():
             if (await self._states.load(flag)).rollout is not None:
                 continue
@@ -82,18 +86,23 @@ class Rebuilder:
                 log.warning("flag_not_rebuilt", flag=flag, why=rebuild.reason)
                 continue
             planned[flag] = rebuild
-            self.pending[flag] = (rebuild, floors.floor(flag))
+            self.pending[flag] = (rebuild, self._commands(rebuild, floors.floor(flag)))
+            if (preview := _preview(self.pending[flag][1])) is not None:
+                previews[flag] = preview
+        self._loss.hold(previews)
         self._loss.rebuilding(set(self.pending))
         return planned
 
     async def step(self) -> list[str]:
         """Rebuild the pending flags this instance owns; those rebuilt (or found back)."""
         done = []
-        for flag, (rebuild, floor) in sorted(self.pending.items()):
+        for flag, (rebuild, commands) in sorted(self.pending.items()):
             if not self._owns(flag):
                 continue
             if (await self._states.load(flag)).rollout is None:
-                await self._apply(rebuild, floor)
+                for command in commands:  # its clock starts now, not when it was planned
+                    now = dataclasses.replace(command, now=self._now())
+                    await self._rollouts.apply(flag, now)
                 log.info("flag_rebuilt", flag=flag, decision=rebuild.then.decision_id)
             done.append(flag)
             del self.pending[flag]
@@ -101,9 +110,9 @@ class Rebuilder:
             self._loss.rebuilding(set(self.pending))
         return done
 
-    async def _apply(self, rebuild: Rebuild, floor: int) -> None:
-        """The restore's steps, its start and the promotes to the stage one start at that
-        stage: one flag state, never the stages before it served between."""
+    def _commands(self, rebuild: Rebuild, floor: int) -> list[CommandInput]:
+        """The restore's steps as the controller's inputs, its start and the promotes to
+        the stage one start at that stage: one flag state, no earlier stage served."""
         salt = rebuild.salt or secrets.token_hex(8)
         reason = (
             f"rebuilt at its decision {rebuild.then.decision_id} after redis lost the"
@@ -114,27 +123,39 @@ class Rebuilder:
         at = len(staged)
         if any(s.to_end for s in steps) and rebuild.then.plan is not None:
             at = len(rebuild.then.plan.stages) - 1  # completed: from its last stage to the end
+        commands = []
         for step in [s for s in steps if s not in staged]:
             start = step.action == CommandAction.START
             command_id = (rebuild.start_command if start else None) or uuid.uuid4().hex
             expected = rebuild.rollout_id if step.new_rollout else step.expect_rollout_id
-            command = CommandInput(
-                action=CommandAction(step.action),
-                flag=rebuild.flag,
-                command_id=command_id,
-                actor=ACTOR,
-                now=self._now(),
-                reason=reason,
-                plan=step.plan,
-                to_end=step.to_end,
-                new_rollout_id=rebuild.rollout_id,
-                new_salt=salt,
-                version_floor=floor,
-                start_stage=at if start else 0,
-                expect_rollout_id=expected,
-                expect_stage=at if step.to_end else None if start else step.expect_stage,
+            commands.append(
+                CommandInput(
+                    action=CommandAction(step.action),
+                    flag=rebuild.flag,
+                    command_id=command_id,
+                    actor=ACTOR,
+                    now=self._now(),
+                    reason=reason,
+                    plan=step.plan,
+                    to_end=step.to_end,
+                    new_rollout_id=rebuild.rollout_id,
+                    new_salt=salt,
+                    version_floor=floor,
+                    start_stage=at if start else 0,
+                    expect_rollout_id=expected,
+                    expect_stage=at if step.to_end else None if start else step.expect_stage,
+                )
             )
-            await self._rollouts.apply(rebuild.flag, command)
+        return commands
+
+
+def _preview(commands: list[CommandInput]) -> Rollout | None:
+    """The rollout ``commands`` make of a flag the store does not know, decided here and
+    kept nowhere: what is served until the rebuild is saved."""
+    rollout: Rollout | None = None
+    for command in commands:
+        rollout, _ = machine_step(rollout, command)
+    return rollout if rollout is not None and rollout.published else None
 
 
 def topic_history(

@@ -84,6 +84,15 @@ class StoreLoss:
             self.losses += 1
             return dict(self.lost)
 
+    def hold(self, rollouts: Mapping[str, Rollout]) -> None:
+        """Serve ``rollouts`` (flags being rebuilt, as they will be) until the store has
+        them, where no state of them is held from before the loss; told already."""
+        with self._lock:
+            for flag, rollout in rollouts.items():
+                if flag not in self.lost:
+                    self.lost[flag] = rollout
+                    self.told.add(flag)
+
     def untold(self) -> dict[str, Rollout]:
         """The flags lost that no alert named yet."""
         with self._lock:

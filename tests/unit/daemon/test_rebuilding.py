@@ -77,12 +77,18 @@ async def test_a_flag_is_rebuilt_once_owned_and_readiness_follows() -> None:
     assert list(planned) == ["checkout"]
     assert await rebuilder.step() == []
     assert (loss.degraded() or {}).get("rebuilding") == ["checkout"]
+    # ...served meanwhile as it will be rebuilt (nothing of it was held before the loss)
+    (served,) = loss.served([], None)
+    assert (served.rollout_id, served.stage, served.phase.value) == ("r1", 2, "paused")
+    assert served.flag_version > 3
+    assert loss.untold() == {}  # the alert of the rebuild names it
     # When this instance owns it
     owned.add("checkout")
     assert await rebuilder.step() == ["checkout"]
     # Then it is its rollout again, at its stage, paused, above the versions the topics saw
     rollout = (await states.load("checkout")).rollout
     assert rollout is not None
+    assert rollout.flag_version == served.flag_version  # served as it was rebuilt
     assert (rollout.rollout_id, rollout.salt, rollout.stage, rollout.phase.value) == (
         "r1",
         "salt-1",
@@ -92,6 +98,7 @@ async def test_a_flag_is_rebuilt_once_owned_and_readiness_follows() -> None:
     assert min(rollout.stage_flag_versions()) > 3
     published = [v for topic, _, v in outputs.sent if topic == "rollout.flag-state"]
     assert len(published) == 2  # started at its stage, then paused: no earlier stage served
+    assert loss.served([rollout], None) == [rollout]  # the next read finds it back
     assert loss.degraded() is None
     assert rebuilder.pending == {}
     # ...and a second plan finds nothing to rebuild: the store has it
