@@ -32,7 +32,6 @@ from datetime import datetime
 import structlog
 
 from controller.adapters.kafka import read_from_beginning
-from controller.adapters.kafka.version_floors import MAX_RECORDS, READ_TIMEOUT_S
 from controller.core.drafting import Rebuild, RestoreRefusal, TopicHistory, stage_shown
 from controller.core.machine import step as machine_step
 from controller.core.rollouts import CommandInput, RaiseAlert, Rollout
@@ -45,6 +44,10 @@ from controller.settings import KafkaSettings, TopicSettings
 
 log = structlog.get_logger("controller.daemon.running.rebuilding")
 ACTOR = "controller"
+READ_TIMEOUT_S = 60.0
+"""The longest one read of a topic may take (a failed read is planned again next look)."""
+MAX_RECORDS = 5_000_000
+"""Records read at most from one topic (its retention bounds it)."""
 HistoryRead = Callable[[TopicHistory, VersionFloors], Awaitable[None]]
 """Reads the decisions, commands and flag-state topics into a history and the floors."""
 

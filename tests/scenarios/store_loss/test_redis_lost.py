@@ -183,13 +183,11 @@ async def test_a_redis_that_comes_back_empty_is_rebuilt_without_an_operator(
     # When Redis is killed and started again without its data
     world.redis.kill()
     world.redis.start()
-    lost_at = time.monotonic()
     # Then, with no command typed, the flag is served at its stage's percent again within
     # 30 s, rebuilt under a version above every one the lost rollout published
     await scenario.until(
         lambda: app.served(before.flag_version + 1), timeout=30, what="the flag rebuilt"
     )
-    assert time.monotonic() - lost_at < 30
     rebuilt = await scenario.rollout(FLAG)
     assert rebuilt is not None
     assert (rebuilt.rollout_id, rebuilt.phase.value, rebuilt.stage) == (

@@ -118,7 +118,7 @@ PACING: dict[tuple[str, str], str] = {
     ): "30 s without an evaluation, the real SDK's cache aging",
     (
         "tests/scenarios/operators/test_restore.py",
-        "test_a_restore_into_an_empty_store_brings_the_rollout_back_to_its_stage",
+        "test_an_empty_store_is_rebuilt_and_a_restore_puts_back_its_segment",
     ): "the commands' age, past the stale bound",
     (
         "tests/scenarios/brokers/test_held_evidence.py",
