@@ -40,6 +40,9 @@ class CountedFloors:
     def saw(self, flag: str, version: int) -> None:
         self.floors.saw(flag, version)
 
+    def forget(self) -> None:
+        self.floors = VersionFloors()
+
 
 def engine(states: MemoryStates, floors: CountedFloors) -> Engine:
     built = build_engine(
