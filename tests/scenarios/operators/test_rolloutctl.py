@@ -15,6 +15,7 @@ import pytest
 import yaml
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from controller.core.common import clock_text
 from controller.core.rollouts.plan import Plan
 from controller.ctl.operate.commands import write_private_key
 from tests.scenarios.harness import KEY_ID, Scenario, manual_plan
@@ -155,7 +156,8 @@ async def test_operator_steers_a_rollout_with_rolloutctl(
     assert [(r["flag"], r["phase"], r["percent"]) for r in final] == [(FLAG, "killed", 0)]
     # a finished rollout says why it ended, and its stage clock stopped there
     ended = await ctl("status", FLAG)
-    assert f"ended:       killed at {final[0]['ended_at']}: pager" in ended.out, ended.out
+    said = f"ended:       killed at {clock_text(final[0]['ended_at'])}: pager"
+    assert said in ended.out, ended.out
     assert final[0]["evidence"]["actor"] == "ana"
     ran = datetime.fromisoformat(final[0]["ended_at"]) - datetime.fromisoformat(
         final[0]["stage_started_at"]
