@@ -24,6 +24,7 @@ from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -61,6 +62,25 @@ async def scenario_topics(
         partitions = commands_partitions if name == "commands" else 1
         topics[name] = await topic_factory(name, partitions=partitions)
     return topics
+
+
+async def topics_on(
+    bootstrap: str, tag: str, *, events: int = 4, commands: int = 2
+) -> dict[str, str]:
+    """A scenario's topics made new on ``bootstrap`` (one of the brokers a test runs on, where
+    the session's topic factory serves one), named ``t-<tag>-<topic>-<random>``: ``events``
+    partitions for the events, ``commands`` for the commands, one for each other topic."""
+    partitions = {"events": events, "commands": commands} | dict.fromkeys(TOPICS[1:], 1)
+    names = {key: f"t-{tag}-{key}-{uuid.uuid4().hex[:8]}" for key in partitions}
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics(
+            [NewTopic(names[k], n, replication_factor=1) for k, n in partitions.items()]
+        )
+    finally:
+        await admin.close()
+    return names
 
 
 def fast_plan(*, hold_stage: int | None = None) -> Plan:

@@ -15,7 +15,6 @@ import asyncio
 import json
 import subprocess
 import sys
-import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -23,12 +22,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from jsonschema import Draft202012Validator
 
 from controller.core.trust.audit_check import Checked, check_export
 from controller.core.trust.signing import StateVerifier, generate_key, private_key_text
-from tests.scenarios.harness import TOPICS, Scenario, fast_plan
+from tests.scenarios.harness import Scenario, fast_plan, topics_on
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 FLAG = "checkout"
@@ -37,26 +35,11 @@ EXPORT_TIMEOUT_S = 120.0
 DECISION = "dev.rollout-controller.decision"
 
 
-async def _apache_topics(bootstrap: str) -> dict[str, str]:
-    """A scenario's topics, fresh, on the given broker."""
-    partitions = {"events": 4, "commands": 2} | {n: 1 for n in TOPICS if n != "commands"}
-    names = {key: f"t-audit-{key}-{uuid.uuid4().hex[:8]}" for key in partitions}
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics(
-            [NewTopic(names[k], n, replication_factor=1) for k, n in partitions.items()]
-        )
-    finally:
-        await admin.close()
-    return names
-
-
 @pytest.fixture
 async def world(
     apache_kafka_bootstrap: str, redis_url: str, redis_namespace: str, tmp_path: Path
 ) -> AsyncIterator[Scenario]:
-    topics = await _apache_topics(apache_kafka_bootstrap)
+    topics = await topics_on(apache_kafka_bootstrap, "audit")
     async with Scenario(
         bootstrap=apache_kafka_bootstrap,
         redis_url=redis_url,

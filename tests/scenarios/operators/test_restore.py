@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
-import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
@@ -26,7 +25,6 @@ from typing import Any
 
 import httpx
 import pytest
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from controller.core.rollouts import Plan
 from controller.core.rollouts.plan_parts import Guardrail, Stage
@@ -34,7 +32,7 @@ from controller.core.trust import signing
 from controller.core.wire import decision_key, sent_object
 from controller.ctl.operate import commands_for, orjson_rule, write_private_key
 from tests.integration.http.test_http import wait_status
-from tests.scenarios.harness import KEY_ID, TOPICS, Scenario
+from tests.scenarios.harness import KEY_ID, Scenario, topics_on
 from tests.support.backing.services import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -44,20 +42,6 @@ STALE_AFTER_S = 3
 """The empty store's daemon refuses commands older than this (``command_max_age_seconds``)."""
 CTL_TIMEOUT_S = 180.0
 """A Python process reading two topics and waiting for four decisions on a busy machine."""
-
-
-async def _topics(bootstrap: str) -> dict[str, str]:
-    partitions = {"events": 2, "commands": 2} | {n: 1 for n in TOPICS if n != "commands"}
-    names = {key: f"t-restore-{key}-{uuid.uuid4().hex[:8]}" for key in partitions}
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics(
-            [NewTopic(names[k], n, replication_factor=1) for k, n in partitions.items()]
-        )
-    finally:
-        await admin.close()
-    return names
 
 
 @pytest.fixture(params=["apache_kafka_bootstrap", "tansu_bootstrap"])
@@ -70,7 +54,7 @@ async def world(
         bootstrap=bootstrap,
         redis_url=redis_url,
         prefix=redis_namespace,
-        topics=await _topics(bootstrap),
+        topics=await topics_on(bootstrap, "restore", events=2),
         workdir=tmp_path,
     ) as scenario:
         yield scenario

@@ -20,7 +20,6 @@ import asyncio
 import json
 import subprocess
 import sys
-import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -28,7 +27,6 @@ from typing import Any, get_args
 
 import orjson
 import pytest
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from controller.core.rollouts.plan import Plan
 from controller.core.trust import signing
@@ -37,7 +35,7 @@ from controller.core.wire import Decision, decision_key, sent_object
 from controller.ctl.operate import commands_for, write_private_key
 from controller.ctl.operate.app_keys import command_of as app_key_command
 from controller.ctl.operate.ingest import command_of as ingest_command
-from tests.scenarios.harness import KEY_ID, TOPICS, Scenario, fast_plan, manual_plan
+from tests.scenarios.harness import KEY_ID, Scenario, fast_plan, manual_plan, topics_on
 from tests.support.fake_model import FakeModel
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -67,21 +65,6 @@ DECISION = "dev.rollout-controller.decision"
 RUN_TIMEOUT_S = 120.0
 
 
-async def _topics(bootstrap: str) -> dict[str, str]:
-    """A scenario's topics, fresh, on the given broker."""
-    partitions = {"events": 4, "commands": 2} | {n: 1 for n in TOPICS if n != "commands"}
-    names = {key: f"t-signed-{key}-{uuid.uuid4().hex[:8]}" for key in partitions}
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics(
-            [NewTopic(names[k], n, replication_factor=1) for k, n in partitions.items()]
-        )
-    finally:
-        await admin.close()
-    return names
-
-
 @pytest.fixture(params=["apache_kafka_bootstrap", "tansu_bootstrap"])
 async def world(
     request: pytest.FixtureRequest, redis_url: str, redis_namespace: str, tmp_path: Path
@@ -92,7 +75,7 @@ async def world(
         bootstrap=bootstrap,
         redis_url=redis_url,
         prefix=redis_namespace,
-        topics=await _topics(bootstrap),
+        topics=await topics_on(bootstrap, "signed"),
         workdir=tmp_path,
     ) as scenario:
         yield scenario

@@ -25,29 +25,14 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from controller.dev.redis_server import RedisServer
 from tests.conftest import RedisServerFactory
-from tests.scenarios.harness import TOPICS, Scenario, manual_plan
+from tests.scenarios.harness import Scenario, manual_plan, topics_on
 from tests.support.backing.services import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 FLAG = "checkout"
-
-
-async def _topics(bootstrap: str) -> dict[str, str]:
-    partitions = {"events": 2, "commands": 1} | {n: 1 for n in TOPICS if n != "commands"}
-    names = {key: f"t-lost-{key}-{uuid.uuid4().hex[:8]}" for key in partitions}
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics(
-            [NewTopic(names[k], n, replication_factor=1) for k, n in partitions.items()]
-        )
-    finally:
-        await admin.close()
-    return names
 
 
 @dataclass
@@ -67,7 +52,7 @@ async def world(
         bootstrap=apache_kafka_bootstrap,
         redis_url=redis.url,
         prefix=f"rc-lost-{uuid.uuid4().hex[:6]}",
-        topics=await _topics(apache_kafka_bootstrap),
+        topics=await topics_on(apache_kafka_bootstrap, "lost", events=2, commands=1),
         workdir=tmp_path,
     ) as scenario:
         port = free_port()
