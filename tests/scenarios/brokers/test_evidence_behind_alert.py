@@ -28,14 +28,12 @@ from tests.scenarios.brokers.lost_broker import FLAG, lost_broker_world, stored_
 from tests.scenarios.brokers.test_held_evidence import (
     _ends,
     _frozen_plan,
-    _gating,
     _owner_recorded,
+    _owners,
     _producer,
     _requests,
-    _split,
+    _two_instances,
 )
-from tests.support.backing.services import free_port
-from tests.support.controller_process import ControllerProcess
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -67,19 +65,9 @@ async def test_a_partition_that_never_catches_up_is_alerted_once_naming_its_reco
         events = world.topics["events"]
         # Given two instances, each owning events partitions, one gating the flag, and a
         # plan whose first stage has a minimum time and no max_duration
-        daemons: dict[int, ControllerProcess] = {}
-        for i in range(2):
-            port = free_port()
-            env = {**world.daemon_env(), "RC_HTTP__PORT": str(port), "RC_HTTP__HOST": "127.0.0.1"}
-            env["RC_HTTP__HEALTH_PORT"] = "0"  # each its own
-            daemons[port] = ControllerProcess(env=env, log_path=tmp_path / f"d{i}.log").start()
+        daemons = _two_instances(world, tmp_path)
         try:
-            owned = await world.until(
-                lambda: _split(list(daemons)), timeout=90, what="two owners of events partitions"
-            )
-            gating = await world.until(
-                lambda: _gating(list(daemons)), timeout=60, what="the flag's gating instance"
-            )
+            owned, gating = await _owners(world, daemons)
             other = next(p for p in daemons if p != gating)
             harmed_on, healthy_on = owned[other][0], owned[gating]
             stopped = daemons[other]

@@ -324,19 +324,9 @@ async def test_a_frozen_owner_of_the_regression_holds_the_stage_until_it_is_coun
     ) as (world, _):
         events = world.topics["events"]
         # Given two instances, each owning events partitions, one gating the flag
-        daemons: dict[int, ControllerProcess] = {}
-        for i in range(2):
-            port = free_port()
-            env = {**world.daemon_env(), "RC_HTTP__PORT": str(port), "RC_HTTP__HOST": "127.0.0.1"}
-            env["RC_HTTP__HEALTH_PORT"] = "0"  # each its own
-            daemons[port] = ControllerProcess(env=env, log_path=tmp_path / f"d{i}.log").start()
+        daemons = _two_instances(world, tmp_path)
         try:
-            owned = await world.until(
-                lambda: _split(list(daemons)), timeout=90, what="two owners of events partitions"
-            )
-            gating = await world.until(
-                lambda: _gating(list(daemons)), timeout=60, what="the flag's gating instance"
-            )
+            owned, gating = await _owners(world, daemons)
             other = next(p for p in daemons if p != gating)
             harmed_on, healthy_on = owned[other][0], owned[gating]
             frozen = daemons[other]
@@ -410,6 +400,31 @@ async def _readiness(port: int) -> dict[str, Any]:
         raise AssertionError(f"no answer on {port}: {exc!r}") from exc
     detail: dict[str, Any] = answer.json()
     return detail
+
+
+def _two_instances(world: Scenario, tmp_path: Path) -> dict[int, ControllerProcess]:
+    """Two instances of the controller on the world's topics, each its own HTTP port (the
+    key of each), its health listener on a port of its own."""
+    daemons: dict[int, ControllerProcess] = {}
+    for i in range(2):
+        port = free_port()
+        env = {**world.daemon_env(), "RC_HTTP__PORT": str(port), "RC_HTTP__HOST": "127.0.0.1"}
+        env["RC_HTTP__HEALTH_PORT"] = "0"
+        daemons[port] = ControllerProcess(env=env, log_path=tmp_path / f"d{i}.log").start()
+    return daemons
+
+
+async def _owners(
+    world: Scenario, daemons: dict[int, ControllerProcess]
+) -> tuple[dict[int, list[int]], int]:
+    """Each instance's events partitions once both own some, and the flag's gating one."""
+    owned = await world.until(
+        lambda: _split(list(daemons)), timeout=90, what="two owners of events partitions"
+    )
+    gating = await world.until(
+        lambda: _gating(list(daemons)), timeout=60, what="the flag's gating instance"
+    )
+    return owned, gating
 
 
 async def _split(ports: list[int]) -> dict[int, list[int]]:
