@@ -214,9 +214,11 @@ def _charts(
     for figure in (f for f in drawn if f.limit is None):
         metric = figure.metric
         if not figure.points and figure.empty == NOT_COMPARED:  # a line, not a blank chart
+            said = (
+                _state(status, metric) or f'<p class="none">{esc(f"{metric}: {NOT_COMPARED}")}</p>'
+            )
             sections.append(
-                f'<figure class="guardrail not-compared" data-metric="{esc(metric)}">'
-                f'{_state(status, metric)}<p class="none">{esc(metric)}: {esc(NOT_COMPARED)}</p>'
+                f'<figure class="guardrail not-compared" data-metric="{esc(metric)}">{said}'
                 "</figure>"
             )
             continue
