@@ -194,33 +194,32 @@ def occupied(counts: Sequence[float]) -> int:
     return len(counted) - counted.count(0)
 
 
+def leverage_weights(denominators: Sequence[float], total: float, clusters: int) -> list[float]:
+    """Each bucket's weight in the spread, ((1 - 1/G) / (1 - h_b))², h_b = N_b / ΣN the
+    bucket's leverage and G the buckets holding data: what makes the variance the jackknife's
+    (CV3 of MacKinnon, Nielsen and Webb 2023, after Bell and McCaffrey 2002) once the caller's
+    G/(G - 1) is applied. A bucket's own residual shrinks by (1 - h_b) as its share of the arm
+    grows, so one unit carrying most of an arm would otherwise bound its own effect (the plain
+    sandwich's bias with one dominant cluster, MacKinnon and Webb 2017). Buckets of equal size
+    weigh 1: only an unequal bucket is widened. With one bucket or none holding data every
+    weight is 1; with two or more, every ΣN - N_b is positive (counts are never negative)."""
+    if clusters <= 1 or total <= 0:
+        return [1.0] * len(denominators)
+    scale = (1.0 - 1.0 / clusters) * total
+    factors = list(map(truediv, repeat(scale), map(sub, repeat(total), denominators)))
+    return list(map(mul, factors, factors))
+
+
 def _spread(
     numerators: Sequence[float],
     denominators: Sequence[float],
     rate: float,
-    total: float,
-    clusters: int,
+    weights: Sequence[float],
 ) -> float:
-    """Σ_b (Y_b - rate·N_b)² · ((1 - 1/G) / (1 - h_b))² over buckets, h_b = N_b / ΣN the
-    bucket's leverage and G the buckets holding data, every step in C, summed exactly.
-
-    The leverage factor is what makes the variance the jackknife's (CV3 of MacKinnon,
-    Nielsen and Webb 2023, after Bell and McCaffrey 2002) once the caller's G/(G - 1) is
-    applied: a bucket's own residual shrinks by (1 - h_b) as its share of the arm grows, so
-    one unit carrying most of an arm would otherwise bound its own effect (the plain
-    sandwich's bias with one dominant cluster, MacKinnon and Webb 2017). Buckets of equal
-    size are left as they are (the factor is 1): only an unequal bucket is widened.
-    """
+    """Σ_b (Y_b - rate·N_b)² · w_b over buckets (``weights``: :func:`leverage_weights`), every
+    step in C (map over the columns), summed exactly (math.fsum)."""
     residuals = list(map(sub, numerators, map(mul, repeat(rate), denominators)))
-    squares = list(map(mul, residuals, residuals))
-    if clusters <= 1 or total <= 0:
-        return math.fsum(squares)
-    scale = (1.0 - 1.0 / clusters) * total
-    rest = list(map(sub, repeat(total), denominators))
-    if min(rest) <= 0:  # one bucket holds every event: nothing bounds it
-        return math.inf if math.fsum(squares) > 0 else 0.0
-    factors = list(map(truediv, repeat(scale), rest))
-    return math.fsum(map(mul, squares, map(mul, factors, factors)))
+    return math.fsum(map(mul, map(mul, residuals, residuals), weights))
 
 
 def ratio_variance(numerators: Sequence[float], denominators: Sequence[float]) -> float:
@@ -234,7 +233,8 @@ def ratio_variance(numerators: Sequence[float], denominators: Sequence[float]) -
         return math.inf
     if len(numerators) != len(denominators):
         raise ValueError("numerators and denominators of different buckets")
-    spread = _spread(numerators, denominators, math.fsum(numerators) / total, total, clusters)
+    weights = leverage_weights(denominators, total, clusters)
+    spread = _spread(numerators, denominators, math.fsum(numerators) / total, weights)
     return clusters / (clusters - 1) * spread / (total * total)
 
 
@@ -266,7 +266,8 @@ def bucket_ratio(numerators: Sequence[float], denominators: Sequence[float]) -> 
         return BucketRatio(clusters, total, math.inf)
     if len(numerators) != len(denominators):
         raise ValueError("numerators and denominators of different buckets")
-    spread = _spread(numerators, denominators, math.fsum(numerators) / total, total, clusters)
+    weights = leverage_weights(denominators, total, clusters)
+    spread = _spread(numerators, denominators, math.fsum(numerators) / total, weights)
     return BucketRatio(clusters, total, spread)
 
 
@@ -335,11 +336,14 @@ class BucketCounts:
     counts: Sequence[float]
     total: float
     clusters: int
+    weights: Sequence[float]
+    """Each bucket's :func:`leverage_weights`: the same at every edge, worked out once."""
 
 
 def bucket_counts(counts: Sequence[float]) -> BucketCounts:
     counted = counts if isinstance(counts, (list, tuple)) else list(counts)
-    return BucketCounts(counted, math.fsum(counted), occupied(counted))
+    total, clusters = math.fsum(counted), occupied(counted)
+    return BucketCounts(counted, total, clusters, leverage_weights(counted, total, clusters))
 
 
 @dataclass(frozen=True, slots=True)
@@ -375,7 +379,7 @@ def share_spread(below: Sequence[float], counted: BucketCounts) -> ShareSpread |
     if len(below) != len(counted.counts):
         raise ValueError("numerators and denominators of different buckets")
     share = math.fsum(below) / total
-    spread = _spread(below, counted.counts, share, total, counted.clusters)
+    spread = _spread(below, counted.counts, share, counted.weights)
     return ShareSpread(share, total, counted.clusters, spread)
 
 
