@@ -24,7 +24,6 @@ from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -40,6 +39,7 @@ from controller.core.wire.messages import Arm
 from controller.ctl.operate.commands import encode_command, signed_model
 from controller.ctl.operate.pipelines import command_of as pipeline_command_of
 from controller.settings import RedisSettings
+from tests.support.backing.topics import fresh_topics
 from tests.support.controller_process import ControllerProcess, controller_env
 from tests.support.waiting import eventually
 
@@ -71,16 +71,7 @@ async def topics_on(
     the session's topic factory serves one), named ``t-<tag>-<topic>-<random>``: ``events``
     partitions for the events, ``commands`` for the commands, one for each other topic."""
     partitions = {"events": events, "commands": commands} | dict.fromkeys(TOPICS[1:], 1)
-    names = {key: f"t-{tag}-{key}-{uuid.uuid4().hex[:8]}" for key in partitions}
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics(
-            [NewTopic(names[k], n, replication_factor=1) for k, n in partitions.items()]
-        )
-    finally:
-        await admin.close()
-    return names
+    return await fresh_topics(bootstrap, tag, partitions)
 
 
 def fast_plan(*, hold_stage: int | None = None) -> Plan:

@@ -13,7 +13,8 @@ from controller.adapters.http import BatchNotSent, ChangedEvents
 from controller.daemon.metrics import Metrics
 from controller.daemon.serving import IntakeProcess
 from controller.settings import KafkaSettings, RedisSettings, Settings, TopicSettings
-from tests.support.otel.collector_kit import create_topics, read_topic
+from tests.support.backing.topics import create_topics
+from tests.support.otel.collector_kit import read_topic
 from tests.support.waiting import eventually
 from tests.unit.daemon.ingest.test_event_intake_once import batch
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic, RecordsToDelete
+from aiokafka.admin import AIOKafkaAdminClient, RecordsToDelete
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from jsonschema import Draft202012Validator
 
@@ -24,6 +24,7 @@ from controller.core.trust import signing
 from controller.core.wire import Alert, Decision
 from controller.settings import KafkaSettings
 from tests.support.backing.reading import read_to_end
+from tests.support.backing.topics import fresh_topics
 
 pytestmark = pytest.mark.integration
 
@@ -33,19 +34,6 @@ SEAL_SCHEMA = SCHEMAS / "audit-seal.schema.json"
 EXPORT_TIMEOUT_S = 120.0
 SIGNED_TYPES = ("decision,command,alert",)
 """A Python process and a Kafka client on a busy two-core machine: seconds, rarely more."""
-
-
-async def _topics(bootstrap: str, partitions: dict[str, int]) -> dict[str, str]:
-    names = {key: f"t-audit-{key}-{uuid.uuid4().hex[:8]}" for key in partitions}
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics(
-            [NewTopic(names[k], n, replication_factor=1) for k, n in partitions.items()]
-        )
-    finally:
-        await admin.close()
-    return names
 
 
 def _decision(n: int, flag: str) -> Decision:
@@ -126,7 +114,7 @@ def bootstrap(request: pytest.FixtureRequest) -> str:
 async def test_the_export_validates_and_holds_each_decision_once_in_order(
     bootstrap: str, tmp_path: Path
 ) -> None:
-    names = await _topics(bootstrap, {"decisions": 3, "commands": 2, "alerts": 1})
+    names = await fresh_topics(bootstrap, "audit", {"decisions": 3, "commands": 2, "alerts": 1})
     kafka = KafkaSettings(bootstrap_servers=bootstrap)
     decisions = [_decision(n, flag=f"flag-{n % 4}") for n in range(40)]
     alert = Alert(
@@ -207,7 +195,7 @@ async def test_an_export_to_a_topic_carries_the_lines_the_file_does(
 ) -> None:
     # Given decisions of two flags on the decisions topic
     bootstrap = apache_kafka_bootstrap
-    names = await _topics(bootstrap, {"decisions": 2, "audit": 1})
+    names = await fresh_topics(bootstrap, "audit", {"decisions": 2, "audit": 1})
     since = datetime.now(UTC).isoformat()
     decisions = [_decision(n, flag=f"flag-{n % 2}") for n in range(12)]
     async with Producer(kafka=KafkaSettings(bootstrap_servers=bootstrap)) as producer:
@@ -240,7 +228,7 @@ async def test_each_command_names_the_holder_of_its_key_as_of_its_time(
 ) -> None:
     # Given keys whose holders the settings name today: ops-1 is now omar's
     bootstrap = apache_kafka_bootstrap
-    names = await _topics(bootstrap, {"commands": 1, "alerts": 1})
+    names = await fresh_topics(bootstrap, "audit", {"commands": 1, "alerts": 1})
     public = signing.public_key_text(Ed25519PrivateKey.generate().public_key())
     keys = {"ops-1": {"public_key": public, "holder": "omar"}, "ci-1": public}
     # ...an operator_keys alert before the span saying ops-1 was ana's then
@@ -289,7 +277,7 @@ async def test_an_empty_span_the_log_still_holds_is_sealed_with_the_offsets_read
     bootstrap: str, tmp_path: Path
 ) -> None:
     # Given decisions on three partitions, all before the span
-    names = await _topics(bootstrap, {"decisions": 3})
+    names = await fresh_topics(bootstrap, "audit", {"decisions": 3})
     decisions = [_decision(n, flag=f"flag-{n % 3}") for n in range(9)]
     async with Producer(kafka=KafkaSettings(bootstrap_servers=bootstrap)) as producer:
         await Publisher(producer=producer).publish(
@@ -325,7 +313,7 @@ async def test_a_span_whose_records_the_log_no_longer_holds_fails_naming_the_par
 ) -> None:
     # Given ten decisions on one partition, the first five deleted from the log
     bootstrap = apache_kafka_bootstrap
-    names = await _topics(bootstrap, {"decisions": 1})
+    names = await fresh_topics(bootstrap, "audit", {"decisions": 1})
     topic = names["decisions"]
     decisions = [_decision(n, flag="flag") for n in range(10)]
     since = datetime.now(UTC) - timedelta(seconds=1)

@@ -39,11 +39,11 @@ from tests.otel.load import AppProcess, Load
 from tests.scenarios.harness import TOPICS, Scenario
 from tests.scenarios.otel.test_otel_apps import APPS, completing, held
 from tests.support.backing.services import free_port
+from tests.support.backing.topics import create_topics
 from tests.support.otel.collector_kit import (
     APP_ATTRIBUTE,
     Written,
     assert_counted,
-    create_topics,
     read_topic,
 )
 from tests.support.otel.collector_kit import written_spans as decode_spans

@@ -40,11 +40,11 @@ from tests.otel.load import AppProcess, Load
 from tests.scenarios.harness import TOPICS, Scenario
 from tests.scenarios.otel.test_otel_apps import APPS
 from tests.support.backing.services import free_port
+from tests.support.backing.topics import create_topics
 from tests.support.otel.collector_kit import (
     APP_ATTRIBUTE,
     Written,
     assert_counted,
-    create_topics,
     read_stamped,
     written_logs,
 )

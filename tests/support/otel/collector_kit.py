@@ -16,7 +16,6 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
@@ -24,28 +23,12 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
 from controller.adapters.redis.aggregates import RedisAggregateStore
 from controller.core.stats import FlagAggregates
-from tests.conftest import _wait_topic_ready
 from tests.support.otel.otlp_kafka import EVALUATION, Expected
 from tests.support.waiting import eventually
 
 APP_ATTRIBUTE = "app.flag"
 """A resource attribute each test app is started with (``OTEL_RESOURCE_ATTRIBUTES``), so
 that a span without an evaluation still says which app served it."""
-
-
-async def create_topics(bootstrap: str, partitions: dict[str, int]) -> None:
-    """Create the topics, as an operator does before pointing a Collector at them."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        topics = [NewTopic(name, n, replication_factor=1) for name, n in partitions.items()]
-        answer = await admin.create_topics(topics)
-        failed = [entry for entry in answer.topic_errors if entry[1] != 0]
-        assert not failed, f"creating topics failed: {failed}"
-        for name, n in partitions.items():
-            await _wait_topic_ready(admin, name, n)
-    finally:
-        await admin.close()
 
 
 async def read_topic(bootstrap: str, topic: str, count: int) -> tuple[list[bytes], dict[int, int]]:
