@@ -40,6 +40,7 @@ from dataclasses import dataclass, field, replace
 import mmh3
 
 from controller.core.common import BUCKET_COUNT
+from controller.core.stats.heaviest.counts import Heaviest
 from controller.core.stats.units import (
     CRASHES,
     EXCEPTIONS,
@@ -134,6 +135,10 @@ class CellDelta:
     cv_sq: float = 0.0
     hist: dict[int, int] = field(default_factory=dict)
     units: set[str] = field(default_factory=set)
+    unit_requests: dict[str, int] = field(default_factory=dict)
+    """Each unit's requests (:mod:`controller.core.stats.heaviest`)."""
+    unit_errors: dict[str, int] = field(default_factory=dict)
+    """Each unit's failed requests, for the units with any."""
     named: dict[str, NamedDelta] = field(default_factory=dict)
     """Per conversion name (first seen first), its own counts; each also counts in ``conv``..."""
     failures: int = 0
@@ -248,6 +253,9 @@ class ArmAggregate:
     buckets: UnitBuckets | None = None
     """The arm's unit buckets (:mod:`controller.core.stats.units`); None where a source has no
     units (a Prometheus series) or nothing was counted in them."""
+    heaviest: Heaviest = field(default_factory=Heaviest)
+    """The units with the most requests, each with its own counts
+    (:mod:`controller.core.stats.heaviest`)."""
 
     @property
     def crashes(self) -> int:
@@ -297,6 +305,7 @@ class ArmAggregate:
             conversion_value_sq=self.conversion_value_sq + other.conversion_value_sq,
             named=named,
             buckets=mine.plus(theirs) if mine and theirs else (mine or theirs),
+            heaviest=self.heaviest.plus(other.heaviest),
         )
 
     @classmethod

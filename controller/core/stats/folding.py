@@ -136,9 +136,13 @@ def _fold_each(
         if type(event) is RequestIn:
             cell.req += 1
             hit(base + REQUESTS)
+            per_unit = cell.unit_requests
+            per_unit[unit] = per_unit.get(unit, 0) + 1
             if event.error:
                 cell.err += 1
                 hit(base + ERRORS)
+                per_unit = cell.unit_errors
+                per_unit[unit] = per_unit.get(unit, 0) + 1
             latency = event.latency_ms
             if latency is not None:
                 cell.lat_n += 1

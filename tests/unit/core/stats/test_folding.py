@@ -49,6 +49,8 @@ C1: CellKey = ("f", 1, Arm.CONTROL)
                     lat_sum=1.0,
                     hist={histogram.bucket_of(1.0): 1},
                     units={"a", "b"},
+                    unit_requests={"a": 1, "b": 1},
+                    unit_errors={"a": 1},
                 )
             },
         ),

@@ -1,0 +1,1 @@
+"""Each unit's own counts, exact, and what the gate does with the heaviest: pure."""

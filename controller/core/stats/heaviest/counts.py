@@ -1,0 +1,73 @@
+"""The heaviest units of an arm: each unit's requests and errors, exact, the largest kept.
+
+Every flush counts each unit's requests and errors in the arm of the stage it was served,
+exactly once with the rest of the cell (docs/architecture.md, "Each unit counted"): the store
+keeps every unit's counts, and beside them the :data:`HEAVIEST_KEPT` units with the most
+requests per partition, each with its id as the app sent it. A read merges the partitions'
+lists (:func:`merged`): a unit's counts are summed over the partitions that list it. Where a
+partition's list is full, a unit it does not list sent it at most the list's smallest count
+there; :attr:`Heaviest.unlisted_at_most` adds those up, so a unit's total is known exactly
+when it is zero (always, where every unit's events go to one partition, as the SDK and the
+HTTP intake key them).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+HEAVIEST_KEPT = 16
+"""Units kept per partition, flag version and arm, those with the most requests. A unit with
+a share s of an arm's requests holds at least that share of one partition's, so it is listed
+wherever s > 1/HEAVIEST_KEPT."""
+
+
+@dataclass(frozen=True, slots=True)
+class UnitCount:
+    """One unit's requests and errors in one arm, as counted so far."""
+
+    unit: str
+    """Its id as the app sent it."""
+    requests: int
+    errors: int
+
+
+def _order(count: UnitCount) -> tuple[int, str]:
+    return (-count.requests, count.unit)
+
+
+@dataclass(frozen=True, slots=True)
+class Heaviest:
+    """An arm's heaviest units, most requests first (ties by id), and how exact they are."""
+
+    units: tuple[UnitCount, ...] = ()
+    unlisted_at_most: int = 0
+    """The most requests a unit may have sent in partitions whose full lists do not hold it:
+    0 where every count listed is exact and no unit left out could outweigh the last one."""
+
+    def plus(self, other: Heaviest) -> Heaviest:
+        """Both lists merged, as over more partitions or flag versions."""
+        return merged((self, other))
+
+
+def merged(parts: Iterable[Heaviest], keep: int = HEAVIEST_KEPT) -> Heaviest:
+    """The parts' lists summed unit by unit, the ``keep`` heaviest kept (most requests first,
+    ties by id, so a replay orders them alike); the bounds of what they leave out added."""
+    requests: dict[str, int] = {}
+    errors: dict[str, int] = {}
+    bound = 0
+    for part in parts:
+        bound += part.unlisted_at_most
+        for count in part.units:
+            requests[count.unit] = requests.get(count.unit, 0) + count.requests
+            errors[count.unit] = errors.get(count.unit, 0) + count.errors
+    ranked = sorted((UnitCount(unit, n, errors[unit]) for unit, n in requests.items()), key=_order)
+    return Heaviest(tuple(ranked[:keep]), bound)
+
+
+def partition_list(members: Iterable[tuple[str, int, int]], *, full: bool) -> Heaviest:
+    """One partition's stored list ``(unit, requests, errors)``; ``full``: it holds
+    :data:`HEAVIEST_KEPT` units, so any unit it leaves out sent at most its smallest count."""
+    units = tuple(sorted((UnitCount(u, n, e) for u, n, e in members), key=_order))
+    floor = units[-1].requests if full and units else 0
+    return Heaviest(units, floor)
