@@ -49,6 +49,9 @@ from tests.support.reference import StubRecord, encode, partition_of
 PARTITIONS = 4
 KINDS = {
     ":a:": "aggregate_hashes",
+    ":k:": "unit_counts",
+    ":t:": "heaviest_units",
+    ":te:": "heaviest_units",
     ":b:": "unit_bucket_lanes",
     ":n:": "unit_bucket_lanes",
     ":h:": "unit_bucket_lanes",
@@ -178,6 +181,10 @@ async def measure(redis_url: str, args: argparse.Namespace) -> dict[str, Any]:
         "aggregate_hash_fields_median": statistics.median(fields) if fields else 0,
         "aggregate_hash_encodings": dict(encodings),
         "aggregate_bytes_per_flag_without_buckets": round(plain / flags),
+        "flag_bytes": round(sum(v for k, v in by_kind.items() if k != "partition_keys") / flags),
+        "unit_count_bytes_per_unit": round(
+            (by_kind["unit_counts"] + by_kind["heaviest_units"]) / (flags * args.units), 1
+        ),
         "load": round(os.getloadavg()[0], 1),
     }
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import random
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -13,7 +13,7 @@ import mmh3
 import orjson
 
 from controller.core.common.histogram import BUCKET_COUNT, bucket_of
-from controller.core.stats import units
+from controller.core.stats import HEAVIEST_KEPT, Heaviest, UnitCount, merged, units
 from controller.core.stats.aggregates import ArmAggregate, Conversions, watched_members
 from controller.core.stats.units import UnitBuckets
 
@@ -95,6 +95,8 @@ class _Arm:
         self.units: set[str] = set()
         self.named: dict[str, Conversions] = {}
         self.slots = [0.0] * (units.UNIT_BUCKETS * units.KIND_COUNT)
+        self.unit_requests: Counter[str] = Counter()
+        self.unit_errors: Counter[str] = Counter()
 
     def count(self, unit: str, kind: int, by: float = 1.0) -> None:
         """Add to the unit's bucket's ``kind`` (:mod:`controller.core.stats.units`)."""
@@ -116,6 +118,8 @@ def reference_fold(events: list[dict[str, Any]]) -> dict[tuple[str, int, str], _
             cell.errors += int(e["error"])
             cell.count(unit, units.REQUESTS)
             cell.count(unit, units.ERRORS, int(e["error"]))
+            cell.unit_requests[unit] += 1
+            cell.unit_errors[unit] += int(e["error"])
             if e.get("latency_ms") is not None:
                 cell.latency_count += 1
                 cell.latency_sum_ms += e["latency_ms"]
@@ -165,6 +169,7 @@ def expected_arm(
         conversion_value_sum=sum(c.conversion_value_sum for c in parts),
         conversion_value_sq=sum(c.conversion_value_sq for c in parts),
         named=_named(parts),
+        heaviest=_every_unit(parts),
         buckets=UnitBuckets(
             tuple(math.fsum(column) for column in zip(*(c.slots for c in parts), strict=True))
         )
@@ -172,6 +177,40 @@ def expected_arm(
         else UnitBuckets.empty(),
     )
     return agg, len(seen)
+
+
+def _every_unit(parts: list[_Arm]) -> Heaviest:
+    """Every unit that sent a request, with its exact counts (a read lists the heaviest)."""
+    requests: Counter[str] = Counter()
+    errors: Counter[str] = Counter()
+    for part in parts:
+        requests.update(part.unit_requests)
+        errors.update(part.unit_errors)
+    return merged(
+        [Heaviest(tuple(UnitCount(u, n, errors[u]) for u, n in requests.items()))],
+        keep=len(requests),
+    )
+
+
+def assert_heaviest(got: Heaviest, every: Heaviest, *, where: str) -> None:
+    """A read's heaviest units against every unit's exact counts: each listed unit's counts at
+    most its own and short of them by at most the bound said; no unit left out heavier than
+    the last listed by more than that bound; all of them, exactly, where the list has room."""
+    exact = {c.unit: c for c in every.units}
+    bound = got.unlisted_at_most
+    for count in got.units:
+        own = exact.get(count.unit)
+        assert own is not None, f"{where}: {count.unit} listed, never sent a request"
+        assert own.requests - bound <= count.requests <= own.requests, f"{where}: {count}"
+        assert count.errors <= own.errors, f"{where}: {count}"
+        if bound == 0:
+            assert count == own, f"{where}: {count} != {own}"
+    listed = {c.unit for c in got.units}
+    floor = got.units[-1].requests if got.units else 0
+    for unit, own in exact.items():
+        if unit not in listed:
+            assert len(got.units) == HEAVIEST_KEPT, f"{where}: {unit} left out of a short list"
+            assert own.requests <= floor + bound, f"{where}: {unit} outweighs the list"
 
 
 def _named(parts: list[_Arm]) -> dict[str, Conversions]:
@@ -211,6 +250,8 @@ def assert_arm_equal(got: ArmAggregate, want: ArmAggregate, *, where: str) -> No
                 _assert_named_equal(g[conversion], w[conversion], where=f"{where}.{conversion}")
         elif name == "buckets":
             _assert_buckets_equal(g, w, where=f"{where}.buckets")
+        elif name == "heaviest":
+            assert_heaviest(g, w, where=f"{where}.heaviest")
         elif name == "units":
             # HyperLogLog: Redis counts 7 distinct units as 6 (seen), and a read sums
             # one estimate per partition, so small counts may be off by a few.

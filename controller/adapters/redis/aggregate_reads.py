@@ -35,14 +35,26 @@ from redis.exceptions import NoScriptError
 
 from controller.adapters.redis.cells.lanes import LaneCell, added_lanes, in_slots
 from controller.adapters.redis.cells.layout import partition_tag, partitions_key, with_layout
+from controller.adapters.redis.cells.unit_counts import (
+    HeaviestReply,
+    heaviest_of,
+    with_heaviest_kept,
+)
 from controller.adapters.redis.client import RedisClient, translated
 from controller.core.common import BUCKET_COUNT, StoreError
 from controller.core.rules import Cohort
-from controller.core.stats import ArmAggregate, Conversions, FlagAggregates, UnitBuckets
+from controller.core.stats import (
+    ArmAggregate,
+    Conversions,
+    FlagAggregates,
+    UnitBuckets,
+)
 from controller.core.wire import Arm
 from controller.settings import RedisSettings
 
-_READ = with_layout(resources.files(__package__).joinpath("read.lua").read_text("utf-8"))
+_READ = with_heaviest_kept(
+    with_layout(resources.files(__package__).joinpath("read.lua").read_text("utf-8"))
+)
 NO_BUCKETS = UnitBuckets.empty()
 """An events arm none of whose events were counted in a unit bucket."""
 KEYS_PER_CALL = 400
@@ -105,6 +117,8 @@ class ArmReply(msgspec.Struct, array_like=True, frozen=True, gc=False):
     when no hash holds any."""
     lanes: tuple[LaneCell, ...]
     """Each cell's string of unit bucket lanes, as stored (none for a cell without)."""
+    heaviest: tuple[HeaviestReply, ...] = ()
+    """Each cell's heaviest units (none for a cell that counted no request)."""
 
 
 CallReply = list[tuple[ArmReply, ArmReply]]
@@ -183,7 +197,7 @@ class AggregateReads:
         for read in reads:
             for tag in tags:
                 for arm in cells:
-                    for kind in ("a", "u", "b", "n", "h"):
+                    for kind in ("a", "u", "b", "n", "h", "t", "te"):
                         for flag, versions in read:
                             for v in versions:
                                 for cell in arm:
@@ -301,28 +315,8 @@ def _flag(
     )
 
 
-def _one_arm(arm: ArmReply) -> ArmAggregate:
-    return ArmAggregate(
-        exposures=arm.exposures,
-        units=arm.units,
-        requests=arm.requests,
-        errors=arm.errors,
-        latency_count=arm.latency_count,
-        latency_sum_ms=_added((arm.latency_sums,)),
-        latency_histogram=arm.histogram,
-        conversions=arm.conversions,
-        conversion_values=arm.conversion_values,
-        conversion_value_sum=_added((arm.value_sums,)),
-        conversion_value_sq=_added((arm.value_squares,)),
-        named=_named([arm]),
-        buckets=_unit_buckets([arm]),
-    )
-
-
 def _arm(parts: list[ArmReply]) -> ArmAggregate:
     """One arm over the replies of its partitions (one on one node; none: nothing counted)."""
-    if len(parts) == 1:
-        return _one_arm(parts[0])
     if not parts:
         return ArmAggregate(buckets=NO_BUCKETS)
     return ArmAggregate(
@@ -339,6 +333,7 @@ def _arm(parts: list[ArmReply]) -> ArmAggregate:
         conversion_value_sq=_added(p.value_squares for p in parts),
         named=_named(parts),
         buckets=_unit_buckets(parts),
+        heaviest=heaviest_of(c for p in parts for c in p.heaviest),
     )
 
 

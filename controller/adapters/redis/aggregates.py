@@ -89,6 +89,7 @@ from controller.adapters.redis.cells.layout import (
     source_meta_key,
     with_layout,
 )
+from controller.adapters.redis.cells.unit_counts import with_unit_counts
 from controller.adapters.redis.client import (
     RedisClient,
     as_text,
@@ -116,7 +117,9 @@ local epoch = redis.call('HINCRBY', KEYS[1], 'epoch', 1)
 return {epoch, unpack(redis.call('HMGET', KEYS[1], 'offset', 'topic_id', 'partitions', 'rejoin'))}
 """
 
-_FLUSH = with_layout(resources.files(__package__).joinpath("flush.lua").read_text("utf-8"))
+_FLUSH = with_unit_counts(
+    with_layout(resources.files(__package__).joinpath("flush.lua").read_text("utf-8"))
+)
 _msgpack = msgspec.msgpack.Encoder()
 
 
@@ -304,6 +307,7 @@ class RedisAggregateStore:
                 f"{tag}:w:{flag}:{version}:{other}",
                 f"{tag}:cn:{flag}",
                 *(f"{tag}:{kind}:{flag}:{version}:{arm}" for kind in "nhb"),
+                *(f"{tag}:{kind}:{flag}:{version}:{arm}" for kind in ("k", "t", "te")),
             ]
             # From the owner's copy of the cell, or by increments (.cells.copies).
             key = (delta.partition, flag, version, arm)

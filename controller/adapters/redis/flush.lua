@@ -10,13 +10,16 @@
 -- KEYS[7..] per cell: aggregate hash, unit HLL, watched units (set), the other arm's watched units,
 --           the flag's conversion names (set), the unit buckets' counts: the string of their
 --           lanes' low words, the string of their high words, and the string of 64-bit lanes
---           they were kept in before (only its time to live is kept)
+--           they were kept in before (only its time to live is kept); then its units' own
+--           counts (units.lua): the name its hashes are under, its heaviest units (sorted
+--           set) and their failed requests (hash)
 -- ARGV[1] epoch  ARGV[2] expected offset (-1: none stored)  ARGV[3] next offset (the expected
 --         one for a batch of joins only, which no record carries)  ARGV[4] ttl
 -- ARGV[5] msgpack: {rejects = {reason: count},
 --                   cells = {{flag, {field: n}, {field: "float"}, {unit...}, {named...},
 --                             {unit bucket lane's bit offset...}, {its n...},
---                             {watched unit...}, {copy}, learn, {field, value...}}...},
+--                             {watched unit...}, {copy}, learn, {field, value...},
+--                             {units' fields, {requests...}, {errors...}}}...},
 --                   ids = {event id...} (the ids of the events the cells count)}
 --         a cell's named conversions, first seen first: {name, conv, cv_n, "cv_sum", "cv_sq"};
 --         its watched units, those of its units drawn into the sample, each as an integer's
@@ -125,6 +128,8 @@ local function copy_plan(copy, strings, sizes)
   end
   return nil
 end
+
+local PER_UNIT_COUNTS = nil  -- units.lua
 
 local function unit_plan(plan, agg, strings, offsets, adds, copy)
   if type(offsets) ~= 'table' or type(adds) ~= 'table' or #offsets ~= #adds
@@ -400,22 +405,27 @@ local function dense(hll, adding)
 end
 
 local function cell_keys(index)
-  local base = 8 * index - 2
+  local base = 11 * index - 5
   return KEYS[1 + base], KEYS[2 + base], {KEYS[3 + base], KEYS[4 + base]}, KEYS[5 + base],
-    {KEYS[6 + base], KEYS[7 + base], KEYS[8 + base]}
+    {KEYS[6 + base], KEYS[7 + base], KEYS[8 + base]}, {KEYS[9 + base], KEYS[10 + base],
+    KEYS[11 + base]}
 end
 
 local cap, cap_names = tonumber(ARGV[6]), tonumber(ARGV[10])
 if cap == nil or cap_names == nil then return {-4, 'the caps must be numbers'} end
 local fresh_names, plans, sizes = {}, {}, {}
+local per_unit = {}
 for index, cell in ipairs(batch[2]) do
-  local agg, hll, sets, names, lanes = cell_keys(index)
+  local agg, hll, sets, names, lanes, counts = cell_keys(index)
   local fresh, why_names = add_named(names, cell, cap_names)
   if fresh == nil then return {-3, why_names} end
   fresh_names[index] = fresh
   local plan, why_not, stale = cell_plan(agg, hll, sets, lanes, cell, sizes)
   if plan == nil then return {stale and -6 or -3, why_not} end
   plans[index] = plan
+  local unit_plan_, why_units = per_unit_plan(counts[1], counts[2], counts[3], cell[4], cell[12])
+  if unit_plan_ == nil then return {-3, why_units} end
+  per_unit[index] = unit_plan_
 end
 
 -- Nothing below can fail.
@@ -424,7 +434,7 @@ for reason, count in pairs(batch[1]) do
 end
 local flags, flag_seen, names_kept, learned = {}, {}, {}, {}
 for index, cell in ipairs(batch[2]) do
-  local agg, hll, sets, names, lanes = cell_keys(index)
+  local agg, hll, sets, names, lanes, counts = cell_keys(index)
   if not flag_seen[cell[1]] then flag_seen[cell[1]] = true; flags[#flags + 1] = cell[1] end
   if #fresh_names[index] > 0 then redis.call('SADD', names, unpack(fresh_names[index])) end
   if not names_kept[names] then
@@ -463,6 +473,7 @@ for index, cell in ipairs(batch[2]) do
   for i = 1, #units, CHUNK do
     redis.call('PFADD', hll, unpack(units, i, math.min(i + CHUNK - 1, #units)))
   end
+  per_unit_write(per_unit[index], counts[1], counts[2], counts[3], units, ttl)
   redis.call('EXPIRE', agg, ttl)
   redis.call('EXPIRE', hll, ttl)
 end

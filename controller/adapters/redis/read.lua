@@ -2,21 +2,23 @@
 -- KEYS[1] the set of claimed partitions (only when ARGV[1] is not '-'), then per read, per
 --         partition, per arm (treatment, control): the arm's aggregate hash of each version,
 --         its HyperLogLog of units of each version, then its strings of unit bucket lanes of
---         each version: 64-bit lanes (the form before), low words, high words
+--         each version: 64-bit lanes (the form before), low words, high words; then its
+--         heaviest units (sorted set) of each version, and their failed requests (hash)
 -- ARGV[1] the partitions the caller's keys cover, ascending, comma-separated; '-' when the
 --         set is not checked here (on a cluster it lives in another slot)
 -- ARGV[2] partitions per read   ARGV[3] histogram buckets   ARGV[4..] each read's versions
 -- Returns the claimed partitions (an array) when they are not the ones expected: the caller
 -- reads again with their keys. Otherwise msgpack, per read {treatment, control}, each arm
 -- {units, exp, req, err, lat_n, conv, cv_n, wu, both, {histogram}, {lat_sum...}, {cv_sum...},
--- {cv_sq...}, {named...}, {unit sums...}, {lanes...}}: counts summed (the units are one
+-- {cv_sq...}, {named...}, {unit sums...}, {lanes...}, {heaviest...}}: counts summed (the units are one
 -- PFCOUNT per partition, a union of the versions); float sums as stored, one per partition
 -- and version that holds one, in that order, so the caller adds them up in the order it
 -- always did. Each named conversion the hashes count (fields conv:<name>, cv_n:<name>,
 -- cv_sum:<name>, cv_sq:<name>) is one {name, conv, cv_n, {cv_sum...}, {cv_sq...}}, in the
 -- order first read.
 -- The unit sums are the buckets' float sums (fields u<bucket>.s) added up, one flat array in
--- the order of UNIT_SUMS (empty when no hash holds any). The lanes are each cell's strings of
+-- the order of UNIT_SUMS (empty when no hash holds any). The heaviest are each cell's heaviest
+-- units, {full, {unit, requests, errors, ...}} (add_heaviest). The lanes are each cell's strings of
 -- unit bucket lanes as stored, {key, string}, every one that is not empty, in the order read
 -- (the key names the form): the caller adds them up (controller/adapters/redis/cells/lanes.py),
 -- which Lua did at a cost of
@@ -26,7 +28,8 @@ local SUM_COUNT = 0
 local UNIT_SUMS = {}
 local COUNTERS = {exp = 2, req = 3, err = 4, lat_n = 5, conv = 6, cv_n = 7, wu = 8, both = 9}
 local FLOATS = {lat_sum = 11, cv_sum = 12, cv_sq = 13}
-local HIST, NAMED, SUMS, LANES = 10, 14, 15, 16
+local HIST, NAMED, SUMS, LANES, HEAVIEST = 10, 14, 15, 16, 17
+local HEAVIEST_KEPT = 0     -- written by controller/adapters/redis/cells/unit_counts.py
 local NAMED_SLOTS = {conv = 2, cv_n = 3, cv_sum = 4, cv_sq = 5}
 
 local at = 1
@@ -41,7 +44,7 @@ local parts, buckets = tonumber(ARGV[2]), tonumber(ARGV[3])
 local function empty_arm()
   local hist = {}
   for i = 1, buckets do hist[i] = 0 end
-  return {0, 0, 0, 0, 0, 0, 0, 0, 0, hist, {}, {}, {}, {}, {}, {}}
+  return {0, 0, 0, 0, 0, 0, 0, 0, 0, hist, {}, {}, {}, {}, {}, {}, {}}
 end
 
 -- The arm's float sums of unit buckets, made at their first use.
@@ -62,6 +65,28 @@ local function add_lanes(arm, key)
     local cells = arm[LANES]
     cells[#cells + 1] = {key, lanes}
   end
+  return nil
+end
+
+-- A cell's heaviest units (units.lua) into the arm's: {full, {unit, requests, errors, ...}},
+-- full when the cell keeps as many as it may (then a unit it leaves out sent it at most the
+-- smallest count listed). A cell with none adds nothing. Returns why not, or nil.
+local function add_heaviest(arm, top, failed_top)
+  local listed = redis.pcall('ZRANGE', top, 0, -1, 'WITHSCORES')
+  if type(listed) == 'table' and listed['err'] then return top .. ' is not a sorted set' end
+  if #listed == 0 then return nil end
+  local failures = redis.pcall('HGETALL', failed_top)
+  if type(failures) == 'table' and failures['err'] then return failed_top .. ' is not a hash' end
+  local failed_of = {}
+  for i = 1, #failures, 2 do failed_of[failures[i]] = tonumber(failures[i + 1]) or 0 end
+  local units = {}
+  for i = 1, #listed, 2 do
+    local n = #units
+    units[n + 1], units[n + 2] = listed[i], tonumber(listed[i + 1])
+    units[n + 3] = failed_of[listed[i]] or 0
+  end
+  local cells = arm[HEAVIEST]
+  cells[#cells + 1] = {#listed / 2 >= HEAVIEST_KEPT, units}
   return nil
 end
 
@@ -130,8 +155,12 @@ for r = 4, #ARGV do
           local why = add_lanes(arm, KEYS[at + v])
           if why then return redis.error_reply(why) end
         end
+        for v = 5 * versions, 6 * versions - 1 do
+          local why = add_heaviest(arm, KEYS[at + v], KEYS[at + v + versions])
+          if why then return redis.error_reply(why) end
+        end
       end
-      at = at + 5 * versions
+      at = at + 7 * versions
     end
   end
   out[#out + 1] = arms

@@ -18,6 +18,7 @@ from controller.adapters.redis.aggregates import RedisAggregateStore
 from controller.adapters.redis.cells.layout import LANE_KINDS
 from controller.adapters.redis.client import RedisClient
 from controller.core.common.errors import StoreError
+from controller.core.stats import HEAVIEST_KEPT, Heaviest, merged, partition_list
 from controller.core.stats.aggregates import (
     BOTH_FIELD,
     WATCHED_FIELD,
@@ -67,6 +68,7 @@ async def as_stored(
     in that order, and the HyperLogLogs counted per partition and arm: what a read returns."""
     fields: dict[str, dict[str, float]] = {arm: {} for arm in ARMS}
     units = dict.fromkeys(ARMS, 0)
+    heaviest: dict[str, list[Heaviest]] = {arm: [] for arm in ARMS}
     wanted = sorted(set(versions))
     for p in sorted(int(m) for m in await client.smembers(f"{prefix}:partitions:events")):
         tag = f"{{{prefix}:events:{p}}}"
@@ -76,6 +78,7 @@ async def as_stored(
                 for name, value in row.items():
                     key = name.decode() if isinstance(name, bytes) else name
                     fields[arm][key] = fields[arm].get(key, 0) + float(value)
+                heaviest[arm].append(await stored_heaviest(client, tag, f"{flag}:{v}:{arm}"))
                 for form in "bnh":
                     stored = await client.get(f"{tag}:{form}:{flag}:{v}:{arm}")
                     for lane, count in lane_fields(stored, form):
@@ -86,9 +89,13 @@ async def as_stored(
         flag=flag,
         versions=frozenset(wanted),
         treatment=_bucketed(
-            ArmAggregate.from_fields(fields["treatment"], units=units["treatment"])
+            ArmAggregate.from_fields(fields["treatment"], units=units["treatment"]),
+            merged(heaviest["treatment"]),
         ),
-        control=_bucketed(ArmAggregate.from_fields(fields["control"], units=units["control"])),
+        control=_bucketed(
+            ArmAggregate.from_fields(fields["control"], units=units["control"]),
+            merged(heaviest["control"]),
+        ),
         watched=int(sum(fields[arm].get(WATCHED_FIELD, 0) for arm in ARMS)),
         both_arms=int(sum(fields[arm].get(BOTH_FIELD, 0) for arm in ARMS)),
     )
@@ -125,9 +132,18 @@ def assert_same_read(got: FlagAggregates, want: FlagAggregates, *, where: str) -
     assert got == replace(want, **unbucketed), where
 
 
-def _bucketed(arm: ArmAggregate) -> ArmAggregate:
+async def stored_heaviest(client: RedisClient, tag: str, cell: str) -> Heaviest:
+    """One cell's heaviest units as stored (``cell``: flag, version and arm)."""
+    listed = await client.zrange(f"{tag}:t:{cell}", 0, -1, withscores=True)
+    failures = {k.decode(): int(v) for k, v in (await client.hgetall(f"{tag}:te:{cell}")).items()}
+    rows = [(u.decode(), int(n), failures.get(u.decode(), 0)) for u, n in listed]
+    return partition_list(rows, full=len(rows) >= HEAVIEST_KEPT)
+
+
+def _bucketed(arm: ArmAggregate, heaviest: Heaviest | None = None) -> ArmAggregate:
     """An events arm as a read gives it: with unit buckets, empty when none were counted."""
-    return arm if arm.buckets is not None else replace(arm, buckets=NO_BUCKETS)
+    buckets = arm.buckets if arm.buckets is not None else NO_BUCKETS
+    return replace(arm, buckets=buckets, heaviest=heaviest or Heaviest())
 
 
 def random_events(seed: int, n: int) -> list[dict[str, Any]]:

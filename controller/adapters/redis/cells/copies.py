@@ -27,6 +27,7 @@ from typing import Any, Final
 
 from controller.adapters.redis.cells.layout import SUM_FIELDS, lane_of_slots, lane_offsets
 from controller.adapters.redis.cells.native import AddLanes, native_lanes, watched
+from controller.adapters.redis.cells.unit_counts import unit_argument
 from controller.core.stats import (
     BOTH_FIELD,
     FLOAT_FIELDS,
@@ -276,6 +277,7 @@ def cell_argument(
         return (
             *(flag, cell.base_counters(), floats, units, named),
             *(lanes.offsets, lanes.adds, members, (), lanes.learn, ()),
+            unit_argument(cell, units, raw, RAW_FROM),
         )
     version, low_size, high_size, low, high = write.form
     at = []
@@ -284,7 +286,11 @@ def cell_argument(
         if data:
             raw.append(data)
     form = (version, low_size, high_size, *at)
-    return (*(flag, {}, {}, units, named), *([], [], members, form, False, write.values))
+    return (
+        *(flag, {}, {}, units, named),
+        *([], [], members, form, False, write.values),
+        unit_argument(cell, units, raw, RAW_FROM),
+    )
 
 
 class LaneCopies:

@@ -1,0 +1,113 @@
+"""Each unit's own counts in a cell, as the flush writes them (``units.lua``).
+
+A flush sends, with each cell, its units' requests and failed requests, in the order of the
+cell's units, and each unit's field: the 8 bytes of a 64-bit MurmurHash3 of its id, seeded
+apart from the arms' bucketing and the watched draw. The fields travel as one argument of
+their own (Lua's msgpack reads no binary). The store keeps them in :data:`UNIT_SHARDS` small
+hashes per cell (a unit's failures under its field and :data:`FAILURES_MARK`), so each stays
+a listpack (Redis's memory-optimised encoding of a small hash)
+up to ``hash-max-listpack-entries`` units (128 by default) in each, and the cell's
+:data:`~controller.core.stats.HEAVIEST_KEPT` heaviest units, by id, in a sorted set and a
+hash beside them (docs/architecture.md, "Each unit counted").
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterable, Sequence
+from importlib import resources
+
+import mmh3
+import msgspec
+
+from controller.core.common import StoreError
+from controller.core.stats import HEAVIEST_KEPT, CellDelta, Heaviest, merged, partition_list
+
+UNIT_SHARDS = 8
+"""Small hashes per cell holding its units' requests and failures."""
+UNIT_FIELD_SEED = 0x0C0_FFEE
+"""The seed of a unit's field hash, apart from the bucketing's and the watched draw's."""
+
+_MARK = "local PER_UNIT_COUNTS = nil  -- units.lua\n"
+
+
+def with_heaviest_kept(script: str) -> str:
+    """A Lua script with the heaviest units a cell keeps written into its placeholder line."""
+    return script.replace("local HEAVIEST_KEPT = 0 ", f"local HEAVIEST_KEPT = {HEAVIEST_KEPT} ")
+
+
+def with_unit_counts(flush: str) -> str:
+    """The flush script with ``units.lua`` written in at its mark, its constants set."""
+    chunk = with_heaviest_kept(
+        resources.files("controller.adapters.redis")
+        .joinpath("units.lua")
+        .read_text("utf-8")
+        .replace("local UNIT_SHARDS = 0 ", f"local UNIT_SHARDS = {UNIT_SHARDS} ")
+    )
+    if _MARK not in flush:
+        raise ValueError("the flush script has no place for the per-unit counts")
+    return flush.replace(_MARK, chunk)
+
+
+def unit_fields(units: Sequence[str]) -> bytes:
+    """Each unit's 8-byte field, in order, as one string."""
+    hash64, seed = mmh3.hash64, UNIT_FIELD_SEED
+    pack = struct.Struct("<q").pack
+    # Bytes, never the text: mmh3 crashes the process on a lone surrogate in a str.
+    return b"".join(pack(hash64(u.encode("utf-8", "surrogatepass"), seed)[0]) for u in units)
+
+
+def unit_field(unit: str) -> bytes:
+    """One unit's field: where its counts are in a cell's hashes."""
+    return unit_fields((unit,))
+
+
+FAILURES_MARK = b"e"
+"""After a unit's field, the field of its failed requests (in the same hash)."""
+
+
+def unit_shard(field: bytes) -> int:
+    """The shard of a cell's hashes that holds ``field``."""
+    return field[0] % UNIT_SHARDS
+
+
+def unit_argument(
+    cell: CellDelta, units: Sequence[str], raw: list[bytes], raw_from: int
+) -> tuple[object, ...]:
+    """A cell's per-unit counts for the flush script: where in its arguments the fields are
+    (appended to ``raw``, whose first is argument ``raw_from``), then each unit's requests and
+    failed requests, in ``units``' order; nothing for a cell that counted no request."""
+    requests, errors = cell.unit_requests, cell.unit_errors
+    if not requests:
+        return ()
+    at = raw_from + len(raw)
+    raw.append(unit_fields(units))
+    return (
+        at,
+        [requests.get(u, 0) for u in units],
+        [errors.get(u, 0) for u in units],
+    )
+
+
+class HeaviestReply(msgspec.Struct, array_like=True, frozen=True, gc=False):
+    """One cell's heaviest units as ``read.lua`` reads them."""
+
+    full: bool
+    """The cell keeps as many as it may: a unit it leaves out sent at most its last count."""
+    units: tuple[str | int, ...]
+    """Flat: each unit's id, its requests, its failed requests."""
+
+    def counted(self) -> Heaviest:
+        flat = self.units
+        try:
+            rows = [
+                (str(flat[i]), int(flat[i + 1]), int(flat[i + 2])) for i in range(0, len(flat), 3)
+            ]
+        except (IndexError, ValueError) as exc:
+            raise StoreError(f"a cell's heaviest units read as {flat[:6]!r}...") from exc
+        return partition_list(rows, full=self.full)
+
+
+def heaviest_of(cells: Iterable[HeaviestReply]) -> Heaviest:
+    """An arm's heaviest units over its cells' lists (:func:`~controller.core.stats.merged`)."""
+    return merged(cell.counted() for cell in cells)
