@@ -1,21 +1,42 @@
 -- Each unit's own counts (controller/core/stats/heaviest), written by flush.lua into every
 -- cell it flushes, with the rest of the cell: exactly once with the partition's offset.
--- A cell's units' counts go to UNIT_SHARDS small hashes under the cell's unit key
--- ('<key>:<shard>'): a unit's requests under the 8 bytes of a 64-bit hash of its id (the shard
--- is the first byte's remainder), its failed requests, where it has any, under the same bytes
--- and an 'e'; so each hash stays small and Redis keeps it as a listpack. Beside them the cell's heaviest
--- units by requests: a sorted set of at most HEAVIEST_KEPT ids as the app sent them, scored
--- by their requests, and a hash of their failed requests. A unit whose new count passes the
--- set's smallest is added with it; then the set is cut back to HEAVIEST_KEPT. Every count
--- only grows, so the set always holds the units with the most requests (ties: Redis's order).
-local UNIT_SHARDS = 0       -- written by controller/adapters/redis/cells/unit_counts.py
+--
+-- A cell's units' counts live in small hashes under the cell's unit key ('<key>:<shard>'):
+-- a unit's requests under the 8 bytes of a 64-bit hash of its id, its failed requests, where
+-- it has any, under the same bytes and an 'e'. The hashes grow in number with the cell's
+-- units by linear hashing (Litwin, VLDB 1980), so each holds about SHARD_LOAD units and Redis
+-- keeps it as a listpack, whether the cell has forty units or four hundred thousand: the unit
+-- key itself is a hash of the state (level, split: the next shard to split; units: how many
+-- the cell has counted). A unit's shard is its hash's low 32 bits modulo 2^level, or modulo
+-- 2^(level+1) where that falls below split. Once the cell holds more than SHARD_LOAD units a
+-- shard, shard 'split' moves the units whose next bit is set to shard split + 2^level.
+--
+-- Beside them the cell's heaviest units by requests: a sorted set of at most HEAVIEST_KEPT
+-- ids as the app sent them, scored by their requests, and a hash of their failed requests. A
+-- unit whose new count passes the set's smallest is added with it; then the set is cut back
+-- to HEAVIEST_KEPT. Every count only grows, so the set always holds the units with the most
+-- requests (ties: Redis's order).
+local SHARD_LOAD = 0        -- written by controller/adapters/redis/cells/unit_counts.py
 local HEAVIEST_KEPT = 0     -- written by controller/adapters/redis/cells/unit_counts.py
 local FIELD_BYTES = 8
 
+local function unit_hash(field)
+  local b1, b2, b3, b4 = string.byte(field, 1, 4)
+  return b1 + 256 * (b2 + 256 * (b3 + 256 * b4))
+end
+
+local function shard_of(state, h)
+  local span = 2 ^ state.level
+  local at = h % span
+  if at < state.split then at = h % (2 * span) end
+  return at
+end
+
 -- A cell's per-unit counts checked before any write: {blob, requests, errors} (the blob the
 -- index in ARGV of the units' fields, FIELD_BYTES each, in the order of the cell's units),
--- every count a whole one (errors at most requests), every key of the right type.
--- Returns the plan, or nil and why Redis would refuse it. A cell with none returns {}.
+-- every count a whole one (errors at most requests), every key it may write of the right
+-- type (the shards its splits may fill too). Returns the plan, or nil and why Redis would
+-- refuse it. A cell that counted no request returns {}.
 local function per_unit_plan(key, top, failed_top, units, given)
   if type(given) == 'table' and #given == 0 then return {} end
   local bad = key .. ': not per-unit counts'
@@ -25,37 +46,82 @@ local function per_unit_plan(key, top, failed_top, units, given)
       or #requests ~= #units or #errors ~= #units or #blob ~= FIELD_BYTES * #units then
     return nil, bad
   end
-  local wanted = {[top] = 'zset', [failed_top] = 'hash'}
+  local why = refuse_keys({[key] = 'hash', [top] = 'zset', [failed_top] = 'hash'})
+  if why then return nil, why end
+  local got = redis.call('HMGET', key, 'level', 'split', 'units')
+  local state = {level = tonumber(got[1] or '0'), split = tonumber(got[2] or '0'),
+                 units = tonumber(got[3] or '0')}
+  if not (whole(state.level, 31) and whole(state.split, 2 ^ state.level - 1)
+      and whole(state.units, MAX_COUNT)) then
+    return nil, key .. ': not a state of unit shards'
+  end
+  local wanted, counted = {}, 0
   for i = 1, #units do
     local n, e = requests[i], errors[i]
     if type(units[i]) ~= 'string' or not whole(n, MAX_COUNT) or not whole(e, n) then
       return nil, bad
     end
     if n > 0 then
-      wanted[key .. ':' .. string.byte(blob, FIELD_BYTES * (i - 1) + 1) % UNIT_SHARDS] = 'hash'
+      counted = counted + 1
+      local at = FIELD_BYTES * (i - 1)
+      wanted[key .. ':' .. shard_of(state, unit_hash(string.sub(blob, at + 1, at + 4)))] = 'hash'
     end
   end
-  local why = refuse_keys(wanted)
+  -- The shards that splits may fill, were every unit of the batch new.
+  local shards = 2 ^ state.level + state.split
+  local most = math.ceil((state.units + counted) / SHARD_LOAD)
+  local level, split = state.level, state.split
+  for _ = shards + 1, most do
+    wanted[key .. ':' .. string.format('%.0f', split + 2 ^ level)] = 'hash'
+    split = split + 1
+    if split == 2 ^ level then level, split = level + 1, 0 end
+  end
+  why = refuse_keys(wanted)
   if why then return nil, why end
-  return {blob = blob, requests = requests, errors = errors, keys = wanted}
+  return {blob = blob, requests = requests, errors = errors, keys = wanted, state = state}
 end
 
--- The planned counts added, the heaviest units kept, every key written kept alive.
+-- Shard 'split' split in two: its units whose next bit is set move to split + 2^level.
+local function split_shard(key, state)
+  local span = 2 ^ state.level
+  local from = key .. ':' .. string.format('%.0f', state.split)
+  local to = key .. ':' .. string.format('%.0f', state.split + span)
+  local entries = redis.call('HGETALL', from)
+  local moved, gone = {}, {}
+  for i = 1, #entries, 2 do
+    local field = entries[i]
+    if unit_hash(field) % (2 * span) ~= state.split then
+      moved[#moved + 1], moved[#moved + 2] = field, entries[i + 1]
+      gone[#gone + 1] = field
+    end
+  end
+  if #gone > 0 then
+    redis.call('HSET', to, unpack(moved))
+    redis.call('HDEL', from, unpack(gone))
+  end
+  state.split = state.split + 1
+  if state.split == span then state.level, state.split = state.level + 1, 0 end
+  return to
+end
+
+-- The planned counts added, the shards split as the cell grew, the heaviest units kept, every
+-- key written kept alive.
 local function per_unit_write(plan, key, top, failed_top, units, ttl)
-  local blob = plan.blob
+  local blob, state = plan.blob, plan.state
   if blob == nil then return end
   local requests, errors, format = plan.requests, plan.errors, string.format
   local floor = -1
   if redis.call('ZCARD', top) >= HEAVIEST_KEPT then
     floor = tonumber(redis.call('ZRANGE', top, 0, 0, 'WITHSCORES')[2])
   end
-  local entered = false
+  local entered, written = false, {}
   for i = 1, #units do
     local n = requests[i]
     if n > 0 then
       local at = FIELD_BYTES * (i - 1)
       local field = string.sub(blob, at + 1, at + FIELD_BYTES)
-      local shard = key .. ':' .. string.byte(blob, at + 1) % UNIT_SHARDS
+      local shard = key .. ':' .. format('%.0f', shard_of(state, unit_hash(field)))
+      written[shard] = true
       local total = redis.call('HINCRBY', shard, field, n)
       local failures = nil
       if errors[i] > 0 then failures = redis.call('HINCRBY', shard, field .. 'e', errors[i]) end
@@ -64,6 +130,12 @@ local function per_unit_write(plan, key, top, failed_top, units, ttl)
         redis.call('ZADD', top, total, units[i])
         redis.call('HSET', failed_top, units[i], format('%.0f', failures))
         entered = true
+      end
+      if total == n then  -- a unit new to the cell: the shards grow with the units
+        state.units = state.units + 1
+        if state.units > SHARD_LOAD * (2 ^ state.level + state.split) then
+          written[split_shard(key, state)] = true
+        end
       end
     end
   end
@@ -75,5 +147,8 @@ local function per_unit_write(plan, key, top, failed_top, units, ttl)
       redis.call('HDEL', failed_top, unpack(gone))
     end
   end
-  for written in pairs(plan.keys) do redis.call('EXPIRE', written, ttl) end
+  redis.call('HSET', key, 'level', state.level, 'split', state.split,
+    'units', format('%.0f', state.units))
+  for _, alive in ipairs({key, top, failed_top}) do redis.call('EXPIRE', alive, ttl) end
+  for shard in pairs(written) do redis.call('EXPIRE', shard, ttl) end
 end

@@ -16,7 +16,7 @@ import pytest
 from controller.adapters.redis.aggregates import RedisAggregateStore
 from controller.adapters.redis.cells.unit_counts import (
     FAILURES_MARK,
-    UNIT_SHARDS,
+    SHARD_LOAD,
     unit_field,
     unit_shard,
 )
@@ -35,13 +35,14 @@ def store_for(client: RedisClient, prefix: str) -> RedisAggregateStore:
     return RedisAggregateStore(client, settings=RedisSettings(key_prefix=prefix), topic="events")
 
 
-def traffic(seed: int, n: int) -> list[dict[str, Any]]:
-    """Requests of 300 units in two arms; unit heavy-0 sends a third of them, a fifth failing."""
+def traffic(seed: int, n: int, units: int = 300) -> list[dict[str, Any]]:
+    """Requests of ``units`` units in two arms; unit heavy-0 sends a third of them, a fifth
+    failing."""
     rng = random.Random(seed)
     out = []
     for i in range(n):
         heavy = rng.random() < 1 / 3
-        unit = "heavy-0" if heavy else f"u-{rng.randrange(300)}"
+        unit = "heavy-0" if heavy else f"u-{rng.randrange(units)}"
         arm = "treatment" if heavy or rng.random() < 0.5 else "control"
         failed = rng.random() < (0.2 if heavy else 0.02)
         out.append(
@@ -85,7 +86,8 @@ async def flush_in(
 
 
 def by_unit(_i: int, event: dict[str, Any]) -> int:
-    return sum(event["unit"].encode()) % PARTITIONS
+    unit: str = event["unit"]
+    return sum(unit.encode()) % PARTITIONS
 
 
 def by_event(i: int, _event: dict[str, Any]) -> int:
@@ -125,7 +127,7 @@ async def test_every_units_count_is_in_its_small_hash_and_a_replay_adds_nothing(
     store_client: RedisClient, redis_namespace: str
 ) -> None:
     store = store_for(store_client, redis_namespace)
-    events = traffic(3, 1200)
+    events = traffic(3, 9000, units=3000)  # ~500 units a cell: its hashes split 12 times
     await flush_in(store, events, by_unit, batches=3)
     # The same batches again, from the start: every flush a replay.
     for p in range(PARTITIONS):
@@ -141,11 +143,15 @@ async def test_every_units_count_is_in_its_small_hash_and_a_replay_adds_nothing(
     for (unit, arm), n in requests.items():
         p = by_unit(0, {"unit": unit})
         field = unit_field(unit)
-        key = f"{{{redis_namespace}:events:{p}}}:k:f:1:{arm}:{unit_shard(field)}"
+        cell = f"{{{redis_namespace}:events:{p}}}:k:f:1:{arm}"
+        level, split, counted = (
+            int(x or 0) for x in await store_client.hmget(cell, "level", "split", "units")
+        )
+        assert counted == sum(1 for u, a in requests if a == arm and by_unit(0, {"unit": u}) == p)
+        key = f"{cell}:{unit_shard(field, level, split)}"
         assert int(await store_client.hget(key, field) or 0) == n, unit
         failed = int(await store_client.hget(key, field + FAILURES_MARK) or 0)
         assert failed == errors[(unit, arm)], unit
         encodings.add(await store_client.object("encoding", key))
+        assert 2**level + split == -(-counted // SHARD_LOAD)  # the hashes grew with the units
     assert encodings == {b"listpack"}
-    assert len(encodings) == 1
-    assert UNIT_SHARDS >= 4

@@ -3,10 +3,11 @@
 A flush sends, with each cell, its units' requests and failed requests, in the order of the
 cell's units, and each unit's field: the 8 bytes of a 64-bit MurmurHash3 of its id, seeded
 apart from the arms' bucketing and the watched draw. The fields travel as one argument of
-their own (Lua's msgpack reads no binary). The store keeps them in :data:`UNIT_SHARDS` small
-hashes per cell (a unit's failures under its field and :data:`FAILURES_MARK`), so each stays
-a listpack (Redis's memory-optimised encoding of a small hash)
-up to ``hash-max-listpack-entries`` units (128 by default) in each, and the cell's
+their own (Lua's msgpack reads no binary). The store keeps them in small hashes per cell (a
+unit's failures under its field and :data:`FAILURES_MARK`), more of them as the cell's units
+grow (linear hashing, :data:`SHARD_LOAD` units a hash), so each stays a listpack (Redis's
+memory-optimised encoding of a small hash, up to ``hash-max-listpack-entries`` fields, 128 by
+default), and the cell's
 :data:`~controller.core.stats.HEAVIEST_KEPT` heaviest units, by id, in a sorted set and a
 hash beside them (docs/architecture.md, "Each unit counted").
 """
@@ -23,8 +24,10 @@ import msgspec
 from controller.core.common import StoreError
 from controller.core.stats import HEAVIEST_KEPT, CellDelta, Heaviest, merged, partition_list
 
-UNIT_SHARDS = 8
-"""Small hashes per cell holding its units' requests and failures."""
+SHARD_LOAD = 40
+"""Units a cell's small hashes hold on average before one more is split off: a shard not yet
+split at its level holds up to twice as many, and with their failures, well under the 128
+entries Redis keeps as a listpack by default."""
 UNIT_FIELD_SEED = 0x0C0_FFEE
 """The seed of a unit's field hash, apart from the bucketing's and the watched draw's."""
 
@@ -42,7 +45,7 @@ def with_unit_counts(flush: str) -> str:
         resources.files("controller.adapters.redis")
         .joinpath("units.lua")
         .read_text("utf-8")
-        .replace("local UNIT_SHARDS = 0 ", f"local UNIT_SHARDS = {UNIT_SHARDS} ")
+        .replace("local SHARD_LOAD = 0 ", f"local SHARD_LOAD = {SHARD_LOAD} ")
     )
     if _MARK not in flush:
         raise ValueError("the flush script has no place for the per-unit counts")
@@ -66,9 +69,12 @@ FAILURES_MARK = b"e"
 """After a unit's field, the field of its failed requests (in the same hash)."""
 
 
-def unit_shard(field: bytes) -> int:
-    """The shard of a cell's hashes that holds ``field``."""
-    return field[0] % UNIT_SHARDS
+def unit_shard(field: bytes, level: int, split: int) -> int:
+    """The shard of a cell's hashes that holds ``field``, with the cell's shards at ``level``
+    and ``split`` (its unit key's fields): linear hashing, as ``units.lua`` addresses them."""
+    h = int.from_bytes(field[:4], "little")
+    at = h % (1 << level)
+    return h % (2 << level) if at < split else at
 
 
 def unit_argument(
