@@ -473,7 +473,7 @@ for index, cell in ipairs(batch[2]) do
   for i = 1, #units, CHUNK do
     redis.call('PFADD', hll, unpack(units, i, math.min(i + CHUNK - 1, #units)))
   end
-  per_unit_write(per_unit[index], counts[1], counts[2], counts[3], units, ttl)
+  per_unit_write(per_unit[index], counts[1], counts[2], counts[3], units, ttl, now)
   redis.call('EXPIRE', agg, ttl)
   redis.call('EXPIRE', hll, ttl)
 end

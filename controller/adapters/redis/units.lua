@@ -34,9 +34,11 @@ end
 
 -- A cell's per-unit counts checked before any write: {blob, requests, errors} (the blob the
 -- index in ARGV of the units' fields, FIELD_BYTES each, in the order of the cell's units),
--- every count a whole one (errors at most requests), every key it may write of the right
--- type (the shards its splits may fill too). Returns the plan, or nil and why Redis would
--- refuse it. A cell that counted no request returns {}.
+-- every count a whole one (errors at most requests), the unit key, the heaviest units and
+-- their failures of the right type. The shards are not checked one by one (a check a unit
+-- would cost as much as its count): only this script writes them, and a shard some other
+-- client turned into another type is made again (per_unit_write). Returns the plan, or nil
+-- and why Redis would refuse it. A cell that counted no request returns {}.
 local function per_unit_plan(key, top, failed_top, units, given)
   if type(given) == 'table' and #given == 0 then return {} end
   local bad = key .. ': not per-unit counts'
@@ -48,53 +50,60 @@ local function per_unit_plan(key, top, failed_top, units, given)
   end
   local why = refuse_keys({[key] = 'hash', [top] = 'zset', [failed_top] = 'hash'})
   if why then return nil, why end
-  local got = redis.call('HMGET', key, 'level', 'split', 'units')
+  local got = redis.call('HMGET', key, 'level', 'split', 'units', 'kept', 'remade')
   local state = {level = tonumber(got[1] or '0'), split = tonumber(got[2] or '0'),
-                 units = tonumber(got[3] or '0')}
+                 units = tonumber(got[3] or '0'), kept = tonumber(got[4] or '0'),
+                 remade = tonumber(got[5] or '0'), fresh = got[1] == false}
   if not (whole(state.level, 31) and whole(state.split, 2 ^ state.level - 1)
-      and whole(state.units, MAX_COUNT)) then
+      and whole(state.units, MAX_COUNT) and state.kept ~= nil and state.remade ~= nil) then
     return nil, key .. ': not a state of unit shards'
   end
-  local wanted, counted = {}, 0
   for i = 1, #units do
     local n, e = requests[i], errors[i]
     if type(units[i]) ~= 'string' or not whole(n, MAX_COUNT) or not whole(e, n) then
       return nil, bad
     end
-    if n > 0 then
-      counted = counted + 1
-      local at = FIELD_BYTES * (i - 1)
-      wanted[key .. ':' .. shard_of(state, unit_hash(string.sub(blob, at + 1, at + 4)))] = 'hash'
-    end
   end
-  -- The shards that splits may fill, were every unit of the batch new.
-  local shards = 2 ^ state.level + state.split
-  local most = math.ceil((state.units + counted) / SHARD_LOAD)
-  local level, split = state.level, state.split
-  for _ = shards + 1, most do
-    wanted[key .. ':' .. string.format('%.0f', split + 2 ^ level)] = 'hash'
-    split = split + 1
-    if split == 2 ^ level then level, split = level + 1, 0 end
+  return {blob = blob, requests = requests, errors = errors, state = state}
+end
+
+-- A shard as it is made: with a field that no unit's is, so it exists, with its time to live,
+-- from the moment it is addressed (a shard gains its time to live there, not at every write).
+local HOLDER = '-'
+local function made(shard, ttl)
+  redis.call('HSET', shard, HOLDER, 0)
+  redis.call('EXPIRE', shard, ttl)
+end
+
+-- HINCRBY on a shard; a shard some other client made another type is made again, and counted.
+local function increment(shard, field, n, state, ttl)
+  local total = redis.pcall('HINCRBY', shard, field, n)
+  if type(total) == 'table' and total['err'] then
+    redis.call('DEL', shard)
+    made(shard, ttl)
+    state.remade = state.remade + 1
+    total = redis.call('HINCRBY', shard, field, n)
   end
-  why = refuse_keys(wanted)
-  if why then return nil, why end
-  return {blob = blob, requests = requests, errors = errors, keys = wanted, state = state}
+  return total
 end
 
 -- Shard 'split' split in two: its units whose next bit is set move to split + 2^level.
-local function split_shard(key, state)
+local function split_shard(key, state, ttl)
   local span = 2 ^ state.level
   local from = key .. ':' .. string.format('%.0f', state.split)
   local to = key .. ':' .. string.format('%.0f', state.split + span)
-  local entries = redis.call('HGETALL', from)
+  local entries = redis.pcall('HGETALL', from)
+  if type(entries) == 'table' and entries['err'] then entries = {} end
   local moved, gone = {}, {}
   for i = 1, #entries, 2 do
     local field = entries[i]
-    if unit_hash(field) % (2 * span) ~= state.split then
+    if #field >= FIELD_BYTES and unit_hash(field) % (2 * span) ~= state.split then
       moved[#moved + 1], moved[#moved + 2] = field, entries[i + 1]
       gone[#gone + 1] = field
     end
   end
+  redis.call('DEL', to)
+  made(to, ttl)
   if #gone > 0 then
     redis.call('HSET', to, unpack(moved))
     redis.call('HDEL', from, unpack(gone))
@@ -104,27 +113,29 @@ local function split_shard(key, state)
   return to
 end
 
--- The planned counts added, the shards split as the cell grew, the heaviest units kept, every
--- key written kept alive.
-local function per_unit_write(plan, key, top, failed_top, units, ttl)
+-- The planned counts added, the shards split as the cell grew, the heaviest units kept, and
+-- every key kept alive as long as the cell's aggregates: a shard gets its time to live when
+-- it is made (the cell's first, or a split's), and all of them again once an eighth of it
+-- has passed since the last time ('kept', in ms), rather than each shard on every write.
+local function per_unit_write(plan, key, top, failed_top, units, ttl, now)
   local blob, state = plan.blob, plan.state
   if blob == nil then return end
   local requests, errors, format = plan.requests, plan.errors, string.format
-  local floor = -1
-  if redis.call('ZCARD', top) >= HEAVIEST_KEPT then
+  local floor, listed = -1, redis.call('ZCARD', top)
+  if listed >= HEAVIEST_KEPT then
     floor = tonumber(redis.call('ZRANGE', top, 0, 0, 'WITHSCORES')[2])
   end
-  local entered, written = false, {}
+  if state.fresh then made(key .. ':0', ttl) end
+  local entered = false
   for i = 1, #units do
     local n = requests[i]
     if n > 0 then
       local at = FIELD_BYTES * (i - 1)
       local field = string.sub(blob, at + 1, at + FIELD_BYTES)
       local shard = key .. ':' .. format('%.0f', shard_of(state, unit_hash(field)))
-      written[shard] = true
-      local total = redis.call('HINCRBY', shard, field, n)
+      local total = increment(shard, field, n, state, ttl)
       local failures = nil
-      if errors[i] > 0 then failures = redis.call('HINCRBY', shard, field .. 'e', errors[i]) end
+      if errors[i] > 0 then failures = increment(shard, field .. 'e', errors[i], state, ttl) end
       if total > floor then
         if failures == nil then failures = tonumber(redis.call('HGET', shard, field .. 'e') or '0') end
         redis.call('ZADD', top, total, units[i])
@@ -134,7 +145,7 @@ local function per_unit_write(plan, key, top, failed_top, units, ttl)
       if total == n then  -- a unit new to the cell: the shards grow with the units
         state.units = state.units + 1
         if state.units > SHARD_LOAD * (2 ^ state.level + state.split) then
-          written[split_shard(key, state)] = true
+          split_shard(key, state, ttl)
         end
       end
     end
@@ -148,7 +159,15 @@ local function per_unit_write(plan, key, top, failed_top, units, ttl)
     end
   end
   redis.call('HSET', key, 'level', state.level, 'split', state.split,
-    'units', format('%.0f', state.units))
-  for _, alive in ipairs({key, top, failed_top}) do redis.call('EXPIRE', alive, ttl) end
-  for shard in pairs(written) do redis.call('EXPIRE', shard, ttl) end
+    'units', format('%.0f', state.units), 'kept', format('%.0f', state.kept),
+    'remade', format('%.0f', state.remade))
+  if now - state.kept > ttl * 125 then  -- ms: an eighth of the time to live
+    redis.call('HSET', key, 'kept', format('%.0f', now))
+    for at = 0, 2 ^ state.level + state.split - 1 do
+      redis.call('EXPIRE', key .. ':' .. format('%.0f', at), ttl)
+    end
+    for _, alive in ipairs({key, top, failed_top}) do redis.call('EXPIRE', alive, ttl) end
+  elseif state.fresh or (listed == 0 and entered) then
+    for _, alive in ipairs({key, top, failed_top}) do redis.call('EXPIRE', alive, ttl) end
+  end
 end
