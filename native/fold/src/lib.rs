@@ -5,15 +5,15 @@
 //! its set of event ids, exactly as the Python decoder (msgspec) and fold
 //! (`controller.core.stats.folding.fold`) would: the same counters, the float sums
 //! continued in event order from the cells' current values (so the same to the last
-//! bit), the same histogram buckets and unit buckets. It answers only for a span it
-//! reads exactly as msgspec does, every value the plain case: one flat object of
-//! exactly the known keys of one event type, each once; strings without escapes or
-//! control characters; integers and floats of strict JSON grammar within their bounds
-//! (floats of at most 15 significant digits, which parse to the same double here and
-//! in msgspec); ids new to the delta and to the span. For anything else it answers
-//! `False` having changed nothing, and the caller's Python path decodes and folds the
-//! span. Every number, literal and bound it checks against is handed in by the caller
-//! (read from the Python decoder and fold at import), none is written here.
+//! bit), the same histogram buckets and unit buckets, each unit's requests and errors.
+//! It answers only for a span it reads exactly as msgspec does, every value the plain
+//! case: one flat object of exactly the known keys of one event type, each once; strings
+//! without escapes or control characters; integers and floats of strict JSON grammar
+//! within their bounds (floats of at most 15 significant digits, which parse to the same
+//! double here and in msgspec); ids new to the delta and to the span. For anything else
+//! it answers `False` having changed nothing, and the caller's Python path decodes and
+//! folds the span. Every number, literal and bound it checks against is handed in by the
+//! caller (read from the Python decoder and fold at import), none is written here.
 
 use std::collections::{HashMap, HashSet};
 
@@ -416,6 +416,13 @@ struct Plan<'py, 'a> {
     sums: Vec<(i64, f64)>,
     named: Vec<Named<'py, 'a>>,
     units: Vec<&'a str>,
+    /// Each unit's requests and errors in the span, by its place in `units`.
+    unit_counts: Vec<[i64; 2]>,
+    /// The places in `units` of the units with requests, by each one's first request: the
+    /// order the Python fold adds them to the cell's `unit_requests`.
+    requested: Vec<u32>,
+    /// Likewise of the units with errors, by each one's first error (`unit_errors`).
+    failed: Vec<u32>,
 }
 
 struct Named<'py, 'a> {
@@ -561,7 +568,7 @@ impl Folder {
             for (i, name) in FLOAT_FIELDS.iter().enumerate() {
                 floats[i] = exact_float(&attr(cell, name)?)?;
             }
-            for name in ["hist", "counts"] {
+            for name in ["hist", "counts", "unit_requests", "unit_errors"] {
                 attr_dict(cell, name)?;
             }
             if !attr(cell, "units")?.is_exact_instance_of::<PySet>() {
@@ -588,21 +595,37 @@ impl Folder {
         };
         let mut sums: Vec<(i64, f64)> = Vec::new();
         let mut named: Vec<Named<'py, 'a>> = Vec::new();
-        let mut units: Vec<&'a str> = Vec::new();
-        let mut distinct: Set<&'a str> = Set::default();
+        // At most one unit per event: sized once, never grown.
+        let mut units: Vec<&'a str> = Vec::with_capacity(events.len());
+        let mut unit_counts: Vec<[i64; 2]> = Vec::with_capacity(events.len());
+        let mut requested: Vec<u32> = Vec::with_capacity(events.len());
+        let mut failed: Vec<u32> = Vec::new();
+        let mut distinct: Map<&'a str, u32> =
+            Map::with_capacity_and_hasher(events.len(), Default::default());
         for &index in events {
             let event = &parsed[index];
-            if distinct.insert(event.unit) {
+            let place = *distinct.entry(event.unit).or_insert_with(|| {
                 units.push(event.unit);
-            }
+                unit_counts.push([0; 2]);
+                (units.len() - 1) as u32
+            });
             let base = i64::from(crc32(event.unit.as_bytes())) % buckets * width;
             match event.kind {
                 REQUEST => {
                     ints[REQ] += 1;
                     count(base + requests);
+                    let own = &mut unit_counts[place as usize];
+                    if own[0] == 0 {
+                        requested.push(place);
+                    }
+                    own[0] += 1;
                     if event.error {
                         ints[ERR] += 1;
                         count(base + errors);
+                        if own[1] == 0 {
+                            failed.push(place);
+                        }
+                        own[1] += 1;
                     }
                     if let Some(x) = event.latency {
                         ints[LAT_N] += 1;
@@ -679,6 +702,9 @@ impl Folder {
             sums,
             named,
             units,
+            unit_counts,
+            requested,
+            failed,
         })
     }
 
@@ -841,8 +867,38 @@ fn write(plan: &Plan<'_, '_>, into: &Bound<'_, PyDict>, folder: &Folder) -> PyRe
         sums.set_item(slot, PyFloat::new(py, *total))?;
     }
     let units = cell.getattr(intern!(py, "units"))?.cast_into::<PySet>()?;
+    // One string per unit, in the set and as the key of its counts.
+    let mut texts = Vec::with_capacity(plan.units.len());
     for unit in &plan.units {
-        units.add(PyString::new(py, unit))?;
+        let text = PyString::new(py, unit);
+        units.add(&text)?;
+        texts.push(text);
+    }
+    for (field, which, places) in [
+        (intern!(py, "unit_requests"), 0, &plan.requested),
+        (intern!(py, "unit_errors"), 1, &plan.failed),
+    ] {
+        if places.is_empty() {
+            continue;
+        }
+        let dict = cell.getattr(field)?.cast_into::<PyDict>()?;
+        // A cell's first fold finds its dictionary empty: nothing to add to.
+        let fresh = dict.is_empty();
+        for &place in places {
+            let (text, n) = (
+                &texts[place as usize],
+                plan.unit_counts[place as usize][which],
+            );
+            let before = if fresh {
+                0
+            } else {
+                match dict.get_item(text)? {
+                    Some(found) => found.extract::<i64>()?,
+                    None => 0,
+                }
+            };
+            dict.set_item(text, before + n)?;
+        }
     }
     if plan.named.is_empty() {
         return Ok(());

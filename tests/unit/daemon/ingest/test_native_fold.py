@@ -4,16 +4,17 @@ Each span here (the benchmark's events, generated ones of every type, hostile va
 span of valid ones) is offered to the native extension on a delta, and folded on a copy of
 that delta by the Python path (:meth:`EventDecoder.decode_many` and ``fold``). Where the
 extension answers, both deltas must be equal in everything the flush reads (counters,
-float sums compared by their bits, histogram, units, named conversions in order, unit
-buckets, ids, cells in order); where it does not, the delta must be as it was. Where the
-extension is not installed they skip with SERVICE MISSING, and fail under CI (``make
-native`` builds it).
+float sums compared by their bits, histogram, units, each unit's requests and errors in
+order, named conversions in order, unit buckets, ids, cells in order); where it does not,
+the delta must be as it was. Where the extension is not installed they skip with SERVICE
+MISSING, and fail under CI (``make native`` builds it).
 """
 
 from __future__ import annotations
 
 import copy
 import random
+from collections import Counter
 from typing import Any
 
 import orjson
@@ -41,6 +42,8 @@ def cell_view(cell: CellDelta) -> tuple[Any, ...]:
         tuple(x.hex() for x in floats),
         list(cell.hist.items()),
         sorted(cell.units),
+        list(cell.unit_requests.items()),
+        list(cell.unit_errors.items()),
         [(k, n.conv, n.cv_n, n.cv_sum.hex(), n.cv_sq.hex()) for k, n in cell.named.items()],
         sorted(cell.bucket_counts().items()),
         sorted((slot, x.hex()) for slot, x in cell.bucket_sums().items()),
@@ -218,6 +221,117 @@ def test_every_value_of_a_span_that_is_read_is_needed() -> None:
     readable = [raw for raw, read in RAW.values() if read]
     assert same_or_untouched([*bench_events(5), *readable], started())
     assert not same_or_untouched([raw for raw, _ in RAW.values()], started())
+
+
+Said = tuple[str, str, bool, str]
+"""An event as a unit-count case writes it: kind, unit, error, and arm or cohort."""
+Counted = dict[str, tuple[list[tuple[str, int]], list[tuple[str, int]]]]
+"""Per cell (by its arm or cohort): its ``unit_requests`` and ``unit_errors``, in order."""
+
+UNIT_COUNTS: dict[str, tuple[list[list[Said]], Counted]] = {
+    "repeated units, errors and every kind in one span": (
+        [[
+            ("exposure", "a", False, "treatment"),
+            ("request", "b", False, "treatment"),
+            ("request", "a", True, "treatment"),
+            ("conversion", "a", False, "treatment"),
+            ("crash", "c", False, "treatment"),
+            ("exception", "b", False, "treatment"),
+            ("request", "a", False, "treatment"),
+            ("request", "b", True, "treatment"),
+            ("request", "a", True, "treatment"),
+            ("request", "c", False, "treatment"),
+            ("exposure", "d", False, "treatment"),
+            ("conversion", "d", False, "treatment"),
+        ]],
+        {"treatment": ([("b", 2), ("a", 3), ("c", 1)], [("a", 2), ("b", 1)])},
+    ),
+    "one unit in both arms and a cohort": (
+        [[
+            ("request", "a", True, "treatment"),
+            ("request", "a", False, "control"),
+            ("request", "a", False, "holdout"),
+            ("request", "a", True, "holdout"),
+            ("request", "b", False, "control"),
+            ("request", "a", False, "control"),
+        ]],
+        {
+            "treatment": ([("a", 1)], [("a", 1)]),
+            "control": ([("a", 2), ("b", 1)], []),
+            "holdout": ([("a", 2)], [("a", 1)]),
+        },
+    ),
+    "a cell folded by two calls": (
+        [
+            [("request", "a", False, "control"), ("request", "b", True, "control")],
+            [
+                ("exposure", "c", False, "control"),
+                ("request", "b", False, "control"),
+                ("request", "a", True, "control"),
+                ("request", "c", True, "control"),
+                ("request", "c", False, "control"),
+            ],
+        ],
+        {"control": ([("a", 2), ("b", 2), ("c", 2)], [("b", 1), ("a", 1), ("c", 1)])},
+    ),
+    "no requests": (
+        [[("exposure", "a", False, "control"), ("conversion", "a", False, "control")]],
+        {"control": ([], [])},
+    ),
+}  # fmt: skip
+
+
+def said(spans: list[list[Said]], prefix: str = "u") -> list[list[bytes | None]]:
+    """Each span's events as their records, ids in order over all spans."""
+    out: list[list[bytes | None]] = []
+    for span in spans:
+        values: list[bytes | None] = []
+        for kind, unit, error, label in span:
+            own: dict[str, Any] = {"error": error} if kind == "request" else {"error": ...}
+            if kind != "request":
+                own["latency_ms"] = ...
+            if label not in ("treatment", "control"):
+                own |= {"arm": "control", "cohort": label}
+            else:
+                own["arm"] = label
+            number = sum(map(len, out)) + len(values)
+            raw = orjson.dumps(event(id=f"{prefix}{number}", type=kind, unit=unit, **own))
+            values.append(raw)
+        out.append(values)
+    return out
+
+
+@pytest.mark.parametrize("case", list(UNIT_COUNTS))
+def test_each_units_requests_and_errors_are_counted_as_python_counts_them(case: str) -> None:
+    spans, expected = UNIT_COUNTS[case]
+    delta = PartitionDelta(partition=0, next_offset=0)
+    for values in said(spans):
+        assert same_or_untouched(values, delta)
+    counted = {
+        key[2]: (list(cell.unit_requests.items()), list(cell.unit_errors.items()))
+        for key, cell in delta.cells.items()
+    }
+    assert counted == expected
+
+
+@pytest.mark.parametrize("case", list(UNIT_COUNTS))
+def test_unit_counts_are_added_to_those_a_cell_holds(case: str) -> None:
+    delta = started()
+    labels = ("treatment", "control", "holdout")
+    before = [("request", u, u == "c", label) for label in labels for u in ("c", "a", "a")]
+    for values in said([before], prefix="before"):
+        assert python_fold(values, delta)
+    for values in said(UNIT_COUNTS[case][0]):
+        assert same_or_untouched(values, delta)
+
+
+def test_a_cell_whose_unit_counts_are_not_a_dict_is_left_to_python() -> None:
+    delta = PartitionDelta(partition=0, next_offset=0)
+    first, second = said(UNIT_COUNTS["a cell folded by two calls"][0])
+    assert same_or_untouched(first, delta)
+    cell = delta.cells[("checkout.new-flow", 3, "control")]
+    cell.unit_errors = Counter(cell.unit_errors)
+    assert not same_or_untouched(second, delta)
 
 
 @st.composite
