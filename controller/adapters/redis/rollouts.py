@@ -52,7 +52,7 @@ back with an empty topic, so the engine can quarantine it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 import orjson
 from pydantic import ValidationError
@@ -269,6 +269,13 @@ class RolloutStore:
         async with translated():
             members = await self._redis.smembers(f"{self._prefix}:rollouts")
         return {m.decode() if isinstance(m, bytes) else str(m) for m in members}
+
+    async def list_again(self, flags: Collection[str]) -> None:
+        """List ``flags`` again among those with a rollout: their states kept, the set lost
+        (on a cluster, the data of the master it lives on)."""
+        if flags:
+            async with translated():
+                await self._redis.sadd(f"{self._prefix}:rollouts", *flags)
 
     async def claim(self, claim_id: str, *, ttl_s: int) -> bool:
         """Record ``claim_id`` for ``ttl_s`` seconds; False if it was already recorded."""

@@ -23,14 +23,16 @@ controller ran: whatever the topics say had a state is rebuilt, told by one
 ``store_lost`` alert where there was any. Flags whose states are gone while the
 identity is kept (the controller never removes one: on Redis Cluster, a master
 the identity does not live on lost its data) are told once each and rebuilt the
-same way.
+same way. A flag served before whose state is kept while the set of the flags no
+longer lists it (the set's master lost its data) is listed again, not lost: the
+gates' sweeps and a daemon started later read that set.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Protocol
 
 import structlog
@@ -122,9 +124,24 @@ class StoreKeeper:
         """Every rollout apps hold a flag state of, and the flags whose state cannot be
         read (damaged: there, not lost; the gates and reads name them)."""
         loaded = await self._states.load_all()
+        loaded |= await self._unlisted(loaded.keys())
         readable = [found.rollout for found in loaded.values() if isinstance(found, Loaded)]
         rollouts = [r for r in readable if r is not None and r.published]
         return rollouts, {flag for flag, found in loaded.items() if isinstance(found, StoreError)}
+
+    async def _unlisted(self, listed: Collection[str]) -> dict[str, Loaded]:
+        """The flags served before that the set of flags no longer lists and whose states
+        are kept (on a cluster, the set's master lost its data), listed again: the states
+        of the flags it lost with it are read beside the others."""
+        unlisted = sorted(self._loss.held() - set(listed))
+        if not unlisted:
+            return {}
+        found = zip(unlisted, await self._states.load_many(unlisted), strict=True)
+        kept = {f: s for f, s in found if isinstance(s, Loaded) and s.rollout is not None}
+        if kept:
+            await self._states.list_again(kept)
+            log.warning("flags_listed_again", flags=sorted(kept), why="their states kept")
+        return kept
 
     async def _flags_lost(self) -> bool:
         """Flags whose states are gone, the store's identity kept (on a cluster, a master's

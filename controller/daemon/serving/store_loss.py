@@ -93,6 +93,11 @@ class StoreLoss:
                     self.lost[flag] = rollout
                     self.told.add(flag)
 
+    def held(self) -> set[str]:
+        """Every flag served at the last read, or from memory."""
+        with self._lock:
+            return {*self.last, *self.lost}
+
     def untold(self) -> dict[str, Rollout]:
         """The flags lost that no alert named yet."""
         with self._lock:

@@ -125,3 +125,31 @@ async def test_a_flag_whose_state_alone_is_lost_is_told_and_served(
         assert (await marker.read(), loss.identity) == (identity, identity)
         served = await flag_states(states, None, LossGuard(loss, marker))
         assert [s.flag for s in served.root] == ["a", "b"]
+
+
+async def test_flags_the_set_of_flags_lost_with_their_states_kept_are_listed_again(
+    redis_url: str, redis_namespace: str
+) -> None:
+    """What a Redis Cluster master that lost its data does when the set of the flags lived
+    on it and their states on the others."""
+    settings = RedisSettings(url=redis_url, key_prefix=redis_namespace)
+    alerts: list[RaiseAlert] = []
+    async with connect(settings) as client:
+        states, loss = RolloutStore(client, settings=settings), StoreLoss()
+        marker = StoreMarker(client, settings=settings)
+        keeper = StoreKeeper(
+            marker=marker, states=states, loss=loss, alarm=alerts.append, rebuilder=None
+        )
+        assert await keeper.check() is False
+        for flag, stage in (("a", 2), ("b", 0)):
+            saved = await states.save(flag, StateWrite(rev=0, rollout=rollout(flag, stage)))
+            assert saved is SaveOutcome.SAVED
+        assert await keeper.check() is False
+        # When the set of the flags alone is gone
+        await client.delete(f"{redis_namespace}:rollouts")
+        # Then the keeper lists them again: nothing lost, nothing told, nothing degraded
+        assert await keeper.check() is False
+        assert await states.flags() == {"a", "b"}
+        assert (alerts, loss.lost_flags(), loss.degraded()) == ([], [], None)
+        served = await flag_states(states, None, LossGuard(loss, marker))
+        assert [s.flag for s in served.root] == ["a", "b"]

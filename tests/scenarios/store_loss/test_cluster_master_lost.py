@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import pytest
 
+from controller.adapters.redis.aggregates import connect
+from controller.settings import RedisSettings
 from tests.scenarios.harness import Scenario, manual_plan
 from tests.scenarios.store_loss.kit import (
     FLAG,
@@ -82,3 +84,35 @@ async def test_a_master_that_comes_back_empty_has_its_flag_rebuilt(
     await served_throughout(scenario, app, 25.0)
     assert [a["kind"] for a in scenario.observed.alerts].count("store_lost") == 1
     assert "degraded" not in app.ready[-1], app.ready[-1]
+
+
+async def test_a_master_that_comes_back_empty_with_the_set_of_flags_leaves_the_flag_served(
+    cluster_world: ClusterWorld,
+) -> None:
+    scenario, url = cluster_world.scenario, cluster_world.url
+    # Given a rollout at its third stage (25%), served
+    before = await at_third_stage(scenario, manual_plan())
+    app = App(url)
+    await served_at(scenario, app, before)
+    # When the master holding the set of the flags is killed and started again empty
+    await _lose_master_of(cluster_world, "flag index")
+    # Then, with no command typed, the set lists the flag again within 30 s (what the
+    # gates' sweeps and a restarted daemon read), and readiness is not left degraded
+    await scenario.until(
+        lambda: _listed(cluster_world), timeout=30, what="the flag in the set of flags again"
+    )
+    await scenario.until(
+        lambda: app.ready and "degraded" not in app.ready[-1], timeout=30, what="ready again"
+    )
+    # ...the same rollout, never lost, at its third stage, served at 25% all along
+    rollout = await scenario.rollout(FLAG)
+    assert rollout is not None
+    assert (rollout.rollout_id, rollout.flag_version) == (before.rollout_id, before.flag_version)
+    await _shown_at_third_stage(scenario, url)
+    await served_throughout(scenario, app, 25.0)
+    assert [a["kind"] for a in scenario.observed.alerts].count("store_lost") <= 1
+
+
+async def _listed(world: ClusterWorld) -> bool:
+    async with connect(RedisSettings(url=world.cluster.url)) as client:
+        return bool(await client.sismember(keys_of(world.prefix)["flag index"], FLAG))
