@@ -67,7 +67,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Sequence
-from importlib import resources
 from typing import Any
 
 import msgspec
@@ -87,9 +86,8 @@ from controller.adapters.redis.cells.layout import (
     partition_tag,
     partitions_key,
     source_meta_key,
-    with_layout,
 )
-from controller.adapters.redis.cells.unit_counts import with_unit_counts
+from controller.adapters.redis.cells.unit_counts import flush_script
 from controller.adapters.redis.client import (
     RedisClient,
     as_text,
@@ -117,9 +115,7 @@ local epoch = redis.call('HINCRBY', KEYS[1], 'epoch', 1)
 return {epoch, unpack(redis.call('HMGET', KEYS[1], 'offset', 'topic_id', 'partitions', 'rejoin'))}
 """
 
-_FLUSH = with_unit_counts(
-    with_layout(resources.files(__package__).joinpath("flush.lua").read_text("utf-8"))
-)
+_FLUSH = flush_script()
 _msgpack = msgspec.msgpack.Encoder()
 
 

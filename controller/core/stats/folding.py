@@ -95,6 +95,10 @@ def fold(
     return _fold_each(events, into, flag_ok, tally, remember)
 
 
+_ARMED = (None, "compared")
+"""The cohorts an event is counted in its arm for (the rest count in their own cell)."""
+
+
 def _fold_each(
     events: Iterable[InEvent],
     into: dict[CellKey, CellDelta],
@@ -103,21 +107,17 @@ def _fold_each(
     remember: Callable[[str], None],
 ) -> InEvent | None:
     """:func:`fold`'s loop: each event added to its cell, its id to ``remember``."""
-    # The hot loop of ingest: one tuple, one dict lookup and a few adds per
-    # event, everything inline (a call per event costs as much as the adds).
+    # The hot loop of ingest: one tuple, one dict lookup and a few adds per event, everything
+    # inline (a call per event costs as much as the adds). A unit bucket's count is a slot
+    # appended to the cell's hits, counted up in C at the flush (CellDelta.bucket_counts).
+    # The unit's first slot is units.unit_bucket inline, hashed per event: a cache of units
+    # costs more when most units of a batch are new.
     get, edges, ids, repeats = into.get, EDGES_MS, tally.ids, 0
-    # A unit bucket's count is a slot appended to the cell's hits, counted up in C at the
-    # flush (CellDelta.bucket_counts). The unit's first slot is units.unit_bucket inline,
-    # hashed per event: a cache of units costs more when most units of a batch are new.
     crc, buckets, width = zlib.crc32, UNIT_BUCKETS, KIND_COUNT
     latency_at = LATENCY * FINE_PER_BIN  # a fine index i counts in slot base + (i + this) // 5
     for event in events:
         cohort = event.cohort
-        key: CellKey = (
-            (event.flag, event.flag_version, event.arm)
-            if cohort is None or cohort == "compared"
-            else (event.flag, event.flag_version, cohort)
-        )
+        key: CellKey = (event.flag, event.flag_version, event.arm if cohort in _ARMED else cohort)
         cell = get(key)
         if cell is None:
             if flag_ok is not None and not flag_ok(event.flag):
@@ -136,13 +136,13 @@ def _fold_each(
         if type(event) is RequestIn:
             cell.req += 1
             hit(base + REQUESTS)
-            per_unit = cell.unit_requests
-            per_unit[unit] = per_unit.get(unit, 0) + 1
+            own = cell.unit_requests
+            own[unit] = own.get(unit, 0) + 1
             if event.error:
                 cell.err += 1
                 hit(base + ERRORS)
-                per_unit = cell.unit_errors
-                per_unit[unit] = per_unit.get(unit, 0) + 1
+                own = cell.unit_errors
+                own[unit] = own.get(unit, 0) + 1
             latency = event.latency_ms
             if latency is not None:
                 cell.lat_n += 1

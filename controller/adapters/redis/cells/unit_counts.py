@@ -21,6 +21,7 @@ from importlib import resources
 import mmh3
 import msgspec
 
+from controller.adapters.redis.cells.layout import with_layout
 from controller.core.common import StoreError
 from controller.core.stats import HEAVIEST_KEPT, CellDelta, Heaviest, merged, partition_list
 
@@ -37,6 +38,13 @@ _MARK = "local PER_UNIT_COUNTS = nil  -- units.lua\n"
 def with_heaviest_kept(script: str) -> str:
     """A Lua script with the heaviest units a cell keeps written into its placeholder line."""
     return script.replace("local HEAVIEST_KEPT = 0 ", f"local HEAVIEST_KEPT = {HEAVIEST_KEPT} ")
+
+
+def flush_script() -> str:
+    """``flush.lua`` as the store runs it: the layout's constants and the per-unit counts
+    written in."""
+    text = resources.files("controller.adapters.redis").joinpath("flush.lua").read_text("utf-8")
+    return with_unit_counts(with_layout(text))
 
 
 def with_unit_counts(flush: str) -> str:
