@@ -24,6 +24,7 @@ from controller.core.reading import (
     SrmCheck,
     compares,
     comparison_text,
+    dominant_text,
     guardrail_state,
     position_label,
     source_lines,
@@ -148,7 +149,9 @@ def _guardrail(
     result, why = said.state.value, said.why
     if test is None:
         return GuardrailResult(metric, result, why=why)
-    widening = widening_text(typed) if isinstance(typed, WireTest) else ""
+    # Why the interval is as wide as it is, and the unit that decides it where one does.
+    notes = (widening_text(typed), dominant_text(typed)) if isinstance(typed, WireTest) else ()
+    widening = "; ".join(note for note in notes if note)
     return GuardrailResult(
         metric,
         result,

@@ -489,6 +489,21 @@ def test_each_stage_shows_each_arms_latency_beside_its_counts() -> None:
             "error_rate: assumes independent requests: its interval is not widened for units"
             " that send many requests or fail together",
         ),
+        (
+            {
+                "unit_of_analysis": "unit",
+                "widening": 1.0,
+                "dominant": {
+                    "bucket": 7,
+                    "arm": "treatment",
+                    "events_share": 0.93,
+                    "variance_share": 0.97,
+                },
+            },
+            "error_rate: one bucket of units in treatment sent 93% of its events and carries"
+            " 97% of its variance: most likely one unit (a bot, a broken account) decides this"
+            " metric",
+        ),
     ],
 )
 def test_each_stage_says_why_a_guardrails_interval_is_as_wide_as_it_is(
