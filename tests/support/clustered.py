@@ -32,6 +32,7 @@ from controller.core.rollouts.plan import Plan
 from controller.core.rollouts.rollout import VerdictKind
 from controller.core.stats.aggregates import ArmAggregate, FlagAggregates
 from controller.core.stats.guardrails import guardrail_result
+from controller.core.stats.heaviest.counts import HEAVIEST_KEPT, Heaviest, UnitCount
 from controller.core.stats.units import (
     CONVERSIONS,
     ERRORS,
@@ -44,6 +45,7 @@ from controller.core.stats.units import (
     VALUE_SUM,
     VALUES,
     UnitBuckets,
+    unit_bucket,
 )
 from tests.support.simulation import T0, Outcome, _rollout
 
@@ -133,6 +135,19 @@ class _Requests:
     latency: np.ndarray
     converted: np.ndarray
     value: np.ndarray
+    buckets: np.ndarray
+    """Each unit's bucket of units."""
+
+
+def unit_id(index: int, bucket: int) -> str:
+    """An id for unit ``index`` that the store would hash to ``bucket`` (the draws give each
+    unit its bucket; its id, needed only where a unit is listed among the heaviest, is the
+    first ``u<index>``, ``u<index>.1``, ... whose CRC-32 says so)."""
+    name, tried = f"u{index}", 0
+    while unit_bucket(name) != bucket:
+        tried += 1
+        name = f"u{index}.{tried}"
+    return name
 
 
 @dataclass(frozen=True)
@@ -206,6 +221,7 @@ def _population(
         latency=latency,
         converted=converted,
         value=value,
+        buckets=bucket,
     )
 
 
@@ -224,6 +240,10 @@ class _Arm:
     value_sum: float = 0.0
     value_sq: float = 0.0
     distinct: int = 0
+    unit_requests: np.ndarray | None = None
+    unit_errors: np.ndarray | None = None
+    buckets: np.ndarray | None = None
+    ids: dict[int, str] = field(default_factory=dict)
 
     def add(self, r: _Requests, rows: np.ndarray) -> None:
         """Count the requests ``rows`` of ``r`` (all of this arm)."""
@@ -250,9 +270,37 @@ class _Arm:
             slots += np.bincount(base + kind, weights=weight, minlength=SLOTS)
         slots += np.bincount(base + LATENCY + fine // FINE_PER_BIN, minlength=SLOTS)
         units = r.unit[rows]
+        self._count_units(r, units, error)
         new = np.unique(units[~self.seen[units]])
         self.seen[new] = True
         self.distinct += new.size
+
+    def _count_units(self, r: _Requests, units: np.ndarray, error: np.ndarray) -> None:
+        """Each unit's requests and errors, exact, as the store counts them."""
+        size = self.seen.size
+        if self.unit_requests is None or self.unit_errors is None:
+            self.unit_requests = np.zeros(size, dtype=np.int64)
+            self.unit_errors = np.zeros(size, dtype=np.int64)
+            self.buckets = r.buckets
+        self.unit_requests += np.bincount(units, minlength=size)
+        self.unit_errors += np.bincount(units, weights=error, minlength=size).astype(np.int64)
+
+    def heaviest(self) -> Heaviest:
+        """The arm's :data:`HEAVIEST_KEPT` units with the most requests, each with its exact
+        counts and an id hashed to its bucket: the store's list, from one partition."""
+        counts, errors, buckets = self.unit_requests, self.unit_errors, self.buckets
+        if counts is None or errors is None or buckets is None:
+            return Heaviest()
+        keep = min(HEAVIEST_KEPT, int(np.count_nonzero(counts)))
+        if keep == 0:
+            return Heaviest()
+        top = np.argpartition(-counts, keep - 1)[:keep] if keep < counts.size else np.arange(keep)
+        listed = []
+        for i in (int(x) for x in top):
+            if i not in self.ids:
+                self.ids[i] = unit_id(i, int(buckets[i]))
+            listed.append(UnitCount(self.ids[i], int(counts[i]), int(errors[i])))
+        return Heaviest(tuple(sorted(listed, key=lambda u: (-u.requests, u.unit))))
 
     def aggregate(self, *, on_units: bool = True) -> ArmAggregate:
         return ArmAggregate(
@@ -268,6 +316,7 @@ class _Arm:
             conversion_value_sum=self.value_sum,
             conversion_value_sq=self.value_sq,
             buckets=UnitBuckets(tuple(self.slots.tolist())) if on_units else None,
+            heaviest=self.heaviest() if on_units else Heaviest(),
         )
 
 

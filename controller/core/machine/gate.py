@@ -56,14 +56,12 @@ from controller.core.rollouts import (
     Applied,
     Completeness,
     Guardrail,
-    HealthPolicy,
     Plan,
     Rollout,
     Stage,
     Verdict,
     VerdictKind,
     action_for,
-    both_arms_tripped,
 )
 from controller.core.stats import (
     ArmAggregate,
@@ -78,6 +76,7 @@ from controller.core.stats import (
     srm_test,
     units_waiting,
     unproven,
+    weighed,
     without_control,
 )
 from controller.core.wire import GateEvidence
@@ -98,8 +97,11 @@ def evaluate(
     be on; left out, the evidence is taken as complete.
     """
     plan = rollout.plan
+    heavy = weighed(plan, data)  # units capped; a guardrail one unit decides is held
     tests: dict[str, SequentialResult | None] = {
-        g.key: guardrail_result(g, data, plan, alpha=always_valid_level(rollout, g))
+        g.key: None
+        if g.key in heavy.held
+        else guardrail_result(g, heavy.data, plan, alpha=always_valid_level(rollout, g))
         for g in plan.guardrails
         if g.source == "events"
     }
@@ -113,12 +115,15 @@ def evaluate(
         p_threshold=plan.srm_p_threshold,
     )
     own_limits = _limits(rollout, data)
-    evidence = gate_evidence(rollout, data, tests, srm, sourced=sourced, limits=own_limits)
+    evidence = gate_evidence(
+        rollout, data, tests, srm, sourced=sourced, limits=own_limits, heavy=heavy
+    )
     completeness = completeness or Completeness()
     evidence = _counted(evidence, completeness)
     limited = {**own_limits, **sourced.limits}
     breaches = tuple(m for m, said in (evidence.dry_run or {}).items() if said.would is not None)
-    waiting = (*untested(rollout, data, tests, sourced.waiting), *unproven(plan.limits, own_limits))
+    said = {**heavy.held, **sourced.waiting}
+    waiting = (*untested(rollout, heavy.data, tests, said), *unproven(plan.limits, own_limits))
     verdict = _verdict(
         rollout,
         data,
@@ -172,7 +177,7 @@ def _verdict(
         )
         return health.verdict(action_for(plan.health_words, "sample_ratio_mismatch"), why, evidence)
     crossed = (
-        _both_arms(plan, data, evidence)
+        health.both_arms(plan, data, evidence)
         or _unread(sourced, evidence)
         or _incomplete(completeness, evidence)
     )
@@ -235,23 +240,6 @@ def _unread(sourced: Sourced, evidence: GateEvidence) -> Verdict | None:
     if not sourced.missing:
         return None
     return Verdict(VerdictKind.HOLD, "; ".join(sourced.missing), None, evidence)
-
-
-MIN_BOTH_ARMS = 5
-"""Watched units seen in both arms below which the share is not judged (too few to tell)."""
-
-
-def _both_arms(plan: Plan, data: FlagAggregates, evidence: GateEvidence) -> Verdict | None:
-    """The trigger's verdict when too many of the stage's units were seen in both arms."""
-    both, units = data.both_arms, data.watched_units
-    if both < MIN_BOTH_ARMS or not both_arms_tripped(both, units, plan.health_policy):
-        return None
-    limit = (plan.health_policy or HealthPolicy()).both_arms_max_share
-    why = (
-        f"{both} of {units} watched units ({both / units:.2%}) were seen in both arms"
-        f", over the {limit:.2%} the plan allows"
-    )
-    return health.verdict(action_for(plan.health_words, "units_in_both_arms"), why, evidence)
 
 
 def _limits(rollout: Rollout, data: FlagAggregates) -> dict[str, SequentialResult]:

@@ -6,6 +6,8 @@ written in the order the published JSON has always had.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from controller.core.machine.sourced import Sourced
 from controller.core.rollouts import Guardrail, Plan, Rollout, Stage
 from controller.core.rules import to_text
@@ -15,9 +17,12 @@ from controller.core.stats import (
     FlagAggregates,
     SequentialResult,
     SrmResult,
+    Weighed,
     arm_latency,
     dominance,
+    in_bucket,
     limit_parts,
+    shown,
 )
 from controller.core.wire import (
     INSUFFICIENT,
@@ -25,6 +30,7 @@ from controller.core.wire import (
     ArmTally,
     AudienceRing,
     BothArms,
+    CappedUnit,
     DominantUnit,
     DryRun,
     GateEvidence,
@@ -41,15 +47,21 @@ def gate_evidence(
     *,
     sourced: Sourced,
     limits: dict[str, SequentialResult],
+    heavy: Weighed | None = None,
 ) -> GateEvidence:
-    """What the gate saw: each part written once, here, in the order it is published."""
+    """What the gate saw: each part written once, here, in the order it is published.
+    ``heavy``: the units capped and the one deciding (:func:`~controller.core.stats.weighed`);
+    the arms' tallies are as counted, each test's parts as it read them."""
     plan = rollout.plan
+    heavy = heavy or Weighed(data)
     parts: dict[str, object] = {
         "arms": {name: _tally(plan, arm) for name, arm in _arms(data)},
         "alpha": plan.alpha_budget(),
         "flag_versions": [*sorted(data.versions)],
         "guardrails": {
-            m: (_test(r, _dominant(plan, m, data, r)) if r else INSUFFICIENT)
+            m: (
+                _test(r, _dominant(plan, m, heavy, r), _caps(plan, m, heavy)) if r else INSUFFICIENT
+            )
             for m, r in tests.items()
         },
         "srm": SrmCheck.model_validate(srm, from_attributes=True),
@@ -74,11 +86,36 @@ def _arms(data: FlagAggregates) -> tuple[tuple[str, ArmAggregate], ...]:
     return (("treatment", data.treatment), ("control", data.control))
 
 
-def _test(result: SequentialResult, dominant: DominantUnit | None = None) -> GuardrailTest:
+def _test(
+    result: SequentialResult,
+    dominant: DominantUnit | None = None,
+    caps: dict[str, object] | None = None,
+) -> GuardrailTest:
     # Read from the result's fields (every one of them, as its evidence() gives them), its
     # infinities as floats: the same test as from its JSON-ready evidence, built faster.
     test = GuardrailTest.model_validate(result, from_attributes=True)
-    return test if dominant is None else test.model_copy(update={"dominant": dominant})
+    update = {**({} if dominant is None else {"dominant": dominant}), **(caps or {})}
+    return test.model_copy(update=update) if update else test
+
+
+def _caps(plan: Plan, key: str, heavy: Weighed) -> dict[str, object] | None:
+    """The error rate's cap and the units over it, where a cap applied."""
+    cap = heavy.capping.cap
+    guardrail = next((g for g in plan.guardrails if g.key == key), None)
+    if cap is None or guardrail is None or guardrail.metric != "error_rate":
+        return None
+    parts: dict[str, object] = {"unit_cap": cap}
+    if heavy.capping.units:
+        parts["capped"] = [
+            CappedUnit(
+                arm=c.arm,
+                unit=shown(c.unit, hashed=heavy.hashed),
+                requests=c.requests,
+                errors=c.errors,
+            )
+            for c in heavy.capping.units
+        ]
+    return parts
 
 
 DOMINANCE_FROM = 2.0
@@ -87,20 +124,29 @@ for: below it no unit weighs much (and the gate saves the pass over its buckets)
 
 
 def _dominant(
-    plan: Plan, key: str, data: FlagAggregates, result: SequentialResult
+    plan: Plan, key: str, heavy: Weighed, result: SequentialResult
 ) -> DominantUnit | None:
-    """The bucket of units deciding the guardrail's test, where one does."""
+    """The bucket of units deciding the guardrail's test, where one does, and the listed unit
+    in it (its shares of the arm's requests and errors, as the test counted them)."""
     if result.design_effect is None or result.design_effect < DOMINANCE_FROM:
         return None
     guardrail = next((g for g in plan.guardrails if g.key == key), None)
-    found = None if guardrail is None else dominance(guardrail, data)
+    found = None if guardrail is None else dominance(guardrail, heavy.data)
     if found is None:
         return None
-    return DominantUnit(
-        arm="treatment" if found.arm == "treatment" else "control",
-        events_share=found.events_share,
-        variance_share=found.variance_share,
+    arm: Literal["treatment", "control"] = "treatment" if found.arm == "treatment" else "control"
+    unit = in_bucket(heavy.data, arm, found.bucket)
+    dominant = DominantUnit(
+        arm=arm, events_share=found.events_share, variance_share=found.variance_share
     )
+    if unit is None:
+        return dominant
+    named = {
+        "unit": shown(unit.unit, hashed=heavy.hashed),
+        "requests_share": unit.requests_share,
+        "errors_share": unit.errors_share,
+    }
+    return dominant.model_copy(update=named)
 
 
 def _latency(arm: ArmAggregate) -> ArmLatency:

@@ -30,8 +30,10 @@ from controller.core.rollouts import (
     Action,
     Applied,
     GateInput,
+    HealthPolicy,
     PauseReason,
     Phase,
+    Plan,
     RaiseAlert,
     RecordDecision,
     Rollout,
@@ -41,7 +43,9 @@ from controller.core.rollouts import (
     Verdict,
     VerdictKind,
     action_for,
+    both_arms_tripped,
 )
+from controller.core.stats import FlagAggregates
 from controller.core.wire import GateEvidence, JsonObject, RolloutEvidence
 
 POLICY = "policy"
@@ -192,3 +196,20 @@ def drift_alerted(before: Rollout, after: Rollout) -> bool:
     if moved and after.phase is Phase.ROLLED_BACK:
         return True
     return after.stage == before.stage and "backend_drift" in after.warned
+
+
+MIN_BOTH_ARMS = 5
+"""Watched units seen in both arms below which the share is not judged (too few to tell)."""
+
+
+def both_arms(plan: Plan, data: FlagAggregates, evidence: GateEvidence) -> Verdict | None:
+    """The trigger's verdict when too many of the stage's units were seen in both arms."""
+    both, units = data.both_arms, data.watched_units
+    if both < MIN_BOTH_ARMS or not both_arms_tripped(both, units, plan.health_policy):
+        return None
+    limit = (plan.health_policy or HealthPolicy()).both_arms_max_share
+    why = (
+        f"{both} of {units} watched units ({both / units:.2%}) were seen in both arms"
+        f", over the {limit:.2%} the plan allows"
+    )
+    return verdict(action_for(plan.health_words, "units_in_both_arms"), why, evidence)

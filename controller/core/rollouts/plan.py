@@ -30,12 +30,14 @@ from controller.core.rollouts.plan_parts import (
     Duration,
     Frozen,
     Guardrail,
+    HeavyUnits,
     Limits,
     Stage,
     TelemetryPlan,
     TimeBox,
     UnleashTarget,
     Watch,
+    whole_percents,
 )
 from controller.core.rollouts.policy import HealthPolicy, HealthWords
 from controller.core.rollouts.windows import Windows
@@ -160,7 +162,7 @@ class Plan(Frozen):
                     "backend.unleash: Unleash serves a flag on or off, not the values"
                     f" of type {self.arm_values.type} this plan declares"
                 )
-            _whole_percents(self)
+            whole_percents(self.stages, self.watch)
         return self
 
     @model_validator(mode="after")
@@ -342,6 +344,9 @@ class Plan(Frozen):
     health_policy: HealthPolicy | None = Field(
         default=None, description="Per trigger: rollback, hold or warn (left out: the defaults)."
     )
+    heavy_units: HeavyUnits | None = Field(
+        default=None, description="Caps on each unit's requests, and how units are named."
+    )
     time_box: TimeBox | None = Field(
         default=None,
         description="On from `starts_at` (or the start) to `ends_at`, then off by itself.",
@@ -351,19 +356,6 @@ class Plan(Frozen):
         description="How the rollout is read from the app's OpenTelemetry (variants, unit,"
         " errors, conversions); left out: the defaults.",
     )
-
-
-def _whole_percents(plan: Plan) -> None:
-    """Unleash's ``flexibleRollout`` serves whole percents from 1: refuse any other share."""
-    for i, stage in enumerate(plan.stages):
-        if stage.percent < 1 or stage.percent != int(stage.percent):
-            raise ValueError(
-                f"stages.{i}.percent: Unleash serves whole percents from 1 to 100,"
-                f" got {stage.percent:g}"
-            )
-    holdback = plan.watch.holdback_percent if plan.watch is not None else 0.0
-    if holdback != int(holdback):
-        raise ValueError(f"watch.holdback_percent: Unleash serves whole percents, got {holdback:g}")
 
 
 DEFAULT_PLAN = Plan(

@@ -206,6 +206,55 @@ class Watch(Frozen):
     on_regression: Literal["rollback", "alert"] = "rollback"
 
 
+def _unit_cap(value: object) -> object:
+    """``off``, ``default`` or a whole number of requests from 1; anything else is refused
+    in words (a union's own error would list each of its branches)."""
+    if value in ("off", "default"):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_COUNT:
+        return value
+    raise ValueError(
+        "a unit's requests counted per stage: a whole number from 1 to"
+        f" {MAX_COUNT:,}, or `default` (100 times the mean unit's), or `off`; got {value!r}"
+    )
+
+
+UnitCap = Annotated[
+    int | Literal["off", "default"],
+    BeforeValidator(_unit_cap, json_schema_input_type=int | Literal["off", "default"]),
+]
+
+
+class HeavyUnits(Frozen):
+    """How the gate weighs units that send many requests (docs/architecture.md, *Statistics*,
+    "Caps")."""
+
+    cap: UnitCap = Field(
+        default="default",
+        description="Requests per unit per stage the error rate counts, the same in both arms:"
+        " a whole number, `default` (100 times the mean requests of the units not among the"
+        " heaviest) or `off`.",
+    )
+    unit_names: Literal["ids", "hashed"] = Field(
+        default="ids",
+        description="How evidence and reasons name a unit: its id, or `hashed`, the first 12"
+        " hex digits of its SHA-256.",
+    )
+
+
+def whole_percents(stages: list[Stage], watch: Watch | None) -> None:
+    """Unleash's ``flexibleRollout`` serves whole percents from 1: refuse any other share."""
+    for i, stage in enumerate(stages):
+        if stage.percent < 1 or stage.percent != int(stage.percent):
+            raise ValueError(
+                f"stages.{i}.percent: Unleash serves whole percents from 1 to 100,"
+                f" got {stage.percent:g}"
+            )
+    holdback = watch.holdback_percent if watch is not None else 0.0
+    if holdback != int(holdback):
+        raise ValueError(f"watch.holdback_percent: Unleash serves whole percents, got {holdback:g}")
+
+
 class TimeBox(Frozen):
     """A flag on from ``starts_at`` (or its start) to ``ends_at``, then off by itself.
 

@@ -30,6 +30,7 @@ from controller.core.stats.guardrails import (
     metric_floor,
     units_waiting,
 )
+from controller.core.stats.heaviest.caps import CAP_MULTIPLE, CappedUnit, Capping, capped
 from controller.core.stats.heaviest.counts import (
     HEAVIEST_KEPT,
     Heaviest,
@@ -37,6 +38,8 @@ from controller.core.stats.heaviest.counts import (
     merged,
     partition_list,
 )
+from controller.core.stats.heaviest.deciding import DECIDING_SHARE, UnitShare, in_bucket, shown
+from controller.core.stats.heaviest.weighing import Weighed, weighed
 from controller.core.stats.latency import (
     ARM_QUANTILE_DECIMALS,
     ARM_QUANTILES,
@@ -94,6 +97,8 @@ __all__ = [
     "ARM_QUANTILES",
     "ARM_QUANTILE_DECIMALS",
     "BOTH_FIELD",
+    "CAP_MULTIPLE",
+    "DECIDING_SHARE",
     "FEW_UNITS",
     "FLOAT_FIELDS",
     "FOLD_LAYOUT",
@@ -115,6 +120,8 @@ __all__ = [
     "WATCH_ONE_IN_BITS",
     "WATCH_SEED",
     "ArmAggregate",
+    "CappedUnit",
+    "Capping",
     "CellDelta",
     "Conversions",
     "Dominance",
@@ -134,7 +141,10 @@ __all__ = [
     "Traffic",
     "UnitBuckets",
     "UnitCount",
+    "UnitShare",
+    "Weighed",
     "arm_latency",
+    "capped",
     "control_baseline",
     "counted_arm",
     "detectable_rate",
@@ -144,6 +154,7 @@ __all__ = [
     "fold",
     "guardrail_result",
     "histogram_arm",
+    "in_bucket",
     "latency_evidence",
     "limit_parts",
     "limit_preview",
@@ -158,11 +169,13 @@ __all__ = [
     "plan_preview",
     "proof_trials",
     "share_text",
+    "shown",
     "shown_reading",
     "shown_under",
     "srm_test",
     "units_waiting",
     "unproven",
     "watched_members",
+    "weighed",
     "without_control",
 ]

@@ -127,9 +127,19 @@ class DominantShares(Protocol):
 
 
 def dominance_text(found: DominantShares) -> str:
-    """``found`` as people read it: which arm, its share of the events, of the variance."""
-    return (
+    """``found`` as people read it: which arm, its share of the events, of the variance, and
+    the unit in the bucket where the evidence names one (``unit``, ``requests_share``,
+    ``errors_share`` of :class:`~controller.core.wire.evidence.DominantUnit`)."""
+    said = (
         f"one bucket of units in {found.arm} sent {found.events_share:.0%} of its events and"
-        f" carries {found.variance_share:.0%} of its variance: most likely one unit (a bot, a"
-        " broken account) decides this metric"
+        f" carries {found.variance_share:.0%} of its variance"
+    )
+    unit = getattr(found, "unit", None)
+    requests = getattr(found, "requests_share", None)
+    errors = getattr(found, "errors_share", None)
+    if unit is None or requests is None or errors is None:
+        return f"{said}: most likely one unit (a bot, a broken account) decides this metric"
+    return (
+        f"{said}: unit {unit} sends {requests:.0%} of {found.arm}'s requests and {errors:.0%}"
+        " of its errors, and decides this metric"
     )

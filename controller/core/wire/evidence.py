@@ -14,30 +14,15 @@ string ``"inf"`` / ``"-inf"`` (JSON has none) and read back as one.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal, Self
+from typing import Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue
+from pydantic import Field, JsonValue
 
 from controller.core.wire.json import JsonObject, Number
-from controller.core.wire.ordered import tolerant
+from controller.core.wire.ordered import Part, tolerant
 
 INSUFFICIENT = "insufficient data"
 """A guardrail's entry while either arm is below its event floor."""
-
-
-class Part(BaseModel):
-    """A part of the evidence: frozen, and closed (a key it does not name is refused)."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    if not TYPE_CHECKING:
-
-        def __getattr__(self, name: str) -> object:
-            # A part read back with a field damaged or missing (an older writer's) was
-            # built without it: the field reads as not given, a blank to its reader.
-            if name in type(self).model_fields:
-                return None
-            return super().__getattr__(name)
 
 
 class ArmTally(Part):
@@ -108,6 +93,12 @@ class GuardrailTest(Part):
     dominant: DominantUnit | None = Field(
         default=None, description="A bucket of units carrying half its variance or more."
     )
+    unit_cap: int | None = Field(
+        default=None, description="Requests per unit per stage counted, in both arms alike."
+    )
+    capped: list[CappedUnit] | None = Field(
+        default=None, description="Each unit whose requests were over the cap; absent: none."
+    )
 
 
 class DominantUnit(Part):
@@ -117,6 +108,18 @@ class DominantUnit(Part):
     arm: Literal["treatment", "control"] = Field(description="The arm it is in.")
     events_share: Number = Field(description="Its share of the arm's events of the metric.")
     variance_share: Number = Field(description="Its share of the arm's variance on units.")
+    unit: str | None = Field(default=None, description="The listed unit in the bucket, if any.")
+    requests_share: Number | None = Field(default=None, description="Its share of requests.")
+    errors_share: Number | None = Field(default=None, description="Its share of errors.")
+
+
+class CappedUnit(Part):
+    """A unit whose requests were over the cap: its own counts, before it."""
+
+    arm: Literal["treatment", "control"] = Field(description="The arm it is in.")
+    unit: str = Field(description="Its id (or its hash, where the plan asks for one).")
+    requests: int = Field(description="Its requests; the cap's were counted.")
+    errors: int = Field(description="Its errors; those in the cap's share were counted.")
 
 
 class SrmCheck(Part):

@@ -9,6 +9,8 @@ an explicit ``null`` is), and :meth:`Ordered.merged` adds keys as a spread
 does (a key already there keeps its place). A consumer that compares bytes
 sees no change; the JSON Schema is the model's, closed.
 
+:class:`Part` is the base of the gate's evidence parts: frozen and closed.
+
 :func:`tolerant` is the one reader of evidence read back from a topic, a
 store or the network: each part is read on its own, what does not fit its
 type is left out, never raised.
@@ -254,3 +256,18 @@ def _names(cls: type[BaseModel]) -> dict[str, str]:
     names = {name: name for name in cls.model_fields}
     names |= {f.alias: name for name, f in cls.model_fields.items() if f.alias}
     return names
+
+
+class Part(BaseModel):
+    """A part of the evidence: frozen, and closed (a key it does not name is refused)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    if not TYPE_CHECKING:
+
+        def __getattr__(self, name: str) -> object:
+            # A part read back with a field damaged or missing (an older writer's) was
+            # built without it: the field reads as not given, a blank to its reader.
+            if name in type(self).model_fields:
+                return None
+            return super().__getattr__(name)

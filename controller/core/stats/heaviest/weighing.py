@@ -1,0 +1,64 @@
+"""What the gate does with an arm's heaviest units, in one call: caps, then a unit that decides.
+
+Pure. :func:`weighed` reads the plan's ``heavy_units`` (left out: the default cap, ids
+shown), caps each listed unit's requests (:mod:`.caps`), and where one unit still sends
+more than :data:`~.deciding.DECIDING_SHARE` of an arm's requests, holds the guardrails on
+requests with a reason naming it (:mod:`.deciding`). The gate tests the capped counts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from controller.core.rollouts import HeavyUnits, Plan
+from controller.core.stats.aggregates import FlagAggregates
+from controller.core.stats.heaviest.caps import Capping, capped, default_cap
+from controller.core.stats.heaviest.deciding import (
+    REQUEST_METRICS,
+    UnitShare,
+    deciding,
+    deciding_text,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Weighed:
+    """The stage's counts as its tests read them, and why."""
+
+    data: FlagAggregates
+    """Both arms with each listed unit's requests capped."""
+    capping: Capping = field(default_factory=Capping)
+    deciding: UnitShare | None = None
+    """The unit over the deciding share after caps, where one is."""
+    held: dict[str, str] = field(default_factory=dict)
+    """Each guardrail on requests not tested while that unit decides, with the reason."""
+    hashed: bool = False
+    """The plan asks for units named by a hash of their id."""
+
+
+def plan_cap(plan: Plan, data: FlagAggregates) -> int | None:
+    """The cap the plan asks for on ``data``: its own count, the default rule's, or none."""
+    cap = (plan.heavy_units or HeavyUnits()).cap
+    if cap == "off":
+        return None
+    return default_cap(data) if cap == "default" else cap
+
+
+def weighed(plan: Plan, data: FlagAggregates) -> Weighed:
+    """``data`` capped as the plan says, and the guardrails one unit decides (see the
+    module). Arms listing no unit (a store before per-unit counts, a metric source) are
+    taken as they are."""
+    hashed = (plan.heavy_units or HeavyUnits()).unit_names == "hashed"
+    if not (data.treatment.heaviest.units or data.control.heaviest.units):
+        return Weighed(data, hashed=hashed)
+    counted, capping = capped(data, plan_cap(plan, data))
+    found = deciding(counted)
+    if found is None:
+        return Weighed(counted, capping, hashed=hashed)
+    why = deciding_text(found, hashed=hashed)
+    held = {
+        g.key: f"{g.key} not yet tested: {why}"
+        for g in plan.guardrails
+        if g.source == "events" and g.metric in REQUEST_METRICS
+    }
+    return Weighed(counted, capping, found, held, hashed)
