@@ -71,17 +71,22 @@ class Rebuilder:
         """Each flag to rebuild, with the controller's inputs that rebuild it."""
         self.refused: dict[str, str] = {}
         """Each flag the store lost that cannot be rebuilt, and why."""
+        self.kept: set[str] = set()
+        """The flags the topics named at the last plan whose states the store has."""
 
     async def plan(self) -> dict[str, Rebuild]:
         """Read the topics; every flag to rebuild (a decision left it in a state the store
         does not have now), kept until :meth:`step` rebuilt it. Meanwhile each is served
-        as it will be rebuilt, where no state of it is held from before the loss."""
+        as it will be rebuilt, where no state of it is held from before the loss. The
+        flags named whose states the store has are :attr:`kept`."""
         history, floors = TopicHistory(), VersionFloors()
         await self._read(history, floors)
         planned: dict[str, Rebuild] = {}
         previews: dict[str, Rollout] = {}
+        kept: set[str] = set()
         for flag in history.flags():
             if (await self._states.load(flag)).rollout is not None:
+                kept.add(flag)
                 continue
             rebuild = history.rebuild(flag)
             if isinstance(rebuild, RestoreRefusal):
@@ -94,6 +99,7 @@ class Rebuilder:
                 previews[flag] = preview
         self._loss.hold(previews)
         self._loss.rebuilding(set(self.pending))
+        self.kept = kept
         return planned
 
     async def step(self) -> list[str]:
@@ -187,9 +193,13 @@ def topic_history(
     return read
 
 
-def rebuild_alert(planned: Mapping[str, Rebuild], refused: Mapping[str, str]) -> RaiseAlert:
+def rebuild_alert(
+    planned: Mapping[str, Rebuild], refused: Mapping[str, str], *, identity_lost: bool = True
+) -> RaiseAlert:
     """The one alert of a store found without its identity at start (new, or it lost its
-    data while no controller ran): each flag rebuilt from the topics, and each not."""
+    data while no controller ran), or, ``identity_lost`` False, found at start with its
+    identity and without its set of the flags (on a cluster, one master's data): each
+    flag rebuilt from the topics, and each not."""
     flags: dict[str, JsonObject] = {
         flag: {
             "rollout_id": r.rollout_id,
@@ -203,11 +213,18 @@ def rebuild_alert(planned: Mapping[str, Rebuild], refused: Mapping[str, str]) ->
         f"{flag}: rollout {w['rollout_id']} {w['phase']} at {w['stage']}"
         for flag, w in flags.items()
     )
+    what = (
+        "none of the controller's data at start (its store identity was gone)"
+        if identity_lost
+        else "its identity at start but not the set of the controller's flags, nor the"
+        " states of some (on a cluster: one master's data)"
+    )
     summary = (
-        f"redis had none of the controller's data at start (its store identity was gone):"
+        f"redis had {what}:"
         f" {len(flags)} flags are rebuilt at their last decision from the decisions and"
         f" flag-state topics ({each or 'none'})"
         + (f"; {len(refused)} cannot be: {', '.join(sorted(refused))}" if refused else "")
     )
     details: JsonObject = {"flags": dict(flags), "rebuilding": True, "not_rebuilt": dict(refused)}
+    details["identity_lost"] = identity_lost
     return RaiseAlert("store_lost", "critical", summary, details)

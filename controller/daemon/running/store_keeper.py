@@ -26,6 +26,13 @@ the identity does not live on lost its data) are told once each and rebuilt the
 same way. A flag served before whose state is kept while the set of the flags no
 longer lists it (the set's master lost its data) is listed again, not lost: the
 gates' sweeps and a daemon started later read that set.
+
+A store found at start with its identity and an empty set of the flags may have
+lost that set while no controller ran (on a cluster, its master's data; on one
+Redis, the key deleted): the rebuilder reads the topics as after a loss, the
+flags they name whose states are kept are listed again, and those whose states
+are gone are rebuilt, told by one ``store_lost`` alert (``identity_lost``
+false). A start that finds the set holding flags reads no topic for it.
 """
 
 from __future__ import annotations
@@ -60,6 +67,10 @@ class Rebuilding(Protocol):
     @property
     def refused(self) -> Mapping[str, str]:
         """The flags lost that cannot be rebuilt, and why."""
+
+    @property
+    def kept(self) -> Collection[str]:
+        """The flags the topics named at the last plan whose states the store has."""
 
     async def plan(self) -> Mapping[str, Rebuild]: ...
     async def step(self) -> list[str]: ...
@@ -107,6 +118,9 @@ class StoreKeeper:
             if written:
                 log.info("store_identity_claimed", why="the store had none: new, or it lost")
                 self._due = "started empty"
+            elif not await self._states.flags():
+                log.info("flags_unlisted_at_start", why="the set of the flags is empty")
+                self._due = "started unlisted"
             found = False
         else:
             rollouts, unreadable = await self._served()
@@ -143,6 +157,14 @@ class StoreKeeper:
             log.warning("flags_listed_again", flags=sorted(kept), why="their states kept")
         return kept
 
+    async def _list_kept(self, kept: Collection[str]) -> None:
+        """List again the flags the topics name whose states are kept and that the set of
+        the flags lacks (it was lost, while no controller ran or with a master)."""
+        unlisted = sorted(set(kept) - await self._states.flags())
+        if unlisted:
+            await self._states.list_again(unlisted)
+            log.warning("flags_listed_again", flags=unlisted, why="named by the topics")
+
     async def _flags_lost(self) -> bool:
         """Flags whose states are gone, the store's identity kept (on a cluster, a master's
         data): told once each, and rebuilt."""
@@ -164,9 +186,12 @@ class StoreKeeper:
             return
         if self._due is not None:
             planned = await self._rebuilder.plan()
+            await self._list_kept(self._rebuilder.kept)
             due, self._due = self._due, None
-            if due == "started empty" and (planned or self._rebuilder.refused):
-                self._alarm(rebuild_alert(planned, self._rebuilder.refused))
+            if due.startswith("started") and (planned or self._rebuilder.refused):
+                identity_lost = due == "started empty"
+                alert = rebuild_alert(planned, self._rebuilder.refused, identity_lost=identity_lost)
+                self._alarm(alert)
         if self._rebuilder.pending:
             await self._rebuilder.step()
 

@@ -28,6 +28,7 @@ class PlannedRebuilds:
     planned: int = 0
     pending: dict[str, object] = field(default_factory=dict)
     refused: dict[str, str] = field(default_factory=dict)
+    kept: set[str] = field(default_factory=set)
 
     async def plan(self) -> dict[str, Rebuild]:
         self.planned += 1

@@ -74,7 +74,7 @@ async def test_a_flag_is_rebuilt_once_owned_and_readiness_follows() -> None:
     )
     # Given the plan made from the topics, the flag owned by no one yet
     planned = await rebuilder.plan()
-    assert list(planned) == ["checkout"]
+    assert (list(planned), rebuilder.kept) == (["checkout"], set())
     assert await rebuilder.step() == []
     assert (loss.degraded() or {}).get("rebuilding") == ["checkout"]
     # ...served meanwhile as it will be rebuilt (nothing of it was held before the loss)
@@ -103,6 +103,7 @@ async def test_a_flag_is_rebuilt_once_owned_and_readiness_follows() -> None:
     assert rebuilder.pending == {}
     # ...and a second plan finds nothing to rebuild: the store has it
     assert await rebuilder.plan() == {}
+    assert rebuilder.kept == {"checkout"}
 
 
 def test_the_alert_at_start_names_each_flag_rebuilt_and_each_not() -> None:
@@ -116,6 +117,11 @@ def test_the_alert_at_start_names_each_flag_rebuilt_and_each_not() -> None:
     assert alert.kind == "store_lost"
     assert "checkout: rollout r1 running at stage 3" in alert.summary
     assert "1 cannot be: search" in alert.summary
+    assert alert.details["identity_lost"] is True
+    # ...and the alert of a start that found the identity, not the set of the flags
+    kept = rebuild_alert({"checkout": rebuild}, {}, identity_lost=False)
+    assert "its identity at start but not the set of the controller's flags" in kept.summary
+    assert kept.details["identity_lost"] is False
 
 
 # -- the docs say what is rebuilt, from which topic ----------------------------------------
