@@ -20,12 +20,14 @@ from controller.core.common import as_datetime, html_text, split
 from controller.core.reading import (
     FINISHED,
     HistoryPoint,
+    HoldoutCheck,
     LimitRead,
     RolloutRow,
     RolloutView,
     State,
     Tested,
     guardrail_state,
+    holdout_line,
     limit_state_text,
     rollout_span,
     state_text,
@@ -224,8 +226,10 @@ def health(status: RolloutView, last: HistoryPoint | None) -> tuple[str, str]:
     guardrail and its interval, for the gate's); ``ended``: aborted by an operator, which
     says nothing against the flag, so it is neutral; ``attention``: paused, a
     guardrail regressed or whose always-valid p-value is below 0.05 (harm building), a limit
-    breached, or a sample-ratio p below 0.01; ``watching``: a guardrail's Δ or a limit's
-    rate past its edge, not yet significant (its state,
+    breached, a sample-ratio p below 0.01, or the plan's holdout with no held-out unit where
+    some were expected (its cohort missing, in the words of ``rolloutctl status`` and the
+    rollout's page, though the rollout's own arms' ratio reads ok); ``watching``: a
+    guardrail's Δ or a limit's rate past its edge, not yet significant (its state,
     :func:`~controller.core.reading.guardrail_state`); ``undecided``: one not yet tested,
     or with harm not yet excluded (only ``holds`` is good news); ``done``: completed; else
     ``healthy``: every test holds.
@@ -239,7 +243,7 @@ def health(status: RolloutView, last: HistoryPoint | None) -> tuple[str, str]:
     if phase == "paused":
         return "attention", f"paused: {status.pause_reason or 'operator'}"
     if phase == "running":
-        return _running_health(last)
+        return _running_health(last, status.holdout)
     return ("done", "") if phase == "completed" else ("idle", "")
 
 
@@ -247,13 +251,17 @@ _UNSETTLED = {State.WATCHING: "watching", State.UNDECIDED: "undecided", State.UN
 """The health of a test neither regressed nor holding, by its state."""
 
 
-def _running_health(last: HistoryPoint | None) -> tuple[str, str]:
+def _running_health(
+    last: HistoryPoint | None, holdout: HoldoutCheck | None = None
+) -> tuple[str, str]:
     """Each guardrail is named in the words of its state (``error rate watching (above
     tolerance, not yet significant)``), each limit in its own (``error_rate: 1.4% [0, 2.9%]
     against its limit 5%, not shown above, nor yet under``), as the rollout's page and
-    ``rolloutctl status`` say them. At a stage gated on its limits, they alone are read."""
+    ``rolloutctl status`` say them. At a stage gated on its limits, they alone are read.
+    A missing holdout cohort comes after harm, before what is not yet settled."""
+    missing = _cohort_missing(holdout)
     if last is None:
-        return "healthy", ""
+        return missing or ("healthy", "")
     limits = last.limits or {}
     tests: Mapping[str, Tested | None] = {} if limits else last.guardrails  # no comparison
     said = {name: state_text(name, test) for name, test in tests.items()}
@@ -262,7 +270,15 @@ def _running_health(last: HistoryPoint | None) -> tuple[str, str]:
     }
     said |= {name: limit_state_text(name, tested[name], limits[name].limit) for name in limits}
     read = {**tests, **tested}
-    return _harm(last, said) or _unsettled(read, said) or ("healthy", "")
+    return _harm(last, said) or missing or _unsettled(read, said) or ("healthy", "")
+
+
+def _cohort_missing(holdout: HoldoutCheck | None) -> tuple[str, str] | None:
+    """``attention`` with the holdout's line when the plan's holdout has no held-out unit
+    where some were expected (the apps may not report cohort holdout); None otherwise."""
+    if holdout is None or not holdout.missing:
+        return None
+    return "attention", holdout_line(holdout)
 
 
 def _harm(last: HistoryPoint, said: Mapping[str, str]) -> tuple[str, str] | None:

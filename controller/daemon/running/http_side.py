@@ -105,6 +105,7 @@ def _views(run: Run, daemon: Daemon, holdouts: HoldoutReads) -> tuple[StatusView
         team_windows=when.team_windows,
         pipelines=daemon.engine.pipelines,
         holdouts=holdouts,
+        held_out=status.held_out,
     )
     return status, console
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Protocol
 
@@ -27,6 +27,7 @@ from controller.core.common import StoreError, split
 from controller.core.holdouts import DEFAULT_ALPHA, HoldoutReport
 from controller.core.reading import (
     HistoryPoint,
+    HoldoutCheck,
     PipelineRun,
     RolloutHistory,
     RolloutRow,
@@ -58,6 +59,9 @@ class PipelineReads(Protocol):
 
 HoldoutReads = Callable[[str, str | None, float, datetime | None], Awaitable[HoldoutReport | None]]
 """A holdout's report by name, environment (None: the default), alpha and since."""
+HeldOut = Callable[[Sequence[Rollout]], Awaitable[Mapping[str, HoldoutCheck]]]
+"""The holdout check of each of these rollouts whose plan names a holdout, by flag
+(:meth:`controller.daemon.serving.status.StatusView.held_out`)."""
 
 
 class ConsoleData:
@@ -74,9 +78,11 @@ class ConsoleData:
         team_windows: tuple[Window, ...] = (),
         pipelines: PipelineReads | None = None,
         holdouts: HoldoutReads | None = None,
+        held_out: HeldOut | None = None,
     ) -> None:
         self._states, self._history = states, history
         self._holdouts = holdouts  # none: the holdout pages answer not found
+        self._held_out = held_out  # none: the list reads no holdout's cohort
         self._pipelines = pipelines  # none where the engine runs no release pipelines
         self._status, self._now = status, clock
         self._team_windows = team_windows  # a window wait in the list says when they open
@@ -123,7 +129,8 @@ class ConsoleData:
             return fragment
 
     async def rows(self) -> list[RolloutRow]:
-        """Every rollout as the list shows it, with its health from the last gate point."""
+        """Every rollout as the list shows it, with its health from the last gate point and,
+        where its plan names a holdout, the holdout's cohort (one read for them all)."""
         now = self._now()
         loaded = (await self._states.load_all()).values()
         for failed in (x for x in loaded if isinstance(x, StoreError)):
@@ -132,9 +139,12 @@ class ConsoleData:
         active = [r for r in found if r.phase.active]
         latest = await self._history.latest([(r.flag, r.rollout_id, r.stage) for r in active])
         last = {r.flag: _point(raw) for r, raw in zip(active, latest, strict=True)}
+        held = await self._held_out(active) if self._held_out is not None else {}
         rows = []
         for r in found:
             shown = describe(r, None, now, self._team_windows)
+            if (check := held.get(r.flag)) is not None:
+                shown = shown.model_copy(update={"holdout": check})
             health, reason = pages.health(shown, last.get(r.flag))
             rows.append(
                 RolloutRow(

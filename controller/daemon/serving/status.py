@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
 from controller.core.common import StoreError
@@ -70,7 +70,7 @@ class StatusView:
                 checked = await self._evidence.checked(r, verdict.kind, now, counted)
                 verdict = verdict if checked is counted else evaluate(r, d, now, sourced, checked)
             verdicts[r.flag] = verdict
-        held = await self._held_out(rollouts)
+        held = await self.held_out(rollouts)
         return [
             RolloutStatus.model_validate(
                 {
@@ -82,8 +82,9 @@ class StatusView:
             for r in rollouts
         ]
 
-    async def _held_out(self, rollouts: list[Rollout]) -> dict[str, HoldoutCheck]:
-        """The holdout check of each rollout whose plan names one, in one read."""
+    async def held_out(self, rollouts: Sequence[Rollout]) -> dict[str, HoldoutCheck]:
+        """The holdout check of each rollout whose plan names one, in one read (the
+        console's list reads its rows' with it)."""
         naming = [r for r in rollouts if r.plan.holdout is not None]
         if self._holdouts is None or not naming:
             return {}
