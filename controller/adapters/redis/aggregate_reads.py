@@ -197,7 +197,7 @@ class AggregateReads:
         for read in reads:
             for tag in tags:
                 for arm in cells:
-                    for kind in ("a", "u", "b", "n", "h", "t", "te"):
+                    for kind in ("a", "u", "b", "n", "h", "t", "k"):
                         for flag, versions in read:
                             for v in versions:
                                 for cell in arm:

@@ -303,7 +303,7 @@ class RedisAggregateStore:
                 f"{tag}:w:{flag}:{version}:{other}",
                 f"{tag}:cn:{flag}",
                 *(f"{tag}:{kind}:{flag}:{version}:{arm}" for kind in "nhb"),
-                *(f"{tag}:{kind}:{flag}:{version}:{arm}" for kind in ("k", "t", "te")),
+                *(f"{tag}:{kind}:{flag}:{version}:{arm}" for kind in "kt"),
             ]
             # From the owner's copy of the cell, or by increments (.cells.copies).
             key = (delta.partition, flag, version, arm)

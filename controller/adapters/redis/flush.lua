@@ -12,7 +12,7 @@
 --           lanes' low words, the string of their high words, and the string of 64-bit lanes
 --           they were kept in before (only its time to live is kept); then its units' own
 --           counts (units.lua): the name its hashes are under, its heaviest units (sorted
---           set) and their failed requests (hash)
+--           set)
 -- ARGV[1] epoch  ARGV[2] expected offset (-1: none stored)  ARGV[3] next offset (the expected
 --         one for a batch of joins only, which no record carries)  ARGV[4] ttl
 -- ARGV[5] msgpack: {rejects = {reason: count},
@@ -405,10 +405,9 @@ local function dense(hll, adding)
 end
 
 local function cell_keys(index)
-  local base = 11 * index - 5
+  local base = 10 * index - 4
   return KEYS[1 + base], KEYS[2 + base], {KEYS[3 + base], KEYS[4 + base]}, KEYS[5 + base],
-    {KEYS[6 + base], KEYS[7 + base], KEYS[8 + base]}, {KEYS[9 + base], KEYS[10 + base],
-    KEYS[11 + base]}
+    {KEYS[6 + base], KEYS[7 + base], KEYS[8 + base]}, {KEYS[9 + base], KEYS[10 + base]}
 end
 
 local cap, cap_names = tonumber(ARGV[6]), tonumber(ARGV[10])
@@ -423,7 +422,7 @@ for index, cell in ipairs(batch[2]) do
   local plan, why_not, stale = cell_plan(agg, hll, sets, lanes, cell, sizes)
   if plan == nil then return {stale and -6 or -3, why_not} end
   plans[index] = plan
-  local unit_plan_, why_units = per_unit_plan(counts[1], counts[2], counts[3], cell[4], cell[12])
+  local unit_plan_, why_units = per_unit_plan(counts[1], counts[2], cell[4], cell[12])
   if unit_plan_ == nil then return {-3, why_units} end
   per_unit[index] = unit_plan_
 end
@@ -473,7 +472,7 @@ for index, cell in ipairs(batch[2]) do
   for i = 1, #units, CHUNK do
     redis.call('PFADD', hll, unpack(units, i, math.min(i + CHUNK - 1, #units)))
   end
-  per_unit_write(per_unit[index], counts[1], counts[2], counts[3], units, ttl, now)
+  per_unit_write(per_unit[index], counts[1], counts[2], units, ttl, now)
   redis.call('EXPIRE', agg, ttl)
   redis.call('EXPIRE', hll, ttl)
 end

@@ -3,7 +3,7 @@
 --         partition, per arm (treatment, control): the arm's aggregate hash of each version,
 --         its HyperLogLog of units of each version, then its strings of unit bucket lanes of
 --         each version: 64-bit lanes (the form before), low words, high words; then its
---         heaviest units (sorted set) of each version, and their failed requests (hash)
+--         heaviest units (sorted set) of each version, and its unit key (units.lua)
 -- ARGV[1] the partitions the caller's keys cover, ascending, comma-separated; '-' when the
 --         set is not checked here (on a cluster it lives in another slot)
 -- ARGV[2] partitions per read   ARGV[3] histogram buckets   ARGV[4..] each read's versions
@@ -70,20 +70,31 @@ end
 
 -- A cell's heaviest units (units.lua) into the arm's: {full, {unit, requests, errors, ...}},
 -- full when the cell keeps as many as it may (then a unit it leaves out sent it at most the
--- smallest count listed). A cell with none adds nothing. Returns why not, or nil.
-local function add_heaviest(arm, top, failed_top)
+-- smallest count listed). Each member is a unit's 8 bytes then its id; its failures are in
+-- its shard, found as units.lua addresses it. A cell with none adds nothing. Returns why
+-- not, or nil.
+local function add_heaviest(arm, top, key)
   local listed = redis.pcall('ZRANGE', top, 0, -1, 'WITHSCORES')
   if type(listed) == 'table' and listed['err'] then return top .. ' is not a sorted set' end
   if #listed == 0 then return nil end
-  local failures = redis.pcall('HGETALL', failed_top)
-  if type(failures) == 'table' and failures['err'] then return failed_top .. ' is not a hash' end
-  local failed_of = {}
-  for i = 1, #failures, 2 do failed_of[failures[i]] = tonumber(failures[i + 1]) or 0 end
-  local units = {}
+  local state = redis.pcall('HMGET', key, 'level', 'split')
+  if type(state) == 'table' and state['err'] then return key .. ' is not a hash' end
+  local level, split = tonumber(state[1] or '0'), tonumber(state[2] or '0')
+  if level == nil or split == nil then return key .. ' is not a state of unit shards' end
+  local span, units = 2 ^ level, {}
   for i = 1, #listed, 2 do
+    local member = listed[i]
+    if #member <= 8 then return top .. ' holds a member that names no unit' end
+    local b1, b2, b3, b4 = string.byte(member, 1, 4)
+    local h = b1 + 256 * (b2 + 256 * (b3 + 256 * b4))
+    local at = h % span
+    if at < split then at = h % (2 * span) end
+    local shard = key .. ':' .. string.format('%.0f', at)
+    local failures = redis.pcall('HGET', shard, string.sub(member, 1, 8) .. 'e')
+    if type(failures) == 'table' then failures = false end
     local n = #units
-    units[n + 1], units[n + 2] = listed[i], tonumber(listed[i + 1])
-    units[n + 3] = failed_of[listed[i]] or 0
+    units[n + 1], units[n + 2] = string.sub(member, 9), tonumber(listed[i + 1])
+    units[n + 3] = tonumber(failures or '0') or 0
   end
   local cells = arm[HEAVIEST]
   cells[#cells + 1] = {#listed / 2 >= HEAVIEST_KEPT, units}

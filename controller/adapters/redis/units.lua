@@ -12,10 +12,11 @@
 -- shard, shard 'split' moves the units whose next bit is set to shard split + 2^level.
 --
 -- Beside them the cell's heaviest units by requests: a sorted set of at most HEAVIEST_KEPT
--- ids as the app sent them, scored by their requests, and a hash of their failed requests. A
--- unit whose new count passes the set's smallest is added with it; then the set is cut back
--- to HEAVIEST_KEPT. Every count only grows, so the set always holds the units with the most
--- requests (ties: Redis's order).
+-- members, each a unit's 8 bytes then its id as the app sent it, scored by its requests (a
+-- read finds its failures in its shard by the 8 bytes: read.lua). A unit whose new count
+-- passes the set's smallest is added with it; then the set is cut back to HEAVIEST_KEPT.
+-- Every count only grows, so the set always holds the units with the most requests (ties:
+-- Redis's order, by member).
 local SHARD_LOAD = 0        -- written by controller/adapters/redis/cells/unit_counts.py
 local HEAVIEST_KEPT = 0     -- written by controller/adapters/redis/cells/unit_counts.py
 local FIELD_BYTES = 8
@@ -39,7 +40,7 @@ end
 -- would cost as much as its count): only this script writes them, and a shard some other
 -- client turned into another type is made again (per_unit_write). Returns the plan, or nil
 -- and why Redis would refuse it. A cell that counted no request returns {}.
-local function per_unit_plan(key, top, failed_top, units, given)
+local function per_unit_plan(key, top, units, given)
   if type(given) == 'table' and #given == 0 then return {} end
   local bad = key .. ': not per-unit counts'
   if type(given) ~= 'table' or type(units) ~= 'table' then return nil, bad end
@@ -48,7 +49,7 @@ local function per_unit_plan(key, top, failed_top, units, given)
       or #requests ~= #units or #errors ~= #units or #blob ~= FIELD_BYTES * #units then
     return nil, bad
   end
-  local why = refuse_keys({[key] = 'hash', [top] = 'zset', [failed_top] = 'hash'})
+  local why = refuse_keys({[key] = 'hash', [top] = 'zset'})
   if why then return nil, why end
   local got = redis.call('HMGET', key, 'level', 'split', 'units', 'kept', 'remade')
   local state = {level = tonumber(got[1] or '0'), split = tonumber(got[2] or '0'),
@@ -117,46 +118,44 @@ end
 -- every key kept alive as long as the cell's aggregates: a shard gets its time to live when
 -- it is made (the cell's first, or a split's), and all of them again once an eighth of it
 -- has passed since the last time ('kept', in ms), rather than each shard on every write.
-local function per_unit_write(plan, key, top, failed_top, units, ttl, now)
+local function per_unit_write(plan, key, top, units, ttl, now)
   local blob, state = plan.blob, plan.state
   if blob == nil then return end
-  local requests, errors, format = plan.requests, plan.errors, string.format
+  local requests, errors, format, sub = plan.requests, plan.errors, string.format, string.sub
   local floor, listed = -1, redis.call('ZCARD', top)
   if listed >= HEAVIEST_KEPT then
     floor = tonumber(redis.call('ZRANGE', top, 0, 0, 'WITHSCORES')[2])
   end
   if state.fresh then made(key .. ':0', ttl) end
-  local entered = false
+  local names, entered = {}, false
   for i = 1, #units do
     local n = requests[i]
     if n > 0 then
       local at = FIELD_BYTES * (i - 1)
-      local field = string.sub(blob, at + 1, at + FIELD_BYTES)
-      local shard = key .. ':' .. format('%.0f', shard_of(state, unit_hash(field)))
+      local field = sub(blob, at + 1, at + FIELD_BYTES)
+      local index = shard_of(state, unit_hash(field))
+      local shard = names[index]
+      if shard == nil then
+        shard = key .. ':' .. format('%.0f', index)
+        names[index] = shard
+      end
       local total = increment(shard, field, n, state, ttl)
-      local failures = nil
-      if errors[i] > 0 then failures = increment(shard, field .. 'e', errors[i], state, ttl) end
+      if errors[i] > 0 then increment(shard, field .. 'e', errors[i], state, ttl) end
       if total > floor then
-        if failures == nil then failures = tonumber(redis.call('HGET', shard, field .. 'e') or '0') end
-        redis.call('ZADD', top, total, units[i])
-        redis.call('HSET', failed_top, units[i], format('%.0f', failures))
+        listed = listed + redis.call('ZADD', top, total, field .. units[i])
         entered = true
       end
       if total == n then  -- a unit new to the cell: the shards grow with the units
         state.units = state.units + 1
         if state.units > SHARD_LOAD * (2 ^ state.level + state.split) then
           split_shard(key, state, ttl)
+          names = {}
         end
       end
     end
   end
-  if entered then
-    local over = redis.call('ZCARD', top) - HEAVIEST_KEPT
-    if over > 0 then
-      local gone = redis.call('ZRANGE', top, 0, over - 1)
-      redis.call('ZREMRANGEBYRANK', top, 0, over - 1)
-      redis.call('HDEL', failed_top, unpack(gone))
-    end
+  if listed > HEAVIEST_KEPT then
+    redis.call('ZREMRANGEBYRANK', top, 0, listed - HEAVIEST_KEPT - 1)
   end
   redis.call('HSET', key, 'level', state.level, 'split', state.split,
     'units', format('%.0f', state.units), 'kept', format('%.0f', state.kept),
@@ -166,8 +165,8 @@ local function per_unit_write(plan, key, top, failed_top, units, ttl, now)
     for at = 0, 2 ^ state.level + state.split - 1 do
       redis.call('EXPIRE', key .. ':' .. format('%.0f', at), ttl)
     end
-    for _, alive in ipairs({key, top, failed_top}) do redis.call('EXPIRE', alive, ttl) end
-  elseif state.fresh or (listed == 0 and entered) then
-    for _, alive in ipairs({key, top, failed_top}) do redis.call('EXPIRE', alive, ttl) end
+    for _, alive in ipairs({key, top}) do redis.call('EXPIRE', alive, ttl) end
+  elseif state.fresh or entered then
+    for _, alive in ipairs({key, top}) do redis.call('EXPIRE', alive, ttl) end
   end
 end

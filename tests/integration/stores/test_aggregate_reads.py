@@ -7,7 +7,7 @@ import random
 import struct
 from collections.abc import Sequence
 from dataclasses import replace
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import redis.asyncio as aioredis
@@ -16,6 +16,7 @@ from controller.adapters.redis import HOLDOUT_CELLS, HoldoutReads, aggregate_rea
 from controller.adapters.redis.aggregate_reads import NO_BUCKETS
 from controller.adapters.redis.aggregates import RedisAggregateStore
 from controller.adapters.redis.cells.layout import LANE_KINDS
+from controller.adapters.redis.cells.unit_counts import FAILURES_MARK, unit_shard
 from controller.adapters.redis.client import RedisClient
 from controller.core.common.errors import StoreError
 from controller.core.stats import HEAVIEST_KEPT, Heaviest, merged, partition_list
@@ -133,10 +134,15 @@ def assert_same_read(got: FlagAggregates, want: FlagAggregates, *, where: str) -
 
 
 async def stored_heaviest(client: RedisClient, tag: str, cell: str) -> Heaviest:
-    """One cell's heaviest units as stored (``cell``: flag, version and arm)."""
+    """One cell's heaviest units as stored (``cell``: flag, version and arm): each member a
+    unit's field then its id, its failures in its shard."""
     listed = await client.zrange(f"{tag}:t:{cell}", 0, -1, withscores=True)
-    failures = {k.decode(): int(v) for k, v in (await client.hgetall(f"{tag}:te:{cell}")).items()}
-    rows = [(u.decode(), int(n), failures.get(u.decode(), 0)) for u, n in listed]
+    level, split = (int(x or 0) for x in await client.hmget(f"{tag}:k:{cell}", "level", "split"))
+    rows = []
+    for member, n in cast("list[tuple[bytes, float]]", listed):
+        field, unit = member[:8], member[8:].decode()
+        shard = f"{tag}:k:{cell}:{unit_shard(field, level, split)}"
+        rows.append((unit, int(n), int(await client.hget(shard, field + FAILURES_MARK) or 0)))
     return partition_list(rows, full=len(rows) >= HEAVIEST_KEPT)
 
 
