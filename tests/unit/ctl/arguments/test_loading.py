@@ -114,6 +114,24 @@ def test_status_loads_no_client_library_signing_or_report() -> None:
     assert [m for m in not_status if m in modules] == []
 
 
+def test_status_s_own_process_leaves_the_collector_off_and_a_caller_s_on() -> None:
+    # When status runs as its own process, and when a caller runs it in theirs
+    probe = """
+import gc, sys
+from controller.ctl.app import main
+sys.argv = ["rolloutctl", "status", "f", "--url", "http://127.0.0.1:9"]
+main()
+own = gc.isenabled()
+gc.enable()
+main(sys.argv[1:])
+sys.stderr.write(f"{own} {gc.isenabled()}")
+"""
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+
+    # Then the collector ran no pass over what its work loaded; the caller's stays on
+    assert done.stderr.splitlines()[-1] == "False True"
+
+
 def test_the_arguments_name_what_the_core_names() -> None:
     assert list(steering.ACTIONS) == [a.value for a in CommandAction]
     assert f"{DEFAULT_EFFECT:.0%}" == looking.DEFAULT_EFFECT
