@@ -88,6 +88,7 @@ PACING: dict[tuple[str, str], str] = {
     ("tests/scenarios/brokers/test_held_evidence.py", "_steady"): "steady traffic's pace",
     ("tests/scenarios/statistics/test_latency_at_the_preview.py", "App.serve"): "a send rate",
     ("tests/scenarios/statistics/test_clustered_users.py", "serve"): "an app's request rate",
+    ("tests/scenarios/statistics/test_one_unit.py", "serve"): "an app's request rate",
     ("tests/scenarios/unleash/test_unleash.py", "_serve_traffic"): "an app's request rate",
     ("tests/scenarios/apps/test_intake_kills.py", "App.send"): "an app's retry after a refusal",
     ("tests/scenarios/console/test_operator_views.py", "ring_app"): "the ring's apps' pace",
