@@ -24,7 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from controller.core.reading import (
+from controller.core.trust import (
     AuditEvent,
     Dedup,
     PublishedRecord,

@@ -24,11 +24,11 @@ from pydantic import TypeAdapter
 
 from controller.contracts.openapi import OPENAPI_FILE, Schema, openapi_document
 from controller.core.machine import IngestCommand
-from controller.core.reading import AUDIT_MODELS, READ_API_MODELS
+from controller.core.reading import READ_API_MODELS
 from controller.core.release import PipelineCommand
 from controller.core.rollouts import DEPLOY_VERDICT_MODELS
 from controller.core.rules import AudienceRule
-from controller.core.trust import AppKeyCommand
+from controller.core.trust import AUDIT_MODELS, AppKeyCommand
 from controller.core.wire import (
     DEFAULT_TOPICS,
     DLQ_REASONS,

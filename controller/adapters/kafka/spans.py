@@ -36,7 +36,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.structs import OffsetAndTimestamp
 
 from controller.core.common import BrokerError, time_index
-from controller.core.reading import AuditType, PublishedRecord
+from controller.core.trust import AuditType, PublishedRecord
 from controller.kit.kafka_client import ClientLifecycle, topics_partitions, translated
 from controller.settings import KafkaSettings
 

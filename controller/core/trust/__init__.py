@@ -1,6 +1,6 @@
 """What is signed and who may send: Ed25519 signatures on commands and flag states, and app keys.
 
-And the audit export's chain and seal.
+And the audit export: its events, its chain and its seal.
 """
 
 from controller.core.trust import app_keys, audit_chain, audit_check, signing, stream_tokens
@@ -22,18 +22,47 @@ from controller.core.trust.app_keys import (
     preflight,
     request_environment,
 )
+from controller.core.trust.audit_events import (
+    AUDIT_MODELS,
+    AUDIT_TOPICS,
+    AUDIT_TYPE_PREFIX,
+    MAX_AUDIT_RECORD_BYTES,
+    AuditEvent,
+    AuditType,
+    Dedup,
+    HolderFrom,
+    KeyHolders,
+    PublishedRecord,
+    RecordRefused,
+    audit_event,
+    audit_line,
+    export_order,
+    holders_of_alert,
+    with_holder,
+)
 from controller.core.trust.signing import StateSigner, StateVerifier
 from controller.core.trust.stream_tokens import stream_token, token_access, token_key
 
 __all__ = [
+    "AUDIT_MODELS",
+    "AUDIT_TOPICS",
+    "AUDIT_TYPE_PREFIX",
     "CLIENT_PREFIX",
+    "MAX_AUDIT_RECORD_BYTES",
     "SERVER_PREFIX",
     "Admitted",
     "AppKey",
     "AppKeyCommand",
     "AppKeyId",
     "AppKeyName",
+    "AuditEvent",
+    "AuditType",
+    "Dedup",
+    "HolderFrom",
+    "KeyHolders",
     "Policy",
+    "PublishedRecord",
+    "RecordRefused",
     "Refused",
     "Scope",
     "StateSigner",
@@ -42,9 +71,13 @@ __all__ = [
     "app_keys",
     "audit_chain",
     "audit_check",
+    "audit_event",
+    "audit_line",
     "bearer",
     "bound_refusal",
     "digest",
+    "export_order",
+    "holders_of_alert",
     "preflight",
     "request_environment",
     "signing",
@@ -52,4 +85,5 @@ __all__ = [
     "stream_tokens",
     "token_access",
     "token_key",
+    "with_holder",
 ]

@@ -39,10 +39,9 @@ from controller.core.drafting import (
     segments_of,
     stage_shown,
 )
-from controller.core.reading import AuditEvent, PublishedRecord, audit_event
 from controller.core.rollouts import Plan
 from controller.core.rules import AudienceRule, to_text
-from controller.core.trust import signing
+from controller.core.trust import AuditEvent, PublishedRecord, audit_event, signing
 from controller.core.wire import Decision, JsonObject, SegmentEvidence
 from controller.ctl.exits import EXIT_FAILURE, EXIT_NO_DECISION, EXIT_REJECTED
 from controller.ctl.looking import diagnosis, views

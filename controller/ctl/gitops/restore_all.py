@@ -17,7 +17,7 @@ import asyncio
 import time
 
 from controller.core.drafting import TopicHistory
-from controller.core.reading import PublishedRecord
+from controller.core.trust import PublishedRecord
 from controller.ctl.gitops import restore
 from controller.ctl.operate import handlers
 from controller.ctl.terminal import warn

@@ -27,9 +27,15 @@ from typing import TYPE_CHECKING
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from controller.core.common import ConfigError
-from controller.core.reading import AuditEvent, audit_line
 from controller.core.release import read_key_record
-from controller.core.trust import StateVerifier, audit_chain, audit_check, signing
+from controller.core.trust import (
+    AuditEvent,
+    StateVerifier,
+    audit_chain,
+    audit_check,
+    audit_line,
+    signing,
+)
 from controller.ctl.arguments import MAX_LINE_BYTES
 from controller.ctl.report.audit_lines import ExportFile
 from controller.ctl.terminal import run_guarded, warn

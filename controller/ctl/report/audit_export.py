@@ -39,18 +39,18 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, get_args
 
 from controller.core.common import ControllerError
-from controller.core.reading import (
+from controller.core.trust import (
     AUDIT_TOPICS,
     AuditEvent,
     AuditType,
     Dedup,
     KeyHolders,
     PublishedRecord,
+    audit_chain,
     audit_event,
     export_order,
     with_holder,
 )
-from controller.core.trust import audit_chain
 from controller.ctl.report.audit_chain import chained, signer_of
 from controller.ctl.report.audit_holders import current_holders, key_holders
 from controller.ctl.terminal import run_guarded, warn

@@ -14,8 +14,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from controller.core.common import ControllerError
-from controller.core.reading import KeyHolders, holders_of_alert
 from controller.core.release import read_key_record
+from controller.core.trust import KeyHolders, holders_of_alert
 from controller.ctl.terminal import warn
 from controller.settings import KafkaSettings
 

@@ -19,7 +19,8 @@ import pytest
 
 from controller.core.common import ENVIRONMENT_PATTERN
 from controller.core.drafting import RISKS
-from controller.core.reading import DEFAULT_EFFECT, SMALL_MODEL_MAX_BILLIONS, AuditType
+from controller.core.reading import DEFAULT_EFFECT, SMALL_MODEL_MAX_BILLIONS
+from controller.core.trust import AuditType
 from controller.core.wire import CommandAction
 from controller.ctl.arguments import audit, looking, models, plans, reports, steering
 

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from controller.core.drafting import SegmentState
-from controller.core.reading import PublishedRecord
+from controller.core.trust import PublishedRecord
 from controller.core.wire import JsonObject
 from controller.ctl.app import build_parser
 from controller.ctl.gitops.restore import History, run

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from controller.core.reading import (
+from controller.core.trust import (
     AuditEvent,
     KeyHolders,
     PublishedRecord,

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 from jsonschema import Draft202012Validator
 
-from controller.core.reading import (
+from controller.core.trust import (
     AuditEvent,
     Dedup,
     PublishedRecord,
-    Refused,
+    RecordRefused,
     audit_event,
     audit_line,
     export_order,
@@ -139,7 +139,7 @@ def test_a_record_that_is_no_json_object_is_refused_with_a_reason(
     value: bytes | None, reason: str
 ) -> None:
     refused = audit_event(_record(value))
-    assert isinstance(refused, Refused)
+    assert isinstance(refused, RecordRefused)
     assert reason in refused.reason
     assert refused.where == "rollout.decisions/0/7"
 
@@ -152,7 +152,7 @@ def test_only_a_segment_with_no_value_is_a_tombstone(
     kind: str, value: bytes | None, tombstone: bool
 ) -> None:
     refused = audit_event(_record(value, kind=kind))
-    assert isinstance(refused, Refused)
+    assert isinstance(refused, RecordRefused)
     assert refused.tombstone is tombstone
 
 
@@ -164,7 +164,7 @@ def test_an_integer_past_64_bits_keeps_its_digits() -> None:
 
 def test_a_timestamp_out_of_range_is_refused_not_raised() -> None:
     refused = audit_event(_record(b"{}", ts=2**62))
-    assert isinstance(refused, Refused)
+    assert isinstance(refused, RecordRefused)
     assert "out of range" in refused.reason
 
 

@@ -136,7 +136,7 @@ class PublishedRecord:
 
 
 @dataclass(frozen=True, slots=True)
-class Refused:
+class RecordRefused:
     """A record that cannot be exported, and why (told on stderr, never the export's end)."""
 
     record: PublishedRecord
@@ -158,32 +158,32 @@ def export_order(record: PublishedRecord) -> tuple[int, str, int, int]:
     return (record.timestamp_ms, record.topic, record.partition, record.offset)
 
 
-def audit_event(record: PublishedRecord) -> AuditEvent | Refused:
+def audit_event(record: PublishedRecord) -> AuditEvent | RecordRefused:
     """The record as an audit event, or why it cannot be one (empty, too long, not JSON,
     not an object)."""
     value = record.value or b""
     if not value:
-        return Refused(record, "empty record")
+        return RecordRefused(record, "empty record")
     if len(value) > MAX_AUDIT_RECORD_BYTES:
-        return Refused(record, f"record of {len(value)} bytes, over {MAX_AUDIT_RECORD_BYTES}")
+        return RecordRefused(record, f"record of {len(value)} bytes, over {MAX_AUDIT_RECORD_BYTES}")
     try:
         data = orjson.loads(value)
         if _LONG_DIGITS in value.translate(_DIGITS):
             # orjson reads an integer past 64 bits as a float; the record keeps its digits.
             data = json.loads(value)
     except (orjson.JSONDecodeError, RecursionError) as error:
-        return Refused(record, f"not JSON: {str(error)[:200]}")
+        return RecordRefused(record, f"not JSON: {str(error)[:200]}")
     if not isinstance(data, dict):
-        return Refused(record, f"not a JSON object but {type(data).__name__}")
+        return RecordRefused(record, f"not a JSON object but {type(data).__name__}")
     return _event(record, data)
 
 
-def _event(record: PublishedRecord, data: JsonObject) -> AuditEvent | Refused:
+def _event(record: PublishedRecord, data: JsonObject) -> AuditEvent | RecordRefused:
     own_id = data.get("id")
     try:
         time = datetime.fromtimestamp(record.timestamp_ms / 1000, tz=UTC)
     except (ValueError, OverflowError, OSError):
-        return Refused(record, f"timestamp {record.timestamp_ms} out of range")
+        return RecordRefused(record, f"timestamp {record.timestamp_ms} out of range")
     fields = {
         "specversion": "1.0",
         "id": own_id if _fits(own_id) else _coordinates(record),
@@ -199,7 +199,7 @@ def _event(record: PublishedRecord, data: JsonObject) -> AuditEvent | Refused:
     try:
         envelope = AuditEvent.model_validate(fields)
     except ValueError as error:
-        return Refused(record, f"cannot be exported: {str(error).splitlines()[0]}")
+        return RecordRefused(record, f"cannot be exported: {str(error).splitlines()[0]}")
     # The parser made ``data`` of JSON values only: validating them again costs more
     # than the rest of the record.
     return envelope.model_copy(update={"data": data})
