@@ -109,6 +109,8 @@ def test_status_loads_no_client_library_signing_or_report() -> None:
         "structlog",
         "controller.settings",
         "controller.core.machine",
+        "controller.core.trust",
+        "cryptography",
         "controller.ctl.operate",
         "controller.ctl.report",
     )
