@@ -20,6 +20,7 @@ from controller.adapters.redis.cells.copies import (
     written,
 )
 from controller.adapters.redis.cells.layout import LANE_COUNT, SLOT_COUNT, lane_of_slots
+from controller.adapters.redis.cells.unit_counts import unit_fields
 from controller.core.stats import CellDelta
 from controller.core.stats.units import FLOAT_SLOTS
 
@@ -126,7 +127,7 @@ def test_a_cell_without_a_copy_goes_by_bitfield_and_learns() -> None:
     assert (lanes.offsets, lanes.adds, lanes.write, lanes.learn) == (offsets, [4], None, True)
     argument = cell_argument("f", cell, lanes, [])
     assert argument[1] == {"req": 4}
-    assert argument[8:] == ((), True, ())
+    assert argument[8:] == ((), True, (), ())  # no request of a unit: no per-unit counts
     # A store that keeps no copies (a partition several owners write) never learns
     assert cell_lanes(None, KEY, cell).learn is False
 
@@ -143,7 +144,8 @@ def test_a_cell_with_a_copy_is_written_from_it_and_its_bytes_go_as_arguments() -
     argument = cell_argument("f", cell, lanes, raw)
     # No increments: the hash's new values, the copy's bytes as arguments of their own
     assert argument[1:3] == ({}, {})
-    form, learn, values = argument[8:]
+    form, learn, values, per_unit = argument[8:]
+    assert per_unit == ()
     assert form[:3] == (3, 0, 0)
     assert form[3:] == (RAW_FROM + 1, RAW_FROM + 2)
     assert raw[1:] == list(lanes.write.form[3:])
@@ -153,6 +155,20 @@ def test_a_cell_with_a_copy_is_written_from_it_and_its_bytes_go_as_arguments() -
         "lat_n": "1",
         "lat_sum": "0.75",
     }
+
+
+def test_a_cells_unit_counts_go_in_its_units_order_their_fields_as_an_argument() -> None:
+    cell = made({COUNT_SLOTS[1]: 3}, req=3, err=1)
+    cell.units = {"a", "b", "c"}
+    cell.unit_requests, cell.unit_errors = {"a": 2, "c": 1}, {"c": 1}
+    raw = [b"x"]
+    argument = cell_argument("f", cell, cell_lanes(None, KEY, cell), raw)
+    units, (at, requests, errors) = argument[3], argument[11]
+    assert at == RAW_FROM + 1
+    assert raw[1] == unit_fields(units)
+    assert len(raw[1]) == 8 * len(units)
+    counts = dict(zip(units, zip(requests, errors, strict=True), strict=True))
+    assert counts == {"a": (2, 0), "b": (0, 0), "c": (1, 1)}
 
 
 @pytest.mark.parametrize(
