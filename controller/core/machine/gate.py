@@ -7,7 +7,8 @@ ramp evaluator), the checks that protect users first, as they run continuously:
    a metric is tested once each arm has ``min_metric_events`` events of it
    (a latency quantile also needs ``quantile_min_samples`` per arm), at the
    level :meth:`Plan.alpha_for`, the plan's alpha split over its
-   guardrails and stages (each test: :mod:`~controller.core.stats.guardrails`);
+   guardrails and stages (each test: :mod:`~controller.core.stats.guardrails`), the error
+   rate on each unit's requests capped (the plan's ``heavy_units``);
 2. sample-ratio mismatch → pause (or as ``srm_action`` or the policy says);
    then units seen in both arms past the policy's ``both_arms_max_share`` of
    the stage's watched units (at least :data:`MIN_BOTH_ARMS` of them) → as the
@@ -21,7 +22,8 @@ ramp evaluator), the checks that protect users first, as they run continuously:
    ``no_traffic_grace``; a trigger's verdict names it (:mod:`~controller.core.machine.health`);
 5. fewer than ``min_units_per_arm`` units in either arm → hold;
 6. any gating guardrail not yet tested (below its event floor in either arm,
-   :func:`~controller.core.stats.guardrails.metric_floor`) → hold, naming what it
+   :func:`~controller.core.stats.guardrails.metric_floor`, or on requests one unit sends
+   most of, :func:`~controller.core.stats.weighed`) → hold, naming what it
    waits for: inconclusive never promotes. A stage that stays so past its
    ``max_duration`` ends as the policy's ``inconclusive`` says (the machine's
    tick, :func:`~controller.core.machine.health.overdue`). A stage with no concurrent

@@ -27,6 +27,8 @@ test stays valid (the one-unit A/A of ``bench/aa.py`` stays under its level), an
 it, twice as wide or more, it could only hold anyway."""
 REQUEST_METRICS = frozenset({"error_rate", "latency_p95", "latency_p99", "latency_exceedance"})
 """The guardrails whose events are requests: those one unit's requests can decide."""
+CAPPED_METRICS = frozenset({"error_rate"})
+"""Those whose counts are per unit, and capped: the others count every request's latency."""
 HASHED_DIGITS = 12
 """Hex digits of a unit id's SHA-256 shown where a plan asks for hashed unit names."""
 
@@ -95,9 +97,11 @@ def share_text(found: UnitShare, *, hashed: bool = False) -> str:
     )
 
 
-def deciding_text(found: UnitShare, *, hashed: bool = False) -> str:
-    """Why a guardrail on requests is not tested while ``found`` decides it."""
+def deciding_text(found: UnitShare, *, hashed: bool = False, capped: bool = True) -> str:
+    """Why a guardrail on requests is not tested while ``found`` decides it (``capped``: its
+    shares are of the capped counts)."""
+    after = " after caps" if capped else ""
     return (
-        f"{share_text(found, hashed=hashed)} after caps: one unit decides it, so it is not"
+        f"{share_text(found, hashed=hashed)}{after}: one unit decides it, so it is not"
         f" tested while that share is over {DECIDING_SHARE:.0%}"
     )

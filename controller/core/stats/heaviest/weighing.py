@@ -3,7 +3,9 @@
 Pure. :func:`weighed` reads the plan's ``heavy_units`` (left out: the default cap, ids
 shown), caps each listed unit's requests (:mod:`.caps`), and where one unit still sends
 more than :data:`~.deciding.DECIDING_SHARE` of an arm's requests, holds the guardrails on
-requests with a reason naming it (:mod:`.deciding`). The gate tests the capped counts.
+requests with a reason naming it (:mod:`.deciding`): the error rate where it does so after
+caps, a latency where it does so at all (a unit's latencies are not capped). The gate tests
+the capped counts.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from controller.core.rollouts import HeavyUnits, Plan
 from controller.core.stats.aggregates import FlagAggregates
 from controller.core.stats.heaviest.caps import Capping, capped, default_cap
 from controller.core.stats.heaviest.deciding import (
+    CAPPED_METRICS,
     REQUEST_METRICS,
     UnitShare,
     deciding,
@@ -52,13 +55,15 @@ def weighed(plan: Plan, data: FlagAggregates) -> Weighed:
     if not (data.treatment.heaviest.units or data.control.heaviest.units):
         return Weighed(data, hashed=hashed)
     counted, capping = capped(data, plan_cap(plan, data))
-    found = deciding(counted)
-    if found is None:
-        return Weighed(counted, capping, hashed=hashed)
-    why = deciding_text(found, hashed=hashed)
-    held = {
-        g.key: f"{g.key} not yet tested: {why}"
-        for g in plan.guardrails
-        if g.source == "events" and g.metric in REQUEST_METRICS
-    }
-    return Weighed(counted, capping, found, held, hashed)
+    # The error rate counts the capped requests; a latency, every request's latency.
+    on_capped, on_all = deciding(counted), deciding(data)
+    held: dict[str, str] = {}
+    for g in plan.guardrails:
+        if g.source != "events" or g.metric not in REQUEST_METRICS:
+            continue
+        capped_too = g.metric in CAPPED_METRICS
+        found = on_capped if capped_too else on_all
+        if found is not None:
+            why = deciding_text(found, hashed=hashed, capped=capped_too)
+            held[g.key] = f"{g.key} not yet tested: {why}"
+    return Weighed(counted, capping, on_capped or on_all, held, hashed)
