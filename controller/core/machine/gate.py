@@ -353,7 +353,8 @@ def _waiting_for(guardrail: Guardrail, data: FlagAggregates, plan: Plan) -> str:
     seen = {arm: metric_events(metric, getattr(read, arm)) for arm in ("treatment", "control")}
     arm = min(seen, key=lambda name: seen[name])
     if seen[arm] >= floor:  # enough events, too few units to say how they vary
-        return f"{guardrail.key} not yet tested: {units_waiting(guardrail, data)}"
+        hashed = plan.heavy_units is not None and plan.heavy_units.unit_names == "hashed"
+        return f"{guardrail.key} not yet tested: {units_waiting(guardrail, data, hashed=hashed)}"
     return f"{guardrail.key} not yet tested: {seen[arm]} of {floor} events in {arm}"
 
 

@@ -114,6 +114,17 @@ def _heaviest(arm: str, ys: Sequence[float], ns: Sequence[float]) -> Dominance |
     return Dominance(arm, bucket, ns[bucket] / total, share)
 
 
+class NamedShares(Protocol):
+    """A unit named with its shares of its arm's requests and errors."""
+
+    @property
+    def unit(self) -> str: ...
+    @property
+    def requests_share(self) -> float: ...
+    @property
+    def errors_share(self) -> float: ...
+
+
 class DominantShares(Protocol):
     """What :func:`dominance_text` reads: a :class:`Dominance`, or the evidence's part that
     publishes one (:class:`~controller.core.wire.evidence.DominantUnit`)."""
@@ -126,20 +137,21 @@ class DominantShares(Protocol):
     def variance_share(self) -> float: ...
 
 
-def dominance_text(found: DominantShares) -> str:
+def dominance_text(found: DominantShares, unit: NamedShares | None = None) -> str:
     """``found`` as people read it: which arm, its share of the events, of the variance, and
-    the unit in the bucket where the evidence names one (``unit``, ``requests_share``,
-    ``errors_share`` of :class:`~controller.core.wire.evidence.DominantUnit`)."""
+    the unit in the bucket where one is named: by ``unit``, or on ``found`` itself (the
+    ``unit``, ``requests_share`` and ``errors_share`` of the evidence's ``DominantUnit``)."""
     said = (
         f"one bucket of units in {found.arm} sent {found.events_share:.0%} of its events and"
         f" carries {found.variance_share:.0%} of its variance"
     )
-    unit = getattr(found, "unit", None)
-    requests = getattr(found, "requests_share", None)
-    errors = getattr(found, "errors_share", None)
-    if unit is None or requests is None or errors is None:
+    named = unit if unit is not None else found
+    who = getattr(named, "unit", None)
+    requests = getattr(named, "requests_share", None)
+    errors = getattr(named, "errors_share", None)
+    if who is None or requests is None or errors is None:
         return f"{said}: most likely one unit (a bot, a broken account) decides this metric"
     return (
-        f"{said}: unit {unit} sends {requests:.0%} of {found.arm}'s requests and {errors:.0%}"
+        f"{said}: unit {who} sends {requests:.0%} of {found.arm}'s requests and {errors:.0%}"
         " of its errors, and decides this metric"
     )

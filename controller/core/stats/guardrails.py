@@ -21,12 +21,13 @@ every conversion. :func:`controller.core.machine.gate.evaluate` decides on the r
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from statistics import NormalDist
 
 from controller.core.rollouts import Guardrail, Plan
 from controller.core.stats.aggregates import ArmAggregate, FlagAggregates
 from controller.core.stats.dominance import dominance, dominance_text
+from controller.core.stats.heaviest.deciding import in_bucket, shown
 from controller.core.stats.latency import (
     exceedance_bucket,
     exceedance_test,
@@ -69,8 +70,9 @@ def guardrail_result(
     return result
 
 
-def units_waiting(guardrail: Guardrail, data: FlagAggregates) -> str:
-    """Why a guardrail with enough events is not yet tested on units (see :func:`on_units`)."""
+def units_waiting(guardrail: Guardrail, data: FlagAggregates, *, hashed: bool = False) -> str:
+    """Why a guardrail with enough events is not yet tested on units (see :func:`on_units`),
+    naming the listed unit in a bucket that decides it (by a hash of its id: ``hashed``)."""
     arms = (("treatment", data.treatment), ("control", data.control))
     held = {name: arm.buckets.occupied(guardrail.metric) for name, arm in arms if arm.buckets}
     if not held or max(held.values()) == 0:
@@ -79,9 +81,11 @@ def units_waiting(guardrail: Guardrail, data: FlagAggregates) -> str:
     if held[name] < MIN_CLUSTERS:
         return f"{held[name]} of {MIN_CLUSTERS} buckets of units hold data in {name}"
     found = dominance(guardrail, data)
-    if found is not None:
-        return f"too few units to bound it on units yet: {dominance_text(found)}"
-    return "too few units to bound it on units yet"
+    if found is None:
+        return "too few units to bound it on units yet"
+    unit = in_bucket(data, "treatment" if found.arm == "treatment" else "control", found.bucket)
+    named = None if unit is None else replace(unit, unit=shown(unit.unit, hashed=hashed))
+    return f"too few units to bound it on units yet: {dominance_text(found, named)}"
 
 
 def on_units(data: FlagAggregates) -> bool:

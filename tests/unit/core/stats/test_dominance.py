@@ -12,13 +12,20 @@ from __future__ import annotations
 import math
 import random
 from bisect import bisect_right
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pytest
 
 from controller.core.common.histogram import BUCKET_COUNT, EDGES_MS
 from controller.core.rollouts.plan import parse_plan
-from controller.core.stats import dominance, dominance_text, guardrail_result, units_waiting
+from controller.core.stats import (
+    Heaviest,
+    UnitCount,
+    dominance,
+    dominance_text,
+    guardrail_result,
+    units_waiting,
+)
 from controller.core.stats.aggregates import ArmAggregate, FlagAggregates
 from controller.core.stats.units import (
     ERRORS,
@@ -28,6 +35,7 @@ from controller.core.stats.units import (
     REQUESTS,
     UNIT_BUCKETS,
     UnitBuckets,
+    unit_bucket,
 )
 
 PLAN = parse_plan(
@@ -118,3 +126,23 @@ def test_the_evidence_and_a_waiting_guardrail_name_it() -> None:
     assert result.design_effect is not None
     assert result.design_effect > 2
     assert "most likely one unit" in units_waiting(errors, data)
+
+
+def test_a_waiting_guardrail_names_the_listed_unit_in_the_bucket_or_its_hash() -> None:
+    rng = random.Random(7)
+    treated = _arm(rng, 1_000, (2_000, 0.2, 80.0))
+    assert treated.buckets is not None
+    per_bucket = [treated.buckets.totals[b * KIND_COUNT + REQUESTS] for b in range(UNIT_BUCKETS)]
+    heaviest = max(range(UNIT_BUCKETS), key=per_bucket.__getitem__)
+    bot = next(f"bot-{k}" for k in range(10_000) if unit_bucket(f"bot-{k}") == heaviest)
+    listed = Heaviest((UnitCount(bot, 2_000, 400),))
+    data = FlagAggregates(
+        "f", frozenset({1}), replace(treated, heaviest=listed), _arm(rng, 1_000, None)
+    )
+    errors = PLAN.guardrails[0]
+    said = units_waiting(errors, data)
+    assert f"unit {bot} sends" in said, said
+    assert "of treatment's requests" in said, said
+    hashed = units_waiting(errors, data, hashed=True)
+    assert bot not in hashed, hashed
+    assert "unit " in hashed, hashed
