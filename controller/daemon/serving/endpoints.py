@@ -309,9 +309,13 @@ async def readiness_of(parts: Parts, settings: Settings) -> tuple[bool, JsonObje
 def _degraded(guard: LossGuard | None) -> JsonObject:
     """The store that lost the controller's data, while flags are served from their last
     state: named, readiness unchanged (a 503 would take out of service the instance that
-    serves those states; the ``store_lost`` alert is what pages)."""
-    degraded = None if guard is None else guard.loss.degraded()
-    return {"degraded": degraded} if degraded is not None else {}
+    serves those states; the ``store_lost`` alert is what pages); and the flags it lost and
+    has again since the instance started."""
+    if guard is None:
+        return {}
+    degraded, recovered = guard.loss.degraded(), guard.loss.recovered()
+    said: JsonObject = {} if degraded is None else {"degraded": degraded}
+    return said if recovered is None else {**said, "store_recovered": recovered}
 
 
 def _evidence_behind(engine: Engine) -> JsonObject:

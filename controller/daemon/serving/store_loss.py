@@ -49,6 +49,8 @@ class StoreLoss:
     """The flags being rebuilt from the topics now."""
     told: set[str] = field(default_factory=set)
     """The flags lost whose loss an alert named."""
+    back: set[str] = field(default_factory=set)
+    """The flags lost since the instance started that the store has again."""
     losses: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -71,6 +73,7 @@ class StoreLoss:
             for flag in [f for f in self.lost if f in current]:
                 del self.lost[flag]
                 self.told.discard(flag)
+                self.back.add(flag)
             held = [r for f, r in self.lost.items() if f not in current]
             whole = [*rollouts, *held]
             self.last = {r.flag: r for r in whole}
@@ -127,6 +130,14 @@ class StoreLoss:
         """The flags served from memory now, in order."""
         with self._lock:
             return sorted(self.lost)
+
+    def recovered(self) -> JsonObject | None:
+        """The flags the store lost and has again since the instance started, or None: a
+        rebuild can take less time than a probe's interval, and this stays to say it came."""
+        with self._lock:
+            if not self.back:
+                return None
+            return {"flags": [*sorted(self.back)], "losses": max(self.losses, 1)}
 
     def degraded(self) -> JsonObject | None:
         """What ``/readyz`` says while flags are served from memory, or None."""

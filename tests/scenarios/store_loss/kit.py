@@ -63,6 +63,10 @@ def spread_prefix() -> str:
             return prefix
 
 
+READY_ASKS = 8
+"""``/readyz`` asked this many times, back to back, in each of the app's rounds."""
+
+
 @dataclass
 class App:
     """An app asking OFREP and ``GET /flags`` for the flag, and ``/readyz``, every answer
@@ -82,7 +86,9 @@ class App:
         found = flags.json() if flags.status_code == 200 else []
         state = next((f for f in found if f["flag"] == FLAG), None)
         self.states.append((flags.status_code, state))
-        self.ready.append((await client.get(f"{self.url}/readyz")).json())
+        # Readiness asked several times a round: a rebuild's gap can be shorter than a round
+        for _ in range(READY_ASKS):
+            self.ready.append((await client.get(f"{self.url}/readyz")).json())
 
     async def run(self) -> None:
         async with httpx.AsyncClient(timeout=10) as client:
