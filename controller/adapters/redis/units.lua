@@ -35,8 +35,8 @@ end
 
 -- A cell's per-unit counts checked before any write: {blob, requests, errors} (the blob the
 -- index in ARGV of the units' fields, FIELD_BYTES each, in the order of the cell's units),
--- every count a whole one (errors at most requests), the unit key, the heaviest units and
--- their failures of the right type. The shards are not checked one by one (a check a unit
+-- every count a whole one (errors at most requests), the unit key and the heaviest units of
+-- the right type. The shards are not checked one by one (a check a unit
 -- would cost as much as its count): only this script writes them, and a shard some other
 -- client turned into another type is made again (per_unit_write). Returns the plan, or nil
 -- and why Redis would refuse it. A cell that counted no request returns {}.

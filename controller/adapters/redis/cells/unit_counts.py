@@ -8,8 +8,8 @@ unit's failures under its field and :data:`FAILURES_MARK`), more of them as the 
 grow (linear hashing, :data:`SHARD_LOAD` units a hash), so each stays a listpack (Redis's
 memory-optimised encoding of a small hash, up to ``hash-max-listpack-entries`` fields, 128 by
 default), and the cell's
-:data:`~controller.core.stats.HEAVIEST_KEPT` heaviest units, by id, in a sorted set and a
-hash beside them (docs/architecture.md, "Each unit counted").
+:data:`~controller.core.stats.HEAVIEST_KEPT` heaviest units in a sorted set beside them, each
+member a unit's field then its id (docs/architecture.md, "Each unit counted").
 """
 
 from __future__ import annotations
