@@ -51,7 +51,6 @@ KINDS = {
     ":a:": "aggregate_hashes",
     ":k:": "unit_counts",
     ":t:": "heaviest_units",
-    ":te:": "heaviest_units",
     ":b:": "unit_bucket_lanes",
     ":n:": "unit_bucket_lanes",
     ":h:": "unit_bucket_lanes",
