@@ -16,7 +16,7 @@ from controller.adapters.memory import MemoryAggregates, MemoryOutputs
 from controller.adapters.redis import RolloutStore, StoreMarker, connect
 from controller.core.rollouts import RaiseAlert
 from controller.daemon.rollouts.engine import build_engine
-from controller.daemon.running.rebuilding import Rebuilder, topic_history
+from controller.daemon.running.rebuilding import HistoryRead, Rebuilder, topic_history
 from controller.daemon.running.store_keeper import StoreKeeper
 from controller.daemon.serving import LossGuard, StoreLoss
 from controller.daemon.serving.read_worker import flag_states
@@ -81,6 +81,40 @@ async def _publish(bootstrap: str, topics: dict[str, str], flag: str, stage: int
         await producer.stop()
 
 
+def _starting(
+    states: RolloutStore,
+    marker: StoreMarker,
+    loss: StoreLoss,
+    read: HistoryRead,
+    topics: TopicSettings,
+    alerts: list[RaiseAlert],
+) -> StoreKeeper:
+    """The store keeper of a controller starting: its engine's rollouts, a rebuilder that
+    reads the topics with ``read``, and every flag its own."""
+    engine = build_engine(
+        settings=EngineSettings(),
+        topics=topics,
+        states=states,
+        aggregates=MemoryAggregates(),
+        outputs=MemoryOutputs(),
+        dead_letters=NoDeadLetters(),
+        llm=LlmSettings(mode="off"),
+        advisor=None,
+        clock=lambda: NOW,
+    )
+    rebuilder = Rebuilder(
+        rollouts=engine.rollouts,
+        states=states,
+        read=read,
+        owns=lambda _flag: True,
+        loss=loss,
+        clock=lambda: NOW,
+    )
+    return StoreKeeper(
+        marker=marker, states=states, loss=loss, alarm=alerts.append, rebuilder=rebuilder
+    )
+
+
 async def test_flags_the_set_lost_while_no_controller_ran_are_listed_again_at_start(
     redis_url: str, redis_namespace: str, apache_kafka_bootstrap: str
 ) -> None:
@@ -114,28 +148,8 @@ async def test_flags_the_set_lost_while_no_controller_ran_are_listed_again_at_st
         assert await states.flags() == set()
         # ...and a controller starts
         loss = StoreLoss()
-        engine = build_engine(
-            settings=EngineSettings(),
-            topics=topics,
-            states=states,
-            aggregates=MemoryAggregates(),
-            outputs=MemoryOutputs(),
-            dead_letters=NoDeadLetters(),
-            llm=LlmSettings(mode="off"),
-            advisor=None,
-            clock=lambda: NOW,
-        )
-        rebuilder = Rebuilder(
-            rollouts=engine.rollouts,
-            states=states,
-            read=topic_history(KafkaSettings(bootstrap_servers=bootstrap), topics),
-            owns=lambda _flag: True,
-            loss=loss,
-            clock=lambda: NOW,
-        )
-        keeper = StoreKeeper(
-            marker=marker, states=states, loss=loss, alarm=alerts.append, rebuilder=rebuilder
-        )
+        read = topic_history(KafkaSettings(bootstrap_servers=bootstrap), topics)
+        keeper = _starting(states, marker, loss, read, topics, alerts)
         assert await keeper.check() is False
         # Then checkout, its state kept, is listed again as it was: the gates' sweeps read it
         assert await states.flags() == {"checkout", "search"}
@@ -176,29 +190,8 @@ async def test_a_start_that_finds_the_set_reads_no_topic_for_it(
         saved = await states.save("checkout", StateWrite(rev=0, rollout=rollout("checkout", 2)))
         assert saved is SaveOutcome.SAVED
         loss = StoreLoss()
-        engine = build_engine(
-            settings=EngineSettings(),
-            topics=TopicSettings(),
-            states=states,
-            aggregates=MemoryAggregates(),
-            outputs=MemoryOutputs(),
-            dead_letters=NoDeadLetters(),
-            llm=LlmSettings(mode="off"),
-            advisor=None,
-            clock=lambda: NOW,
-        )
-        rebuilder = Rebuilder(
-            rollouts=engine.rollouts,
-            states=states,
-            read=unread,
-            owns=lambda _flag: True,
-            loss=loss,
-            clock=lambda: NOW,
-        )
         alerts: list[RaiseAlert] = []
-        keeper = StoreKeeper(
-            marker=marker, states=states, loss=loss, alarm=alerts.append, rebuilder=rebuilder
-        )
+        keeper = _starting(states, marker, loss, unread, TopicSettings(), alerts)
         assert await keeper.check() is False
         assert await keeper.check() is False
         assert (await states.flags(), alerts, loss.degraded()) == ({"checkout"}, [], None)

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import pytest
 from redis import asyncio as aioredis
 
-from controller.adapters.redis import RolloutStore, StoreMarker, connect
+from controller.adapters.redis import RedisClient, RolloutStore, StoreMarker, connect
 from controller.core.drafting import Rebuild
 from controller.core.rollouts import RaiseAlert
 from controller.daemon.running.store_keeper import StoreKeeper
@@ -95,6 +95,23 @@ async def test_a_lost_store_is_told_once_and_its_flags_served_until_they_are_bac
         assert loss.lost_flags() == ["b"]
 
 
+async def _two_flags_kept(
+    client: RedisClient, settings: RedisSettings, alerts: list[RaiseAlert]
+) -> tuple[RolloutStore, StoreLoss, StoreMarker, StoreKeeper]:
+    """A store a keeper (rebuilding nothing) claimed, with flags a and b saved and checked."""
+    states, loss = RolloutStore(client, settings=settings), StoreLoss()
+    marker = StoreMarker(client, settings=settings)
+    keeper = StoreKeeper(
+        marker=marker, states=states, loss=loss, alarm=alerts.append, rebuilder=None
+    )
+    assert await keeper.check() is False
+    for flag, stage in (("a", 2), ("b", 0)):
+        saved = await states.save(flag, StateWrite(rev=0, rollout=rollout(flag, stage)))
+        assert saved is SaveOutcome.SAVED
+    assert await keeper.check() is False
+    return states, loss, marker, keeper
+
+
 async def test_a_flag_whose_state_alone_is_lost_is_told_and_served(
     redis_url: str, redis_namespace: str
 ) -> None:
@@ -103,16 +120,7 @@ async def test_a_flag_whose_state_alone_is_lost_is_told_and_served(
     settings = RedisSettings(url=redis_url, key_prefix=redis_namespace)
     alerts: list[RaiseAlert] = []
     async with connect(settings) as client:
-        states, loss = RolloutStore(client, settings=settings), StoreLoss()
-        marker = StoreMarker(client, settings=settings)
-        keeper = StoreKeeper(
-            marker=marker, states=states, loss=loss, alarm=alerts.append, rebuilder=None
-        )
-        assert await keeper.check() is False
-        for flag, stage in (("a", 2), ("b", 0)):
-            saved = await states.save(flag, StateWrite(rev=0, rollout=rollout(flag, stage)))
-            assert saved is SaveOutcome.SAVED
-        assert await keeper.check() is False
+        states, loss, marker, keeper = await _two_flags_kept(client, settings, alerts)
         identity = loss.identity
         # When flag b's state alone is gone
         await client.delete(f"{{{redis_namespace}:flag:b}}:state")
@@ -136,16 +144,7 @@ async def test_flags_the_set_of_flags_lost_with_their_states_kept_are_listed_aga
     settings = RedisSettings(url=redis_url, key_prefix=redis_namespace)
     alerts: list[RaiseAlert] = []
     async with connect(settings) as client:
-        states, loss = RolloutStore(client, settings=settings), StoreLoss()
-        marker = StoreMarker(client, settings=settings)
-        keeper = StoreKeeper(
-            marker=marker, states=states, loss=loss, alarm=alerts.append, rebuilder=None
-        )
-        assert await keeper.check() is False
-        for flag, stage in (("a", 2), ("b", 0)):
-            saved = await states.save(flag, StateWrite(rev=0, rollout=rollout(flag, stage)))
-            assert saved is SaveOutcome.SAVED
-        assert await keeper.check() is False
+        states, loss, marker, keeper = await _two_flags_kept(client, settings, alerts)
         # When the set of the flags alone is gone
         await client.delete(f"{redis_namespace}:rollouts")
         # Then the keeper lists them again: nothing lost, nothing told, nothing degraded

@@ -13,18 +13,16 @@ rebuilt split's versions alone.
 from __future__ import annotations
 
 import time
-from datetime import timedelta
 from typing import Any
 
 import orjson
 import pytest
 
 from controller.core.rollouts.plan import Plan
-from controller.core.rollouts.plan_parts import Guardrail, Stage
 from controller.core.rollouts.rollout import Rollout
 from controller.core.wire.bucketing import assign
 from controller.core.wire.messages import Arm
-from tests.scenarios.harness import Scenario
+from tests.scenarios.harness import Scenario, manual_plan
 from tests.scenarios.store_loss.kit import (
     FLAG,
     App,
@@ -45,17 +43,9 @@ standard error of the difference is 0.013, a fifth of the effect 0.056."""
 
 
 def gated_by_hand() -> Plan:
-    """Stages only commands move on (ten minutes each, no minimum sample), the error rate
-    guarded, and tested once each arm has :data:`MIN_EVENTS` requests."""
-    return Plan(
-        name="by-hand",
-        stages=[
-            Stage(percent=p, min_duration=timedelta(minutes=10), min_units_per_arm=0)
-            for p in (1, 5, 25, 100)
-        ],
-        guardrails=[Guardrail(metric="error_rate")],
-        min_metric_events=MIN_EVENTS,
-    )
+    """The harness's stages only commands move on, the error rate tested once each arm has
+    :data:`MIN_EVENTS` requests."""
+    return manual_plan().model_copy(update={"min_metric_events": MIN_EVENTS})
 
 
 async def _regressed_traffic(world: Scenario, rollout: Rollout) -> dict[Arm, tuple[int, int]]:
