@@ -68,6 +68,8 @@ local function add_lanes(arm, key)
   return nil
 end
 
+local UNIT_SHARD_OF = nil  -- unit_shards.lua
+
 -- A cell's heaviest units (units.lua) into the arm's: {full, {unit, requests, errors, ...}},
 -- full when the cell keeps as many as it may (then a unit it leaves out sent it at most the
 -- smallest count listed). Each member is a unit's 8 bytes then its id; its failures are in
@@ -81,15 +83,11 @@ local function add_heaviest(arm, top, key)
   if type(state) == 'table' and state['err'] then return key .. ' is not a hash' end
   local level, split = tonumber(state[1] or '0'), tonumber(state[2] or '0')
   if level == nil or split == nil then return key .. ' is not a state of unit shards' end
-  local span, units = 2 ^ level, {}
+  local units = {}
   for i = 1, #listed, 2 do
     local member = listed[i]
     if #member <= 8 then return top .. ' holds a member that names no unit' end
-    local b1, b2, b3, b4 = string.byte(member, 1, 4)
-    local h = b1 + 256 * (b2 + 256 * (b3 + 256 * b4))
-    local at = h % span
-    if at < split then at = h % (2 * span) end
-    local shard = key .. ':' .. string.format('%.0f', at)
+    local shard = key .. ':' .. string.format('%.0f', shard_of(level, split, unit_hash(member)))
     local failures = redis.pcall('HGET', shard, string.sub(member, 1, 8) .. 'e')
     if type(failures) == 'table' then failures = false end
     local n = #units

@@ -21,17 +21,7 @@ local SHARD_LOAD = 0        -- written by controller/adapters/redis/cells/unit_c
 local HEAVIEST_KEPT = 0     -- written by controller/adapters/redis/cells/unit_counts.py
 local FIELD_BYTES = 8
 
-local function unit_hash(field)
-  local b1, b2, b3, b4 = string.byte(field, 1, 4)
-  return b1 + 256 * (b2 + 256 * (b3 + 256 * b4))
-end
-
-local function shard_of(state, h)
-  local span = 2 ^ state.level
-  local at = h % span
-  if at < state.split then at = h % (2 * span) end
-  return at
-end
+local UNIT_SHARD_OF = nil  -- unit_shards.lua
 
 -- A cell's per-unit counts checked before any write: {blob, requests, errors} (the blob the
 -- index in ARGV of the units' fields, FIELD_BYTES each, in the order of the cell's units),
@@ -133,7 +123,7 @@ local function per_unit_write(plan, key, top, units, ttl, now)
     if n > 0 then
       local at = FIELD_BYTES * (i - 1)
       local field = sub(blob, at + 1, at + FIELD_BYTES)
-      local index = shard_of(state, unit_hash(field))
+      local index = shard_of(state.level, state.split, unit_hash(field))
       local shard = names[index]
       if shard == nil then
         shard = key .. ':' .. format('%.0f', index)

@@ -35,9 +35,17 @@ UNIT_FIELD_SEED = 0x0C0_FFEE
 _MARK = "local PER_UNIT_COUNTS = nil  -- units.lua\n"
 
 
+_SHARD_OF_MARK = "local UNIT_SHARD_OF = nil  -- unit_shards.lua\n"
+
+
 def with_heaviest_kept(script: str) -> str:
-    """A Lua script with the heaviest units a cell keeps written into its placeholder line."""
-    return script.replace("local HEAVIEST_KEPT = 0 ", f"local HEAVIEST_KEPT = {HEAVIEST_KEPT} ")
+    """A Lua script with the heaviest units a cell keeps written into its placeholder line,
+    and where it has its mark, how a unit's shard is found (``unit_shards.lua``: one text for
+    the flush and the read)."""
+    shard_of = resources.files("controller.adapters.redis").joinpath("unit_shards.lua")
+    return script.replace(
+        "local HEAVIEST_KEPT = 0 ", f"local HEAVIEST_KEPT = {HEAVIEST_KEPT} "
+    ).replace(_SHARD_OF_MARK, shard_of.read_text("utf-8"))
 
 
 def flush_script() -> str:
