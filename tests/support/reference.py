@@ -195,9 +195,13 @@ def _every_unit(parts: list[_Arm]) -> Heaviest:
 def assert_heaviest(got: Heaviest, every: Heaviest, *, where: str) -> None:
     """A read's heaviest units against every unit's exact counts: each listed unit's counts at
     most its own and short of them by at most the bound said; no unit left out heavier than
-    the last listed by more than that bound; all of them, exactly, where the list has room."""
+    the last listed of a full list by more than that bound (of a short one, than the bound:
+    a unit the store did not keep); all of them, exactly, where the bound is 0 and the list
+    has room. The requests of units not kept are within the bound and the requests sent."""
     exact = {c.unit: c for c in every.units}
     bound = got.unlisted_at_most
+    unkept = got.unkept_requests
+    assert 0 <= unkept <= min(bound, sum(c.requests for c in exact.values())), f"{where}: {unkept}"
     for count in got.units:
         own = exact.get(count.unit)
         assert own is not None, f"{where}: {count.unit} listed, never sent a request"
@@ -206,10 +210,11 @@ def assert_heaviest(got: Heaviest, every: Heaviest, *, where: str) -> None:
         if bound == 0:
             assert count == own, f"{where}: {count} != {own}"
     listed = {c.unit for c in got.units}
-    floor = got.units[-1].requests if got.units else 0
+    full = len(got.units) == HEAVIEST_KEPT
+    floor = got.units[-1].requests if full else 0
     for unit, own in exact.items():
         if unit not in listed:
-            assert len(got.units) == HEAVIEST_KEPT, f"{where}: {unit} left out of a short list"
+            assert full or bound > 0, f"{where}: {unit} left out of a short list"
             assert own.requests <= floor + bound, f"{where}: {unit} outweighs the list"
 
 

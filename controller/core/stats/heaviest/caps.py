@@ -14,8 +14,8 @@ errors are counted (rounded to whole errors), and the same amounts come off the 
 units it is hashed to (:func:`~controller.core.stats.units.unit_bucket`), so the arm's
 totals and its buckets' stay equal. Only units listed among an arm's heaviest
 (:class:`~controller.core.stats.heaviest.counts.Heaviest`) can be capped: the cap is raised
-to the smallest count a full list holds, so that every unit over the cap is listed, and
-capped, in both arms alike.
+to the smallest count a full list holds, and to the most a unit the store did not keep may
+have sent, so that every unit over the cap is listed, and capped, in both arms alike.
 """
 
 from __future__ import annotations
@@ -74,9 +74,10 @@ def default_cap(data: FlagAggregates) -> int | None:
 
 
 def effective_cap(cap: int, data: FlagAggregates) -> int:
-    """``cap`` raised to the most a unit an arm's full list leaves out may have sent (its
-    smallest count, plus what partitions not listing it may hold), so that every unit over
-    the cap is listed in both arms, and capped alike."""
+    """``cap`` raised to the most a unit an arm's list leaves out may have sent (a full
+    list's smallest count, plus what partitions not listing it may hold, a unit they did not
+    keep included), so that every unit over the cap is listed in both arms, and capped
+    alike."""
     floors = [_unlisted_bound(arm.heaviest) for arm in (data.treatment, data.control)]
     return max(cap, *floors)
 
@@ -118,7 +119,7 @@ def _capped_arm(
             totals[base + ERRORS] = max(0.0, totals[base + ERRORS] - c.dropped_errors)
         buckets = UnitBuckets(tuple(totals))
     kept = sorted((_kept(unit, cap) for unit in arm.heaviest.units), key=_order)
-    heaviest = Heaviest(tuple(kept), arm.heaviest.unlisted_at_most)
+    heaviest = replace(arm.heaviest, units=tuple(kept))
     smaller = replace(
         arm,
         requests=max(0, arm.requests - requests),

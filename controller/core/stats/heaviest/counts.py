@@ -8,7 +8,10 @@ lists (:func:`merged`): a unit's counts are summed over the partitions that list
 partition's list is full, a unit it does not list sent it at most the list's smallest count
 there; :attr:`Heaviest.unlisted_at_most` adds those up, so a unit's total is known exactly
 when it is zero (always, where every unit's events go to one partition, as the SDK and the
-HTTP intake key them).
+HTTP intake key them). A partition keeps the counts of at most so many units (the store's
+bound); a unit first seen past them is kept nowhere, its requests only summed
+(:attr:`Heaviest.unkept_requests`), and it may have sent the partition all of them, so
+that sum bounds what the partition leaves out too.
 """
 
 from __future__ import annotations
@@ -42,8 +45,11 @@ class Heaviest:
 
     units: tuple[UnitCount, ...] = ()
     unlisted_at_most: int = 0
-    """The most requests a unit may have sent in partitions whose full lists do not hold it:
-    0 where every count listed is exact and no unit left out could outweigh the last one."""
+    """The most requests a unit may have sent in partitions whose lists do not hold it: 0
+    where every count listed is exact and no unit left out could outweigh the last one."""
+    unkept_requests: int = 0
+    """Requests of units whose own counts the store did not keep, being past its bound on
+    units (none of them listed): 0 where it kept every unit."""
 
     def plus(self, other: Heaviest) -> Heaviest:
         """Both lists merged, as over more partitions or flag versions."""
@@ -55,19 +61,24 @@ def merged(parts: Iterable[Heaviest], keep: int = HEAVIEST_KEPT) -> Heaviest:
     ties by id, so a replay orders them alike); the bounds of what they leave out added."""
     requests: dict[str, int] = {}
     errors: dict[str, int] = {}
-    bound = 0
+    bound = unkept = 0
     for part in parts:
         bound += part.unlisted_at_most
+        unkept += part.unkept_requests
         for count in part.units:
             requests[count.unit] = requests.get(count.unit, 0) + count.requests
             errors[count.unit] = errors.get(count.unit, 0) + count.errors
     ranked = sorted((UnitCount(unit, n, errors[unit]) for unit, n in requests.items()), key=_order)
-    return Heaviest(tuple(ranked[:keep]), bound)
+    return Heaviest(tuple(ranked[:keep]), bound, unkept)
 
 
-def partition_list(members: Iterable[tuple[str, int, int]], *, full: bool) -> Heaviest:
+def partition_list(
+    members: Iterable[tuple[str, int, int]], *, full: bool, unkept: int = 0
+) -> Heaviest:
     """One partition's stored list ``(unit, requests, errors)``; ``full``: it holds
-    :data:`HEAVIEST_KEPT` units, so any unit it leaves out sent at most its smallest count."""
+    :data:`HEAVIEST_KEPT` units, so any unit kept that it leaves out sent at most its smallest
+    count; ``unkept``: the requests of the units the partition did not keep, any one of which
+    may have sent all of them. A unit left out is one or the other: the larger bounds it."""
     units = tuple(sorted((UnitCount(u, n, e) for u, n, e in members), key=_order))
     floor = units[-1].requests if full and units else 0
-    return Heaviest(units, floor)
+    return Heaviest(units, max(floor, unkept), unkept)
