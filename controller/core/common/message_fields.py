@@ -40,6 +40,11 @@ MAX_EPOCH_MS = 253_402_300_799_999
 """9999-12-31T23:59:59.999Z, the last instant a timestamp may name."""
 MAX_LATENCY_MS = 86_400_000
 """A day: a request latency beyond it is an input error, not a measurement."""
+MAX_FAILURE_CHARS = 256
+"""The longest failure name an event may carry (its fingerprint: type and top frame, or status
+class and route); the controller keeps at most 120 characters of each part."""
+MAX_FAILURE_EXAMPLE_CHARS = 2_048
+"""The longest example message an event may carry; the controller keeps 160 characters."""
 MAX_CONVERSION_VALUE = 1e9
 """The largest ``|value|`` of one conversion: aggregates sum value and value²,
 and beyond this a float sum over years of traffic would lose the small values."""

@@ -144,6 +144,10 @@ class CellDelta:
     failures: int = 0
     """Crash and exception events folded: counted in the unit buckets alone (no store field of
     the arm's own), and here for ingest's count of events."""
+    failed: list[tuple[str, str | None, int]] = field(default_factory=list)
+    """Each crash or exception folded that names its failure: its name as the event gave it,
+    its example (None: none given) and its unit's bucket, in the order folded
+    (:mod:`controller.core.stats.failures`)."""
     hits: list[int] = field(default_factory=list)
     """The unit buckets' integer slots (:mod:`controller.core.stats.units`), one entry per
     count: the fold appends, the flush counts them up once (:meth:`bucket_counts`)."""

@@ -33,7 +33,14 @@ from controller.core.stats.units import (
     VALUE_SUM,
     VALUES,
 )
-from controller.core.wire import ConversionIn, CrashIn, ExposureIn, InEvent, RequestIn
+from controller.core.wire import (
+    ConversionIn,
+    CrashIn,
+    ExceptionIn,
+    ExposureIn,
+    InEvent,
+    RequestIn,
+)
 
 FOLD_LAYOUT = (
     *(UNIT_BUCKETS, KIND_COUNT, EXPOSURES, REQUESTS, ERRORS, CONVERSIONS, VALUES, CRASHES),
@@ -170,6 +177,8 @@ def _add_rarer(cell: CellDelta, event: InEvent, base: int) -> None:
     cell.hits.append(base + EXCEPTIONS)
     if type(event) is CrashIn:
         cell.hits.append(base + CRASHES)
+    if isinstance(event, (CrashIn, ExceptionIn)) and event.failure is not None:
+        cell.failed.append((event.failure, event.example, base // KIND_COUNT))
 
 
 def _add_conversion(cell: CellDelta, event: ConversionIn, base: int) -> None:

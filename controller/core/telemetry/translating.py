@@ -363,7 +363,8 @@ class Translator:
         fresh = not (conversion.replayed and counted.replayed)
         if conversion.name in FAILURES:
             trace_id, anchor, ts = conversion.trace_id, conversion.anchor, conversion.ts
-            event = failure_event(conversion.name, trace_id, anchor, ts, counted)
+            named = conversion.attributes
+            event = failure_event(conversion.name, trace_id, anchor, ts, counted, named=named)
             run.joined(event, fresh=fresh)
             return
         kind = f"c:{conversion.name}"

@@ -55,6 +55,8 @@ from controller.core.common import (
     FLAG_KEY_PATTERN,
     MAX_CONVERSION_VALUE,
     MAX_EPOCH_MS,
+    MAX_FAILURE_CHARS,
+    MAX_FAILURE_EXAMPLE_CHARS,
     MAX_FLAG_KEY,
     MAX_LATENCY_MS,
     SCHEMA_VERSION,
@@ -125,16 +127,24 @@ class ConversionIn(_Wire, gc=False, tag="conversion", frozen=True):
     cohort: _Cohort | None = None
 
 
+_Failure = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_FAILURE_CHARS)]
+_Example = Annotated[str, msgspec.Meta(max_length=MAX_FAILURE_EXAMPLE_CHARS)]
+
+
 class CrashIn(_Wire, gc=False, tag="crash", frozen=True):
     """Fast-path mirror of :class:`messages.Crash`."""
 
     cohort: _Cohort | None = None
+    failure: _Failure | None = None
+    example: _Example | None = None
 
 
 class ExceptionIn(_Wire, gc=False, tag="exception", frozen=True):
     """Fast-path mirror of :class:`messages.RaisedException`."""
 
     cohort: _Cohort | None = None
+    failure: _Failure | None = None
+    example: _Example | None = None
 
 
 InEvent = ExposureIn | RequestIn | ConversionIn | CrashIn | ExceptionIn

@@ -33,6 +33,8 @@ from pydantic import (
 from controller.core.common import (
     KEY_ID_PATTERN,
     MAX_CONVERSION_VALUE,
+    MAX_FAILURE_CHARS,
+    MAX_FAILURE_EXAMPLE_CHARS,
     MAX_LATENCY_MS,
     MAX_PLAN_BYTES,
     MAX_PLAN_DEPTH,
@@ -121,7 +123,26 @@ class Conversion(_FlagEvent):
     ) = None
 
 
-class Crash(_FlagEvent):
+FailureName = Annotated[str, StringConstraints(min_length=1, max_length=MAX_FAILURE_CHARS)]
+FailureExample = Annotated[str, StringConstraints(max_length=MAX_FAILURE_EXAMPLE_CHARS)]
+
+
+class _FailureEvent(_FlagEvent):
+    failure: FailureName | None = Field(
+        default=None,
+        description="What failed, as one short name: its fingerprint (`KeyError in "
+        "checkout/cart.py:price`, `5xx GET /cart/{id}`). Failures of one name are counted "
+        "and compared between the arms by the new_failures guardrail; the controller scrubs "
+        "numbers, ids and addresses from it. Left out: counted as a failure of no name.",
+    )
+    example: FailureExample | None = Field(
+        default=None,
+        description="One message of this failure (`KeyError: 'cart_id'`), scrubbed and cut "
+        "to 160 characters by the controller; quoted as data, never followed.",
+    )
+
+
+class Crash(_FailureEvent):
     """The app crashed or exited abnormally under a flag (an uncaught exception, a fatal
     signal, an abnormal exit): counted by ``crash_count``, and by ``exception_count`` as the
     exception nobody caught."""
@@ -129,7 +150,7 @@ class Crash(_FlagEvent):
     type: Literal["crash"]
 
 
-class RaisedException(_FlagEvent):
+class RaisedException(_FailureEvent):
     """An exception was raised and recorded under a flag, handled or not: counted by
     ``exception_count``."""
 

@@ -189,3 +189,32 @@ def test_error_records_are_exceptions_and_fatal_ones_crashes_too(
         (type(e).__name__, e.unit) for e in events if isinstance(e, (CrashIn, ExceptionIn))
     )
     assert kinds == {("ExceptionIn", "device-0"): 2, ("CrashIn", "device-0"): 1}
+
+
+@pytest.mark.parametrize("encoding", TRACES)
+def test_each_exception_carries_its_fingerprint_and_a_scrubbed_example(encoding: str) -> None:
+    events = _translated(worker(Recorder()), encoding)
+    named = {(e.failure, e.example) for e in events if isinstance(e, ExceptionIn)}
+    # One bug, one name: the attempt's number is scrubbed from the example, and the top frame
+    # is where the worker raised it (the file by its last two parts, as any install has them).
+    assert named == {
+        (
+            "TimeoutError in otlp/test_failures.py:worker",
+            "TimeoutError: cache read <n> timed out",
+        )
+    }
+
+
+def test_a_logged_exception_is_named_by_its_type_and_a_critical_record_by_its_message() -> None:
+    recorder = Recorder()
+    logged(recorder)
+    translator = Translator({FLAG: rules_of(FLAG, None, 1, failures=True)}.get)
+    now = time.time_ns() // 1_000_000
+    decoded_spans = decode_traces_proto(traces_proto(recorder.spans()))
+    assert isinstance(decoded_spans, Spans)
+    translator.spans(decoded_spans, now)
+    records = decode_logs_proto(logs_proto(recorder.records()))
+    assert isinstance(records, Logs)
+    failures = {(type(e).__name__, e.failure) for e in translator.logs(records, now).events}
+    names = {name for _, name in failures if name}
+    assert any(name.startswith("MemoryError in ") for name in names), failures

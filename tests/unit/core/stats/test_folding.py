@@ -63,6 +63,23 @@ C1: CellKey = ("f", 1, Arm.CONTROL)
             {T1: CellDelta(conv=3, cv_n=2, cv_sum=1.0, cv_sq=5.0, units={"a", "c"})},
         ),
         (
+            [
+                ev("exception", "a", failure="KeyError in cart.py:price", example="KeyError: 'id'"),
+                ev("crash", "b", failure="OOM in cache.go:grow"),
+                ev("exception", "a"),
+            ],
+            {
+                T1: CellDelta(
+                    failures=3,
+                    units={"a", "b"},
+                    failed=[
+                        ("KeyError in cart.py:price", "KeyError: 'id'", units.unit_bucket("a")),
+                        ("OOM in cache.go:grow", None, units.unit_bucket("b")),
+                    ],
+                )
+            },
+        ),
+        (
             [ev("exposure", "a", version=1), ev("exposure", "a", version=2)],
             {
                 T1: CellDelta(exp=1, units={"a"}),
