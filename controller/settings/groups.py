@@ -114,6 +114,12 @@ class TopicSettings(_Group):
     dlq: str = Field(default="rollout.dlq", description="Rejected input with the reason.")
 
 
+MAX_UNITS_PER_CELL = 200_000
+"""Units whose own counts a cell keeps by default (docs/architecture.md, "Each unit counted")."""
+FEWEST_UNITS_PER_CELL = 16
+"""As many as a cell's list of heaviest units holds (``HEAVIEST_KEPT``)."""
+
+
 class RedisSettings(_Group):
     """Where aggregates, offsets and rollout state live."""
 
@@ -135,6 +141,14 @@ class RedisSettings(_Group):
         default=30 * 24 * 3600,
         ge=60,
         description="Aggregates expire this long after their last write.",
+    )
+    max_units_per_cell: int = Field(
+        default=MAX_UNITS_PER_CELL,
+        ge=FEWEST_UNITS_PER_CELL,
+        description="The most units whose own requests and failures are kept per flag "
+        "version, arm and events partition (a cell; about 17 bytes a unit, 3.5 MB at the "
+        "default). A unit first seen past them is not kept: its requests are counted in the "
+        "cell's `over`, which caps read as what one unit left out may have sent.",
     )
     wait_replicas: int | None = Field(
         default=None,

@@ -144,7 +144,7 @@ class RedisAggregateStore:
         self._prefix = settings.key_prefix
         self._topic = topic
         self._source = source
-        self._ttl = settings.aggregate_ttl_seconds
+        self._ttl, self._most_units = settings.aggregate_ttl_seconds, settings.max_units_per_cell
         self._claim = client.register_script(_CLAIM)
         self._convert_ids = client.register_script(CONVERT_SORTED_SET)
         self._logs: dict[int, IdLog] = {}
@@ -282,8 +282,8 @@ class RedisAggregateStore:
     def _flush_arguments(
         self, delta: PartitionDelta, epoch: int, expected: int | None, now_ms: int, tail: list[Any]
     ) -> tuple[list[str], list[Any], dict[CopyKey, CellLanes]]:
-        """The script's keys and arguments (``tail`` after the first ten, then the copies'
-        bytes), and how each cell's lanes are written."""
+        """The script's keys and arguments (``tail`` after the first ten, then the units a
+        cell counts, then the copies' bytes), and how each cell's lanes are written."""
         tag = self._tag(self._member(delta.partition))
         keys = [
             self._meta(delta.partition),
@@ -319,7 +319,7 @@ class RedisAggregateStore:
             *(epoch, -1 if expected is None else expected, delta.next_offset, self._ttl, payload),
             *(WATCH_CAP, now_ms, window.seconds * 1000, window.max_ids, MAX_CONVERSION_NAMES),
         ]
-        return keys, [*args, *tail, *raw], lanes
+        return keys, [*args, *tail, self._most_units, *raw], lanes
 
     async def partitions(self) -> list[int]:
         """Every partition of the topic that has ever been claimed."""

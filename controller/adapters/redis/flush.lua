@@ -31,7 +31,7 @@
 --         hash's 'lv' and the strings' lengths are those, else the batch is refused (-6)
 --         before any write; learn: true to have the cell back, with 'lv' kept.
 --         A copy's bytes are arguments of their own (Lua's msgpack reads no binary): its
---         two "bytes" are the index in ARGV of each (ARGV[16] on), 0 for none
+--         two "bytes" are the index in ARGV of each (ARGV[17] on), 0 for none
 -- ARGV[6] the watch cap: once either arm's set of watched units holds this many, neither grows
 -- ARGV[7] now (ms)  ARGV[8] the id window (ms)  ARGV[9] the most ids the window holds
 -- ARGV[10] the conversion names a flag keeps: a name first seen once the flag's set holds this
@@ -42,6 +42,8 @@
 --          read from, stored beside the offset ('' for a part not known: kept as stored)
 -- ARGV[15] an OTLP topic's rejoin offset: where a restart reads the partition again for the
 --          joins its records left waiting (controller/core/telemetry/rejoining.py); '' for none
+-- ARGV[16] the units a cell counts one by one: a unit first seen past them is counted in the
+--          cell's 'over' alone (units.lua)
 -- Returns {1, next} applied, {0, stored} replay (no-op), {-1, epoch} fenced, {-2, stored} conflict,
 -- {-3, why} a cell Redis would refuse, {-4, why} a partition key Redis would refuse,
 -- {-5, {id...}} events counted before, within the window (the caller folds without them),
@@ -107,7 +109,7 @@ end
 -- whole words within the lanes, from strings of the lengths Redis holds.
 -- Returns why Redis would refuse it, why the copy is not of what Redis holds (and true), or
 -- nil.
-local RAW_FROM = 16                 -- the first argument that is a copy's bytes
+local RAW_FROM = 17                 -- the first argument that is a copy's bytes
 local function raw(at)
   if at == 0 then return '' end
   if whole(at, #ARGV) and at >= RAW_FROM then return ARGV[at] end
@@ -410,8 +412,10 @@ local function cell_keys(index)
     {KEYS[6 + base], KEYS[7 + base], KEYS[8 + base]}, {KEYS[9 + base], KEYS[10 + base]}
 end
 
-local cap, cap_names = tonumber(ARGV[6]), tonumber(ARGV[10])
-if cap == nil or cap_names == nil then return {-4, 'the caps must be numbers'} end
+local cap, cap_names, most_units = tonumber(ARGV[6]), tonumber(ARGV[10]), tonumber(ARGV[16])
+if cap == nil or cap_names == nil or not whole(most_units, MAX_COUNT) then
+  return {-4, 'the caps must be numbers'}
+end
 local fresh_names, plans, sizes = {}, {}, {}
 local per_unit = {}
 for index, cell in ipairs(batch[2]) do
@@ -422,7 +426,7 @@ for index, cell in ipairs(batch[2]) do
   local plan, why_not, stale = cell_plan(agg, hll, sets, lanes, cell, sizes)
   if plan == nil then return {stale and -6 or -3, why_not} end
   plans[index] = plan
-  local unit_plan_, why_units = per_unit_plan(counts[1], counts[2], cell[4], cell[12])
+  local unit_plan_, why_units = per_unit_plan(counts[1], counts[2], cell[4], cell[12], most_units)
   if unit_plan_ == nil then return {-3, why_units} end
   per_unit[index] = unit_plan_
 end

@@ -18,7 +18,7 @@
 -- order first read.
 -- The unit sums are the buckets' float sums (fields u<bucket>.s) added up, one flat array in
 -- the order of UNIT_SUMS (empty when no hash holds any). The heaviest are each cell's heaviest
--- units, {full, {unit, requests, errors, ...}} (add_heaviest). The lanes are each cell's strings of
+-- units, {full, {unit, requests, errors, ...}, over} (add_heaviest). The lanes are each cell's strings of
 -- unit bucket lanes as stored, {key, string}, every one that is not empty, in the order read
 -- (the key names the form): the caller adds them up (controller/adapters/redis/cells/lanes.py),
 -- which Lua did at a cost of
@@ -70,19 +70,23 @@ end
 
 local UNIT_SHARD_OF = nil  -- unit_shards.lua
 
--- A cell's heaviest units (units.lua) into the arm's: {full, {unit, requests, errors, ...}},
--- full when the cell keeps as many as it may (then a unit it leaves out sent it at most the
--- smallest count listed). Each member is a unit's 8 bytes then its id; its failures are in
--- its shard, found as units.lua addresses it. A cell with none adds nothing. Returns why
--- not, or nil.
+-- A cell's heaviest units (units.lua) into the arm's: {full, {unit, requests, errors, ...},
+-- over}, full when the cell keeps as many as it may (then a unit it leaves out sent it at
+-- most the smallest count listed), over the requests of the units it counted past its most
+-- (each of them sent it at most that many). Each member is a unit's 8 bytes then its id; its
+-- failures are in its shard, found as units.lua addresses it. A cell with none adds nothing.
+-- Returns why not, or nil.
 local function add_heaviest(arm, top, key)
   local listed = redis.pcall('ZRANGE', top, 0, -1, 'WITHSCORES')
   if type(listed) == 'table' and listed['err'] then return top .. ' is not a sorted set' end
   if #listed == 0 then return nil end
-  local state = redis.pcall('HMGET', key, 'level', 'split')
+  local state = redis.pcall('HMGET', key, 'level', 'split', 'over')
   if type(state) == 'table' and state['err'] then return key .. ' is not a hash' end
   local level, split = tonumber(state[1] or '0'), tonumber(state[2] or '0')
-  if level == nil or split == nil then return key .. ' is not a state of unit shards' end
+  local over = tonumber(state[3] or '0')
+  if level == nil or split == nil or over == nil then
+    return key .. ' is not a state of unit shards'
+  end
   local units = {}
   for i = 1, #listed, 2 do
     local member = listed[i]
@@ -95,7 +99,7 @@ local function add_heaviest(arm, top, key)
     units[n + 3] = tonumber(failures or '0') or 0
   end
   local cells = arm[HEAVIEST]
-  cells[#cells + 1] = {#listed / 2 >= HEAVIEST_KEPT, units}
+  cells[#cells + 1] = {#listed / 2 >= HEAVIEST_KEPT, units, over}
   return nil
 end
 

@@ -11,6 +11,11 @@
 -- 2^(level+1) where that falls below split. Once the cell holds more than SHARD_LOAD units a
 -- shard, shard 'split' moves the units whose next bit is set to shard split + 2^level.
 --
+-- A cell counts at most 'most' units (the flush's ARGV[16]): a unit first seen once it holds
+-- them is never written, so a cell's hashes stop growing there. Its requests and failed
+-- requests are added to the unit key's 'over' and 'over_e' instead: a read takes 'over' as
+-- the most such a unit may have sent (read.lua).
+--
 -- Beside them the cell's heaviest units by requests: a sorted set of at most HEAVIEST_KEPT
 -- members, each a unit's 8 bytes then its id as the app sent it, scored by its requests (a
 -- read finds its failures in its shard by the 8 bytes: read.lua). A unit whose new count
@@ -28,9 +33,10 @@ local UNIT_SHARD_OF = nil  -- unit_shards.lua
 -- every count a whole one (errors at most requests), the unit key and the heaviest units of
 -- the right type. The shards are not checked one by one (a check a unit
 -- would cost as much as its count): only this script writes them, and a shard some other
--- client turned into another type is made again (per_unit_write). Returns the plan, or nil
--- and why Redis would refuse it. A cell that counted no request returns {}.
-local function per_unit_plan(key, top, units, given)
+-- client turned into another type is made again (per_unit_write). 'most': the units the
+-- cell may count. Returns the plan, or nil and why Redis would refuse it. A cell that
+-- counted no request returns {}.
+local function per_unit_plan(key, top, units, given, most)
   if type(given) == 'table' and #given == 0 then return {} end
   local bad = key .. ': not per-unit counts'
   if type(given) ~= 'table' or type(units) ~= 'table' then return nil, bad end
@@ -41,21 +47,27 @@ local function per_unit_plan(key, top, units, given)
   end
   local why = refuse_keys({[key] = 'hash', [top] = 'zset'})
   if why then return nil, why end
-  local got = redis.call('HMGET', key, 'level', 'split', 'units', 'kept', 'remade')
+  local got = redis.call('HMGET', key, 'level', 'split', 'units', 'kept', 'remade', 'over',
+    'over_e')
   local state = {level = tonumber(got[1] or '0'), split = tonumber(got[2] or '0'),
                  units = tonumber(got[3] or '0'), kept = tonumber(got[4] or '0'),
-                 remade = tonumber(got[5] or '0'), fresh = got[1] == false}
+                 remade = tonumber(got[5] or '0'), over = tonumber(got[6] or '0'),
+                 over_e = tonumber(got[7] or '0'), fresh = got[1] == false}
   if not (whole(state.level, 31) and whole(state.split, 2 ^ state.level - 1)
-      and whole(state.units, MAX_COUNT) and state.kept ~= nil and state.remade ~= nil) then
+      and whole(state.units, MAX_COUNT) and state.kept ~= nil and state.remade ~= nil
+      and whole(state.over, MAX_COUNT) and whole(state.over_e, state.over)) then
     return nil, key .. ': not a state of unit shards'
   end
+  local sent = state.over
   for i = 1, #units do
     local n, e = requests[i], errors[i]
     if type(units[i]) ~= 'string' or not whole(n, MAX_COUNT) or not whole(e, n) then
       return nil, bad
     end
+    sent = sent + n
   end
-  return {blob = blob, requests = requests, errors = errors, state = state}
+  if sent > MAX_COUNT then return nil, key .. ': over would not stay exact' end
+  return {blob = blob, requests = requests, errors = errors, state = state, most = most}
 end
 
 -- A shard as it is made: with a field that no unit's is, so it exists, with its time to live,
@@ -76,6 +88,11 @@ local function increment(shard, field, n, state, ttl)
     total = redis.call('HINCRBY', shard, field, n)
   end
   return total
+end
+
+-- Whether the shard holds the field (a shard of another type holds none).
+local function holds(shard, field)
+  return redis.pcall('HEXISTS', shard, field) == 1
 end
 
 -- Shard 'split' split in two: its units whose next bit is set move to split + 2^level.
@@ -108,8 +125,9 @@ end
 -- every key kept alive as long as the cell's aggregates: a shard gets its time to live when
 -- it is made (the cell's first, or a split's), and all of them again once an eighth of it
 -- has passed since the last time ('kept', in ms), rather than each shard on every write.
+-- Once the cell holds plan.most units, a unit its shard does not hold goes to 'over'.
 local function per_unit_write(plan, key, top, units, ttl, now)
-  local blob, state = plan.blob, plan.state
+  local blob, state, most = plan.blob, plan.state, plan.most
   if blob == nil then return end
   local requests, errors, format, sub = plan.requests, plan.errors, string.format, string.sub
   local floor, listed = -1, redis.call('ZCARD', top)
@@ -129,17 +147,21 @@ local function per_unit_write(plan, key, top, units, ttl, now)
         shard = key .. ':' .. format('%.0f', index)
         names[index] = shard
       end
-      local total = increment(shard, field, n, state, ttl)
-      if errors[i] > 0 then increment(shard, field .. 'e', errors[i], state, ttl) end
-      if total > floor then
-        listed = listed + redis.call('ZADD', top, total, field .. units[i])
-        entered = true
-      end
-      if total == n then  -- a unit new to the cell: the shards grow with the units
-        state.units = state.units + 1
-        if state.units > SHARD_LOAD * (2 ^ state.level + state.split) then
-          split_shard(key, state, ttl)
-          names = {}
+      if state.units >= most and not holds(shard, field) then
+        state.over, state.over_e = state.over + n, state.over_e + errors[i]
+      else
+        local total = increment(shard, field, n, state, ttl)
+        if errors[i] > 0 then increment(shard, field .. 'e', errors[i], state, ttl) end
+        if total > floor then
+          listed = listed + redis.call('ZADD', top, total, field .. units[i])
+          entered = true
+        end
+        if total == n then  -- a unit new to the cell: the shards grow with the units
+          state.units = state.units + 1
+          if state.units > SHARD_LOAD * (2 ^ state.level + state.split) then
+            split_shard(key, state, ttl)
+            names = {}
+          end
         end
       end
     end
@@ -150,6 +172,10 @@ local function per_unit_write(plan, key, top, units, ttl, now)
   redis.call('HSET', key, 'level', state.level, 'split', state.split,
     'units', format('%.0f', state.units), 'kept', format('%.0f', state.kept),
     'remade', format('%.0f', state.remade))
+  if state.over > 0 then
+    redis.call('HSET', key, 'over', format('%.0f', state.over),
+      'over_e', format('%.0f', state.over_e))
+  end
   if now - state.kept > ttl * 125 then  -- ms: an eighth of the time to live
     redis.call('HSET', key, 'kept', format('%.0f', now))
     for at = 0, 2 ^ state.level + state.split - 1 do

@@ -77,7 +77,7 @@ async def flush_in(
         mine = [e for i, e in enumerate(events) if place(i, e) == p]
         claim = await store.claim(p)
         offset = claim.offset
-        step = -(-len(mine) // batches)
+        step = max(1, -(-len(mine) // batches))
         for start in range(0, len(mine), step):
             delta = PartitionDelta(partition=p, next_offset=(offset or 0) + 1)
             fold([decoded(e) for e in mine[start : start + step]], delta.cells)

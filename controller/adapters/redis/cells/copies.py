@@ -55,8 +55,8 @@ while they are at it; a copy that grows past it lets the cells flushed least rec
 and those are written by increments until there is room again."""
 VERSION_FIELD = "lv"
 """The field of a cell's hash that counts the writes made from a copy."""
-RAW_FROM = 16
-"""The flush script's first argument that is a copy's bytes (``ARGV[16]``, flush.lua)."""
+RAW_FROM = 17
+"""The flush script's first argument that is a copy's bytes (``ARGV[17]``, flush.lua)."""
 MAX_COUNT = 2**53 - 1
 """The most a counter holds (flush.lua's): beyond it a double loses counts."""
 MAX_SUM = 1e300

@@ -9,7 +9,9 @@ grow (linear hashing, :data:`SHARD_LOAD` units a hash), so each stays a listpack
 memory-optimised encoding of a small hash, up to ``hash-max-listpack-entries`` fields, 128 by
 default), and the cell's
 :data:`~controller.core.stats.HEAVIEST_KEPT` heaviest units in a sorted set beside them, each
-member a unit's field then its id (docs/architecture.md, "Each unit counted").
+member a unit's field then its id (docs/architecture.md, "Each unit counted"). A cell keeps
+at most ``redis.max_units_per_cell`` units: one first seen past them adds its requests to the
+cell's ``over`` alone, which a read hands on (:attr:`HeaviestReply.over`).
 """
 
 from __future__ import annotations
@@ -118,6 +120,9 @@ class HeaviestReply(msgspec.Struct, array_like=True, frozen=True, gc=False):
     """The cell keeps as many as it may: a unit it leaves out sent at most its last count."""
     units: tuple[str | int, ...]
     """Flat: each unit's id, its requests, its failed requests."""
+    over: int = 0
+    """The requests of the units the cell counted past its most (``units.lua``): kept only
+    as this sum, so any one of them sent at most this many."""
 
     def counted(self) -> Heaviest:
         flat = self.units
@@ -127,7 +132,7 @@ class HeaviestReply(msgspec.Struct, array_like=True, frozen=True, gc=False):
             ]
         except (IndexError, ValueError) as exc:
             raise StoreError(f"a cell's heaviest units read as {flat[:6]!r}...") from exc
-        return partition_list(rows, full=self.full)
+        return partition_list(rows, full=self.full, unkept=self.over)
 
 
 def heaviest_of(cells: Iterable[HeaviestReply]) -> Heaviest:
