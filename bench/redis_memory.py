@@ -18,7 +18,10 @@ fields (``u<bucket>.<kind>``; each hash copied without them and measured), and h
 many fields they hold. The last line printed is one JSON object.
 
     python bench/redis_memory.py [--flags 40] [--units 4000] [--percent 50]
-        [--requests 5] [--batch 1250]
+        [--requests 5] [--batch 1250] [--max-units 200000]
+
+``--max-units`` is the store's ``redis.max_units_per_cell``: past it a cell keeps no more
+units' own counts (``unit_counts_over`` in the output: the requests it summed instead).
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ from controller.adapters.redis.aggregates import RedisAggregateStore, connect
 from controller.daemon.ingest.batches import Folder
 from controller.ports import Record
 from controller.settings import RedisSettings
+from controller.settings.groups import MAX_UNITS_PER_CELL
 from tests.support.backing.services import resolve_redis
 from tests.support.reference import StubRecord, encode, partition_of
 
@@ -142,7 +146,7 @@ async def measure(redis_url: str, args: argparse.Namespace) -> dict[str, Any]:
     events = stage_events(args)
     parts = by_partition(events)
     prefix = f"rm{uuid.uuid4().hex[:8]}"
-    settings = RedisSettings(url=redis_url, key_prefix=prefix)
+    settings = RedisSettings(url=redis_url, key_prefix=prefix, max_units_per_cell=args.max_units)
     async with connect(settings) as client:
         await client.flushdb()  # the bench's own server
         await client.memory_purge()
@@ -152,12 +156,14 @@ async def measure(redis_url: str, args: argparse.Namespace) -> dict[str, Any]:
         await client.memory_purge()
         after = (await client.info("memory"))["used_memory"]
         by_kind: Counter[str] = Counter()
-        hashes, fields, plain, encodings = 0, [], 0, Counter[str]()
+        hashes, fields, plain, encodings, over = 0, [], 0, Counter[str](), 0
         async for raw in client.scan_iter(count=1000):  # a private Redis: every key is ours
             key = _text(raw)
             used = int(await client.memory_usage(key, samples=0) or 0)
             kind = next((name for mark, name in KINDS.items() if mark in key), "partition_keys")
             by_kind[kind] += used
+            if kind == "unit_counts" and key.endswith(("treatment", "control")):  # its state
+                over += int(await client.hget(key, "over") or 0)
             if kind == "aggregate_hashes":
                 hashes += 1
                 fields.append(int(await client.hlen(key)))
@@ -173,6 +179,8 @@ async def measure(redis_url: str, args: argparse.Namespace) -> dict[str, Any]:
         "counted": counted,
         "partitions": PARTITIONS,
         "batch": args.batch,
+        "max_units_per_cell": args.max_units,
+        "unit_counts_over": over,
         "bytes_per_flag": round((after - before) / flags),
         "key_bytes_per_flag": round(sum(by_kind.values()) / flags),
         "by_kind_bytes_per_flag": {k: round(v / flags) for k, v in sorted(by_kind.items())},
@@ -205,4 +213,7 @@ if __name__ == "__main__":
     parser.add_argument("--percent", type=float, default=50.0, help="the stage's treatment %%")
     parser.add_argument("--requests", type=float, default=5.0, help="requests per unit, mean")
     parser.add_argument("--batch", type=int, default=1250, help="records per partition batch")
+    parser.add_argument(
+        "--max-units", type=int, default=MAX_UNITS_PER_CELL, help="units a cell counts one by one"
+    )
     print(json.dumps(asyncio.run(main(parser.parse_args()))))
