@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from datetime import UTC, datetime
+from itertools import islice
 
 import mmh3
 import pytest
@@ -66,7 +67,7 @@ def state(
 def units(*, held: bool, count: int = 3, percent: float = 2.0) -> list[str]:
     """The first ``count`` units q3-2026 holds out (or does not) at ``percent``."""
     found = (f"u{i}" for i in range(1_000_000))
-    return [u for u in found if held_out("q3-2026", percent, u) is held][:count]
+    return list(islice((u for u in found if held_out("q3-2026", percent, u) is held), count))
 
 
 HELD, FREE = units(held=True)[0], units(held=False)[0]
