@@ -17,6 +17,7 @@ integration tests, so the counts the gate reads here are the counts it would rea
 from __future__ import annotations
 
 import random
+from collections import Counter
 from datetime import timedelta
 
 import pytest
@@ -81,9 +82,27 @@ def requests(rng: random.Random, n: int, percent: float, at_ns: int) -> Spans:
     return Spans(spans)
 
 
-def arm(cells: dict[CellKey, CellDelta], version: int, name: str) -> ArmAggregate:
-    cell = cells.get((FLAG, version, name), CellDelta())
-    return ArmAggregate.from_fields({**cell.counters(), **cell.floats()}, units=len(cell.units))
+class Stored:
+    """One arm's store fields and units, each look's cell added to them as the flush adds
+    it (rather than every look's data counted again from the stage's start)."""
+
+    def __init__(self, version: int, name: str) -> None:
+        self.key: CellKey = (FLAG, version, name)
+        self.fields: Counter[str] = Counter()
+        self.floats: dict[str, float] = {}
+        self.units: set[str] = set()
+
+    def add(self, cells: dict[CellKey, CellDelta]) -> None:
+        cell = cells.get(self.key)
+        if cell is None:
+            return
+        self.fields.update(cell.counters())
+        for name, value in cell.floats().items():
+            self.floats[name] = self.floats.get(name, 0.0) + value
+        self.units |= cell.units
+
+    def aggregate(self) -> ArmAggregate:
+        return ArmAggregate.from_fields({**self.fields, **self.floats}, units=len(self.units))
 
 
 def one_run(seed: int) -> str | None:
@@ -98,7 +117,7 @@ def one_run(seed: int) -> str | None:
             return None
         version = index + 1
         rules[FLAG] = FlagRules(flag=FLAG, version=version)
-        cells: dict[CellKey, CellDelta] = {}
+        arms = (Stored(version, "treatment"), Stored(version, "control"))
         started, last = T0 + timedelta(seconds=elapsed), 0.0
         # Looks go on past the minimum time, as the daemon's do: a p99 tested on units needs
         # a few more requests than one taken as independent when the units' design effect is
@@ -107,13 +126,13 @@ def one_run(seed: int) -> str | None:
             at = started + timedelta(seconds=t)
             at_ns = int(at.timestamp() * 1e9)
             batch = requests(rng, _poisson(rng, RATE * (t - last)), stage.percent, at_ns)
+            cells: dict[CellKey, CellDelta] = {}
             fold(translator.spans(batch, at_ns // 1_000_000).events, cells)
+            for stored in arms:
+                stored.add(cells)
             last = t
             data = FlagAggregates(
-                FLAG,
-                frozenset({version}),
-                arm(cells, version, "treatment"),
-                arm(cells, version, "control"),
+                FLAG, frozenset({version}), arms[0].aggregate(), arms[1].aggregate()
             )
             verdict = evaluate(_rollout(PLAN, index, started), data, at)
             if verdict.kind in (VerdictKind.ROLLBACK, VerdictKind.PAUSE):
