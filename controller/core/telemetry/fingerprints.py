@@ -44,8 +44,9 @@ _HEX = re.compile(
     r"\b0[xX][0-9a-fA-F]+\b|\b(?=[0-9a-fA-F]*\d)(?=[0-9a-fA-F]*[a-fA-F])[0-9a-fA-F]{6,}\b"
 )
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
-_LOOSE_NUMBER = re.compile(r"(?<![A-Za-z_])\d+(?:[.,]\d+)*")
-"""A number that is not part of a name (``Http2Error`` keeps its 2, ``line 42`` does not)."""
+_LOOSE_NUMBER = re.compile(r"(?<![A-Za-z_\d])\d+(?:[.,]\d+)*(?![A-Za-z_\d])")
+"""A number that is not part of a name (``Http2Error`` keeps its 2, ``5xx`` its 5, ``line 42``
+nothing)."""
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[@-_]")
 """A terminal's escape sequence (colours, cursor moves), dropped whole."""
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069]")

@@ -84,8 +84,18 @@ def test_numbers_ids_and_addresses_are_scrubbed(text: str, scrubbed: str) -> Non
     assert scrub(text) == scrubbed
 
 
-def test_names_keep_their_own_digits() -> None:
-    assert scrub("Http2Error at line 7", names=True) == "Http2Error at line <n>"
+@pytest.mark.parametrize(
+    ("name", "scrubbed"),
+    [
+        ("Http2Error at line 7", "Http2Error at line <n>"),
+        ("Rare10Error in r.py:f", "Rare10Error in r.py:f"),
+        ("E1024Error", "E1024Error"),
+        ("12xx at 7", "12xx at <n>"),
+        ("io_500 5xx GET /items/404", "io_500 5xx GET /items/<n>"),
+    ],
+)
+def test_names_keep_their_own_digits(name: str, scrubbed: str) -> None:
+    assert scrub(name, names=True) == scrubbed
 
 
 def test_one_bug_is_one_fingerprint_whatever_its_particulars() -> None:
