@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable, Sequence
+from functools import reduce
 from importlib import resources
 from typing import Any
 
@@ -48,6 +49,8 @@ from controller.core.stats import (
     Conversions,
     FlagAggregates,
     UnitBuckets,
+    failures_of,
+    merged_failures,
 )
 from controller.core.wire import Arm
 from controller.settings import RedisSettings
@@ -119,6 +122,8 @@ class ArmReply(msgspec.Struct, array_like=True, frozen=True, gc=False):
     """Each cell's string of unit bucket lanes, as stored (none for a cell without)."""
     heaviest: tuple[HeaviestReply, ...] = ()
     """Each cell's heaviest units (none for a cell that counted no request)."""
+    failed: dict[str, str | int | float] | tuple[()] = ()
+    """The failures' fields by fingerprint, summed (Lua's empty table: an empty array)."""
 
 
 CallReply = list[tuple[ArmReply, ArmReply]]
@@ -334,6 +339,7 @@ def _arm(parts: list[ArmReply]) -> ArmAggregate:
         named=_named(parts),
         buckets=_unit_buckets(parts),
         heaviest=heaviest_of(c for p in parts for c in p.heaviest),
+        failed=reduce(merged_failures, (failures_of(p.failed or {}) for p in parts), {}),
     )
 
 

@@ -304,6 +304,7 @@ class RedisAggregateStore:
                 f"{tag}:cn:{flag}",
                 *(f"{tag}:{kind}:{flag}:{version}:{arm}" for kind in "nhb"),
                 *(f"{tag}:{kind}:{flag}:{version}:{arm}" for kind in "kt"),
+                f"{tag}:f:{flag}",
             ]
             # From the owner's copy of the cell, or by increments (.cells.copies).
             key = (delta.partition, flag, version, arm)

@@ -12,14 +12,15 @@
 --           lanes' low words, the string of their high words, and the string of 64-bit lanes
 --           they were kept in before (only its time to live is kept); then its units' own
 --           counts (units.lua): the name its hashes are under, its heaviest units (sorted
---           set)
+--           set); and the flag's fingerprints of failures (failures.lua, a hash)
 -- ARGV[1] epoch  ARGV[2] expected offset (-1: none stored)  ARGV[3] next offset (the expected
 --         one for a batch of joins only, which no record carries)  ARGV[4] ttl
 -- ARGV[5] msgpack: {rejects = {reason: count},
 --                   cells = {{flag, {field: n}, {field: "float"}, {unit...}, {named...},
 --                             {unit bucket lane's bit offset...}, {its n...},
 --                             {watched unit...}, {copy}, learn, {field, value...},
---                             {units' fields, {requests...}, {errors...}}}...},
+--                             {units' fields, {requests...}, {errors...}},
+--                             {failure...}}...},
 --                   ids = {event id...} (the ids of the events the cells count)}
 --         a cell's named conversions, first seen first: {name, conv, cv_n, "cv_sum", "cv_sq"};
 --         its watched units, those of its units drawn into the sample, each as an integer's
@@ -132,6 +133,8 @@ local function copy_plan(copy, strings, sizes)
 end
 
 local PER_UNIT_COUNTS = nil  -- units.lua
+
+local FAILURE_COUNTS = nil  -- failures.lua
 
 local function unit_plan(plan, agg, strings, offsets, adds, copy)
   if type(offsets) ~= 'table' or type(adds) ~= 'table' or #offsets ~= #adds
@@ -407,9 +410,10 @@ local function dense(hll, adding)
 end
 
 local function cell_keys(index)
-  local base = 10 * index - 4
+  local base = 11 * index - 5
   return KEYS[1 + base], KEYS[2 + base], {KEYS[3 + base], KEYS[4 + base]}, KEYS[5 + base],
-    {KEYS[6 + base], KEYS[7 + base], KEYS[8 + base]}, {KEYS[9 + base], KEYS[10 + base]}
+    {KEYS[6 + base], KEYS[7 + base], KEYS[8 + base]}, {KEYS[9 + base], KEYS[10 + base]},
+    KEYS[11 + base]
 end
 
 local cap, cap_names, most_units = tonumber(ARGV[6]), tonumber(ARGV[10]), tonumber(ARGV[16])
@@ -419,7 +423,9 @@ end
 local fresh_names, plans, sizes = {}, {}, {}
 local per_unit = {}
 for index, cell in ipairs(batch[2]) do
-  local agg, hll, sets, names, lanes, counts = cell_keys(index)
+  local agg, hll, sets, names, lanes, counts, reg = cell_keys(index)
+  local why_failures = failures_plan(reg, cell[13])
+  if why_failures then return {-3, why_failures} end
   local fresh, why_names = add_named(names, cell, cap_names)
   if fresh == nil then return {-3, why_names} end
   fresh_names[index] = fresh
@@ -437,7 +443,7 @@ for reason, count in pairs(batch[1]) do
 end
 local flags, flag_seen, names_kept, learned = {}, {}, {}, {}
 for index, cell in ipairs(batch[2]) do
-  local agg, hll, sets, names, lanes, counts = cell_keys(index)
+  local agg, hll, sets, names, lanes, counts, reg = cell_keys(index)
   if not flag_seen[cell[1]] then flag_seen[cell[1]] = true; flags[#flags + 1] = cell[1] end
   if #fresh_names[index] > 0 then redis.call('SADD', names, unpack(fresh_names[index])) end
   if not names_kept[names] then
@@ -477,6 +483,7 @@ for index, cell in ipairs(batch[2]) do
     redis.call('PFADD', hll, unpack(units, i, math.min(i + CHUNK - 1, #units)))
   end
   per_unit_write(per_unit[index], counts[1], counts[2], units, ttl, now)
+  failures_write(reg, agg, cell[13], ttl)
   redis.call('EXPIRE', agg, ttl)
   redis.call('EXPIRE', hll, ttl)
 end

@@ -10,12 +10,14 @@
 -- Returns the claimed partitions (an array) when they are not the ones expected: the caller
 -- reads again with their keys. Otherwise msgpack, per read {treatment, control}, each arm
 -- {units, exp, req, err, lat_n, conv, cv_n, wu, both, {histogram}, {lat_sum...}, {cv_sum...},
--- {cv_sq...}, {named...}, {unit sums...}, {lanes...}, {heaviest...}}: counts summed (the units are one
+-- {cv_sq...}, {named...}, {unit sums...}, {lanes...}, {heaviest...}, {failed}}: counts summed (the units are one
 -- PFCOUNT per partition, a union of the versions); float sums as stored, one per partition
 -- and version that holds one, in that order, so the caller adds them up in the order it
 -- always did. Each named conversion the hashes count (fields conv:<name>, cv_n:<name>,
 -- cv_sum:<name>, cv_sq:<name>) is one {name, conv, cv_n, {cv_sum...}, {cv_sq...}}, in the
 -- order first read.
+-- The failed are the failures counted under their fingerprints (failures.lua): each field
+-- 'f:<fp>.<bucket>' summed, each 't:<fp>' (name) and 'x:<fp>' (example) as first read.
 -- The unit sums are the buckets' float sums (fields u<bucket>.s) added up, one flat array in
 -- the order of UNIT_SUMS (empty when no hash holds any). The heaviest are each cell's heaviest
 -- units, {full, {unit, requests, errors, ...}, over} (add_heaviest). The lanes are each cell's strings of
@@ -28,7 +30,7 @@ local SUM_COUNT = 0
 local UNIT_SUMS = {}
 local COUNTERS = {exp = 2, req = 3, err = 4, lat_n = 5, conv = 6, cv_n = 7, wu = 8, both = 9}
 local FLOATS = {lat_sum = 11, cv_sum = 12, cv_sq = 13}
-local HIST, NAMED, SUMS, LANES, HEAVIEST = 10, 14, 15, 16, 17
+local HIST, NAMED, SUMS, LANES, HEAVIEST, FAILED = 10, 14, 15, 16, 17, 18
 local HEAVIEST_KEPT = 0     -- written by controller/adapters/redis/cells/unit_counts.py
 local NAMED_SLOTS = {conv = 2, cv_n = 3, cv_sum = 4, cv_sq = 5}
 
@@ -44,7 +46,7 @@ local parts, buckets = tonumber(ARGV[2]), tonumber(ARGV[3])
 local function empty_arm()
   local hist = {}
   for i = 1, buckets do hist[i] = 0 end
-  return {0, 0, 0, 0, 0, 0, 0, 0, 0, hist, {}, {}, {}, {}, {}, {}, {}}
+  return {0, 0, 0, 0, 0, 0, 0, 0, 0, hist, {}, {}, {}, {}, {}, {}, {}, {}}
 end
 
 -- The arm's float sums of unit buckets, made at their first use.
@@ -124,29 +126,52 @@ local function add_named(arm, names, field, value)
   return true
 end
 
+-- A failure's field (failures.lua) into the arm's: its counts by unit bucket ('f:<fp>.<b>')
+-- added up, its name ('t:<fp>') and example ('x:<fp>') as first read. False for another.
+local FAILURE_FIELDS = {['f:'] = true, ['t:'] = true, ['x:'] = true}
+local function add_failure(arm, name, text)
+  local head = string.sub(name, 1, 2)
+  if not FAILURE_FIELDS[head] then return false end
+  local failed = arm[FAILED]
+  if head == 'f:' then
+    failed[name] = (failed[name] or 0) + (tonumber(text) or 0)
+  elseif failed[name] == nil then
+    failed[name] = text
+  end
+  return true
+end
+
+-- One numeric field's value into the arm's counts, sums, named conversions or histogram.
+local function add_value(arm, names, name, value)
+  local unit = UNIT_SUMS[name]
+  if unit then
+    local sums = unit_sums(arm)
+    sums[unit] = sums[unit] + value
+    return
+  end
+  local slot = COUNTERS[name]
+  if slot then
+    arm[slot] = arm[slot] + value
+    return
+  end
+  slot = FLOATS[name]
+  if slot then
+    local sums = arm[slot]
+    sums[#sums + 1] = value
+  elseif not add_named(arm, names, name, value) then
+    local bucket = tonumber(string.match(name, '^h(%d+)$'))
+    local hist = arm[HIST]
+    if bucket and bucket < buckets then hist[bucket + 1] = hist[bucket + 1] + value end
+  end
+end
+
 local function add_row(arm, names, row)
-  local hist = arm[HIST]
   for i = 1, #row, 2 do
-    local name, value = row[i], tonumber(row[i + 1])
-    if value == nil then return redis.error_reply('not a number: ' .. name) end
-    local unit = UNIT_SUMS[name]
-    if unit then
-      local sums = unit_sums(arm)
-      sums[unit] = sums[unit] + value
-    else
-      local slot = COUNTERS[name]
-      if slot then
-        arm[slot] = arm[slot] + value
-      else
-        slot = FLOATS[name]
-        if slot then
-          local sums = arm[slot]
-          sums[#sums + 1] = value
-        elseif not add_named(arm, names, name, value) then
-          local bucket = tonumber(string.match(name, '^h(%d+)$'))
-          if bucket and bucket < buckets then hist[bucket + 1] = hist[bucket + 1] + value end
-        end
-      end
+    local name, text = row[i], row[i + 1]
+    if not add_failure(arm, name, text) then
+      local value = tonumber(text)
+      if value == nil then return redis.error_reply('not a number: ' .. name) end
+      add_value(arm, names, name, value)
     end
   end
 end

@@ -21,6 +21,7 @@ from controller.core.stats.aggregates import (
     watched_members,
 )
 from controller.core.stats.dominance import Dominance, dominance, dominance_text
+from controller.core.stats.failures.counts import FailureCounts, failures_of, merged_failures
 from controller.core.stats.folding import FOLD_LAYOUT, PartitionDelta, Seen, fold
 from controller.core.stats.guardrails import (
     FixedHorizonResult,
@@ -125,6 +126,7 @@ __all__ = [
     "CellDelta",
     "Conversions",
     "Dominance",
+    "FailureCounts",
     "FixedHorizonResult",
     "FlagAggregates",
     "Heaviest",
@@ -150,6 +152,7 @@ __all__ = [
     "detectable_rate",
     "dominance",
     "dominance_text",
+    "failures_of",
     "fixed_horizon_test",
     "fold",
     "guardrail_result",
@@ -161,6 +164,7 @@ __all__ = [
     "limit_result",
     "limit_tests",
     "merged",
+    "merged_failures",
     "metric_events",
     "metric_floor",
     "observed_detectable",

@@ -40,6 +40,7 @@ from dataclasses import dataclass, field, replace
 import mmh3
 
 from controller.core.common import BUCKET_COUNT
+from controller.core.stats.failures.counts import FailureCounts, merged_failures
 from controller.core.stats.heaviest.counts import Heaviest
 from controller.core.stats.units import (
     CRASHES,
@@ -260,6 +261,9 @@ class ArmAggregate:
     heaviest: Heaviest = field(default_factory=Heaviest)
     """The units with the most requests, each with its own counts
     (:mod:`controller.core.stats.heaviest`)."""
+    failed: Mapping[str, FailureCounts] = field(default_factory=dict)
+    """The failures counted under their fingerprints, by fingerprint
+    (:mod:`controller.core.stats.failures`)."""
 
     @property
     def crashes(self) -> int:
@@ -310,6 +314,7 @@ class ArmAggregate:
             named=named,
             buckets=mine.plus(theirs) if mine and theirs else (mine or theirs),
             heaviest=self.heaviest.plus(other.heaviest),
+            failed=merged_failures(self.failed, other.failed),
         )
 
     @classmethod

@@ -13,6 +13,12 @@ from controller.core.telemetry.evaluations import (
     evaluation_in,
     evaluations_in,
 )
+from controller.core.telemetry.fingerprints import (
+    MAX_EXAMPLE_CHARS,
+    Fingerprint,
+    exception_fingerprint,
+    scrub,
+)
 from controller.core.telemetry.flag_rules import DEFAULT_ARMS, FlagRules, Lookup, rules_of
 from controller.core.telemetry.joining import JoinBuffer
 from controller.core.telemetry.journal import journal_batch, journal_entry, within
@@ -58,6 +64,7 @@ __all__ = [
     "EVALUATION_NAME",
     "EVENT_NAMES",
     "EVENT_NAME_ATTRIBUTE",
+    "MAX_EXAMPLE_CHARS",
     "MAX_HOPS",
     "NO_ATTRIBUTES",
     "REFUSAL_REASONS",
@@ -67,6 +74,7 @@ __all__ = [
     "Attributes",
     "Bounds",
     "Evaluation",
+    "Fingerprint",
     "FlagRules",
     "JoinBuffer",
     "LogRecord",
@@ -91,11 +99,13 @@ __all__ = [
     "evaluation_in",
     "evaluations_in",
     "event_id",
+    "exception_fingerprint",
     "items_of",
     "journal_batch",
     "journal_entry",
     "kept_attributes",
     "rules_of",
+    "scrub",
     "second_look",
     "span_id_from",
     "span_id_of",

@@ -127,7 +127,8 @@ def test_a_cell_without_a_copy_goes_by_bitfield_and_learns() -> None:
     assert (lanes.offsets, lanes.adds, lanes.write, lanes.learn) == (offsets, [4], None, True)
     argument = cell_argument("f", cell, lanes, [])
     assert argument[1] == {"req": 4}
-    assert argument[8:] == ((), True, (), ())  # no request of a unit: no per-unit counts
+    # No request of a unit: no per-unit counts; no named failure: none to count by name
+    assert argument[8:] == ((), True, (), (), [])
     # A store that keeps no copies (a partition several owners write) never learns
     assert cell_lanes(None, KEY, cell).learn is False
 
@@ -144,8 +145,8 @@ def test_a_cell_with_a_copy_is_written_from_it_and_its_bytes_go_as_arguments() -
     argument = cell_argument("f", cell, lanes, raw)
     # No increments: the hash's new values, the copy's bytes as arguments of their own
     assert argument[1:3] == ({}, {})
-    form, learn, values, per_unit = argument[8:]
-    assert per_unit == ()
+    form, learn, values, per_unit, failed = argument[8:]
+    assert (per_unit, failed) == ((), [])
     assert form[:3] == (3, 0, 0)
     assert form[3:] == (RAW_FROM + 1, RAW_FROM + 2)
     assert raw[1:] == list(lanes.write.form[3:])

@@ -25,6 +25,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
+from controller.adapters.redis.cells.failure_counts import failure_argument
 from controller.adapters.redis.cells.layout import SUM_FIELDS, lane_of_slots, lane_offsets
 from controller.adapters.redis.cells.native import AddLanes, native_lanes, watched
 from controller.adapters.redis.cells.unit_counts import unit_argument
@@ -278,6 +279,7 @@ def cell_argument(
             *(flag, cell.base_counters(), floats, units, named),
             *(lanes.offsets, lanes.adds, members, (), lanes.learn, ()),
             unit_argument(cell, units, raw, RAW_FROM),
+            failure_argument(cell.failed),
         )
     version, low_size, high_size, low, high = write.form
     at = []
@@ -290,6 +292,7 @@ def cell_argument(
         *(flag, {}, {}, units, named),
         *([], [], members, form, False, write.values),
         unit_argument(cell, units, raw, RAW_FROM),
+        failure_argument(cell.failed),
     )
 
 

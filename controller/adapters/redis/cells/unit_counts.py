@@ -23,6 +23,7 @@ from importlib import resources
 import mmh3
 import msgspec
 
+from controller.adapters.redis.cells.failure_counts import with_failure_counts
 from controller.adapters.redis.cells.layout import with_layout
 from controller.core.common import StoreError
 from controller.core.stats import HEAVIEST_KEPT, CellDelta, Heaviest, merged, partition_list
@@ -51,10 +52,10 @@ def with_heaviest_kept(script: str) -> str:
 
 
 def flush_script() -> str:
-    """``flush.lua`` as the store runs it: the layout's constants and the per-unit counts
-    written in."""
+    """``flush.lua`` as the store runs it: the layout's constants, the per-unit counts and the
+    failures' counts written in."""
     text = resources.files("controller.adapters.redis").joinpath("flush.lua").read_text("utf-8")
-    return with_unit_counts(with_layout(text))
+    return with_failure_counts(with_unit_counts(with_layout(text)))
 
 
 def with_unit_counts(flush: str) -> str:
