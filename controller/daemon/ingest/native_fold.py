@@ -65,8 +65,8 @@ _OWN: dict[type[InEvent], tuple[str, ...]] = {
     ExposureIn: ("cohort",),
     RequestIn: ("error", "latency_ms", "cohort"),
     ConversionIn: ("name", "value", "cohort"),
-    CrashIn: ("cohort",),
-    ExceptionIn: ("cohort",),
+    CrashIn: ("cohort", "failure", "example"),
+    ExceptionIn: ("cohort", "failure", "example"),
 }
 """The keys the extension reads, each type's after the common ones; required: the common
 ones and a request's ``error``."""
@@ -100,10 +100,29 @@ def _optional(info: spec.Type) -> spec.Type:
     raise ValueError(f"not an optional field: {info}")
 
 
-def _chars(info: spec.Type) -> int:
-    if not isinstance(info, spec.StrType) or info.min_length != 1 or info.pattern:
+def _chars(info: spec.Type, least: int = 1) -> int:
+    """A string's most code points, where it holds at least ``least`` and no pattern."""
+    if (
+        not isinstance(info, spec.StrType)
+        or (info.min_length or 0) != least
+        or info.max_length is None
+        or info.pattern
+    ):
         raise ValueError(f"not a bounded string: {info}")
-    return cast("int", info.max_length)
+    return info.max_length
+
+
+def _failure_chars(found: dict[type[InEvent], dict[str, spec.Field]]) -> tuple[int, int]:
+    """The most code points of a failure's name (at least one) and of its example (may be
+    empty), the same for crashes and exceptions."""
+    bounds = {
+        (_chars(_optional(fields["failure"].type)), _chars(_optional(fields["example"].type), 0))
+        for kind, fields in found.items()
+        if kind in (CrashIn, ExceptionIn)
+    }
+    if len(bounds) != 1:
+        raise ValueError(f"not the failure bounds the extension reads: {bounds}")
+    return next(iter(bounds))
 
 
 def _int_most(info: spec.Type) -> int:
@@ -147,6 +166,7 @@ def _settings(max_bytes: int) -> dict[str, object]:
     return {
         "max_bytes": max_bytes,
         "chars": tuple(_chars(request[k].type) for k in ("id", "unit", "flag")),
+        "failure_chars": _failure_chars(found),
         "max_ts": _int_most(next(t for t in ts.types if isinstance(t, spec.IntType))),
         "max_version": _int_most(request["flag_version"].type),
         "latency": _float_bounds(request["latency_ms"].type),

@@ -5,7 +5,8 @@
 //! its set of event ids, exactly as the Python decoder (msgspec) and fold
 //! (`controller.core.stats.folding.fold`) would: the same counters, the float sums
 //! continued in event order from the cells' current values (so the same to the last
-//! bit), the same histogram buckets and unit buckets, each unit's requests and errors.
+//! bit), the same histogram buckets and unit buckets, each unit's requests and errors,
+//! each crash's and exception's failure (name, example, unit bucket) in event order.
 //! It answers only for a span it reads exactly as msgspec does, every value the plain
 //! case: one flat object of exactly the known keys of one event type, each once; strings
 //! without escapes or control characters; integers and floats of strict JSON grammar
@@ -85,7 +86,8 @@ enum Val<'a> {
 }
 
 /// Every key an event may hold; a key's place here is its bit in a mask.
-const KEYS: [&[u8]; 13] = [
+const KEY_COUNT: usize = 15;
+const KEYS: [&[u8]; KEY_COUNT] = [
     b"type",
     b"v",
     b"id",
@@ -99,6 +101,8 @@ const KEYS: [&[u8]; 13] = [
     b"name",
     b"value",
     b"cohort",
+    b"failure",
+    b"example",
 ];
 const K_TYPE: usize = 0;
 const K_V: usize = 1;
@@ -113,6 +117,8 @@ const K_LATENCY: usize = 9;
 const K_NAME: usize = 10;
 const K_VALUE: usize = 11;
 const K_COHORT: usize = 12;
+const K_FAILURE: usize = 13;
+const K_EXAMPLE: usize = 14;
 const COMMON: u16 = 0xff; // type .. flag_version
 const fn bit(key: usize) -> u16 {
     1 << key
@@ -123,13 +129,14 @@ const EXPOSURE: usize = 0;
 const REQUEST: usize = 1;
 const CONVERSION: usize = 2;
 const CRASH: usize = 3;
+const EXCEPTION: usize = 4;
 /// Per type: the keys it may hold and the keys it must.
 const ALLOWED: [u16; 5] = [
     COMMON | bit(K_COHORT),
     COMMON | bit(K_ERROR) | bit(K_LATENCY) | bit(K_COHORT),
     COMMON | bit(K_NAME) | bit(K_VALUE) | bit(K_COHORT),
-    COMMON | bit(K_COHORT),
-    COMMON | bit(K_COHORT),
+    COMMON | bit(K_COHORT) | bit(K_FAILURE) | bit(K_EXAMPLE),
+    COMMON | bit(K_COHORT) | bit(K_FAILURE) | bit(K_EXAMPLE),
 ];
 const REQUIRED: [u16; 5] = [COMMON, COMMON | bit(K_ERROR), COMMON, COMMON, COMMON];
 
@@ -277,8 +284,8 @@ impl<'a> Parser<'a> {
     }
 
     /// One object of known keys, each once, and nothing after it but whitespace.
-    fn object(&mut self) -> Result<(u16, [Val<'a>; 13]), Bail> {
-        let mut vals = [Val::Null; 13];
+    fn object(&mut self) -> Result<(u16, [Val<'a>; KEY_COUNT]), Bail> {
+        let mut vals = [Val::Null; KEY_COUNT];
         let mut seen = 0u16;
         self.ws();
         self.eat(b'{')?;
@@ -322,12 +329,26 @@ impl<'a> Parser<'a> {
 }
 
 fn chars_within(text: &str, most: usize) -> Result<&str, Bail> {
+    chars_between(text, 1, most)
+}
+
+/// `text` when it holds `least..=most` code points.
+#[inline]
+fn chars_between(text: &str, least: usize, most: usize) -> Result<&str, Bail> {
     // Code points: every byte that does not continue a UTF-8 sequence.
     let count = text.bytes().filter(|&b| (b & 0xC0) != 0x80).count();
-    if count >= 1 && count <= most {
+    if count >= least && count <= most {
         Ok(text)
     } else {
         Err(Bail)
+    }
+}
+
+/// An optional string field (null: absent) of `least..=most` code points.
+fn optional_chars(val: Val<'_>, least: usize, most: usize) -> Result<Option<&str>, Bail> {
+    match val {
+        Val::Null => Ok(None),
+        val => chars_between(text(val)?, least, most).map(Some),
     }
 }
 
@@ -401,6 +422,9 @@ struct Event<'a> {
     latency: Option<f64>,
     name: Option<&'a str>,
     value: Option<f64>,
+    /// A crash's or an exception's failure name and its example message.
+    failure: Option<&'a str>,
+    example: Option<&'a str>,
 }
 
 // ------------------------------------------------------------------ folding
@@ -423,6 +447,9 @@ struct Plan<'py, 'a> {
     requested: Vec<u32>,
     /// Likewise of the units with errors, by each one's first error (`unit_errors`).
     failed: Vec<u32>,
+    /// Each crash or exception that names its failure, in the order of its events: the
+    /// name, the example and the unit's bucket (the cell's list `failed`).
+    failures: Vec<(&'a str, Option<&'a str>, i64)>,
 }
 
 struct Named<'py, 'a> {
@@ -474,6 +501,9 @@ struct Folder {
     id_chars: usize,
     unit_chars: usize,
     flag_chars: usize,
+    /// A failure's name (at least one) and its example (none allowed): most code points.
+    failure_chars: usize,
+    example_chars: usize,
     max_ts: u64,
     max_version: u64,
     latency: (f64, f64),
@@ -528,6 +558,8 @@ impl Folder {
             latency: None,
             name: None,
             value: None,
+            failure: None,
+            example: None,
         };
         if kind == REQUEST {
             event.error = match v[K_ERROR] {
@@ -542,6 +574,9 @@ impl Folder {
                 val => Some(text(val)?),
             };
             event.value = float(v[K_VALUE], self.value)?;
+        } else if kind == CRASH || kind == EXCEPTION {
+            event.failure = optional_chars(v[K_FAILURE], 1, self.failure_chars)?;
+            event.example = optional_chars(v[K_EXAMPLE], 0, self.example_chars)?;
         }
         Ok(event)
     }
@@ -571,7 +606,9 @@ impl Folder {
             for name in ["hist", "counts", "unit_requests", "unit_errors"] {
                 attr_dict(cell, name)?;
             }
-            if !attr(cell, "units")?.is_exact_instance_of::<PySet>() {
+            if !attr(cell, "units")?.is_exact_instance_of::<PySet>()
+                || !attr(cell, "failed")?.is_exact_instance_of::<PyList>()
+            {
                 return Err(Bail);
             }
             sums_dict = Some(attr_dict(cell, "sums")?);
@@ -600,6 +637,7 @@ impl Folder {
         let mut unit_counts: Vec<[i64; 2]> = Vec::with_capacity(events.len());
         let mut requested: Vec<u32> = Vec::with_capacity(events.len());
         let mut failed: Vec<u32> = Vec::new();
+        let mut failures: Vec<(&'a str, Option<&'a str>, i64)> = Vec::new();
         let mut distinct: Map<&'a str, u32> =
             Map::with_capacity_and_hasher(events.len(), Default::default());
         for &index in events {
@@ -689,6 +727,9 @@ impl Folder {
                     if kind == CRASH {
                         count(base + crashes);
                     }
+                    if let Some(failure) = event.failure {
+                        failures.push((failure, event.example, base / width));
+                    }
                 }
             }
         }
@@ -705,6 +746,7 @@ impl Folder {
             unit_counts,
             requested,
             failed,
+            failures,
         })
     }
 
@@ -900,6 +942,24 @@ fn write(plan: &Plan<'_, '_>, into: &Bound<'_, PyDict>, folder: &Folder) -> PyRe
             dict.set_item(text, before + n)?;
         }
     }
+    if !plan.failures.is_empty() {
+        let failed = cell.getattr(intern!(py, "failed"))?.cast_into::<PyList>()?;
+        for (failure, example, bucket) in &plan.failures {
+            let example = match example {
+                Some(text) => PyString::new(py, text).into_any(),
+                None => py.None().into_bound(py),
+            };
+            let item = PyTuple::new(
+                py,
+                [
+                    PyString::new(py, failure).into_any(),
+                    example,
+                    bucket.into_pyobject(py)?.into_any(),
+                ],
+            )?;
+            failed.append(item)?;
+        }
+    }
     if plan.named.is_empty() {
         return Ok(());
     }
@@ -925,13 +985,14 @@ fn write(plan: &Plan<'_, '_>, into: &Bound<'_, PyDict>, folder: &Folder) -> PyRe
 impl Folder {
     #[new]
     #[pyo3(signature = (
-        *, max_bytes, chars, max_ts, max_version, latency, value, tags, arms, cohorts,
-        compared, layout, edges, cell_type, named_type, name_ok
+        *, max_bytes, chars, failure_chars, max_ts, max_version, latency, value, tags, arms,
+        cohorts, compared, layout, edges, cell_type, named_type, name_ok
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         max_bytes: usize,
         chars: (usize, usize, usize),
+        failure_chars: (usize, usize),
         max_ts: u64,
         max_version: u64,
         latency: (f64, f64),
@@ -952,11 +1013,14 @@ impl Folder {
             ));
         }
         let (id_chars, unit_chars, flag_chars) = chars;
+        let (failure_chars, example_chars) = failure_chars;
         Ok(Folder {
             max_bytes,
             id_chars,
             unit_chars,
             flag_chars,
+            failure_chars,
+            example_chars,
             max_ts,
             max_version,
             latency,

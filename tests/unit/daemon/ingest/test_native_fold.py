@@ -5,7 +5,8 @@ span of valid ones) is offered to the native extension on a delta, and folded on
 that delta by the Python path (:meth:`EventDecoder.decode_many` and ``fold``). Where the
 extension answers, both deltas must be equal in everything the flush reads (counters,
 float sums compared by their bits, histogram, units, each unit's requests and errors in
-order, named conversions in order, unit buckets, ids, cells in order); where it does not,
+order, named conversions in order, failures named in order, unit buckets, ids, cells in
+order); where it does not,
 the delta must be as it was. Where the extension is not installed they skip with SERVICE
 MISSING, and fail under CI (``make native`` builds it).
 """
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import random
+import zlib
 from collections import Counter
 from typing import Any
 
@@ -24,9 +26,12 @@ from hypothesis import strategies as st
 
 from controller.core.stats.aggregates import CellDelta
 from controller.core.stats.folding import PartitionDelta, Seen, fold
-from controller.core.wire.decoding import EventDecoder
+from controller.core.stats.units import UNIT_BUCKETS
+from controller.core.wire.decoding import EventDecoder, Rejection, RejectReason
+from controller.daemon.ingest.batches import Folder
 from controller.daemon.ingest.native_fold import NativeFolder, native_folder
-from tests.support.reference import encode, make_event
+from controller.ports import DeadLetter, Record
+from tests.support.reference import StubRecord, encode, make_event
 from tests.unit.core.wire.test_decoding import event
 
 pytestmark = pytest.mark.usefixtures("fold_native")
@@ -45,6 +50,8 @@ def cell_view(cell: CellDelta) -> tuple[Any, ...]:
         list(cell.unit_requests.items()),
         list(cell.unit_errors.items()),
         [(k, n.conv, n.cv_n, n.cv_sum.hex(), n.cv_sq.hex()) for k, n in cell.named.items()],
+        type(cell.failed),
+        [(type(f), *f, type(f[0]), type(f[1]), type(f[2])) for f in cell.failed],
         sorted(cell.bucket_counts().items()),
         sorted((slot, x.hex()) for slot, x in cell.bucket_sums().items()),
         sorted(cell.counters().items()),
@@ -121,6 +128,12 @@ def test_spans_folded_one_after_another_into_one_delta() -> None:
         assert folder().fold(values, native.cells, native.seen.ids, decoder.flag_ok)
         assert python_fold(values, reference)
     assert view(native) == view(reference)
+
+
+def failing(id: str, **own: Any) -> bytes:
+    """An exception event (``type="crash"``: a crash) with ``own`` fields."""
+    return orjson.dumps(event(**{"id": id, "type": "exception", "error": ..., "latency_ms": ...,
+                                 **own}))  # fmt: skip
 
 
 RAW: dict[str, tuple[bytes | None, bool]] = {
@@ -202,6 +215,33 @@ RAW: dict[str, tuple[bytes | None, bool]] = {
     latency_ms=..., name="9lives")), False),
     "name with a final newline": (orjson.dumps(event(id="s62", type="conversion", error=...,
     latency_ms=..., name="n\n")), False),
+    # A crash's or an exception's failure: its name of 1 to 256 code points, its example of
+    # 0 to 2048, each optional, on those two types alone.
+    "crash failing": (failing("s63", type="crash", failure="KeyError in cart.py:price",
+    example="KeyError: 'cart_id'"), True),
+    "exception failing, no example": (failing("s64", failure="5xx GET /cart/{id}"), True),
+    "example empty": (failing("s65", failure="f", example=""), True),
+    "example null": (failing("s66", failure="f", example=None), True),
+    "failure null": (failing("s67", failure=None, example="e"), True),
+    "example without a failure": (failing("s68", type="crash", example="e"), True),
+    "failure of 256 code points": (failing("s69", failure="é" * 256, example="é" * 2048),
+    True),
+    "failure in a cohort": (failing("s70", type="crash", failure="Bus error", example="💥",
+    cohort="holdout"), True),
+    "failure empty": (failing("s71", failure=""), False),
+    "failure of 257 code points": (failing("s72", failure="é" * 257), False),
+    "example of 2049 code points": (failing("s73", failure="f", example="é" * 2049), False),
+    "failure as a number": (failing("s74", failure=7), False),
+    "example as false": (failing("s75", failure="f", example=False), False),
+    "failure nested": (failing("s76", failure=["f"]), False),
+    "failure with an escape": (failing("s77", failure="Error in\nmain"), False),
+    "example with an escape": (failing("s78", failure="f", example='say "hi"'), False),
+    "failure on a request": (orjson.dumps(event(id="s79", failure="f")), False),
+    "example on a request": (orjson.dumps(event(id="s80", example="e")), False),
+    "failure on an exposure": (orjson.dumps(event(id="s81", type="exposure", error=...,
+    latency_ms=..., failure="f")), False),
+    "failure on a conversion": (orjson.dumps(event(id="s82", type="conversion", error=...,
+    latency_ms=..., failure="f")), False),
     "known id": (orjson.dumps(event(id="k1")), False),
     "id folded before": (orjson.dumps(event(id="e10000")), False),
     "id repeated in the span": (orjson.dumps(event(id="e3")), False),
@@ -334,6 +374,149 @@ def test_a_cell_whose_unit_counts_are_not_a_dict_is_left_to_python() -> None:
     assert not same_or_untouched(second, delta)
 
 
+REFUSED = (
+    "failure empty",
+    "failure of 257 code points",
+    "example of 2049 code points",
+    "failure as a number",
+    "example as false",
+    "failure nested",
+    "failure on a request",
+    "example on a request",
+    "failure on an exposure",
+    "failure on a conversion",
+)
+"""The cases of :data:`RAW` with a failure or an example the contract refuses."""
+
+
+@pytest.mark.parametrize("case", REFUSED)
+def test_a_failure_the_contract_refuses_is_refused_as_python_refuses_it(case: str) -> None:
+    raw, _ = RAW[case]
+    assert raw is not None
+    decoder = EventDecoder(max_bytes=MAX_BYTES)
+    assert decoder.decode_many([raw]) is None
+    refused = decoder.decode(raw)
+    assert isinstance(refused, Rejection)
+    assert refused.reason is RejectReason.SCHEMA_VIOLATION
+    # Through ingest's folder: the span left to the Python path, the record dead-lettered.
+    values = bench_events(40)
+    values[23] = raw
+    records: list[Record] = [StubRecord(value, offset) for offset, value in enumerate(values)]
+    folded: list[tuple[Any, list[tuple[int, str]]]] = []
+    for native in (True, False):
+        rejected: list[DeadLetter] = []
+        into = started()
+        Folder(max_event_bytes=MAX_BYTES, native=native).fold(0, records, rejected, into=into)
+        folded.append((view(into), [(r.record.offset, str(r.reason)) for r in rejected]))
+    assert folded[0] == folded[1]
+    assert folded[0][1] == [(23, "schema_violation")]
+
+
+Failing = tuple[str, str, str | None, str | None, str]
+"""An event as a failure case writes it: kind, unit, failure, example (None: left out),
+and arm or cohort."""
+
+
+def failing_spans(spans: list[list[Failing]]) -> list[list[bytes | None]]:
+    """Each span's events as their records, ids in order over all spans."""
+    out: list[list[bytes | None]] = []
+    number = 0
+    for span in spans:
+        values: list[bytes | None] = []
+        for kind, unit, failure, example, label in span:
+            own: dict[str, Any] = {"type": kind, "failure": failure, "example": example}
+            if kind == "request":
+                own = {"type": kind, "error": True}
+            elif kind == "exposure":
+                own = {"type": kind}
+            own = {k: ... if v is None else v for k, v in own.items()}
+            if label in ("treatment", "control"):
+                own["arm"] = label
+            else:
+                own |= {"arm": "treatment", "cohort": label}
+            values.append(failing(f"x{number}", unit=unit, **own))
+            number += 1
+        out.append(values)
+    return out
+
+
+def bucket(unit: str) -> int:
+    return zlib.crc32(unit.encode()) % UNIT_BUCKETS
+
+
+def test_failures_are_listed_in_their_cells_in_the_order_folded() -> None:
+    spans: list[list[Failing]] = [
+        [
+            ("crash", "a", "SIGSEGV in libc", "Segmentation fault", "treatment"),
+            ("request", "b", None, None, "treatment"),
+            ("exception", "b", "KeyError in cart.py:price", "", "control"),
+            ("exception", "c", None, "no name: not listed", "treatment"),
+            ("exception", "ü", "Ошибка в модуле", "ключ «cart» 💥", "holdout"),
+            ("crash", "a", "SIGSEGV in libc", None, "treatment"),
+            ("exposure", "d", None, None, "control"),
+            ("exception", "d", "TimeoutError in pay.py:charge", None, "compared"),
+        ],
+        [
+            ("exception", "e", "5xx GET /cart/{id}", "upstream 503", "control"),
+            ("crash", "a", "SIGSEGV in libc", "Segmentation fault", "treatment"),
+            ("crash", "ü", "Ошибка в модуле", None, "holdout"),
+        ],
+    ]
+    delta = started()
+    before = {key: len(cell.failed) for key, cell in delta.cells.items()}
+    for values in failing_spans(spans):
+        assert same_or_untouched(values, delta)
+    added = {
+        key[2]: cell.failed[before.get(key, 0) :]
+        for key, cell in delta.cells.items()
+        if key[0] == "checkout.new-flow"
+    }
+    assert added == {
+        "treatment": [
+            ("SIGSEGV in libc", "Segmentation fault", bucket("a")),
+            ("SIGSEGV in libc", None, bucket("a")),
+            ("TimeoutError in pay.py:charge", None, bucket("d")),  # the compared cohort's
+            ("SIGSEGV in libc", "Segmentation fault", bucket("a")),
+        ],
+        "control": [
+            ("KeyError in cart.py:price", "", bucket("b")),
+            ("5xx GET /cart/{id}", "upstream 503", bucket("e")),
+        ],
+        "holdout": [
+            ("Ошибка в модуле", "ключ «cart» 💥", bucket("ü")),
+            ("Ошибка в модуле", None, bucket("ü")),
+        ],
+    }
+
+
+def test_failures_are_appended_to_those_a_cell_holds() -> None:
+    delta = started()
+    first, second = failing_spans(
+        [
+            [("crash", "a", "first", "one", "control")],
+            [("exception", "b", "second", None, "control")],
+        ]
+    )
+    assert python_fold(first, delta)
+    assert same_or_untouched(second, delta)
+    cell = delta.cells[("checkout.new-flow", 3, "control")]
+    assert cell.failed == [("first", "one", bucket("a")), ("second", None, bucket("b"))]
+
+
+def test_a_cell_whose_failures_are_not_a_list_is_left_to_python() -> None:
+    delta = PartitionDelta(partition=0, next_offset=0)
+    first, second = failing_spans(
+        [
+            [("crash", "a", "first", "one", "control")],
+            [("exposure", "b", None, None, "control")],
+        ]
+    )
+    assert same_or_untouched(first, delta)
+    cell = delta.cells[("checkout.new-flow", 3, "control")]
+    cell.failed = tuple(cell.failed)  # type: ignore[assignment]
+    assert not same_or_untouched(second, delta)
+
+
 @st.composite
 def literals(draw: st.DrawFn, most: int = 10**17) -> str:
     """A JSON number as apps write them: integers, decimals, exponents, up to 18 digits."""
@@ -373,6 +556,14 @@ def events(draw: st.DrawFn) -> bytes:
         body["name"] = draw(st.sampled_from((..., None, "checkout", "b2", "Bad name")))
         if body["name"] is ...:
             del body["name"]
+    else:
+        lengths = (..., None, 0, 1, 7, 256, 257, 2048, 2049)
+        for key, char in (("failure", "é"), ("example", "x")):
+            length = draw(st.sampled_from(lengths))
+            if length is None:
+                body[key] = None
+            elif length is not ...:
+                body[key] = draw(text) + char * length
         if draw(st.booleans()):
             numbers["value"] = draw(literals())
     raw = orjson.dumps(body)
