@@ -60,6 +60,7 @@ from controller.core.rollouts.plan import DEFAULT_PLAN, Plan, load_plan, parse_p
 from controller.core.rollouts.plan_parts import (
     CONVERSION_METRICS,
     COUNT_METRICS,
+    FAILURE_METRICS,
     LOWER_IS_BETTER,
     Guardrail,
     HeavyUnits,
@@ -128,6 +129,7 @@ __all__ = [
     "DEFAULT_PLAN",
     "DEPLOY_VERDICT_MODELS",
     "ERROR_BUDGET",
+    "FAILURE_METRICS",
     "FENCE",
     "LOWER_IS_BETTER",
     "MAX_APPROVALS",

@@ -32,6 +32,7 @@ Metric = Literal[
     "conversion_value",
     "crash_count",
     "exception_count",
+    "new_failures",
 ]
 LOWER_IS_BETTER: frozenset[str] = frozenset(
     {
@@ -41,10 +42,14 @@ LOWER_IS_BETTER: frozenset[str] = frozenset(
         "latency_exceedance",
         "crash_count",
         "exception_count",
+        "new_failures",
     }
 )
 COUNT_METRICS: frozenset[str] = frozenset({"crash_count", "exception_count"})
 """Counts with no denominator of their own, tested per exposure (docs/architecture.md)."""
+FAILURE_METRICS: frozenset[str] = COUNT_METRICS | {"new_failures"}
+"""The metrics that read the failures in a flag's traces: crashes, exceptions, and each
+failure by its fingerprint (``new_failures``)."""
 CONVERSION_METRICS: frozenset[str] = frozenset({"conversion_rate", "conversion_value"})
 """The metrics a guardrail may read for one named conversion alone."""
 KEY_SEPARATOR = ":"

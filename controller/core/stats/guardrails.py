@@ -27,6 +27,7 @@ from statistics import NormalDist
 from controller.core.rollouts import Guardrail, Plan
 from controller.core.stats.aggregates import ArmAggregate, FlagAggregates
 from controller.core.stats.dominance import dominance, dominance_text
+from controller.core.stats.failures.testing import NEW_FAILURES, new_failures_result
 from controller.core.stats.heaviest.deciding import in_bucket, shown
 from controller.core.stats.latency import (
     exceedance_bucket,
@@ -61,6 +62,8 @@ def guardrail_result(
     if min(metric_events(metric, t), metric_events(metric, c)) < metric_floor(metric, plan):
         return None
     level = plan.alpha_for(guardrail.key) if alpha is None else alpha
+    if metric == NEW_FAILURES:
+        return new_failures_result(guardrail, data, plan, level) if on_units(data) else None
     independent = _independent_result(guardrail, t, c, plan, level)
     if not on_units(data):
         return independent

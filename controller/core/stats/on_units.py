@@ -102,10 +102,10 @@ def unit_result(
         alpha=independent.alpha,
         n_tune=independent.n_tune,
     )
-    return _on_units(result, independent)
+    return on_units_result(result, independent)
 
 
-def _on_units(result: SequentialResult, independent: SequentialResult) -> SequentialResult:
+def on_units_result(result: SequentialResult, independent: SequentialResult) -> SequentialResult:
     """``result`` marked as a test on units, with its inflation against ``independent``."""
     widening = None
     if math.isfinite(result.half_width) and independent.half_width > 0:
@@ -142,7 +142,7 @@ def metric_events(metric: str, arm: ArmAggregate) -> int:
     """How many events of ``metric`` the arm holds (the guardrails' floors count them too)."""
     if metric == "error_rate":
         return arm.requests
-    if metric == "conversion_rate" or metric in COUNTED_KINDS:
+    if metric in {"conversion_rate", "new_failures"} or metric in COUNTED_KINDS:
         return arm.exposures
     if metric == "conversion_value":
         return arm.conversion_values
@@ -213,12 +213,29 @@ def _ratio_effect(
     units: tuple[int, int],
 ) -> float | None:
     """max(1, design effect) of the ratio of ``kinds`` (numerator, denominator) over the
-    bucketed events: the larger of the arms' and identical arms' variance on units, over the
-    variance as if those events were independent (its own null floor included). ``spread``:
-    the per-event variance of treatment, control and both pooled. None while an arm has too
-    few buckets with data."""
+    bucketed events (:func:`columns_effect`)."""
+    columns = tuple((b.column(kinds[0]), b.column(kinds[1])) for b in buckets)
+    return columns_effect((columns[0], columns[1]), spread, units)
+
+
+Columns = tuple[Sequence[float], Sequence[float]]
+"""One arm's numerators and denominators, bucket by bucket."""
+
+
+def columns_effect(
+    columns: tuple[Columns, Columns],
+    spread: tuple[float, float, float],
+    units: tuple[int, int],
+) -> float | None:
+    """max(1, design effect) of a ratio over buckets of units (``columns``: treatment's and
+    control's numerators and denominators): the larger of the arms' and identical arms'
+    variance on units, over the variance as if those events were independent (its own null
+    floor included). ``spread``: the per-event variance of treatment, control and both
+    pooled. None while an arm has too few buckets with data."""
     # Each arm's sums and spread, taken once for its own variance and the pooled one.
-    ratio_t, ratio_c = (bucket_ratio(b.column(kinds[0]), b.column(kinds[1])) for b in buckets)
+    ratio_t, ratio_c = (
+        bucket_ratio(numerators, denominators) for numerators, denominators in columns
+    )
     own = ratio_t.variance + ratio_c.variance
     if not math.isfinite(own) or not all(math.isfinite(s) for s in spread):
         return None
@@ -357,4 +374,4 @@ def _quantile(
         design_effects=(effects[0], effects[1]),
         n=units,
     )
-    return _on_units(result, independent)
+    return on_units_result(result, independent)

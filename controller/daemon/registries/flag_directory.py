@@ -39,7 +39,7 @@ from datetime import datetime
 import structlog
 
 from controller.core.common import ControllerError
-from controller.core.rollouts import COUNT_METRICS, Rollout
+from controller.core.rollouts import FAILURE_METRICS, Rollout
 from controller.core.telemetry import FlagRules
 from controller.core.telemetry import rules_of as telemetry_rules
 from controller.kit.deadlines import deadline
@@ -153,7 +153,7 @@ class FlagDirectory:
 def rules_of(rollout: Rollout, before: FlagRules | None = None) -> FlagRules:
     """``rollout``'s flag as the translator reads it, its timeline extended from ``before``."""
     timeline = timeline_after(before.timeline if before else (), rollout)
-    failures = any(g.metric in COUNT_METRICS for g in rollout.plan.guardrails)
+    failures = any(g.metric in FAILURE_METRICS for g in rollout.plan.guardrails)
     return telemetry_rules(
         rollout.flag, rollout.plan.telemetry, rollout.flag_version, timeline, failures=failures
     )
