@@ -7,7 +7,7 @@ marked. Rates come from the recorded counts: errors per request and
 conversions per exposure. A latency quantile (p95, p99) comes from each arm's
 quantiles the gate saw, which points keep since they were recorded; for
 conversion value the history keeps no per-arm value, and the chart says so.
-Pure: a history read into :class:`~controller.core.reading.views.RolloutHistory` in,
+Pure: a history read into :class:`~controller.core.reading.served_history.RolloutHistory` in,
 SVG out.
 """
 

@@ -8,8 +8,8 @@ numbers as a table. The console's rollout page and ``rolloutctl report --html``
 both build theirs with :func:`figures`, so they draw the same chart of a
 rollout, and stages are named as every other output names them
 (``stage 3/5 (25%)``). The history is a
-:class:`~controller.core.reading.views.RolloutHistory`: the console's own, or one a
-report read over the network (:meth:`~controller.core.reading.views.RolloutHistory.read`
+:class:`~controller.core.reading.served_history.RolloutHistory`: the console's own, or one a
+report read over the network (:meth:`~controller.core.reading.served_history.RolloutHistory.read`
 leaves out what breaks the contract).
 
 A stage with no concurrent control compares nothing: its gate tests the treated units

@@ -9,7 +9,7 @@ as a band, the limit as a dashed line, the stages' starts and the decisions mark
 band wholly above the line is a breach (ringed, as a guardrail's crossing is); its top at
 or below the line is the rate *shown* under the limit, the only good news a limit gives.
 
-Pure: a history read into :class:`~controller.core.reading.views.RolloutHistory` in, SVG
+Pure: a history read into :class:`~controller.core.reading.served_history.RolloutHistory` in, SVG
 and words out. A latency limit's rate is the share of requests slower than it.
 """
 

@@ -76,6 +76,7 @@ from controller.core.reading.pipeline_view import (
     pipeline_text,
     pipeline_view,
 )
+from controller.core.reading.served_history import HistoryPoint, RolloutHistory, StageHistory
 from controller.core.reading.sources_text import budget_text, source_lines
 from controller.core.reading.spans import (
     FINISHED,
@@ -98,13 +99,10 @@ from controller.core.reading.views import (
     READ_API_MODELS,
     FlagStates,
     FlagStateView,
-    HistoryPoint,
-    RolloutHistory,
     RolloutList,
     RolloutRow,
     RolloutStatus,
     RolloutView,
-    StageHistory,
     describe,
 )
 from controller.core.reading.wording import (
@@ -114,6 +112,7 @@ from controller.core.reading.wording import (
     at_stage,
     control_rate,
     decided_at,
+    failure_text,
     guardrail_text,
     harm_edge,
     label_of,
@@ -196,6 +195,7 @@ __all__ = [
     "describe",
     "dominant_text",
     "evidence",
+    "failure_text",
     "flag_problem",
     "gate_text",
     "guardrail_state",

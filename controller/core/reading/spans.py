@@ -22,7 +22,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from controller.core.reading.views import HistoryPoint, RolloutHistory, RolloutView
+from controller.core.reading.served_history import HistoryPoint, RolloutHistory
+from controller.core.reading.views import RolloutView
 
 FINISHED = ("completed", "rolled_back", "killed", "aborted")
 """Phases a rollout does not leave: it ended when it came to one."""

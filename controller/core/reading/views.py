@@ -3,8 +3,8 @@
 ``GET /flags`` serves :class:`FlagStates`, ``GET /rollouts`` a
 :class:`RolloutList` of :class:`RolloutStatus`, ``GET /rollouts/{flag}`` one
 :class:`RolloutStatus` and ``GET /rollouts/{flag}/history`` a
-:class:`RolloutHistory`; the console's list shows :class:`RolloutRow`. The
-daemon builds these and the clients parse them, so both sides read one
+:class:`~controller.core.reading.served_history.RolloutHistory`; the console's list shows
+:class:`RolloutRow`. The daemon builds these and the clients parse them, so both sides read one
 definition; ``schemas/http-*.schema.json`` are generated from them
 (``rollout-controller schemas export``), like the topics' contracts.
 
@@ -17,23 +17,14 @@ is byte for byte what it was when these were plain dictionaries. A gate's
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated
 
-from pydantic import (
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    RootModel,
-    StrictInt,
-    ValidationError,
-)
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, RootModel
 
 from controller.core.reading.commands import Steering, steering
 from controller.core.reading.evidence_view import HoldoutCheck, read_back
-from controller.core.reading.history import LimitPoint
+from controller.core.reading.served_history import RolloutHistory, ServedView
 from controller.core.reading.stage_power import StageNeeds, stage_needs
 from controller.core.reading.wording import position_label, stage_position
 from controller.core.rollouts import NextMove, Rollout, Verdict, Window, next_move
@@ -46,23 +37,8 @@ from controller.core.wire import (
     RolloutEvidence,
 )
 
-MAX_SERVED_STAGES = 20
-"""A plan has at most 20 stages: a served history's further entries are not read."""
-MAX_SERVED_POINTS = 5_000
-"""The most points read per stage of a served history (the latest): a stage keeps about
-200 an hour."""
 
-
-class _View(BaseModel):
-    # A client reads a newer controller's answer: fields it does not know are ignored.
-    model_config = ConfigDict(frozen=True, extra="ignore")
-
-    def served(self) -> dict[str, object]:
-        """The object as served: every field, in order, values as they are."""
-        return self.model_dump()
-
-
-class StagePosition(_View):
+class StagePosition(ServedView):
     """Where a rollout stands in its plan, as numbers and in words."""
 
     index: int = Field(description="The stage, from 0.")
@@ -72,7 +48,7 @@ class StagePosition(_View):
     label: str = Field(description='In words, e.g. "stage 2/5 (5%)".')
 
 
-class RolloutView(_View):
+class RolloutView(ServedView):
     """A rollout for people and dashboards: where it is and what the gate sees.
 
     The fields with a default are those an older controller did not serve:
@@ -166,7 +142,7 @@ class RolloutStatus(RolloutView):
     )
 
 
-class RolloutList(_View):
+class RolloutList(ServedView):
     """``GET /rollouts``: every rollout, by flag."""
 
     rollouts: list[RolloutStatus]
@@ -182,7 +158,7 @@ class RolloutRow(RolloutView):
     health_reason: str
 
 
-class FlagStateView(_View):
+class FlagStateView(ServedView):
     """A flag's state as apps poll it from ``GET /flags``: the flag-state message's fields."""
 
     flag: str
@@ -220,119 +196,6 @@ class FlagStates(RootModel[list[FlagStateView]]):
     """``GET /flags``: the current state of every flag with a rollout, by flag."""
 
     model_config = ConfigDict(frozen=True)
-
-
-class ArmCounts(_View):
-    # Strict: a client reading a served history takes no boolean for a count.
-    units: StrictInt
-    exposures: StrictInt
-    requests: StrictInt
-    errors: StrictInt
-    conversions: StrictInt
-
-
-class GuardrailPoint(_View):
-    delta: float | None
-    lower: float | None
-    upper: float | None
-    p_value: float
-    tolerance: float
-    direction: Literal["lower_is_better", "higher_is_better"]
-    regressed: bool
-
-
-class ArmLatencyPoint(_View):
-    """One arm's latency quantiles in ms at a gate; null without requests."""
-
-    p50: float | None = Field(ge=0)
-    p95: float | None = Field(ge=0)
-    p99: float | None = Field(ge=0)
-
-
-class HistoryPoint(_View):
-    """One recorded gate evaluation."""
-
-    ts_ms: StrictInt
-    ts: str = Field(description="ISO 8601.")
-    stage: StrictInt
-    percent: float
-    verdict: str
-    srm_p: float
-    arms: dict[str, ArmCounts]
-    guardrails: dict[str, GuardrailPoint | None] = Field(
-        description="Per metric its test; null while the metric had too little data."
-    )
-    latency: dict[str, ArmLatencyPoint] | None = Field(
-        default=None,
-        description="Per arm its latency quantiles as the gate saw them; null or absent"
-        " where the gate gave none (points recorded before they were kept).",
-    )
-    limits: dict[str, LimitPoint] | None = Field(
-        default=None, description="Per absolute limit its test, at a stage without control."
-    )
-
-
-class StageHistory(_View):
-    stage: StrictInt
-    percent: float
-    points: list[HistoryPoint]
-
-
-class RolloutHistory(_View):
-    """``GET /rollouts/{flag}/history``: the current rollout's gate points, stage by stage."""
-
-    flag: str
-    rollout_id: str
-    stages: list[StageHistory]
-
-    @classmethod
-    def read(cls, served: object) -> RolloutHistory | None:
-        """A served history read as a client reads one: None unless it is a rollout's history;
-        a stage or point breaking the contract is left out, never raised, and at most
-        :data:`MAX_SERVED_STAGES` stages of :data:`MAX_SERVED_POINTS` points (the latest) are
-        read."""
-        stages = served.get("stages") if isinstance(served, Mapping) else None
-        if not isinstance(served, Mapping) or not isinstance(stages, list):
-            return None
-        try:
-            kept = [s for s in map(_stage, stages[:MAX_SERVED_STAGES]) if s is not None]
-            ids = {"flag": served.get("flag"), "rollout_id": served.get("rollout_id")}
-            return cls.model_validate({**ids, "stages": kept})
-        except ValidationError:
-            return None
-
-    def points(self) -> list[HistoryPoint]:
-        """Every point, stage by stage, as recorded."""
-        return [point for stage in self.stages for point in stage.points]
-
-    def names(self) -> dict[int, str]:
-        """Each stage in words, as every output names it: ``stage 3/5 (25%)``."""
-        total = len(self.stages)
-        named = {s.stage: position_label(s.stage, total, s.percent) for s in self.stages}
-        return {index: name for index, name in named.items() if name is not None}
-
-
-def _stage(entry: object) -> StageHistory | None:
-    if not isinstance(entry, Mapping):
-        return None
-    points = entry.get("points")
-    kept = (
-        [p for p in map(_point, points[-MAX_SERVED_POINTS:]) if p is not None]
-        if isinstance(points, list)
-        else []
-    )
-    try:
-        fields = {"stage": entry.get("stage"), "percent": entry.get("percent")}
-        return StageHistory.model_validate({**fields, "points": kept})
-    except ValidationError:
-        return None
-
-
-def _point(point: object) -> HistoryPoint | None:
-    try:
-        return HistoryPoint.model_validate(point)
-    except ValidationError:
-        return None
 
 
 READ_API_MODELS: dict[str, type[BaseModel]] = {

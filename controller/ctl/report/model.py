@@ -3,7 +3,7 @@
 Plain data, built by :func:`controller.ctl.report.report.build` from the typed
 inputs (the rollout's :class:`~controller.core.reading.views.RolloutStatus`, its
 :class:`~controller.core.wire.messages.Decision` messages and its
-:class:`~controller.core.reading.views.RolloutHistory`) and rendered by
+:class:`~controller.core.reading.served_history.RolloutHistory`) and rendered by
 :mod:`controller.ctl.report.render` as Markdown or HTML, or printed as JSON
 (``rolloutctl report --json``: these fields, in this order). The charts are
 the console's :class:`~controller.console.figures.Figure`, so the report

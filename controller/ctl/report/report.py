@@ -4,7 +4,7 @@ Pure: :func:`build` takes the rollout's status (``/rollouts/{flag}``, a
 :class:`~controller.core.reading.views.RolloutStatus`), its decisions (from
 ``rollout.decisions``, each a :class:`~controller.core.wire.messages.Decision`)
 and, when the controller serves it, its gate history (``/rollouts/{flag}/history``,
-a :class:`~controller.core.reading.views.RolloutHistory`), and returns the report's
+a :class:`~controller.core.reading.served_history.RolloutHistory`), and returns the report's
 data (:mod:`controller.ctl.report.model`). The stages and their numbers are
 :mod:`controller.ctl.report.stages`'; the gate history becomes one figure per
 guardrail over the whole rollout (:func:`controller.console.figures.figures`:

@@ -11,7 +11,7 @@ import pytest
 from controller.console.arm_chart import arm_chart, arm_points, arm_text, ms_text, share_text
 from controller.console.charts import Mark
 from controller.console.figures import GuardrailSpec, figures
-from controller.core.reading.views import RolloutHistory
+from controller.core.reading.served_history import RolloutHistory
 
 
 def point(ts_ms: int, t: tuple[int, int], c: tuple[int, int], **over: Any) -> dict[str, Any]:

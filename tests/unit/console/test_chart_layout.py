@@ -15,7 +15,8 @@ from controller.console.figures import GuardrailSpec, figures
 from controller.console.labels import CHAR_PX, Label, layout, overlap
 from controller.console.rollout import RolloutPage, rollout_detail
 from controller.core.reading import collecting
-from controller.core.reading.views import RolloutHistory, describe
+from controller.core.reading.served_history import RolloutHistory
+from controller.core.reading.views import describe
 from controller.ctl.report.render import html_page
 from controller.ctl.report.report import from_served
 from tests.unit.core.machine.gate.test_gate import EARLY, rollout

@@ -28,15 +28,13 @@ from controller.console.rollout import RolloutPage, rollout_detail
 from controller.core.machine.gate import evaluate
 from controller.core.machine.transitions import Cause, roll_back
 from controller.core.reading import history
-from controller.core.reading.views import (
+from controller.core.reading.served_history import (
     MAX_SERVED_POINTS,
     MAX_SERVED_STAGES,
     HistoryPoint,
     RolloutHistory,
-    RolloutRow,
-    RolloutStatus,
-    describe,
 )
+from controller.core.reading.views import RolloutRow, RolloutStatus, describe
 from controller.core.rollouts.actions import RaiseAlert, RecordDecision
 from controller.core.rollouts.completeness import Completeness
 from controller.core.rollouts.moving import NextMove

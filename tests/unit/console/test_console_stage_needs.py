@@ -8,7 +8,8 @@ import re
 
 from controller.console.rollout import RolloutPage, rollout_detail
 from controller.core.machine.gate import evaluate
-from controller.core.reading.views import RolloutHistory, RolloutStatus, describe
+from controller.core.reading.served_history import RolloutHistory
+from controller.core.reading.views import RolloutStatus, describe
 from controller.core.rollouts import Rollout
 from controller.core.stats.aggregates import ArmAggregate, FlagAggregates
 from tests.unit.core.machine.gate.test_gate import arm, data

@@ -8,7 +8,8 @@ from typing import Any
 
 from controller.console.figures import GuardrailSpec
 from controller.console.rollout import RolloutPage, rollout_detail
-from controller.core.reading.views import RolloutHistory, RolloutStatus, describe
+from controller.core.reading.served_history import RolloutHistory
+from controller.core.reading.views import RolloutStatus, describe
 from tests.unit.console.test_console_widening import caption, published_test
 from tests.unit.core.machine.gate.test_gate import EARLY, rollout
 

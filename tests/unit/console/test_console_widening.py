@@ -11,7 +11,8 @@ import pytest
 
 from controller.console.figures import GuardrailSpec
 from controller.console.rollout import RolloutPage, rollout_detail
-from controller.core.reading.views import RolloutHistory, RolloutStatus, describe
+from controller.core.reading.served_history import RolloutHistory
+from controller.core.reading.views import RolloutStatus, describe
 from tests.unit.core.machine.gate.test_gate import EARLY, rollout
 
 EMPTY = RolloutHistory(flag="f", rollout_id="r", stages=[])

@@ -17,7 +17,8 @@ from controller.console.limit_chart import describe_limit, limit_chart
 from controller.console.rollout import RolloutPage, rollout_detail
 from controller.core.machine.gate import evaluate
 from controller.core.reading import history
-from controller.core.reading.views import RolloutHistory, RolloutStatus, describe
+from controller.core.reading.served_history import RolloutHistory
+from controller.core.reading.views import RolloutStatus, describe
 from controller.core.rollouts.rollout import Rollout, Verdict
 from controller.core.stats.aggregates import ArmAggregate
 from controller.ctl.report.render import html_page, markdown

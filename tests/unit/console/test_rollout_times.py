@@ -11,7 +11,8 @@ import pytest
 from controller.console import pages
 from controller.console.rollout import RolloutPage, rollout_detail
 from controller.core.reading import rollout_span, stage_spans
-from controller.core.reading.views import RolloutHistory, RolloutRow, RolloutView
+from controller.core.reading.served_history import RolloutHistory
+from controller.core.reading.views import RolloutRow, RolloutView
 from controller.ctl.report.render import html_page, markdown
 from controller.ctl.report.report import from_served
 from tests.unit.ctl.report.test_report import ADVANCE, NOW, ROLLBACK, START, STATUS

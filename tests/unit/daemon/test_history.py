@@ -21,7 +21,7 @@ from controller.adapters.memory import (
 from controller.core.common.errors import StoreUnavailable
 from controller.core.machine.gate import evaluate
 from controller.core.reading import history
-from controller.core.reading.views import HistoryPoint
+from controller.core.reading.served_history import HistoryPoint
 from controller.core.rollouts.rollout import Rollout, Verdict
 from controller.core.stats.aggregates import ArmAggregate
 from controller.core.wire import GateEvidence, JsonValue

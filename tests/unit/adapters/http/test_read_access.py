@@ -22,7 +22,8 @@ from controller.adapters.http import HttpServer
 from controller.adapters.http.app_access import AppAccess
 from controller.adapters.http.read_routes import AppReadGuard
 from controller.adapters.http.segment_routes import SegmentRoutes
-from controller.core.reading.views import FlagStates, RolloutHistory, RolloutStatus, describe
+from controller.core.reading.served_history import RolloutHistory
+from controller.core.reading.views import FlagStates, RolloutStatus, describe
 from controller.core.trust.app_keys import AppKey, Policy, Scope, by_digest, digest
 from controller.settings import HttpSettings
 from tests.unit.core.machine.gate.test_gate import rollout
