@@ -6,6 +6,8 @@ import json
 import math
 import random
 import statistics
+from bisect import bisect_left
+from functools import cache
 
 import pytest
 from hypothesis import assume, given, settings
@@ -730,15 +732,24 @@ def test_srm_p_value_is_the_chi_square_tail() -> None:
 
 
 def binomial(rng: random.Random, n: int, p: float) -> int:
-    """Exact draw by inversion of the cumulative distribution (fine for n·p up to a few hundred)."""
-    u, k = rng.random(), 0
+    """Exact draw by inversion of the cumulative distribution: the least k whose cumulative
+    chance reaches a uniform draw (n at most), found by bisection in the distribution's
+    table, worked out once per (n, p)."""
+    return bisect_left(_cumulative(n, p), rng.random(), hi=n)
+
+
+@cache
+def _cumulative(n: int, p: float) -> tuple[float, ...]:
+    """P(X <= k) for k = 0..n, each from the one before by the ratio of successive masses
+    (fine for n·p up to a few hundred)."""
     mass = (1.0 - p) ** n
     cumulative, odds = mass, p / (1.0 - p)
-    while u > cumulative and k < n:
+    table = [cumulative]
+    for k in range(n):
         mass *= odds * (n - k) / (k + 1)
-        k += 1
         cumulative += mass
-    return k
+        table.append(cumulative)
+    return tuple(table)
 
 
 def regression_rate(*, rate_t: float, rate_c: float, experiments: int, seed: int) -> float:
