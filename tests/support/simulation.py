@@ -6,10 +6,10 @@ body with rare long stalls, and converts with the arm's conversion rate, at a
 heavy-tailed (log-normal) value. Between two looks each arm's increments are
 drawn in bulk (a Poisson count, then per request its error, conversion, a
 latency bucket drawn from the histogram's own buckets, and its unit's bucket,
-drawn uniformly as the store's hash of a unit id is; log-normal values) into a
-:class:`CellDelta`, summed field by field as the store's flush does and read
-back with :meth:`ArmAggregate.from_fields`, so the gate sees aggregates of
-exactly the daemon's shape.
+drawn uniformly as the store's hash of a unit id is; log-normal values) and
+summed field by field as the store's flush does; an arm's aggregate is what
+:meth:`ArmAggregate.from_fields` reads of those fields (``Arm.fields``; a test
+holds the two equal), so the gate sees aggregates of exactly the daemon's shape.
 
 The gate looks at the daemon's cadence (``engine.gate_interval_seconds``,
 0.25 s) while a look adds more than ``growth`` (1% in ``bench/aa.py``) to the
@@ -28,7 +28,6 @@ metric with that metric as its only guardrail through
 from __future__ import annotations
 
 import math
-from collections import Counter
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
@@ -39,7 +38,7 @@ from controller.core.machine.gate import evaluate
 from controller.core.rollouts.plan import DEFAULT_PLAN, Plan
 from controller.core.rollouts.plan_parts import Guardrail
 from controller.core.rollouts.rollout import Phase, Rollout, VerdictKind
-from controller.core.stats.aggregates import ArmAggregate, CellDelta, FlagAggregates
+from controller.core.stats.aggregates import HIST_PREFIX, ArmAggregate, FlagAggregates
 from controller.core.stats.guardrails import guardrail_result
 from controller.core.stats.units import (
     CONVERSIONS,
@@ -52,6 +51,8 @@ from controller.core.stats.units import (
     UNIT_BUCKETS,
     VALUE_SUM,
     VALUES,
+    UnitBuckets,
+    slot_field,
 )
 from controller.settings import EngineSettings
 
@@ -66,6 +67,7 @@ METRICS = (
 EXCEEDANCE_EDGE_MS = 250.0
 """Above the body, inside the stalls: the share above it is the stalls' share."""
 T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+SLOTS = UNIT_BUCKETS * KIND_COUNT
 
 
 @dataclass(frozen=True)
@@ -125,12 +127,15 @@ _MIDPOINTS = np.array(
 
 
 class Arm:
-    """One arm's running sums, as the store holds them."""
+    """One arm's running sums, as the store holds them: each look's increments added field
+    by field (the histogram's buckets and the unit buckets' slots as arrays)."""
 
     def __init__(self, service: Service) -> None:
         self.service, self.shares = service, service.bucket_shares()
-        self.fields: Counter[str] = Counter()
-        self.floats: dict[str, float] = {}
+        self.hist = np.zeros(BUCKET_COUNT, dtype=np.int64)
+        self.slots = np.zeros(SLOTS)
+        self.requests = self.errors = self.conversions = 0
+        self.latency_sum = self.value_sum = self.value_sq = 0.0
         self.units = 0
 
     def serve(self, rng: np.random.Generator, expected_requests: float) -> int:
@@ -149,27 +154,50 @@ class Arm:
         converted = rng.random(n) < s.conversion_rate
         conversions = int(converted.sum())
         values = rng.lognormal(math.log(s.value_median), s.value_sigma, size=conversions)
-        cell = CellDelta(
-            exp=n,
-            req=n,
-            err=int(failed.sum()),
-            lat_n=n,
-            conv=conversions,
-            cv_n=conversions,
-            lat_sum=float(counts @ _MIDPOINTS),
-            cv_sum=float(values.sum()),
-            cv_sq=float(values @ values),
-            hist={int(i): int(counts[i]) for i in np.flatnonzero(counts)},
-            buckets=_unit_buckets(rng, n, fine, failed, converted, values),
-        )
-        self.fields.update(cell.counters())
-        for name, value in cell.floats().items():
-            self.floats[name] = self.floats.get(name, 0.0) + value
+        self.requests += n
+        self.errors += int(failed.sum())
+        self.conversions += conversions
+        self.latency_sum += float(counts @ _MIDPOINTS)
+        self.value_sum += float(values.sum())
+        self.value_sq += float(values @ values)
+        self.hist += counts
+        self.slots += _unit_buckets(rng, n, fine, failed, converted, values)
         self.units += n
         return n
 
     def aggregate(self) -> ArmAggregate:
-        return ArmAggregate.from_fields({**self.fields, **self.floats}, units=self.units)
+        """The arm as :meth:`ArmAggregate.from_fields` reads its store fields."""
+        return ArmAggregate(
+            exposures=self.requests,
+            units=self.units,
+            requests=self.requests,
+            errors=self.errors,
+            latency_count=self.requests,
+            latency_sum_ms=self.latency_sum,
+            latency_histogram=tuple(self.hist.tolist()),
+            conversions=self.conversions,
+            conversion_values=self.conversions,
+            conversion_value_sum=self.value_sum,
+            conversion_value_sq=self.value_sq,
+            buckets=UnitBuckets(tuple(self.slots.tolist())) if self.slots.any() else None,
+        )
+
+    def fields(self) -> dict[str, float]:
+        """The arm's store fields, as the flush has summed them (zero fields left out)."""
+        counted = {
+            "exp": self.requests,
+            "req": self.requests,
+            "err": self.errors,
+            "lat_n": self.requests,
+            "conv": self.conversions,
+            "cv_n": self.conversions,
+            "lat_sum": self.latency_sum,
+            "cv_sum": self.value_sum,
+            "cv_sq": self.value_sq,
+        }
+        hist = {f"{HIST_PREFIX}{i}": int(self.hist[i]) for i in np.flatnonzero(self.hist)}
+        slots = {slot_field(int(i)): float(self.slots[i]) for i in np.flatnonzero(self.slots)}
+        return {**{k: v for k, v in counted.items() if v}, **hist, **slots}
 
 
 def _unit_buckets(
@@ -179,12 +207,12 @@ def _unit_buckets(
     failed: np.ndarray,
     converted: np.ndarray,
     values: np.ndarray,
-) -> dict[int, float]:
-    """The unit buckets' increments of ``n`` requests, each from a new unit."""
+) -> np.ndarray:
+    """The unit buckets' increments of ``n`` requests, each from a new unit, by slot."""
     base = rng.integers(0, UNIT_BUCKETS, n) * KIND_COUNT
     worth = np.zeros(n)
     worth[converted] = values
-    slots = np.zeros(UNIT_BUCKETS * KIND_COUNT)
+    slots = np.zeros(SLOTS)
     for kind, weight in (
         (EXPOSURES, None),
         (REQUESTS, None),
@@ -195,7 +223,7 @@ def _unit_buckets(
     ):
         slots += np.bincount(base + kind, weights=weight, minlength=slots.size)
     slots += np.bincount(base + LATENCY + fine // FINE_PER_BIN, minlength=slots.size)
-    return {int(i): float(slots[i]) for i in np.flatnonzero(slots)}
+    return slots
 
 
 def guardrail_for(metric: str) -> Guardrail:

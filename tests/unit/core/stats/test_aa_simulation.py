@@ -10,9 +10,12 @@ from __future__ import annotations
 
 from collections import Counter
 
+import numpy as np
+
 from controller.core.rollouts.plan import DEFAULT_PLAN
 from controller.core.rollouts.plan_parts import Stage
-from tests.support.simulation import METRICS, Service, simulate, single_plans
+from controller.core.stats.aggregates import ArmAggregate
+from tests.support.simulation import METRICS, Arm, Service, simulate, single_plans
 
 RUNS = 30
 EARLY = DEFAULT_PLAN.model_copy(
@@ -52,3 +55,15 @@ def test_a_doubled_p95_and_tripled_errors_are_caught_on_their_own_guardrail() ->
         # one of the ten 1% stages of 30 minutes may end before its doubled p99 is seen
         # (the full plan's next stages catch it: bench/aa.py).
         assert len(missed) <= (1 if metric == "latency_p99" else 0), (metric, missed)
+
+
+def test_an_arm_s_aggregate_is_what_its_store_fields_read_back() -> None:
+    """The simulation's arms sum their increments as the flush does; the gate is given what
+    :meth:`ArmAggregate.from_fields` reads of those sums, unit buckets included."""
+    rng = np.random.default_rng(11)
+    arm = Arm(Service().regressed("latency_p95"))
+    assert arm.aggregate() == ArmAggregate.from_fields(arm.fields(), units=0)
+    for expected in (0.0, 1.0, 40.0, 2_000.0, 30_000.0):
+        arm.serve(rng, expected)
+        assert arm.aggregate() == ArmAggregate.from_fields(arm.fields(), units=arm.units)
+    assert arm.aggregate().buckets is not None
