@@ -37,6 +37,7 @@ from controller.core.reading import (
     dominant_text,
     guardrail_state,
     limit_reading,
+    limits_said,
     rollout_span,
     running_text,
     source_lines,
@@ -243,10 +244,13 @@ def _charts(
 
 def _limit(status: RolloutView, figure: Figure) -> str:
     """One limit over the rollout: the treated units' rate against it, what the gate says of
-    it now and, until it is shown either way, what the stage's size could catch."""
+    it now (once a ring completed, at the stage the limit gated, named) and, until it is
+    shown either way, what the stage's size could catch."""
     name = figure.metric
-    entry = (status.evidence.limits or {}).get(name)
-    now = f'<p class="limit-state">{esc(limit_reading(name, entry))}</p>' if entry else ""
+    said, at = limits_said(status.evidence, status.limits_gated)
+    entry = (said.limits or {}).get(name)
+    where = f"at {at}: " if at else ""
+    now = f'<p class="limit-state">{esc(where + limit_reading(name, entry))}</p>' if entry else ""
     return (
         f'<figure class="limit" data-limit="{esc(name)}">{now}'
         '<div class="scroll chart-scroll" tabindex="0" role="region"'

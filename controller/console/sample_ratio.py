@@ -14,8 +14,8 @@ from controller.core.reading import (
     Evidence,
     RolloutHistory,
     RolloutView,
-    comparison_text,
     holdout_line,
+    limits_comparison,
     ms_text,
     ratio_word,
 )
@@ -24,7 +24,7 @@ from controller.core.reading import (
 def srm_section(status: RolloutView, history: RolloutHistory) -> str:
     """The sample-ratio check now, or as the last recorded gate saw it once the rollout ended."""
     now = Evidence.read(status.evidence)
-    compared = comparison_text(status.evidence)
+    compared = limits_comparison(status.evidence, status.limits_gated)
     note = f'<p class="comparison"><b>Comparison</b>: {esc(compared)}</p>' if compared else ""
     if (ring := now.audience) is not None:
         against = "absolute limits" if compared else "a concurrent control"

@@ -32,6 +32,7 @@ from controller.core.rollouts import (
     Verdict,
     Watch,
 )
+from controller.core.stats import NO_CONTROL
 from controller.core.wire import OpinionOn, RolloutEvidence, StagePosition
 
 Step = tuple[Rollout | None, list[Action]]
@@ -64,6 +65,7 @@ def advance(state: Rollout, now: datetime, why: Cause) -> Step:
     new = bump(
         state,
         now,
+        **passed(state, now, "advance", why),
         phase=Phase.RUNNING,
         pause_reason=None,
         stage=stage,
@@ -78,16 +80,35 @@ def advance(state: Rollout, now: datetime, why: Cause) -> Step:
 
 
 def enter_watch(state: Rollout, now: datetime, why: Cause, watch: Watch) -> Step:
-    new = start_watch(state, now, watch)
+    new = start_watch(state, now, watch).model_copy(update=passed(state, now, "watch", why))
     why = dataclasses.replace(why, evidence=why.evidence.merged(**watch_evidence(state)))
     return new, [PublishFlagState(), decision(state, new, "watch", why)]
 
 
 def complete(state: Rollout, now: datetime, why: Cause) -> Step:
     new = bump(
-        state, now, phase=Phase.COMPLETED, pause_reason=None, watch_until=None, completed_at=now
+        state,
+        now,
+        **passed(state, now, "complete", why),
+        phase=Phase.COMPLETED,
+        pause_reason=None,
+        watch_until=None,
+        completed_at=now,
     )
     return new, [PublishFlagState(), decision(state, new, "complete", why)]
+
+
+def passed(state: Rollout, now: datetime, action: str, why: Cause) -> dict[str, Ending]:
+    """The gate's pass of ``state``'s stage to keep (:attr:`Rollout.limits_gated`) where its
+    limits gated it (no concurrent control) for a minimum time of its own: a ring that then
+    completes after a closing step of a second says what its limits showed in the ring."""
+    stage = state.plan.stages[state.stage]
+    gated = why.evidence.comparison == NO_CONTROL and bool(why.evidence.limits)
+    if why.kind != "gate" or not gated or not stage.min_duration or state.watching:
+        return {}
+    evidence = why.evidence.merged(at_stage=position_of(state))
+    kept = Ending(at=now, action=action, kind=why.kind, reason=why.reason, evidence=evidence)
+    return {"limits_gated": kept}
 
 
 ALERTED_PAUSES = (

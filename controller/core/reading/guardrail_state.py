@@ -33,12 +33,14 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Protocol
+from typing import Annotated, Protocol
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from controller.core.reading.intervals import decimals_for, rounded_interval
 from controller.core.reading.wording import metric_name
 from controller.core.stats import NO_CONTROL, QUANTILE_SHARES
-from controller.core.wire import GateEvidence, LimitTest
+from controller.core.wire import GateEvidence, LimitTest, RolloutEvidence, tolerant
 
 
 class Tested(Protocol):
@@ -174,18 +176,60 @@ LIMIT_WORDS = {
 """A limit's state in words, by the state its test is in."""
 
 
-def comparison_text(evidence: GateEvidence) -> str:
+def comparison_text(evidence: GateEvidence, *, at: str = "") -> str:
     """A gate's evidence without a control in words, or "" for a comparison of two arms.
 
     ``none (no concurrent control): gated on absolute limits: error_rate: 1.4% [0, 2.9%]
     against its limit 5%, not shown above, nor yet under (864 requests: only an error rate
     above 9.5% would be caught)``; what the console, ``rolloutctl status`` and the report
-    show.
+    show. ``at`` names the stage the evidence is of, where it is not the one now.
     """
     if evidence.comparison != NO_CONTROL:
         return ""
     parts = [limit_reading(name, entry) for name, entry in (evidence.limits or {}).items()]
-    return f"{NO_CONTROL}: gated on absolute limits: " + ("; ".join(parts) or "none declared")
+    where, said = f" at {at}" if at else "", "; ".join(parts) or "none declared"
+    return f"{NO_CONTROL}: gated on absolute limits{where}: {said}"
+
+
+def _gate_read(raw: object) -> GateEvidence:
+    return tolerant(GateEvidence, raw, partial=True)
+
+
+class LimitsGated(BaseModel):
+    """A completed rollout's pass of the last stage its limits gated (no concurrent control)
+    for a minimum time of its own: the stage, and the gate's evidence there."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    at: str = Field(max_length=200, description='The stage in words: "stage 1/2 (100%)".')
+    evidence: Annotated[GateEvidence, BeforeValidator(_gate_read)] = Field(
+        description="The gate's evidence at its pass: its limits, as a decision carries them."
+    )
+
+    @classmethod
+    def of(cls, passed: RolloutEvidence) -> LimitsGated:
+        """The pass as its decision's evidence kept it (``at_stage`` names the stage)."""
+        at = passed.at_stage
+        said = (at.label or f"stage {at.index + 1}") if at is not None else "an earlier stage"
+        return cls(at=said, evidence=passed.gate())
+
+
+def limits_said(evidence: GateEvidence, gated: LimitsGated | None) -> tuple[GateEvidence, str]:
+    """The evidence a rollout's limits are said from, and the stage it names ("" for
+    ``evidence`` itself, the gate now or the decision that ended it): ``gated``, a completed
+    rollout's pass of the last stage its limits gated for a minimum time of its own, where
+    it kept one. A ring that completed through a closing step of a second is said by the
+    ring its limits gated, not by that second's few requests."""
+    if gated is None or not gated.evidence.limits or gated.evidence.comparison != NO_CONTROL:
+        return evidence, ""
+    return gated.evidence, gated.at
+
+
+def limits_comparison(evidence: GateEvidence, gated: LimitsGated | None) -> str:
+    """:func:`comparison_text` of the evidence the limits are said from
+    (:func:`limits_said`), naming its stage where it is not ``evidence``'s."""
+    said, at = limits_said(evidence, gated)
+    return comparison_text(said, at=at)
 
 
 def limit_reading(name: str, entry: LimitTest) -> str:

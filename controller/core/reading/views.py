@@ -24,10 +24,11 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, RootModel
 
 from controller.core.reading.commands import Steering, steering
 from controller.core.reading.evidence_view import HoldoutCheck, read_back
+from controller.core.reading.guardrail_state import LimitsGated
 from controller.core.reading.served_history import RolloutHistory, ServedView
 from controller.core.reading.stage_power import StageNeeds, stage_needs
 from controller.core.reading.wording import position_label, stage_position
-from controller.core.rollouts import NextMove, Rollout, Verdict, Window, next_move
+from controller.core.rollouts import NextMove, Phase, Rollout, Verdict, Window, next_move
 from controller.core.rules import AudienceRule, Ring
 from controller.core.wire import (
     ArmValues,
@@ -124,6 +125,12 @@ class RolloutView(ServedView):
     )
     holdout: HoldoutCheck | None = Field(
         default=None, description="The plan's holdout, its units against those expected."
+    )
+    limits_gated: LimitsGated | None = Field(
+        default=None,
+        description="Completed: the gate's pass of the last stage its limits gated (no"
+        " concurrent control) for a minimum time of its own, which its limits are said from;"
+        " null otherwise.",
     )
 
     def label(self) -> str | None:
@@ -258,5 +265,8 @@ def describe(
         "applied": rollout.applied,
         "steered": [steering(kept) for kept in rollout.steered],
         "needs": stage_needs(rollout, verdict, now),
+        "limits_gated": LimitsGated.of(kept.evidence)
+        if (kept := rollout.limits_gated) and rollout.phase is Phase.COMPLETED
+        else None,
     }
     return RolloutView.model_validate(fields)

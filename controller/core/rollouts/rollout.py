@@ -143,6 +143,11 @@ class Rollout(BaseModel):
         description="Operators' commands that changed its course while it ran (a promote to a "
         "next stage, a pause, a resume), oldest first, the last few.",
     )
+    limits_gated: Ending | None = Field(
+        default=None,
+        description="The gate's pass of the last stage its limits gated (no concurrent control)"
+        " for a minimum time of its own: what a ring that completed showed of its limits.",
+    )
     approvals: Ledger = Field(
         default_factory=Ledger,
         description="Approvals given to stages that need several (saved with their decisions).",

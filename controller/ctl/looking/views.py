@@ -24,12 +24,12 @@ from controller.core.reading import (
     RolloutStatus,
     budget_text,
     compares,
-    comparison_text,
     dominant_text,
     guardrail_state,
     harm_edge,
     holdout_line,
     limit_text,
+    limits_comparison,
     percent_text,
     quantity_text,
     ratio_word,
@@ -154,7 +154,7 @@ def status_detail(r: RolloutStatus, *, effect: float = DEFAULT_EFFECT) -> str:
         p = srm.sequential_p_value if srm.sequential_p_value is not None else srm.p_value
         lines.append(f"  sample ratio: chi2 {_g(srm.chi2)}, sequential p {_g(p)} ({flagged})")
     lines += [f"  {holdout_line(r.holdout)}"] if r.holdout is not None else []
-    if comparison := comparison_text(r.evidence):
+    if comparison := limits_comparison(r.evidence, r.limits_gated):
         lines.append(f"  comparison: {comparison}")
     lines += [f"  {line}" for line in source_lines(r.evidence)]
     return displayable("\n".join(lines))
