@@ -8,7 +8,10 @@ Playwright. Three flags roll out at once:
 * its twin, on the same plan, whose treatment fails three times as often: rolled back;
 * a ring for ``segment("staff")`` at 100%, no concurrent control, gated on the absolute
   limit ``error_rate: 0.05`` with ``limits.require_proof``: it advances only once the
-  rate's upper bound is under the limit.
+  rate's upper bound is under the limit, then completes through a closing step for
+  everyone.
+
+What the browser reads of each page is in :mod:`tests.scenarios.console.page_scripts`.
 
 The screenshots (and the HTML report) are written to ``$TEST_ARTIFACTS_DIR/operator-views``
 when that variable is set, else under the test's ``tmp_path``; their paths are printed:
@@ -29,15 +32,30 @@ from collections.abc import Callable
 from datetime import timedelta
 from html.parser import HTMLParser
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 import pytest
 from playwright.async_api import Browser, Page
 
+from controller.core.reading import limit_reading
 from controller.core.rollouts.plan import Plan, parse_plan
+from controller.core.stats import NO_CONTROL
+from controller.core.wire import LimitTest
 from controller.core.wire.bucketing import assign
 from controller.core.wire.messages import Arm
+from tests.scenarios.console.page_scripts import (
+    LIMIT_BANDS,
+    LIMIT_LAYOUT,
+    LIMIT_POINTS,
+    LIMITS_SAID,
+    NEEDS,
+    PLOT_EDGES,
+    ROW_HEALTH,
+    STAGE_LINES,
+    UNDECIDED_OK,
+    VERDICT_ENDING,
+)
 from tests.scenarios.harness import Scenario
 from tests.scenarios.operators.test_rolloutctl import Operator
 from tests.support.backing.services import free_port
@@ -51,19 +69,14 @@ STAFF = 300
 """The ring flag's units u0 to u299 are staff."""
 MIN_UNITS = 800
 """Units per arm the first stage needs: at the healthy flag's traffic, over 30 s at 10%."""
-UNDECIDED_OK = """() => {
-  const ok = /\\bok\\b/i;
-  const states = [...document.querySelectorAll('.guardrail-state')];
-  const wrong = states
-    .filter(e => e.dataset.state !== 'holds' && ok.test(e.textContent))
-    .map(e => e.textContent);
-  // the report marks a state "ok" by its class: only "holds" may carry it
-  const marked = [...document.querySelectorAll('.ok:not(.srm)')]
-    .filter(e => !e.textContent.trim().startsWith('holds'))
-    .map(e => e.textContent);
-  return {checked: states.length + document.querySelectorAll('td').length,
-          wrong: wrong.concat(marked)};
-}"""
+UNSETTLED = r"^error_rate: .*(not shown above, nor yet under|not yet tested)$"
+"""A limit's note in the list while it is shown neither above nor under its limit."""
+RING_STAGE = "stage 1/2 (100%)"
+"""The stage the ring's limit gated: staff for 30 s, before everyone's closing step."""
+LIMIT_CHART, DELTA_CHART = (
+    'svg.limit-chart[data-limit="error_rate"]',
+    'svg.chart[data-metric="error_rate"]',
+)
 
 
 def ladder() -> Plan:
@@ -176,52 +189,16 @@ async def no_undecided_ok(page: Page, seen: list[int]) -> None:
     seen.append(found["checked"])
 
 
-async def wait_for(page: Page, script: str, *, timeout_s: float, arg: Any = None) -> Any:
-    """The truthy value ``script`` returns on the page, polled through the live updates."""
-    handle = await page.wait_for_function(script, arg=arg, timeout=timeout_s * 1000)
+async def wait_for(
+    page: Page, script: str, *, timeout_s: float, arg: Any = None, every_ms: float | None = None
+) -> Any:
+    """The truthy value ``script`` returns on the page, polled through the live updates (at
+    each animation frame, or every ``every_ms``)."""
+    polling: float | Literal["raf"] = "raf" if every_ms is None else every_ms
+    handle = await page.wait_for_function(
+        script, arg=arg, timeout=timeout_s * 1000, polling=polling
+    )
     return await handle.json_value()
-
-
-NEEDS = """() => {
-  const items = [...document.querySelectorAll('dd.stage-needs li')].map(li => li.textContent);
-  const time = items.find(t => /^minimum stage time: .+ left$/.test(t));
-  const units = items.find(t => /^units per arm: /.test(t));
-  return time && units ? {time, units} : null;
-}"""
-LIMIT_POINTS = """() => {
-  const chart = document.querySelector('svg.limit-chart[data-limit="error_rate"]');
-  if (!chart || chart.querySelector('text.empty')) return null;
-  const points = chart.querySelectorAll('circle.point').length;
-  const phase = document.querySelector('dl.summary dd.phase')?.textContent;
-  const desc = chart.querySelector('desc').textContent;
-  // a rate with a finite bound: the treated units' requests counted, not "0 [0, unbounded]"
-  return points > 0 && !/unbounded/.test(desc) ? {points, phase, desc} : null;
-}"""
-LIMIT_LAYOUT = """() => {
-  const chart = document.querySelector('svg.limit-chart[data-limit="error_rate"]');
-  const plot = chart.querySelector('rect.plot');
-  const limit = chart.querySelector('line.limit');
-  const [top, height] = ['y', 'height'].map(a => +plot.getAttribute(a));
-  const guardrails = document.querySelector('section[aria-labelledby="h-guardrails"]');
-  const share = y => (top + height - y) / height;
-  const ys = [...chart.querySelectorAll('circle.point')].map(c => +c.getAttribute('cy'));
-  const highest = Math.min(...ys);
-  return {
-    limit_height: share(+limit.getAttribute('y1')),
-    rate_height: share(highest),
-    margin: getComputedStyle(chart.closest('figure')).marginLeft,
-    guardrail_margin: getComputedStyle(guardrails.querySelector('figure')).marginLeft,
-    blank_charts: guardrails.querySelectorAll('svg').length,
-  };
-}"""
-VERDICT_ENDING = """(ending) => {
-  const text = document.querySelector('p.verdict')?.innerText;
-  return text && text.endsWith(ending) ? text : null;
-}"""
-STAGE_LINES = """(selector) => Object.fromEntries(
-  [...document.querySelectorAll(selector + ' line.stage')]
-    .map(l => [l.dataset.ts, l.getAttribute('x1')])
-)"""
 
 
 @pytest.mark.timeout(420)
@@ -254,6 +231,13 @@ async def test_an_operator_sees_waits_rollbacks_and_limits_as_they_are(
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(f"page error: {e}"))
     checked: list[int] = []
+
+    # When the operator opens the list while the ring's limit is not yet shown either way
+    await page.goto(f"{base}/ui")
+    row = await wait_for(page, ROW_HEALTH, timeout_s=60, arg=[RING, UNSETTLED], every_ms=250)
+    # Then its row reads a neutral "undecided" with the limit's state, never a green "healthy"
+    assert (row["health"], row["word"], row["green"]) == ("health undecided", "undecided", False)
+    await shot(page, folder, "0-list-undecided")
 
     # When the operator opens the healthy flag while its first stage waits
     await page.goto(f"{base}/ui/rollouts/{HEALTHY}")
@@ -326,26 +310,53 @@ async def test_an_operator_sees_waits_rollbacks_and_limits_as_they_are(
     assert 0.64 < max(layout["limit_height"], layout["rate_height"]) < 0.69, layout
     assert layout["margin"] == layout["guardrail_margin"] == "0px", layout
     assert layout["blank_charts"] == 0, layout
+    # and its band and line break at the closing step's start: one run per stage it tested
+    bands = await page.evaluate(LIMIT_BANDS)
+    assert (bands["bands"], bands["lines"], bands["across"]) == (2, 2, []), bands
+    # and its Limits, and the sample-ratio block's comparison, say the ring stage its limit
+    # gated, as the advance out of it found it, not the closing step's second after it
+    said = await wait_for(page, LIMITS_SAID, timeout_s=30)
+    gated = LimitTest.model_validate(proven["evidence"]["limits"]["error_rate"])
+    reading = f"at {RING_STAGE}: {limit_reading('error_rate', gated)}"
+    assert said["state"] == reading, said
+    assert said["compared"] == f"Comparison: {NO_CONTROL}: gated on absolute limits {reading}"
+    limit_edges = await page.evaluate(PLOT_EDGES, LIMIT_CHART)
     await no_undecided_ok(page, checked)
     await shot(page, folder, "4-limit-completed")
 
     # And the healthy flag's Δ chart and per-arm chart put each stage at the same x
     await page.goto(f"{base}/ui/rollouts/{HEALTHY}")
-    delta = await page.evaluate(STAGE_LINES, 'svg.chart[data-metric="error_rate"]')
+    delta = await page.evaluate(STAGE_LINES, DELTA_CHART)
     arms = await page.evaluate(STAGE_LINES, 'svg.arms-chart[data-metric="error_rate"]')
     assert len(delta) >= 2, delta
     assert delta == arms
+    # and the ring's limit chart has the same x-axis as the Δ chart: the same plot's edges
+    edges = await page.evaluate(PLOT_EDGES, DELTA_CHART)
+    assert all(abs(a - b) <= 1 for a, b in zip(edges, limit_edges, strict=True)), edges
     await no_undecided_ok(page, checked)
     await shot(page, folder, "5-completed")
 
     # And the list says no undecided guardrail is "ok" either
     await page.goto(f"{base}/ui")
     await page.locator(f'tr[data-flag="{RING}"]').wait_for()
+    # and the rolled-back twin's row says why: its guardrail and interval, as the gate did
+    twin = await wait_for(
+        page, ROW_HEALTH, timeout_s=30, arg=[TWIN, "^rolled back: "], every_ms=500
+    )
+    assert (twin["health"], twin["note"]) == ("health failed", f"rolled back: {rollback['reason']}")
+    assert re.search(r"error rate \+[\d.]+ pp \[[^,\]]+, [^\]]+\]", twin["note"]), twin
     await no_undecided_ok(page, checked)
     await shot(page, folder, "6-list")
 
-    # And the ring's HTML report draws its limit chart with its data, as the console does
+    # And rolloutctl status says the ring's limits as the page does
     ctl = Operator(scenario, tmp_path, port)
+    status = await ctl("status", RING)
+    assert status.code == 0, status.err
+    assert (
+        f"  comparison: {NO_CONTROL}: gated on absolute limits {reading}" in status.out.splitlines()
+    )
+
+    # And the ring's HTML report draws its limit chart with its data, as the console does
     report = folder / "staff-ring-report.html"
     written = await ctl("report", RING, "--html", str(report))
     assert written.code == 0, written.err
