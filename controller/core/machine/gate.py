@@ -53,7 +53,7 @@ from controller.core.machine import health
 from controller.core.machine.final_look import always_valid_level, final_look, has_final_look
 from controller.core.machine.gate_evidence import audience, gate_evidence
 from controller.core.machine.sourced import Sourced, sourced_tests
-from controller.core.reading import completed_text, harm_edge, quantity_text
+from controller.core.reading import completed_text, failure_text, harm_edge, quantity_text
 from controller.core.rollouts import (
     Applied,
     Completeness,
@@ -66,6 +66,7 @@ from controller.core.rollouts import (
     action_for,
 )
 from controller.core.stats import (
+    NEW_FAILURES,
     ArmAggregate,
     FlagAggregates,
     SequentialResult,
@@ -383,6 +384,9 @@ def _regression(
         guardrail.key, result.delta, result.lower, result.upper, baseline, limit=limit
     )
     why = f"{shown}, regressed (p = {result.p_value:.2g})"
+    named = evidence.failures or []
+    if guardrail.metric == NEW_FAILURES and named and named[0].regressed:
+        why = f"{why}: {failure_text(named[0])}"
     return health.verdict(applied, why, _with(evidence, breach=guardrail.key))
 
 

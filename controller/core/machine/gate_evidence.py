@@ -12,14 +12,18 @@ from controller.core.machine.sourced import Sourced
 from controller.core.rollouts import Guardrail, Plan, Rollout, Stage
 from controller.core.rules import to_text
 from controller.core.stats import (
+    NEW_FAILURES,
     OTHER_CONVERSIONS,
+    OTHER_FAILURES,
     ArmAggregate,
+    FailureTest,
     FlagAggregates,
     SequentialResult,
     SrmResult,
     Weighed,
     arm_latency,
     dominance,
+    failure_tests,
     in_bucket,
     limit_parts,
     shown,
@@ -33,6 +37,7 @@ from controller.core.wire import (
     CappedUnit,
     DominantUnit,
     DryRun,
+    FailureSeen,
     GateEvidence,
     GuardrailTest,
     SrmCheck,
@@ -79,7 +84,47 @@ def gate_evidence(
         parts.update(limit_parts(plan.limits, limits))
     if any(g.dry_run for g in plan.guardrails):
         parts["dry_run"] = _dry_run(plan, tests)
+    failures = failures_seen(plan, data)
+    if failures:
+        parts["failures"] = failures
     return GateEvidence.model_validate(parts)
+
+
+FAILURES_SHOWN = 5
+"""The failures by fingerprint an evidence names, the most telling first."""
+
+
+def failures_seen(plan: Plan, data: FlagAggregates) -> list[FailureSeen]:
+    """The fingerprints that differ most between the arms, tested as the plan's
+    ``new_failures`` guardrail tests them (with none, at the plan's level for one test): those
+    that regressed first, then by p-value, then by count; the failures no tested fingerprint
+    names only where they regressed. Empty where no failure was named."""
+    if not (data.treatment.failed or data.control.failed):
+        return []
+    guardrail = next(
+        (g for g in plan.guardrails if g.metric == NEW_FAILURES), Guardrail(metric=NEW_FAILURES)
+    )
+    tests = failure_tests(guardrail, data, plan, plan.alpha_for(guardrail.key))
+    shown = [t for t in tests if t.key != OTHER_FAILURES or t.regressed]
+    shown.sort(key=lambda t: (not t.regressed, _p_value(t), -(t.treatment + t.control)))
+    t_exposed, c_exposed = data.treatment.exposures, data.control.exposures
+    return [
+        FailureSeen(
+            name=test.name,
+            example=test.example,
+            treatment=test.treatment,
+            control=test.control,
+            treatment_rate=test.treatment / t_exposed if t_exposed else 0.0,
+            control_rate=test.control / c_exposed if c_exposed else 0.0,
+            p_value=None if test.result is None else test.result.p_value,
+            regressed=test.regressed,
+        )
+        for test in shown[:FAILURES_SHOWN]
+    ]
+
+
+def _p_value(test: FailureTest) -> float:
+    return 1.0 if test.result is None else test.result.p_value
 
 
 def _arms(data: FlagAggregates) -> tuple[tuple[str, ArmAggregate], ...]:

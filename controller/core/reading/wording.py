@@ -308,3 +308,29 @@ def _served(value: Any) -> float:
     if isinstance(value, int | float):
         return float(value)
     return float(value) if value in ("inf", "-inf") else math.nan
+
+
+def failure_text(seen: Any) -> str:
+    """A failure by its fingerprint as people read it (``seen``: a
+    :class:`~controller.core.wire.FailureSeen`, or its JSON read back): ``new in treatment:
+    `KeyError in cart.py:price` (0.41% of treatment's exposures, none in control); example:
+    `KeyError: 'cart_id'``. Its name and example are the app's text, quoted as data."""
+    read = seen.model_dump() if hasattr(seen, "model_dump") else dict(seen)
+    name, example = _quoted(read.get("name")), _quoted(read.get("example"))
+    t_rate, c_rate = float(read.get("treatment_rate") or 0), float(read.get("control_rate") or 0)
+    control = int(read.get("control") or 0)
+    shares = f"{_share_text(t_rate)} of treatment's exposures"
+    if control == 0:
+        said = f"new in treatment: {name} ({shares}, none in control)"
+    else:
+        said = f"{name}: {shares} against {_share_text(c_rate)} of control's"
+    return f"{said}; example: {example}" if read.get("example") else said
+
+
+def _quoted(text: object) -> str:
+    """The app's text between backticks, any of its own made quotes, on one line."""
+    return "`" + " ".join(str(text or "").replace("`", "'").split()) + "`"
+
+
+def _share_text(rate: float) -> str:
+    return f"{rate * 100:.2g}%" if rate < 0.001 else f"{rate * 100:.2f}%"

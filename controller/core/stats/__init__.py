@@ -22,6 +22,8 @@ from controller.core.stats.aggregates import (
 )
 from controller.core.stats.dominance import Dominance, dominance, dominance_text
 from controller.core.stats.failures.counts import FailureCounts, failures_of, merged_failures
+from controller.core.stats.failures.testing import NEW_FAILURES, FailureTest, failure_tests
+from controller.core.stats.failures.testing import OTHER as OTHER_FAILURES
 from controller.core.stats.folding import FOLD_LAYOUT, PartitionDelta, Seen, fold
 from controller.core.stats.guardrails import (
     FixedHorizonResult,
@@ -108,8 +110,10 @@ __all__ = [
     "KIND_COUNT",
     "MAX_CONVERSION_NAMES",
     "MAX_SHOWN_QUERY",
+    "NEW_FAILURES",
     "NO_CONTROL",
     "OTHER_CONVERSIONS",
+    "OTHER_FAILURES",
     "POWER",
     "QUANTILE_SHARES",
     "SLOT_FIELDS",
@@ -127,6 +131,7 @@ __all__ = [
     "Conversions",
     "Dominance",
     "FailureCounts",
+    "FailureTest",
     "FixedHorizonResult",
     "FlagAggregates",
     "Heaviest",
@@ -152,6 +157,7 @@ __all__ = [
     "detectable_rate",
     "dominance",
     "dominance_text",
+    "failure_tests",
     "failures_of",
     "fixed_horizon_test",
     "fold",

@@ -17,13 +17,100 @@ the tolerant reader of evidence read back.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, Self
 
 from pydantic import Field
 
-from controller.core.wire.evidence import GateEvidence
+from controller.core.wire.evidence import (
+    AlphaSpent,
+    ArmLatency,
+    ArmTally,
+    AudienceRing,
+    BothArms,
+    DryRun,
+    ErrorBudget,
+    EvidenceWait,
+    FailureSeen,
+    FinalLook,
+    GuardrailTest,
+    LateEvidence,
+    LimitTest,
+    PolicyEntry,
+    SourceReadings,
+    SrmCheck,
+)
 from controller.core.wire.json import JsonObject, Number
-from controller.core.wire.ordered import Ordered, tolerant
+from controller.core.wire.ordered import Ordered, Part, tolerant
+
+
+class GateEvidence(Part):
+    """What a gate saw and concluded: each part present only when the gate wrote it."""
+
+    arms: dict[str, ArmTally] | None = Field(default=None, description="Per arm its counts.")
+    alpha: AlphaSpent | None = Field(default=None, description="How the plan's alpha is spent.")
+    flag_versions: list[int] | None = Field(
+        default=None, description="The flag versions whose events count for the stage."
+    )
+    guardrails: dict[str, GuardrailTest | Literal["insufficient data"]] | None = Field(
+        default=None,
+        description='Per guardrail its test; "insufficient data" below its event floor.',
+    )
+    srm: SrmCheck | None = Field(default=None, description="The sample-ratio check.")
+    latency: dict[str, ArmLatency] | None = Field(
+        default=None, description="Per arm its own latency quantiles."
+    )
+    both_arms: BothArms | None = Field(
+        default=None, description="Watched units seen in both arms, when units are watched."
+    )
+    audience: AudienceRing | None = Field(default=None, description="A targeted rollout's ring.")
+    sources: SourceReadings | None = Field(
+        default=None, description="What the metric source gave, when guardrails read one."
+    )
+    comparison: str | None = Field(
+        default=None, description="`none (no concurrent control)` when gated on limits."
+    )
+    error_budget: ErrorBudget | None = Field(
+        default=None, description="The plan's burn-rate condition, when it names one."
+    )
+    limits: dict[str, LimitTest] | None = Field(
+        default=None, description="Per absolute limit its test, with no concurrent control."
+    )
+    dry_run: dict[str, DryRun] | None = Field(
+        default=None, description="Per dry-run guardrail what it would have done."
+    )
+    breach: str | None = Field(default=None, description="The guardrail or limit that acted.")
+    early_advance: bool | None = Field(
+        default=None, description="True when the stage ended before its minimum time."
+    )
+    final_look: FinalLook | None = Field(default=None, description="The stage's final look.")
+    decided_by: Literal["always_valid", "final_look"] | None = Field(
+        default=None, description="Which test decided a rollback or a stage's passing."
+    )
+    policy: PolicyEntry | None = Field(
+        default=None, description="The health trigger and the policy entry applied."
+    )
+    incomplete: EvidenceWait | None = Field(
+        default=None, description="Partitions not yet counted that the stage waits for."
+    )
+    late: LateEvidence | None = Field(
+        default=None, description="Evidence counted late, which this verdict includes."
+    )
+    failures: list[FailureSeen] | None = Field(
+        default=None,
+        description="The failures by fingerprint that differ most between the arms, the most "
+        "telling first (at most five): what broke, beside any verdict.",
+    )
+
+    def wire(self) -> JsonObject:
+        """The evidence as published: only the parts written, infinities as strings."""
+        written: JsonObject = self.model_dump(mode="json", exclude_unset=True)
+        return written
+
+    @classmethod
+    def tolerant(cls, raw: object) -> Self:
+        """The gate's parts of an evidence read back from a topic, a store or the network,
+        by the one tolerant reader (:func:`controller.core.wire.ordered.tolerant`)."""
+        return tolerant(cls, raw)
 
 
 class StagePosition(Ordered):

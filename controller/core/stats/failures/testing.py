@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Final
 
 from controller.core.rollouts import Guardrail, Plan
 from controller.core.stats.aggregates import ArmAggregate, FlagAggregates
@@ -29,7 +30,7 @@ from controller.core.stats.sequential import (
 )
 from controller.core.stats.units import EXCEPTIONS, EXPOSURES, UNIT_BUCKETS
 
-NEW_FAILURES = "new_failures"
+NEW_FAILURES: Final = "new_failures"
 """The guardrail's metric."""
 TESTED = 16
 """Fingerprints tested at one look, the most counted over both arms (the store keeps as many)."""
