@@ -35,6 +35,7 @@ from controller.core.reading import (
     budget_text,
     compares,
     dominant_text,
+    failure_shares,
     guardrail_state,
     limit_reading,
     limits_said,
@@ -81,6 +82,7 @@ def rollout_detail(page: RolloutPage) -> str:
             _timeline(status, page, history),
             _charts(page.guardrails, status, history, decisions),
             srm_section(status, history),
+            _what_broke(status),
             _sources(status),
             advisor_section(decisions),
             decisions_section(decisions),
@@ -310,6 +312,24 @@ def _arms(figure: Figure) -> str:
         '<div class="scroll chart-scroll" tabindex="0" role="region"'
         f' aria-label="{esc(figure.metric)} per arm">{figure.arms_svg()}</div>'
     )
+
+
+def _what_broke(status: RolloutView) -> str:
+    """The failures by fingerprint the gate named, the most telling first: each one's name,
+    how often in each arm and one example, all the app's text, escaped; nothing when the gate
+    named none."""
+    named = status.evidence.failures or []
+    if not named:
+        return ""
+    items = "".join(
+        f'<li class="{"regressed" if seen.regressed else "failure"}">'
+        f"<code>{esc(seen.name)}</code>: {esc(failure_shares(seen))}"
+        + (f"; example: <code>{esc(seen.example)}</code>" if seen.example else "")
+        + ("; <strong>regressed</strong>" if seen.regressed else "")
+        + "</li>"
+        for seen in named
+    )
+    return section("what-broke", "What broke", f'<ul class="failures">{items}</ul>')
 
 
 def _sources(status: RolloutView) -> str:

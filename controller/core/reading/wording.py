@@ -315,16 +315,28 @@ def failure_text(seen: Any) -> str:
     :class:`~controller.core.wire.FailureSeen`, or its JSON read back): ``new in treatment:
     `KeyError in cart.py:price` (0.41% of treatment's exposures, none in control); example:
     `KeyError: 'cart_id'``. Its name and example are the app's text, quoted as data."""
-    read = seen.model_dump() if hasattr(seen, "model_dump") else dict(seen)
-    name, example = _quoted(read.get("name")), _quoted(read.get("example"))
-    t_rate, c_rate = float(read.get("treatment_rate") or 0), float(read.get("control_rate") or 0)
-    control = int(read.get("control") or 0)
-    shares = f"{_share_text(t_rate)} of treatment's exposures"
-    if control == 0:
-        said = f"new in treatment: {name} ({shares}, none in control)"
+    read = _failure(seen)
+    name, shares = _quoted(read.get("name")), failure_shares(read)
+    if int(read.get("control") or 0) == 0:
+        said = f"new in treatment: {name} ({shares})"
     else:
-        said = f"{name}: {shares} against {_share_text(c_rate)} of control's"
-    return f"{said}; example: {example}" if read.get("example") else said
+        said = f"{name}: {shares}"
+    return f"{said}; example: {_quoted(read.get('example'))}" if read.get("example") else said
+
+
+def failure_shares(seen: Any) -> str:
+    """How often a failure came in each arm: ``0.41% of treatment's exposures, none in
+    control`` or ``... against 0.10% of control's``."""
+    read = _failure(seen)
+    t_rate, c_rate = float(read.get("treatment_rate") or 0), float(read.get("control_rate") or 0)
+    shares = f"{_share_text(t_rate)} of treatment's exposures"
+    if int(read.get("control") or 0) == 0:
+        return f"{shares}, none in control"
+    return f"{shares} against {_share_text(c_rate)} of control's"
+
+
+def _failure(seen: Any) -> dict[str, Any]:
+    return seen.model_dump() if hasattr(seen, "model_dump") else dict(seen)
 
 
 def _quoted(text: object) -> str:

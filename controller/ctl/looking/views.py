@@ -25,6 +25,7 @@ from controller.core.reading import (
     budget_text,
     compares,
     dominant_text,
+    failure_text,
     guardrail_state,
     harm_edge,
     holdout_line,
@@ -146,6 +147,7 @@ def status_detail(r: RolloutStatus, *, effect: float = DEFAULT_EFFECT) -> str:
         compared = compares(evidence.comparison)
         lines.append(f"  guardrail {metric}: {_bounds(metric, test, baseline, compared)}")
         lines += _widening_lines(r.evidence, metric)
+    lines += _failure_lines(r.evidence)
     lines += [f"  power: {line}" for line in running_lines(r, effect)]
     if (srm := evidence.srm) is not None:
         # "no units yet" on 0 against 0: no ratio was checked
@@ -175,6 +177,15 @@ def _widening_lines(gate: GateEvidence, metric: str) -> list[str]:
     if not isinstance(test, WireTest):
         return []
     return [f"    {said}" for said in (widening_text(test), dominant_text(test)) if said]
+
+
+def _failure_lines(gate: GateEvidence) -> list[str]:
+    """What broke, by fingerprint: the failures the evidence names, the most telling first."""
+    named = gate.failures or []
+    return [
+        f"  {'what broke:' if i == 0 else '':<12}{failure_text(seen)}"
+        for i, seen in enumerate(named)
+    ]
 
 
 def _completeness_lines(evidence: Evidence, said: list[str]) -> list[str]:

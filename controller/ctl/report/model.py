@@ -102,6 +102,9 @@ class StageReport:
     limits)."""
     sources: list[str] = field(default_factory=list)
     """What the gate read from Prometheus: each query as asked and each arm's numbers."""
+    failures: list[str] = field(default_factory=list)
+    """What broke: the failures by fingerprint the gate named, in words, the most telling
+    first."""
 
 
 @dataclass(frozen=True, slots=True)

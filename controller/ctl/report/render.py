@@ -72,22 +72,7 @@ def markdown(report: Report, *, depth: int = 0) -> str:
     for title, head, rows in held_back(report):
         out += ["", f"{h}## {title}", "", *_md_table(head, rows)]
     for stage in report.stages:
-        out += ["", f"{h}### {_md(stage.label)}", ""]
-        out += [f"{_md(stage_span(stage))}, ended by {_md(stage.outcome)}."]
-        if stage.evidence_from:
-            out += [f"Numbers from: {_md(stage.evidence_from)}.", ""]
-        if stage.audience:
-            out += [f"Audience: {_md(_ring_text(stage))}.", ""]
-        if stage.arms:
-            out += [*_md_table(ARM_HEAD, [arm_cells(a) for a in stage.arms]), ""]
-        if stage.guardrails:
-            out += _md_table(GUARDRAIL_HEAD, [guardrail_cells(g, stage) for g in stage.guardrails])
-            if notes := widening_notes(stage):
-                out += ["", *(f"- {_md(note)}" for note in notes)]
-        out += [""] + ([f"Comparison: {_md(stage.comparison)}.", ""] if stage.comparison else [])
-        if stage.sources:  # an indented block: a query's text cannot leave it
-            out += [*(f"    {displayable(line)}" for line in stage.sources), ""]
-        out += [f"Sample ratio: {_md(srm_text(stage.srm))}."]
+        out += ["", f"{h}### {_md(stage.label)}", "", *_md_stage(stage)]
     if report.charts:
         out += ["", f"{h}## {_charts_title(report.charts)}", ""]
         for figure in report.charts:
@@ -103,6 +88,27 @@ def markdown(report: Report, *, depth: int = 0) -> str:
 def md_text(text: str) -> str:
     """``text`` safe inside Markdown: one line, every markup character escaped."""
     return _md(text)
+
+
+def _md_stage(stage: StageReport) -> list[str]:
+    """One stage's section in Markdown, below its heading."""
+    out = [f"{_md(stage_span(stage))}, ended by {_md(stage.outcome)}."]
+    if stage.evidence_from:
+        out += [f"Numbers from: {_md(stage.evidence_from)}.", ""]
+    if stage.audience:
+        out += [f"Audience: {_md(_ring_text(stage))}.", ""]
+    if stage.arms:
+        out += [*_md_table(ARM_HEAD, [arm_cells(a) for a in stage.arms]), ""]
+    if stage.guardrails:
+        out += _md_table(GUARDRAIL_HEAD, [guardrail_cells(g, stage) for g in stage.guardrails])
+        if notes := widening_notes(stage):
+            out += ["", *(f"- {_md(note)}" for note in notes)]
+    out += [""] + ([f"Comparison: {_md(stage.comparison)}.", ""] if stage.comparison else [])
+    if stage.failures:
+        out += [*(f"- What broke: {_md(said)}" for said in stage.failures), ""]
+    if stage.sources:  # an indented block: a query's text cannot leave it
+        out += [*(f"    {displayable(line)}" for line in stage.sources), ""]
+    return [*out, f"Sample ratio: {_md(srm_text(stage.srm))}."]
 
 
 def _md(text: str) -> str:
@@ -271,6 +277,7 @@ def _h_stage(stage: StageReport) -> list[str]:
         parts += [f'<p class="widening">{_h(note)}</p>' for note in widening_notes(stage)]
     if stage.comparison:
         parts.append(f"<p>Comparison: {_h(stage.comparison)}.</p>")
+    parts += [f'<p class="failure">What broke: {_h(said)}</p>' for said in stage.failures]
     if stage.sources:
         parts.append(f'<pre class="sources">{_h(chr(10).join(stage.sources))}</pre>')
     parts.append(f"<p>Sample ratio: {_h(srm_text(stage.srm))}.</p>")

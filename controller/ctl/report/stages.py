@@ -25,6 +25,7 @@ from controller.core.reading import (
     compares,
     comparison_text,
     dominant_text,
+    failure_text,
     guardrail_state,
     position_label,
     source_lines,
@@ -127,6 +128,7 @@ def _take_evidence(stage: StageReport, read: Evidence, source: str, gate: GateEv
             _guardrail(metric[:96], test, tested.get(metric), compared) for metric, test in items
         ]
     stage.srm = _srm(read.srm) if read.srm is not None else None
+    stage.failures = [failure_text(seen) for seen in gate.failures or []]
     stage.comparison = comparison
     stage.evidence_from = source
     if read.audience is not None:

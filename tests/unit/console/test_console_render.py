@@ -798,3 +798,35 @@ def test_a_missing_holdout_cohort_is_said_by_the_page_and_status_alike(
     assert ("(ok; holdout cohort missing)" in detail) is said
     assert (f"  {line}" in detail.splitlines()) is said
     assert ('<p class="srm ok"><b>ok</b>' in page) is not said  # never a green "ok" alone
+
+
+FAILED_EVIDENCE = {
+    "failures": [
+        {
+            "name": "KeyError in cart.py:<script>price",
+            "example": "KeyError: 'cart_id'",
+            "treatment": 41,
+            "control": 0,
+            "treatment_rate": 0.0041,
+            "control_rate": 0.0,
+            "p_value": 1e-6,
+            "regressed": True,
+        }
+    ]
+}
+
+
+def test_the_page_status_and_report_say_what_broke_in_the_same_words() -> None:
+    status = status_of(phase="rolled_back", verdict="rollback", evidence=FAILED_EVIDENCE)
+    page = rollout_detail(RolloutPage(status, EMPTY, guardrails=[]))
+    assert '<h2 id="h-what-broke">What broke</h2>' in page
+    assert "<code>KeyError in cart.py:&lt;script&gt;price</code>" in page
+    assert "0.41% of treatment&#x27;s exposures, none in control" in page or (
+        "0.41% of treatment's exposures, none in control" in page
+    )
+    detail = views.status_detail(status)
+    assert (
+        "what broke: new in treatment: `KeyError in cart.py:<script>price` (0.41% of"
+        " treatment's exposures, none in control); example: `KeyError: 'cart_id'`"
+    ) in " ".join(detail.split())
+    assert "What broke" not in rollout_detail(RolloutPage(status_of(), EMPTY, guardrails=[]))
