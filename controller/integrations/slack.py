@@ -18,7 +18,13 @@ from urllib.parse import quote, urlsplit
 import orjson
 
 from controller.core.common import as_datetime, displayable
-from controller.core.reading import GuardrailTest, guardrail_state, guardrail_text, label_of
+from controller.core.reading import (
+    GuardrailTest,
+    failure_text,
+    guardrail_state,
+    guardrail_text,
+    label_of,
+)
 from controller.core.wire import Alert, JsonObject, JsonValue
 
 LEDGER_CAPACITY = 10_000
@@ -64,7 +70,8 @@ def slack_payload(alert: Alert, *, console_url: str | None = None) -> JsonObject
 
 def key_details(details: Mapping[str, object]) -> list[tuple[str, str]]:
     """The details worth a glance, at most ten: the top-level values, the breached
-    guardrail's test, the SRM check when it flagged, and the units per arm."""
+    guardrail's test, what broke (the failure the evidence names first), the SRM check when
+    it flagged, and the units per arm."""
     shown = [(key, _show(value)) for key, value in details.items() if _scalar(value)]
     # The stage as every text says it (1-based, "stage 3/5 (25%)"), not its 0-based index.
     label = label_of({"stage": details.get("stage"), "details": details})
@@ -79,6 +86,9 @@ def key_details(details: Mapping[str, object]) -> list[tuple[str, str]]:
             said = guardrail_text(breach, test, details.get("arms"))
             shown.append((breach[:96], f"{said}, {state}"))
         shown += _picked(test, breach, ("p_value",))
+    failures = details.get("failures")
+    if isinstance(failures, list) and failures and isinstance(failures[0], dict):
+        shown.append(("what broke", failure_text(failures[0])))  # the most telling first
     srm = details.get("srm")
     if isinstance(srm, dict) and srm.get("flagged") is True:
         shown += _picked(srm, "srm", ("sequential_p_value", "expected_treatment_share"))

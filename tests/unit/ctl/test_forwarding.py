@@ -510,3 +510,22 @@ def test_the_console_url_setting_is_an_http_url(url: str, valid: bool) -> None:
     else:
         with pytest.raises(ValidationError):
             HttpSettings(console_url=url)
+
+
+def test_key_details_say_what_broke_first_and_slack_escapes_it() -> None:
+    seen = {
+        "name": "KeyError in cart.py:<@here>",
+        "example": "",
+        "treatment": 41,
+        "control": 0,
+        "treatment_rate": 0.0041,
+        "control_rate": 0.0,
+        "regressed": True,
+    }
+    other = {**seen, "name": "TimeoutError in cache.py:get", "control": 9, "regressed": False}
+    shown = dict(key_details({"breach": "error_rate", "failures": [seen, other]}))
+    assert shown["what broke"] == (
+        "new in treatment: `KeyError in cart.py:<@here>` (0.41% of treatment's exposures,"
+        " none in control)"
+    )
+    assert "&lt;@here&gt;" in escape_mrkdwn(shown["what broke"])
