@@ -54,4 +54,4 @@ async def test_real_inference_gives_schema_valid_advice(llm_base_url: str) -> No
     assert result.latency_ms > 0
     evidence = result.evidence()
     assert evidence.status == "ok"
-    assert evidence.prompt_version == "gate-v2"
+    assert evidence.prompt_version == "gate-v3"

@@ -140,7 +140,7 @@ def test_demo_walks_the_healthy_flag_through_its_rings_and_rolls_the_faulty_one_
     for opinion in [d for d in decisions if d["action"] == "opinion"]:
         assert opinion["evidence"]["advisor_mode"] == "advisory", opinion
         assert opinion["evidence"]["opinion_on"]["statistical_verdict"] == "advance"
-        assert opinion["evidence"]["advisor"]["prompt_version"] == "gate-v2"
+        assert opinion["evidence"]["advisor"]["prompt_version"] == "gate-v3"
     # ...every text names the rollback's stage one way, and its ring: the alert, the decision line
     label = rollback["evidence"]["at_stage"]["label"]
     assert label == stage_label(0, len(PERCENTS), PERCENTS[0]) == "stage 1/5 (100%)"

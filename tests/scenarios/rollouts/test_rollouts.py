@@ -359,4 +359,4 @@ async def test_gating_advisor_with_a_real_model_advises_every_gate(
         Advice.model_validate({k: advice[k] for k in ("action", "confidence", "rationale")})
         assert advice["model"]
         assert advice["latency_ms"] > 0
-        assert advice["prompt_version"] == "gate-v2"
+        assert advice["prompt_version"] == "gate-v3"
