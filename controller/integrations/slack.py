@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import email.utils
 from collections.abc import Iterable, Mapping, Sequence
+from contextlib import suppress
 from datetime import UTC, datetime
 from typing import Literal
 from urllib.parse import quote, urlsplit
 
 import orjson
+from pydantic import ValidationError
 
 from controller.core.common import as_datetime, displayable
 from controller.core.reading import (
@@ -25,7 +27,7 @@ from controller.core.reading import (
     guardrail_text,
     label_of,
 )
-from controller.core.wire import Alert, JsonObject, JsonValue
+from controller.core.wire import Alert, FailureSeen, JsonObject, JsonValue
 
 LEDGER_CAPACITY = 10_000
 EMOJI = {"critical": ":rotating_light:", "warning": ":warning:", "info": ":information_source:"}
@@ -87,8 +89,9 @@ def key_details(details: Mapping[str, object]) -> list[tuple[str, str]]:
             shown.append((breach[:96], f"{said}, {state}"))
         shown += _picked(test, breach, ("p_value",))
     failures = details.get("failures")
-    if isinstance(failures, list) and failures and isinstance(failures[0], dict):
-        shown.append(("what broke", failure_text(failures[0])))  # the most telling first
+    if isinstance(failures, list) and failures:  # the most telling first
+        with suppress(ValidationError):  # a part of another shape is not said
+            shown.append(("what broke", failure_text(FailureSeen.model_validate(failures[0]))))
     srm = details.get("srm")
     if isinstance(srm, dict) and srm.get("flagged") is True:
         shown += _picked(srm, "srm", ("sequential_p_value", "expected_treatment_share"))

@@ -16,7 +16,7 @@ from typing import Any
 
 from controller.core.reading.intervals import decimals_for, rounded_interval, signed
 from controller.core.rollouts import Rollout, conversion_of, metric_of
-from controller.core.wire import JsonObject, RolloutEvidence, read_evidence
+from controller.core.wire import FailureSeen, JsonObject, RolloutEvidence, read_evidence
 
 AT_STAGE = "at_stage"
 """The key, in a decision's evidence or an alert's details, of the stage it was taken at."""
@@ -310,33 +310,22 @@ def _served(value: Any) -> float:
     return float(value) if value in ("inf", "-inf") else math.nan
 
 
-def failure_text(seen: Any) -> str:
-    """A failure by its fingerprint as people read it (``seen``: a
-    :class:`~controller.core.wire.FailureSeen`, or its JSON read back): ``new in treatment:
+def failure_text(seen: FailureSeen) -> str:
+    """A failure by its fingerprint as people read it: ``new in treatment:
     `KeyError in cart.py:price` (0.41% of treatment's exposures, none in control); example:
     `KeyError: 'cart_id'``. Its name and example are the app's text, quoted as data."""
-    read = _failure(seen)
-    name, shares = _quoted(read.get("name")), failure_shares(read)
-    if int(read.get("control") or 0) == 0:
-        said = f"new in treatment: {name} ({shares})"
-    else:
-        said = f"{name}: {shares}"
-    return f"{said}; example: {_quoted(read.get('example'))}" if read.get("example") else said
+    name, shares = _quoted(seen.name), failure_shares(seen)
+    said = f"new in treatment: {name} ({shares})" if seen.control == 0 else f"{name}: {shares}"
+    return f"{said}; example: {_quoted(seen.example)}" if seen.example else said
 
 
-def failure_shares(seen: Any) -> str:
+def failure_shares(seen: FailureSeen) -> str:
     """How often a failure came in each arm: ``0.41% of treatment's exposures, none in
     control`` or ``... against 0.10% of control's``."""
-    read = _failure(seen)
-    t_rate, c_rate = float(read.get("treatment_rate") or 0), float(read.get("control_rate") or 0)
-    shares = f"{_share_text(t_rate)} of treatment's exposures"
-    if int(read.get("control") or 0) == 0:
+    shares = f"{_share_text(seen.treatment_rate)} of treatment's exposures"
+    if seen.control == 0:
         return f"{shares}, none in control"
-    return f"{shares} against {_share_text(c_rate)} of control's"
-
-
-def _failure(seen: Any) -> dict[str, Any]:
-    return seen.model_dump() if hasattr(seen, "model_dump") else dict(seen)
+    return f"{shares} against {_share_text(seen.control_rate)} of control's"
 
 
 def _quoted(text: object) -> str:

@@ -241,12 +241,12 @@ def build_messages(briefing: Briefing) -> list[dict[str, str]]:
     readable) instead of the raw test statistics, which cost a small model's
     context more than they tell it; the other fields are shown as they are.
     """
-    shown: dict[str, Any] = {
+    failures = failures_shown(briefing)
+    shown = {
         "summary": sentences(briefing),
         **briefing.model_dump(exclude={"evidence"}),
+        **({"failures": failures} if failures else {}),
     }
-    if failures := failures_shown(briefing):
-        shown["failures"] = failures
     # One key or sentence a line: easier for a model to read, the same JSON once parsed.
     data = json.dumps(_scrub(shown), ensure_ascii=True, indent=0)
     # JSON itself never needs "<" or ">" outside strings: escaping them leaves the

@@ -147,8 +147,7 @@ def status_detail(r: RolloutStatus, *, effect: float = DEFAULT_EFFECT) -> str:
         compared = compares(evidence.comparison)
         lines.append(f"  guardrail {metric}: {_bounds(metric, test, baseline, compared)}")
         lines += _widening_lines(r.evidence, metric)
-    lines += _failure_lines(r.evidence)
-    lines += [f"  power: {line}" for line in running_lines(r, effect)]
+    lines += [*_failure_lines(r.evidence), *(f"  power: {x}" for x in running_lines(r, effect))]
     if (srm := evidence.srm) is not None:
         # "no units yet" on 0 against 0: no ratio was checked
         said = ratio_word(srm.word(), r.holdout)
