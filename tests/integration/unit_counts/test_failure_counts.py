@@ -13,7 +13,12 @@ from typing import Any
 
 import pytest
 
-from controller.adapters.redis.cells.failure_counts import FAILURES_KEPT, failure_key
+from controller.adapters.redis.cells.failure_counts import (
+    FAILURE_CANDIDATES,
+    FAILURES_EVER,
+    FAILURES_KEPT,
+    failure_key,
+)
 from controller.adapters.redis.client import RedisClient
 from controller.core.stats.folding import PartitionDelta, fold
 from controller.core.stats.units import unit_bucket
@@ -121,3 +126,32 @@ async def test_a_frequent_fingerprint_takes_the_least_counted_ones_place_and_a_r
     assert got.treatment.failed[failure_key(NAME_B)].total == 30
     assert len(got.control.failed) == 16
     assert got.treatment.exceptions == 40
+
+
+async def test_a_flood_of_distinct_names_stays_within_the_bounds(
+    store_client: RedisClient, redis_namespace: str
+) -> None:
+    store = store_for(store_client, redis_namespace)
+    claim = await store.claim(0)
+    offset = claim.offset
+    for batch in range(10):  # 3,000 names never seen twice, then one that comes often
+        events = [
+            exception(batch * 300 + k, f"u-{k}", "treatment", f"E{batch}x{k}Error in f.py:g")
+            for k in range(300)
+        ]
+        delta = PartitionDelta(partition=0, next_offset=batch + 1)
+        fold([decoded(e) for e in events], delta.cells)
+        await store.flush(delta, epoch=claim.epoch, expected_offset=offset)
+        offset = batch + 1
+    registry = await store_client.hgetall(f"{{{redis_namespace}:events:0}}:f:f")
+    kept = [f for f in registry if f.startswith(b"k:")]
+    counted = [f for f in registry if f.startswith(b"n:")]
+    assert len(kept) == FAILURES_KEPT
+    assert len(counted) <= FAILURES_KEPT + FAILURE_CANDIDATES
+    assert int(registry[b"ever"]) <= FAILURES_EVER
+    arm = await store_client.hgetall(f"{{{redis_namespace}:events:0}}:a:f:1:treatment")
+    named = {f.split(b".")[0] for f in arm if f.startswith(b"f:")}
+    assert len(named) <= FAILURES_EVER
+    got = await store.read("f", [1])
+    assert got.treatment.exceptions == 3000
+    assert sum(f.total for f in got.treatment.failed.values()) <= 3000
