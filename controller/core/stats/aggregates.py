@@ -323,15 +323,16 @@ class ArmAggregate:
         hist = [0] * BUCKET_COUNT
         named: dict[str, dict[str, float]] = {}
         slots: dict[int, float] = {}
-        for name, value in fields.items():
-            if name.startswith(HIST_PREFIX) and name[1:].isdigit():
-                hist[int(name[1:])] = int(value)
-            slot = slot_of(name)
+        for name, value in fields.items():  # each name is of one kind at most: slots first
+            slot = slot_of(name)  # (most fields by far), then ``h<i>``, then ``<kind>:<name>``
             if slot is not None:
                 slots[slot] = float(value)
-            kind, separator, conversion = name.partition(NAME_SEPARATOR)
-            if separator and kind in (*NAMED_COUNTERS, *NAMED_FLOATS):
-                named.setdefault(conversion, {})[kind] = value
+            elif name.startswith(HIST_PREFIX) and name[1:].isdigit():
+                hist[int(name[1:])] = int(value)
+            elif NAME_SEPARATOR in name:
+                kind, _, conversion = name.partition(NAME_SEPARATOR)
+                if kind in NAMED_COUNTERS or kind in NAMED_FLOATS:
+                    named.setdefault(conversion, {})[kind] = value
         return cls(
             exposures=int(fields.get("exp", 0)),
             units=units,
