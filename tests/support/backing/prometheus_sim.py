@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -84,17 +85,36 @@ class Stream:
         np.add.at(prom, (second, np.searchsorted(PROM_BUCKETS_MS, latency, side="left")), 1)
         return cls(requests, errors, fixed, prom)
 
+    @cached_property
+    def _sums(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Requests, errors and the fixed histogram summed over the first s seconds, by s
+        (0 to the stream's length): each look reads them, none sums them again."""
+        requests, errors = (
+            np.concatenate([[0], np.cumsum(c)]) for c in (self.requests, self.errors)
+        )
+        fixed = np.vstack([np.zeros((1, self.fixed.shape[1]), np.int64), self.fixed.cumsum(axis=0)])
+        return requests, errors, fixed
+
+    @cached_property
+    def _per_le(self) -> np.ndarray:
+        """Each second's ``le`` counters as scraped at its end (cumulative over time and over
+        ``le``), row s after s seconds."""
+        cumulative = np.vstack([np.zeros(self.prom.shape[1]), np.cumsum(self.prom, axis=0)])
+        per_le: np.ndarray = np.cumsum(cumulative, axis=1)
+        return per_le
+
     def events(self, upto: int) -> ArmAggregate:
         """What ingest has counted after ``upto`` seconds."""
-        hist = self.fixed[:upto].sum(axis=0)
-        n = int(self.requests[:upto].sum())
+        requests, errors, fixed = self._sums
+        upto = len(self.requests[:upto])  # the seconds a slice up to ``upto`` holds
+        n = int(requests[upto])
         return ArmAggregate(
             units=n,
             exposures=n,
             requests=n,
-            errors=int(self.errors[:upto].sum()),
+            errors=int(errors[upto]),
             latency_count=n,
-            latency_histogram=tuple(int(c) for c in hist),
+            latency_histogram=tuple(fixed[upto].tolist()),
         )
 
     def scraped(
@@ -107,13 +127,12 @@ class Stream:
             return ArmAggregate()
         seen = times.astype(int)  # a scrape at t sees the seconds before it
         if metric == "error_rate":
-            total = np.concatenate([[0], np.cumsum(self.requests)])[seen]
-            failed = np.concatenate([[0], np.cumsum(self.errors)])[seen]
+            requests, errors, _ = self._sums
+            total, failed = requests[seen], errors[seen]
             return counted_arm(
                 metric, increase(times, failed, start, upto), increase(times, total, start, upto)
             )
-        cumulative = np.vstack([np.zeros(self.prom.shape[1]), np.cumsum(self.prom, axis=0)])
-        per_le = np.cumsum(cumulative[seen], axis=1)  # cumulative over le, per scrape
+        per_le = self._per_le[seen]  # cumulative over le, per scrape
         edges = (*PROM_BUCKETS_MS, math.inf)
         buckets = [
             (edge, increase(times, per_le[:, i], start, upto)) for i, edge in enumerate(edges)
