@@ -422,10 +422,15 @@ struct Event<'a> {
     latency: Option<f64>,
     name: Option<&'a str>,
     value: Option<f64>,
-    /// A crash's or an exception's failure name and its example message.
-    failure: Option<&'a str>,
-    example: Option<&'a str>,
+    /// A crash's or an exception's failure: its place in the span's failures, or
+    /// `NO_FAILURE`. The name and example are kept apart, so that every event stays as
+    /// small as before they were read (one that is read and copied per value).
+    failure: u32,
 }
+
+/// A failure's name and its example message, as an event gave them.
+type Failure<'a> = (&'a str, Option<&'a str>);
+const NO_FAILURE: u32 = u32::MAX;
 
 // ------------------------------------------------------------------ folding
 
@@ -523,7 +528,8 @@ struct Folder {
 }
 
 impl Folder {
-    fn parse<'a>(&self, raw: &'a [u8]) -> Result<Event<'a>, Bail> {
+    /// One value as its event; a failure it names pushed to `failures`.
+    fn parse<'a>(&self, raw: &'a [u8], failures: &mut Vec<Failure<'a>>) -> Result<Event<'a>, Bail> {
         if raw.is_empty() || raw.len() > self.max_bytes {
             return Err(Bail);
         }
@@ -558,8 +564,7 @@ impl Folder {
             latency: None,
             name: None,
             value: None,
-            failure: None,
-            example: None,
+            failure: NO_FAILURE,
         };
         if kind == REQUEST {
             event.error = match v[K_ERROR] {
@@ -575,8 +580,12 @@ impl Folder {
             };
             event.value = float(v[K_VALUE], self.value)?;
         } else if kind == CRASH || kind == EXCEPTION {
-            event.failure = optional_chars(v[K_FAILURE], 1, self.failure_chars)?;
-            event.example = optional_chars(v[K_EXAMPLE], 0, self.example_chars)?;
+            let failure = optional_chars(v[K_FAILURE], 1, self.failure_chars)?;
+            let example = optional_chars(v[K_EXAMPLE], 0, self.example_chars)?;
+            if let Some(failure) = failure {
+                event.failure = u32::try_from(failures.len()).map_err(|_| Bail)?;
+                failures.push((failure, example));
+            }
         }
         Ok(event)
     }
@@ -588,6 +597,7 @@ impl Folder {
         cell: Option<Bound<'py, PyAny>>,
         events: &[usize],
         parsed: &[Event<'a>],
+        named_failures: &[Failure<'a>],
     ) -> Result<Plan<'py, 'a>, Bail> {
         let py = key.py();
         let mut ints = [0i64; 7];
@@ -727,8 +737,9 @@ impl Folder {
                     if kind == CRASH {
                         count(base + crashes);
                     }
-                    if let Some(failure) = event.failure {
-                        failures.push((failure, event.example, base / width));
+                    if event.failure != NO_FAILURE {
+                        let (failure, example) = named_failures[event.failure as usize];
+                        failures.push((failure, example, base / width));
                     }
                 }
             }
@@ -788,6 +799,7 @@ impl Folder {
     fn prepare<'py, 'a>(
         &self,
         parsed: &[Event<'a>],
+        failures: &[Failure<'a>],
         into: &Bound<'py, PyDict>,
         ids: &Bound<'py, PySet>,
         flag_ok: &Bound<'py, PyAny>,
@@ -837,7 +849,7 @@ impl Folder {
             )
             .map_err(|_| Bail)?;
             let cell = into.get_item(&key).map_err(|_| Bail)?;
-            plans.push(self.plan(key, cell, events, parsed)?);
+            plans.push(self.plan(key, cell, events, parsed, failures)?);
         }
         Ok((new_ids, plans))
     }
@@ -1054,13 +1066,14 @@ impl Folder {
             }
         }
         let mut parsed = Vec::with_capacity(raws.len());
+        let mut failures = Vec::new();
         for raw in &raws {
-            match self.parse(raw.as_bytes()) {
+            match self.parse(raw.as_bytes(), &mut failures) {
                 Ok(event) => parsed.push(event),
                 Err(Bail) => return Ok(false),
             }
         }
-        let Ok((new_ids, plans)) = self.prepare(&parsed, into, ids, flag_ok) else {
+        let Ok((new_ids, plans)) = self.prepare(&parsed, &failures, into, ids, flag_ok) else {
             return Ok(false);
         };
         for id in new_ids {
