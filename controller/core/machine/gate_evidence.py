@@ -98,8 +98,10 @@ def failures_seen(plan: Plan, data: FlagAggregates) -> list[FailureSeen]:
     """The fingerprints that differ most between the arms, tested as the plan's
     ``new_failures`` guardrail tests them (with none, at the plan's level for one test): those
     that regressed first, then by p-value, then by count; the failures no tested fingerprint
-    names only where they regressed. Empty where no failure was named."""
-    if not (data.treatment.failed or data.control.failed):
+    names only where they regressed. Empty where no failure was named, and where an arm had no
+    exposures: with no arm to compare (a stage at 100%), no failure is new in treatment."""
+    t_exposed, c_exposed = data.treatment.exposures, data.control.exposures
+    if not (t_exposed and c_exposed) or not (data.treatment.failed or data.control.failed):
         return []
     guardrail = next(
         (g for g in plan.guardrails if g.metric == NEW_FAILURES), Guardrail(metric=NEW_FAILURES)
@@ -107,15 +109,14 @@ def failures_seen(plan: Plan, data: FlagAggregates) -> list[FailureSeen]:
     tests = failure_tests(guardrail, data, plan, plan.alpha_for(guardrail.key))
     shown = [t for t in tests if t.key != OTHER_FAILURES or t.regressed]
     shown.sort(key=lambda t: (not t.regressed, _p_value(t), -(t.treatment + t.control)))
-    t_exposed, c_exposed = data.treatment.exposures, data.control.exposures
     return [
         FailureSeen(
             name=test.name,
             example=test.example,
             treatment=test.treatment,
             control=test.control,
-            treatment_rate=test.treatment / t_exposed if t_exposed else 0.0,
-            control_rate=test.control / c_exposed if c_exposed else 0.0,
+            treatment_rate=test.treatment / t_exposed,
+            control_rate=test.control / c_exposed,
             p_value=None if test.result is None else test.result.p_value,
             regressed=test.regressed,
         )

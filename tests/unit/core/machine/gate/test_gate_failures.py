@@ -6,9 +6,9 @@ from datetime import timedelta
 
 from controller.core.machine.gate import evaluate
 from controller.core.reading import failure_text
-from controller.core.rollouts.plan_parts import Guardrail
+from controller.core.rollouts.plan_parts import Guardrail, Stage
 from controller.core.rollouts.rollout import VerdictKind
-from controller.core.stats.aggregates import FlagAggregates
+from controller.core.stats.aggregates import ArmAggregate, FlagAggregates
 from controller.core.wire import FailureSeen
 from tests.unit.core.machine.gate.test_gate import T0, plan, rollout
 from tests.unit.core.stats.failures.test_new_failures import EXPOSED, arm, spread
@@ -51,6 +51,20 @@ def test_the_evidence_names_what_broke_beside_any_guardrails_verdict() -> None:
 
 def test_no_named_failure_no_part() -> None:
     verdict = evaluate(rollout(), data({}, {}), T0 + timedelta(minutes=5))
+    assert verdict.evidence.failures is None
+
+
+def test_with_no_control_no_failure_is_named_new_in_treatment() -> None:
+    # At 100% every exposure is treatment's: a failure both arms had before is in treatment
+    # alone, and none of them is new there.
+    both = {"cache": spread(100, 2)}
+    stages = [Stage(percent=10), Stage(percent=100, min_duration=timedelta(0), min_units_per_arm=0)]
+    at_100 = rollout(plan(stages=stages)).model_copy(
+        update={"stage": 1, "stage_versions": {0: [1], 1: [1]}}
+    )
+    lone = FlagAggregates("f", frozenset({1}), arm(both), ArmAggregate())
+    verdict = evaluate(at_100, lone, T0 + timedelta(minutes=5))
+    assert verdict.kind == VerdictKind.ADVANCE, verdict.reason
     assert verdict.evidence.failures is None
 
 
