@@ -37,7 +37,7 @@ import pytest
 from controller.core.rollouts.plan import Plan
 from controller.core.rollouts.plan_parts import Stage
 from controller.core.stats.latency import histogram_quantile
-from tests.support.backing.prometheus_sim import Stream, look
+from tests.support.backing.prometheus_sim import Stream, increase, increases, look
 from tests.support.simulation import Service, look_times
 
 RUNS = 30
@@ -128,3 +128,16 @@ def test_the_two_gates_estimate_the_same_difference_within_the_stated_bounds() -
             assert ours is not None
             assert theirs is not None
             assert abs(theirs - ours) < 2.0, (seed, ours, theirs)
+
+
+def test_a_histogram_s_increases_are_each_bucket_s_increase() -> None:
+    """The simulation reads all ``le`` buckets at once: exactly as one at a time."""
+    rng = np.random.default_rng(5)
+    for _ in range(300):
+        times = np.sort(rng.random(int(rng.integers(0, 9))) * 10)
+        values = np.cumsum(rng.integers(0, 50, (len(times), 3)), axis=0).astype(float)
+        values[len(times) // 2 :, 0] -= 40  # a counter reset, in one bucket
+        start = float(rng.random() * 5)
+        end = start + float(rng.random() * 8)
+        each = [increase(times, values[:, j], start, end) for j in range(3)]
+        assert np.array_equal(increases(times, values, start, end), each, equal_nan=True)
