@@ -19,9 +19,14 @@ many fields they hold. The last line printed is one JSON object.
 
     python bench/redis_memory.py [--flags 40] [--units 4000] [--percent 50]
         [--requests 5] [--batch 1250] [--max-units 200000]
+        [--exceptions 0] [--exception-names 1]
 
 ``--max-units`` is the store's ``redis.max_units_per_cell``: past it a cell keeps no more
 units' own counts (``unit_counts_over`` in the output: the requests it summed instead).
+``--exceptions`` adds that many named exceptions to each flag, every message its own (a
+UUID and a number in it), under ``--exception-names`` distinct names: what a flood of
+messages, or of names, costs the failures' counts (``failure_choice``: the hash that
+chooses the names kept; their counts are fields of the aggregate hashes).
 """
 
 from __future__ import annotations
@@ -61,6 +66,7 @@ KINDS = {
     ":u:": "unit_hlls",
     ":w:": "watched_sets",
     ":cn:": "names",
+    ":f:": "failure_choice",
 }
 
 
@@ -97,6 +103,12 @@ def stage_events(args: argparse.Namespace) -> list[dict[str, Any]]:
             if rng.random() < 0.1:
                 value = {"value": round(rng.uniform(5, 200), 2)} if rng.random() < 0.7 else {}
                 event("conversion", flag, unit, arm, **value)
+        for n in range(args.exceptions):  # each message its own; names as --exception-names
+            unit = f"user-{f}-{rng.randrange(args.units)}"
+            arm = "treatment" if rng.random() < args.percent / 100 else "control"
+            name = f"Error{n % args.exception_names} in app/module.py:handler"
+            example = f"Error: request {uuid.UUID(int=rng.getrandbits(128))} failed: {n}"
+            event("exception", flag, unit, arm, failure=name, example=example)
     return events
 
 
@@ -181,6 +193,8 @@ async def measure(redis_url: str, args: argparse.Namespace) -> dict[str, Any]:
         "batch": args.batch,
         "max_units_per_cell": args.max_units,
         "unit_counts_over": over,
+        "exceptions_per_flag": args.exceptions,
+        "exception_names": min(args.exception_names, args.exceptions),
         "bytes_per_flag": round((after - before) / flags),
         "key_bytes_per_flag": round(sum(by_kind.values()) / flags),
         "by_kind_bytes_per_flag": {k: round(v / flags) for k, v in sorted(by_kind.items())},
@@ -215,5 +229,11 @@ if __name__ == "__main__":
     parser.add_argument("--batch", type=int, default=1250, help="records per partition batch")
     parser.add_argument(
         "--max-units", type=int, default=MAX_UNITS_PER_CELL, help="units a cell counts one by one"
+    )
+    parser.add_argument(
+        "--exceptions", type=int, default=0, help="named exceptions per flag, each message new"
+    )
+    parser.add_argument(
+        "--exception-names", type=int, default=1, help="distinct failure names among them"
     )
     print(json.dumps(asyncio.run(main(parser.parse_args()))))
