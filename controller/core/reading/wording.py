@@ -313,9 +313,12 @@ def _served(value: Any) -> float:
 def failure_text(seen: FailureSeen) -> str:
     """A failure by its fingerprint as people read it: ``new in treatment:
     `KeyError in cart.py:price` (0.41% of treatment's exposures, none in control); example:
-    `KeyError: 'cart_id'``. Its name and example are the app's text, quoted as data."""
+    `KeyError: 'cart_id'``, new once its test regressed with none in control, else its name
+    and its shares. Its name and example are the app's text, quoted as data."""
     name, shares = _quoted(seen.name), failure_shares(seen)
-    said = f"new in treatment: {name} ({shares})" if seen.control == 0 else f"{name}: {shares}"
+    # "New" only once the test says so: early in a stage a few failures may fall in one arm.
+    new = seen.control == 0 and seen.regressed
+    said = f"new in treatment: {name} ({shares})" if new else f"{name}: {shares}"
     return f"{said}; example: {_quoted(seen.example)}" if seen.example else said
 
 
