@@ -7,7 +7,9 @@ requests, and the unit fails as often under either arm), so the rollout must not
 back: the unit decides nothing (docs/architecture.md, "Each unit counted"). Status names the
 unit and its share of treatment's requests. The daemon is killed with SIGKILL mid-stage and
 started again; afterwards every unit's count in the store equals the app's own ledger of
-what it sent: what a clean replay of the log counts.
+what it sent: what a clean replay of the log counts. The app also records two named
+exceptions, one in either arm and one in treatment alone, before and after the kill: each
+fingerprint's count in each arm equals what it sent, none lost and none counted twice.
 """
 
 from __future__ import annotations
@@ -28,13 +30,15 @@ import orjson
 import pytest
 import redis.asyncio as aioredis
 
+from controller.adapters.redis.aggregates import RedisAggregateStore
+from controller.adapters.redis.cells.failure_counts import failure_key, failure_name
 from controller.adapters.redis.cells.layout import partition_tag
 from controller.adapters.redis.cells.unit_counts import FAILURES_MARK, unit_field, unit_shard
 from controller.core.rollouts.plan import Plan
 from controller.core.rollouts.plan_parts import Guardrail, Stage
 from controller.core.wire.messages import Arm
 from controller.sdk import EventEmitter, FlagClient, Flags
-from controller.settings import KafkaSettings
+from controller.settings import KafkaSettings, RedisSettings
 from tests.scenarios.harness import Scenario, topics_on
 from tests.support.backing.services import free_port
 
@@ -45,6 +49,10 @@ RATE = 300
 """Requests a second."""
 UNIT_SHARE, UNIT_FAILS, BASE_FAILS = 0.4, 0.2, 0.02
 STAGE = timedelta(seconds=40)
+BOTH, TREATED = "KeyError in checkout/cart.py:price", "TimeoutError in payments/client.py:charge"
+"""The app's named exceptions: the first raised in either arm, the second in treatment alone."""
+RAISES = {BOTH: (0.015, 0.015), TREATED: (0.0, 0.03)}
+"""Per name, how often a request raises it: under control, under treatment."""
 
 
 @dataclass
@@ -53,6 +61,8 @@ class Ledger:
 
     requests: Counter[tuple[str, int, str]] = field(default_factory=Counter)
     errors: Counter[tuple[str, int, str]] = field(default_factory=Counter)
+    raised: Counter[tuple[str, str]] = field(default_factory=Counter)
+    """Per (exception name, arm), the named exceptions sent, over every flag version."""
 
 
 @dataclass
@@ -110,7 +120,21 @@ async def serve(flags: Flags, unit_id: str, ledger: Ledger) -> None:
             flags.request(FLAG, unit, arm, version, error=failed, latency_ms=20.0)
             ledger.requests[(unit, version, arm.value)] += 1
             ledger.errors[(unit, version, arm.value)] += int(failed)
+            raise_some(flags, rng, ledger, (unit, version, arm))
         await asyncio.sleep(0.05)  # the app's pace, not a wait for an outcome
+
+
+def raise_some(
+    flags: Flags, rng: random.Random, ledger: Ledger, served: tuple[str, int, Arm]
+) -> None:
+    """The request's named exceptions, at the :data:`RAISES` rates of its arm, in the ledger."""
+    unit, version, arm = served
+    for name, (control, treatment) in RAISES.items():
+        if rng.random() < (treatment if arm is Arm.TREATMENT else control):
+            example = f"{name.split()[0]}: 'cart-{rng.randrange(10**6)}'"
+            kind, extra = "exception", {"failure": name, "example": example}
+            if flags._emit(kind, FLAG, unit, arm, version, key=None, **extra) is not None:
+                ledger.raised[(name, arm.value)] += 1
 
 
 async def treated_unit(flags: Flags, scenario: Scenario) -> str:
@@ -143,6 +167,39 @@ async def stored_counts(
     return requests, errors
 
 
+async def stored_failures(store: RedisAggregateStore, ledger: Ledger) -> Counter[tuple[str, str]]:
+    """Each name's exceptions per arm as the store counts them under its fingerprint."""
+    versions = {version for _, version, _ in ledger.requests}
+    read = await store.read(FLAG, versions)
+    got: Counter[tuple[str, str]] = Counter()
+    for name in RAISES:
+        fingerprint = failure_key(failure_name(name))
+        for arm, aggregate in (("control", read.control), ("treatment", read.treatment)):
+            if fingerprint in aggregate.failed:
+                got[(name, arm)] = aggregate.failed[fingerprint].total
+    return got
+
+
+async def raised_counted_once(
+    client: aioredis.Redis, scenario: Scenario, ledger: Ledger, before: Counter[tuple[str, str]]
+) -> None:
+    """Each name's exceptions in each arm, read from the store once all have come, are what
+    the app sent: some of each before the kill (``before``) and some after."""
+    settings = RedisSettings(url=scenario.redis_url, key_prefix=scenario.prefix)
+    store = RedisAggregateStore(client, settings=settings, topic=scenario.topics["events"])
+    wanted = {(BOTH, "control"), (BOTH, "treatment"), (TREATED, "treatment")}
+    assert set(+before) == wanted, before
+    assert all(ledger.raised[k] > before[k] for k in wanted), (before, ledger.raised)
+
+    async def all_come() -> Counter[tuple[str, str]]:
+        got = await stored_failures(store, ledger)
+        assert all(got[k] >= n for k, n in ledger.raised.items()), (got, ledger.raised)
+        return got
+
+    got = await scenario.until(all_come, timeout=60, what="every named exception counted")
+    assert got == +ledger.raised, (got, ledger.raised)
+
+
 async def rollout_view(url: str) -> dict[str, Any]:
     async with httpx.AsyncClient(timeout=10) as client:
         answer = await client.get(f"{url}/rollouts/{FLAG}")
@@ -172,6 +229,7 @@ async def test_one_unit_with_most_of_a_small_arm_decides_nothing_and_is_counted_
             timeout=60,
             what="the unit's requests flowing",
         )
+        before = Counter(ledger.raised)
         scenario.daemon.kill()
         scenario.start_daemon()
 
@@ -220,5 +278,8 @@ async def test_one_unit_with_most_of_a_small_arm_decides_nothing_and_is_counted_
         for key, n in ledger.requests.items():
             got = await stored_counts(client, scenario.prefix, topic, partitions, key)
             assert got == (n, ledger.errors[key]), key
+
+        # And each named exception is counted once in its arm, before the kill and after it
+        await raised_counted_once(client, scenario, ledger, before)
     finally:
         await client.aclose()
