@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
-import uuid
 from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
 from functools import partial
@@ -36,10 +35,10 @@ from controller.core.rollouts.plan_parts import Stage
 from controller.dev.otelcol import Collector
 from controller.settings import RedisSettings
 from tests.otel.load import AppProcess, Load
-from tests.scenarios.harness import TOPICS, Scenario
+from tests.scenarios.harness import Scenario
 from tests.scenarios.otel.test_otel_apps import APPS, completing, held
+from tests.scenarios.otel.worlds import collector_world
 from tests.support.backing.services import free_port
-from tests.support.backing.topics import create_topics
 from tests.support.otel.collector_kit import (
     APP_ATTRIBUTE,
     Written,
@@ -73,25 +72,15 @@ async def world(
 ) -> AsyncIterator[tuple[Scenario, Collector]]:
     """Topics made by the operator first (the test broker creates none by itself), a
     Collector writing to them, and a scenario whose daemon reads them."""
-    run = uuid.uuid4().hex[:8]
-    topics = {name: f"col.{run}.{name}" for name in ("events", *TOPICS, "spans", "logs")}
-    partitions = {"events": 4, "commands": 2, "spans": SPANS_PARTITIONS}
-    await create_topics(real_kafka, {t: partitions.get(n, 1) for n, t in topics.items()})
-    collector = Collector(
-        tmp_path / "otelcol",
-        brokers=real_kafka,
-        spans_topic=topics["spans"],
-        logs_topic=topics["logs"],
-    )
-    with collector.start():
-        async with Scenario(
-            bootstrap=real_kafka,
-            redis_url=redis_url,
-            prefix=redis_namespace,
-            topics=topics,
-            workdir=tmp_path,
-        ) as scenario:
-            yield scenario, collector
+    async with collector_world(
+        kafka=real_kafka,
+        redis_url=redis_url,
+        prefix=redis_namespace,
+        workdir=tmp_path,
+        label="col",
+        partitions={"events": 4, "commands": 2, "spans": SPANS_PARTITIONS},
+    ) as made:
+        yield made
 
 
 def _store(scenario: Scenario, client: Any) -> RedisAggregateStore:

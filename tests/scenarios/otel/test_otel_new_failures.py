@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
-import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
@@ -35,10 +34,10 @@ from controller.core.rollouts.plan import Plan
 from controller.core.rollouts.plan_parts import Guardrail, Stage
 from controller.dev.otelcol import Collector
 from tests.otel.load import AppProcess
-from tests.scenarios.harness import TOPICS, Observed, Scenario
+from tests.scenarios.harness import Observed, Scenario
 from tests.scenarios.otel.test_otel_apps import _guarded
+from tests.scenarios.otel.worlds import collector_world
 from tests.support.backing.services import free_port
-from tests.support.backing.topics import create_topics
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -86,25 +85,15 @@ async def world(
 ) -> AsyncIterator[tuple[Scenario, Collector]]:
     """The operator's topics, a Collector writing spans to them, and a scenario whose daemon
     reads them."""
-    run = uuid.uuid4().hex[:8]
-    topics = {name: f"nf.{run}.{name}" for name in ("events", *TOPICS, "spans", "logs")}
-    partitions = {"events": 4, "commands": 2, "spans": 2}
-    await create_topics(real_kafka, {t: partitions.get(n, 1) for n, t in topics.items()})
-    collector = Collector(
-        tmp_path / "otelcol",
-        brokers=real_kafka,
-        spans_topic=topics["spans"],
-        logs_topic=topics["logs"],
-    )
-    with collector.start():
-        async with Scenario(
-            bootstrap=real_kafka,
-            redis_url=redis_url,
-            prefix=redis_namespace,
-            topics=topics,
-            workdir=tmp_path,
-        ) as scenario:
-            yield scenario, collector
+    async with collector_world(
+        kafka=real_kafka,
+        redis_url=redis_url,
+        prefix=redis_namespace,
+        workdir=tmp_path,
+        label="nf",
+        partitions={"events": 4, "commands": 2, "spans": 2},
+    ) as made:
+        yield made
 
 
 async def rolloutctl(base: str, *args: str) -> str:

@@ -19,7 +19,6 @@ outcome per evaluation: the joins the kill cut were read again from the topics.
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from functools import partial
@@ -37,10 +36,10 @@ from controller.core.rollouts.plan_parts import Stage
 from controller.dev.otelcol import Collector
 from controller.settings import RedisSettings
 from tests.otel.load import AppProcess, Load
-from tests.scenarios.harness import TOPICS, Scenario
+from tests.scenarios.harness import Scenario
 from tests.scenarios.otel.test_otel_apps import APPS
+from tests.scenarios.otel.worlds import collector_world
 from tests.support.backing.services import free_port
-from tests.support.backing.topics import create_topics
 from tests.support.otel.collector_kit import (
     APP_ATTRIBUTE,
     Written,
@@ -68,26 +67,17 @@ async def world(
 ) -> AsyncIterator[tuple[Scenario, Collector]]:
     """The Collector's topics (``col.spans``, ``col.logs``), the relay's (``spans``,
     ``logs``: the daemon reads these), a Collector writing to its own, and a scenario."""
-    run = uuid.uuid4().hex[:8]
-    names = ("events", *TOPICS, "spans", "logs", "col.spans", "col.logs")
-    topics = {name: f"nodekill.{run}.{name}" for name in names}
-    partitions = {"events": 2, "spans": PARTITIONS, "logs": PARTITIONS}
-    await create_topics(real_kafka, {t: partitions.get(n, 1) for n, t in topics.items()})
-    collector = Collector(
-        tmp_path / "otelcol",
-        brokers=real_kafka,
-        spans_topic=topics["col.spans"],
-        logs_topic=topics["col.logs"],
-    )
-    with collector.start():
-        async with Scenario(
-            bootstrap=real_kafka,
-            redis_url=redis_url,
-            prefix=redis_namespace,
-            topics=topics,
-            workdir=tmp_path,
-        ) as scenario:
-            yield scenario, collector
+    async with collector_world(
+        kafka=real_kafka,
+        redis_url=redis_url,
+        prefix=redis_namespace,
+        workdir=tmp_path,
+        label="nodekill",
+        partitions={"events": 2, "spans": PARTITIONS, "logs": PARTITIONS},
+        extra=("col.spans", "col.logs"),
+        collector_writes=("col.spans", "col.logs"),
+    ) as made:
+        yield made
 
 
 def steady() -> Plan:
