@@ -28,6 +28,8 @@ from controller.core.rollouts import (
     action_for,
 )
 from controller.core.stats import (
+    FAILURE_TESTS,
+    NEW_FAILURES,
     FixedHorizonResult,
     FlagAggregates,
     SequentialResult,
@@ -75,7 +77,7 @@ def final_look(
         return _passed(advance, taken)
     gating = [g for g in plan.guardrails if not g.dry_run and g.source == "events"]
     looks = {
-        g.key: fixed_horizon_test(result, plan.final_alpha(g.key))
+        g.key: fixed_horizon_test(result, plan.final_alpha(g.key) / _tests_in(g))
         for g in gating
         if (result := tests.get(g.key)) is not None
     }
@@ -93,6 +95,12 @@ def final_look(
             evidence = advance.evidence.model_copy(update={"final_look": taken})
             return _regressed(rollout, data, (guardrail, index), look, evidence)
     return _passed(advance, taken)
+
+
+def _tests_in(guardrail: Guardrail) -> int:
+    """The tests a guardrail's result stands for: new_failures' is the least proven of its
+    fingerprints', so its final look is at its share over them, as its boundary is."""
+    return FAILURE_TESTS if guardrail.metric == NEW_FAILURES else 1
 
 
 def _passed(advance: Verdict, taken: FinalLook) -> Verdict:

@@ -24,6 +24,7 @@ from controller.core.stats.dominance import Dominance, dominance, dominance_text
 from controller.core.stats.failures.counts import FailureCounts, failures_of, merged_failures
 from controller.core.stats.failures.testing import NEW_FAILURES, FailureTest, failure_tests
 from controller.core.stats.failures.testing import OTHER as OTHER_FAILURES
+from controller.core.stats.failures.testing import TESTS as FAILURE_TESTS
 from controller.core.stats.folding import FOLD_LAYOUT, PartitionDelta, Seen, fold
 from controller.core.stats.guardrails import (
     FixedHorizonResult,
@@ -102,6 +103,7 @@ __all__ = [
     "BOTH_FIELD",
     "CAP_MULTIPLE",
     "DECIDING_SHARE",
+    "FAILURE_TESTS",
     "FEW_UNITS",
     "FLOAT_FIELDS",
     "FOLD_LAYOUT",

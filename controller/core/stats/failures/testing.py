@@ -34,6 +34,9 @@ NEW_FAILURES: Final = "new_failures"
 """The guardrail's metric."""
 TESTED = 16
 """Fingerprints tested at one look, the most counted over both arms (the store keeps as many)."""
+TESTS = TESTED + 1
+"""The tests one look takes: the tested fingerprints and the rest; each at alpha over this,
+at the always-valid boundary and at a stage's final look alike."""
 OTHER = "other"
 """The failures named by no tested fingerprint, tested together as one more."""
 
@@ -61,7 +64,7 @@ def failure_tests(
     """Each tested fingerprint's test, the most counted first, then the rest's; each at
     ``alpha`` over ``TESTED + 1``."""
     t, c = data.treatment, data.control
-    level = alpha / (TESTED + 1)
+    level = alpha / TESTS
     out = []
     for key, (mine, theirs) in _most_counted(t, c):
         known = mine or theirs or FailureCounts(key)

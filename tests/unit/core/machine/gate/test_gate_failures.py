@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
+
 from controller.core.machine.gate import evaluate
 from controller.core.reading import failure_text
 from controller.core.rollouts.plan_parts import Guardrail, Stage
 from controller.core.rollouts.rollout import VerdictKind
+from controller.core.stats import FAILURE_TESTS
 from controller.core.stats.aggregates import ArmAggregate, FlagAggregates
 from controller.core.wire import FailureSeen
 from tests.unit.core.machine.gate.test_gate import T0, plan, rollout
@@ -83,3 +86,19 @@ def test_a_failure_is_said_with_its_shares_and_its_quoted_example() -> None:
     )
     read_back = FailureSeen.model_validate(seen.model_dump(mode="json"))
     assert failure_text(read_back) == failure_text(seen)
+
+
+def test_the_final_look_on_new_failures_takes_its_share_over_every_fingerprint() -> None:
+    # The guardrail's result at the end is its least proven fingerprint's: looked at alone at
+    # the final look's whole share, the largest of seventeen would be taken as one test.
+    stages = [Stage(percent=50, min_duration=timedelta(minutes=30)), Stage(percent=100)]
+    p = plan(stages=stages, guardrails=[Guardrail(metric="new_failures")], final_look_share=0.5)
+    same = {"cache": spread(100, 2)}
+    verdict = evaluate(rollout(p), data(same, same), T0 + timedelta(hours=1))
+    assert verdict.kind == VerdictKind.ADVANCE
+    look = verdict.evidence.final_look
+    assert look is not None
+    assert look.tests is not None
+    assert look.tests["new_failures"].alpha == pytest.approx(
+        p.final_alpha("new_failures") / FAILURE_TESTS
+    )
