@@ -47,8 +47,10 @@ _NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
 _LOOSE_NUMBER = re.compile(r"(?<![A-Za-z_\d])\d+(?:[.,]\d+)*(?![A-Za-z_\d])")
 """A number that is not part of a name (``Http2Error`` keeps its 2, ``5xx`` its 5, ``line 42``
 nothing)."""
-_ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[@-_]")
-"""A terminal's escape sequence (colours, cursor moves), dropped whole."""
+_ANSI = re.compile(r"\x1b[]PX^_][^\x00-\x1f]*(?:\x07|\x1b\\)?|\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[@-_]")
+"""A terminal's escape sequence, dropped whole: a string (a title or a link set, OSC, and
+DCS, SOS, PM, APC) to its BEL or ST, else to the next control character; a control
+sequence (colours, cursor moves); any other escape."""
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069]")
 _SPACE = re.compile(r"\s+")
 

@@ -78,6 +78,10 @@ def test_the_top_frame_of_each_languages_stack_trace(trace: str, frame: str) -> 
         ("digest 9f86d081884c7d65 mismatch", "digest <hex> mismatch"),
         ("took 1,234.5 ms on line 42", "took <n> ms on line <n>"),
         ("\x1b[31mred\x1b[0m\u202e evil\n\n  text", "red evil text"),
+        # a string sequence, to its BEL or ST: a terminal's title, a link
+        ("\x1b]0;pwned\x07FAILED", "FAILED"),
+        ("\x1b]8;;https://evil.example/\x1b\\click\x1b]8;;\x1b\\ here", "click here"),
+        ("\x1b]0;unended\nrest", "rest"),
     ],
 )
 def test_numbers_ids_and_addresses_are_scrubbed(text: str, scrubbed: str) -> None:
@@ -92,6 +96,8 @@ def test_numbers_ids_and_addresses_are_scrubbed(text: str, scrubbed: str) -> Non
         ("E1024Error", "E1024Error"),
         ("12xx at 7", "12xx at <n>"),
         ("io_500 5xx GET /items/404", "io_500 5xx GET /items/<n>"),
+        # a title's digits set by an escape are no part of the name beside it
+        ("\x1b[31mFAILED\x1b[0m\x1b]0;pwned\x07 in a.py:f", "FAILED in a.py:f"),
     ],
 )
 def test_names_keep_their_own_digits(name: str, scrubbed: str) -> None:
