@@ -92,6 +92,7 @@ PACING: dict[tuple[str, str], str] = {
     ("tests/scenarios/unleash/test_unleash.py", "_serve_traffic"): "an app's request rate",
     ("tests/scenarios/apps/test_intake_kills.py", "App.send"): "an app's retry after a refusal",
     ("tests/scenarios/console/test_operator_views.py", "ring_app"): "the ring's apps' pace",
+    ("tests/scenarios/console/test_hostile_failures.py", "failing_app"): "the apps' pace",
     ("tests/scenarios/store_loss/kit.py", "App.run"): "an app's polling pace",
     ("tests/support/backing/prometheus_kit.py", "serve_traffic"): "an app's request rate",
     ("tests/support/clients/flooding.py", "_sender"): "a flood's retry pause",
