@@ -20,6 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 import redis.asyncio as aioredis
+from _pytest.nodeid import coerce_node_id
 from aiokafka.admin import AIOKafkaAdminClient
 
 from controller.adapters.redis.client import RedisClient, connect
@@ -128,7 +129,9 @@ async def _drop_topics(bootstrap: str, events: str) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Mark each listed Gherkin scenario as its difference says; leave out those not run."""
+    """Mark each listed Gherkin scenario as its difference says; leave out those not run. Name
+    each schemathesis test by its operation (:func:`_named_by_operation`)."""
+    _named_by_operation(items)
     kept, left_out = [], []
     for item in items:
         difference = marks_of(item)
@@ -160,3 +163,14 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_bdd_apply_tag(tag: str, function: object) -> bool:
     """The suites' tags (``@booleans``, ``@spec-1.4.7``) are their labels, not our markers."""
     return True
+
+
+def _named_by_operation(items: list[pytest.Item]) -> None:
+    """Each of schemathesis's tests named by its operation: its items share one node id (the
+    function's, ``[POST /path]`` in their names alone), and pytest-xdist runs one item per
+    node id, so under ``-n`` all but one operation of each document went untested, silently."""
+    for item in items:
+        name, brackets, operation = item.name.partition("[")
+        if brackets and not item.nodeid.endswith("]") and item.nodeid.endswith("::" + name):
+            # pytest offers no public way to rename a node: its id is kept in _id.
+            item._id = coerce_node_id(f"{item.nodeid}[{operation}")
