@@ -70,6 +70,16 @@ def failing(seed: int, n: int) -> list[dict[str, Any]]:
     return out
 
 
+async def fields_of(client: RedisClient, key: str) -> dict[str, str]:
+    """A hash's fields and values as text (the client answers bytes)."""
+    raw: dict[bytes | str, bytes | str] = await client.hgetall(key)
+    return {_text(k): _text(v) for k, v in raw.items()}
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
 def by_bucket(events: list[dict[str, Any]], arm: str, name: str) -> tuple[int, ...]:
     counts = Counter(
         unit_bucket(e["unit"]) for e in events if e["arm"] == arm and e.get("failure") == name
@@ -143,14 +153,14 @@ async def test_a_flood_of_distinct_names_stays_within_the_bounds(
         fold([decoded(e) for e in events], delta.cells)
         await store.flush(delta, epoch=claim.epoch, expected_offset=offset)
         offset = batch + 1
-    registry = await store_client.hgetall(f"{{{redis_namespace}:events:0}}:f:f")
-    kept = [f for f in registry if f.startswith(b"k:")]
-    counted = [f for f in registry if f.startswith(b"n:")]
+    registry = await fields_of(store_client, f"{{{redis_namespace}:events:0}}:f:f")
+    kept = [f for f in registry if f.startswith("k:")]
+    counted = [f for f in registry if f.startswith("n:")]
     assert len(kept) == FAILURES_KEPT
     assert len(counted) <= FAILURES_KEPT + FAILURE_CANDIDATES
-    assert int(registry[b"ever"]) <= FAILURES_EVER
-    arm = await store_client.hgetall(f"{{{redis_namespace}:events:0}}:a:f:1:treatment")
-    named = {f.split(b".")[0] for f in arm if f.startswith(b"f:")}
+    assert int(registry["ever"]) <= FAILURES_EVER
+    arm = await fields_of(store_client, f"{{{redis_namespace}:events:0}}:a:f:1:treatment")
+    named = {f.split(".")[0] for f in arm if f.startswith("f:")}
     assert len(named) <= FAILURES_EVER
     got = await store.read("f", [1])
     assert got.treatment.exceptions == 3000
