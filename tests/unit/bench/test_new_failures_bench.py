@@ -1,0 +1,74 @@
+"""bench/new_failures.py's own arithmetic: the store's choice of fingerprints as the bench
+ports it, the exact upper bound it prints, and its paired ratios with a censored side."""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from controller.adapters.redis.cells.failure_counts import FAILURES_EVER, FAILURES_KEPT
+
+BENCH = Path(__file__).resolve().parents[3] / "bench" / "new_failures.py"
+
+
+@pytest.fixture(scope="module")
+def bench() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("bench_new_failures", BENCH)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_with_room_every_fingerprint_is_kept_from_its_first_failure(bench: ModuleType) -> None:
+    registry = bench.Registry()
+    entries = [(f"f{i:02d}", 1) for i in range(FAILURES_KEPT)]
+    assert registry.write(entries) == [True] * FAILURES_KEPT
+    assert registry.write([("late", 1)]) == [False]  # no more than the least kept: not kept
+
+
+def test_one_counted_more_than_the_least_kept_takes_its_place_after_its_cell(
+    bench: ModuleType,
+) -> None:
+    registry = bench.Registry()
+    registry.write([(f"f{i:02d}", 2) for i in range(FAILURES_KEPT)])
+    assert registry.write([("hot", 3)]) == [False]  # counted in this cell before it is kept
+    assert "hot" in registry.kept
+    assert "f00" not in registry.kept  # the least kept, ties by name
+    assert registry.write([("hot", 1), ("f00", 1)]) == [True, False]
+
+
+def test_no_fingerprint_is_kept_past_the_most_ever(bench: ModuleType) -> None:
+    registry = bench.Registry()
+    for i in range(FAILURES_EVER + 8):
+        registry.write([(f"g{i:03d}", 10 * (i + 1))])  # each outgrows every one kept
+    assert registry.ever == FAILURES_EVER
+    assert f"g{FAILURES_EVER:03d}" not in registry.kept
+
+
+@pytest.mark.parametrize(("hits", "n"), [(0, 200), (0, 40)])
+def test_the_exact_upper_bound_of_none_seen(bench: ModuleType, hits: int, n: int) -> None:
+    assert bench.clopper_pearson_upper(hits, n) == pytest.approx(1 - 0.025 ** (1 / n), rel=1e-6)
+
+
+def test_the_exact_upper_bound_lies_above_the_rate(bench: ModuleType) -> None:
+    upper = bench.clopper_pearson_upper(5, 200)
+    assert 0.025 < upper < 0.07
+    at_most = math.fsum(math.comb(200, k) * upper**k * (1 - upper) ** (200 - k) for k in range(6))
+    assert at_most == pytest.approx(0.025, rel=1e-6)
+
+
+def test_a_guardrail_that_never_rolled_back_is_taken_at_the_plans_end(bench: ModuleType) -> None:
+    stop, never = bench.Stop, bench.Stop(None, 3, 27_000.0, 0)
+    runs = [
+        {"error_rate": stop("error_rate", 1, 3_600.0, 0), "new_failures": stop("x", 0, 900.0, 0)},
+        {"error_rate": never, "new_failures": stop("new_failures", 0, 1_800.0, 0)},
+    ]
+    assert bench.paired_ratios(runs, 27_000.0) == [4.0, 15.0]
