@@ -25,8 +25,14 @@ unit of its arm together; the jackknife's variance (docs/architecture.md, "Unequ
 buckets") already widens the test by 1/(1 - s) for a unit of share s, so below half the
 test stays valid (the one-unit A/A of ``bench/aa.py`` stays under its level), and above
 it, twice as wide or more, it could only hold anyway."""
-REQUEST_METRICS = frozenset({"error_rate", "latency_p95", "latency_p99", "latency_exceedance"})
-"""The guardrails whose events are requests: those one unit's requests can decide."""
+REQUEST_METRICS = frozenset(
+    {"error_rate", "latency_p95", "latency_p99", "latency_exceedance", "new_failures"}
+)
+"""The guardrails one unit's requests can decide: those whose events are requests, and the
+failures by fingerprint, which a unit sending most of an arm's requests mostly sends too
+(its own bug, counted in its one bucket: ``bench/new_failures.py``'s one-unit A/A rolled
+identical arms back in 10 of 200 runs without this, each with that unit over half of
+treatment)."""
 CAPPED_METRICS = frozenset({"error_rate"})
 """Those whose counts are per unit, and capped: the others count every request's latency."""
 HASHED_DIGITS = 12

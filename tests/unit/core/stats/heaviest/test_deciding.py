@@ -19,6 +19,7 @@ ALL = [
     *DEFAULT_PLAN.guardrails,
     Guardrail(metric="conversion_rate", tolerance=0.0),
     Guardrail(metric="latency_exceedance", edge_ms=250, tolerance=0.0),
+    Guardrail(metric="new_failures"),
 ]
 
 
@@ -40,7 +41,7 @@ def test_a_unit_over_the_share_after_caps_holds_the_guardrails_on_requests(
     bot = UnitCount("bot-7", n, n // 5)
     treatment = arm(501, rest + n, 100 + n // 5, (bot,))
     heavy = weighed(plan(cap="off"), flag(treatment, arm(500, rest, 100)))
-    keys = {"error_rate", "latency_p99", "latency_exceedance"}
+    keys = {"error_rate", "latency_p99", "latency_exceedance", "new_failures"}
     assert set(heavy.held) == (keys if held else set())
     if held:
         assert "unit bot-7 sends" in heavy.held["error_rate"]
