@@ -33,28 +33,30 @@ APP = Path(__file__).resolve().parents[2] / "otel" / "worker_app.py"
 COUNTS = [Guardrail(metric="crash_count"), Guardrail(metric="exception_count")]
 
 
-def completing() -> Plan:
-    """Three short stages a healthy worker passes within a minute."""
+def completing(guardrails: list[Guardrail] | None = None) -> Plan:
+    """Three short stages a healthy worker passes within a minute (``guardrails``: the
+    counts', left out)."""
     return Plan(
         stages=[
             Stage(percent=20, min_duration=timedelta(seconds=4), min_units_per_arm=40),
             Stage(percent=50, min_duration=timedelta(seconds=4), min_units_per_arm=40),
             Stage(percent=100, min_duration=timedelta(0), min_units_per_arm=0),
         ],
-        guardrails=COUNTS,
+        guardrails=COUNTS if guardrails is None else guardrails,
         min_metric_events=20,
         alpha=0.01,
     )
 
 
-def held() -> Plan:
-    """A half-and-half stage that lasts past the test unless a guardrail ends it."""
+def held(guardrails: list[Guardrail] | None = None) -> Plan:
+    """A half-and-half stage that lasts past the test unless a guardrail ends it
+    (``guardrails``: the counts', left out)."""
     return Plan(
         stages=[
             Stage(percent=50, min_duration=timedelta(minutes=5), min_units_per_arm=40),
             Stage(percent=100, min_duration=timedelta(0), min_units_per_arm=0),
         ],
-        guardrails=COUNTS,
+        guardrails=COUNTS if guardrails is None else guardrails,
         min_metric_events=20,
         alpha=0.01,
     )

@@ -18,11 +18,8 @@ flows both meet both exceptions at the same rates completes.
 
 from __future__ import annotations
 
-import asyncio
-import os
 import sys
 from collections.abc import AsyncIterator
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -30,13 +27,14 @@ import httpx
 import orjson
 import pytest
 
-from controller.core.rollouts.plan import Plan
-from controller.core.rollouts.plan_parts import Guardrail, Stage
+from controller.core.rollouts.plan_parts import Guardrail
 from controller.dev.otelcol import Collector
 from tests.otel.load import AppProcess
 from tests.scenarios.harness import Observed, Scenario
 from tests.scenarios.otel.test_otel_apps import _guarded
+from tests.scenarios.otel.test_otel_crashes import completing, held
 from tests.scenarios.otel.worlds import collector_world
+from tests.scenarios.statistics.test_latency_at_the_preview import rolloutctl
 from tests.support.backing.services import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -50,33 +48,6 @@ NEW = "KeyError in otel/cart_app.py:price"
 SHARED = "TimeoutError in otel/cart_app.py:reserve"
 EXAMPLE = "KeyError: 'cart-<n>'"
 """``KeyError('cart-123')`` as the store keeps it: the cart's number scrubbed."""
-
-
-def completing() -> Plan:
-    """Three short stages a healthy app passes within a minute."""
-    return Plan(
-        stages=[
-            Stage(percent=20, min_duration=timedelta(seconds=4), min_units_per_arm=40),
-            Stage(percent=50, min_duration=timedelta(seconds=4), min_units_per_arm=40),
-            Stage(percent=100, min_duration=timedelta(0), min_units_per_arm=0),
-        ],
-        guardrails=GUARDRAILS,
-        min_metric_events=20,
-        alpha=0.01,
-    )
-
-
-def held() -> Plan:
-    """A half-and-half stage that lasts past the test unless a guardrail ends it."""
-    return Plan(
-        stages=[
-            Stage(percent=50, min_duration=timedelta(minutes=5), min_units_per_arm=40),
-            Stage(percent=100, min_duration=timedelta(0), min_units_per_arm=0),
-        ],
-        guardrails=GUARDRAILS,
-        min_metric_events=20,
-        alpha=0.01,
-    )
 
 
 @pytest.fixture
@@ -94,18 +65,6 @@ async def world(
         partitions={"events": 4, "commands": 2, "spans": 2},
     ) as made:
         yield made
-
-
-async def rolloutctl(base: str, *args: str) -> str:
-    """``rolloutctl ARGS`` of this checkout in its own process, reading ``base``: its output."""
-    env = {**os.environ, "ROLLOUTCTL_URL": base}
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "controller.ctl.app", *args, env=env, cwd=ROOT,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    out, err = await asyncio.wait_for(process.communicate(), timeout=60)
-    assert process.returncode == 0, err.decode()
-    return out.decode()
 
 
 async def served(base: str, flag: str) -> dict[str, Any]:
@@ -149,7 +108,7 @@ async def test_a_new_exception_in_the_new_flow_is_named_and_rolled_back_behind_t
 
     apps = {FAULTY: await cart(FAULTY, "0,0.05"), TWIN: await cart(TWIN, "0.05,0.05")}
     # When each is rolled out while users send it requests
-    loads = await _guarded(scenario, apps, {FAULTY: held(), TWIN: completing()})
+    loads = await _guarded(scenario, apps, {FAULTY: held(GUARDRAILS), TWIN: completing(GUARDRAILS)})
     for flag, app in apps.items():
         said = orjson.loads(app.last_words)
         assert said["TimeoutError"] > 0, (flag, said)
