@@ -37,8 +37,7 @@ from controller.settings import RedisSettings
 from tests.otel.load import AppProcess, Load
 from tests.scenarios.harness import Scenario
 from tests.scenarios.otel.test_otel_apps import APPS, completing, held
-from tests.scenarios.otel.worlds import collector_world
-from tests.support.backing.services import free_port
+from tests.scenarios.otel.worlds import collector_world, start_reading_otlp
 from tests.support.otel.collector_kit import (
     APP_ATTRIBUTE,
     Written,
@@ -164,16 +163,7 @@ async def test_an_app_behind_the_collector_on_kafka_rolls_out_and_counts_exactly
     world: tuple[Scenario, Collector],
 ) -> None:
     scenario, collector = world
-    port = free_port()
-    scenario.configure(
-        RC_HTTP__PORT=str(port),
-        RC_HTTP__HOST="127.0.0.1",
-        RC_OTLP__ENABLED="true",
-        RC_OTLP__SPANS_TOPIC=scenario.topics["spans"],
-        RC_OTLP__LOGS_TOPIC=scenario.topics["logs"],
-    )
-    scenario.start_daemon()
-    ofrep = f"http://127.0.0.1:{port}"
+    ofrep = start_reading_otlp(scenario)
     # Given three apps with no code of ours sending their spans to the Collector
     app: Callable[[str, str], Any] = partial(_app, ofrep, collector)
     apps = {

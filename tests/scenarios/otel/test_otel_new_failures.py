@@ -33,9 +33,8 @@ from tests.otel.load import AppProcess
 from tests.scenarios.harness import Observed, Scenario
 from tests.scenarios.otel.test_otel_apps import _guarded
 from tests.scenarios.otel.test_otel_crashes import completing, held
-from tests.scenarios.otel.worlds import collector_world
+from tests.scenarios.otel.worlds import collector_world, start_reading_otlp
 from tests.scenarios.statistics.test_latency_at_the_preview import rolloutctl
-from tests.support.backing.services import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -87,16 +86,7 @@ async def test_a_new_exception_in_the_new_flow_is_named_and_rolled_back_behind_t
     world: tuple[Scenario, Collector],
 ) -> None:
     scenario, collector = world
-    port = free_port()
-    scenario.configure(
-        RC_HTTP__PORT=str(port),
-        RC_HTTP__HOST="127.0.0.1",
-        RC_OTLP__ENABLED="true",
-        RC_OTLP__SPANS_TOPIC=scenario.topics["spans"],
-        RC_OTLP__LOGS_TOPIC=scenario.topics["logs"],
-    )
-    scenario.start_daemon()
-    base = f"http://127.0.0.1:{port}"
+    base = start_reading_otlp(scenario)
 
     # Given two twins of a cart service exporting to the Collector: in both, 5% of requests
     # time out in either flow; in the faulty twin's new flow alone, 5% of requests miss the

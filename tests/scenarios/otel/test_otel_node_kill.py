@@ -38,8 +38,7 @@ from controller.settings import RedisSettings
 from tests.otel.load import AppProcess, Load
 from tests.scenarios.harness import Scenario
 from tests.scenarios.otel.test_otel_apps import APPS
-from tests.scenarios.otel.worlds import collector_world
-from tests.support.backing.services import free_port
+from tests.scenarios.otel.worlds import collector_world, start_reading_otlp
 from tests.support.otel.collector_kit import (
     APP_ATTRIBUTE,
     Written,
@@ -91,23 +90,17 @@ async def test_a_node_apps_log_record_evaluations_count_once_across_a_relay_and_
     world: tuple[Scenario, Collector], otel_node: tuple[str, Path]
 ) -> None:
     scenario, collector = world
-    port = free_port()
-    scenario.configure(
-        RC_HTTP__PORT=str(port),
-        RC_HTTP__HOST="127.0.0.1",
-        RC_OTLP__ENABLED="true",
-        RC_OTLP__SPANS_TOPIC=scenario.topics["spans"],
-        RC_OTLP__LOGS_TOPIC=scenario.topics["logs"],
+    base = start_reading_otlp(
+        scenario,
         RC_OTLP__MAX_BATCH_RECORDS="3",
         # On the records' times: a busy machine's wait before the kill must not expire joins
         RC_HTTP__OTLP_JOIN_WINDOW_SECONDS="120",
     )
-    scenario.start_daemon()
     await scenario.start(FLAG, steady())
     state = await scenario.until(partial(_served, scenario), timeout=30, what=f"{FLAG} served")
 
     # Given a Node app, OpenFeature's EventHook and the OTel SDK, exporting to the Collector
-    said, load = await _serve_users(f"http://127.0.0.1:{port}", collector, otel_node)
+    said, load = await _serve_users(base, collector, otel_node)
     await asyncio.to_thread(collector.stop)  # what it accepted is on Kafka first
     spans, _ = await read_stamped(scenario.bootstrap, scenario.topics["col.spans"], 1)
     logs, _ = await read_stamped(scenario.bootstrap, scenario.topics["col.logs"], 1)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from controller.dev.otelcol import Collector
 from tests.scenarios.harness import TOPICS, Scenario
+from tests.support.backing.services import free_port
 from tests.support.backing.topics import create_topics
 
 
@@ -43,3 +44,19 @@ async def collector_world(
             bootstrap=kafka, redis_url=redis_url, prefix=prefix, topics=topics, workdir=workdir
         ) as scenario:
             yield scenario, collector
+
+
+def start_reading_otlp(scenario: Scenario, **settings: str) -> str:
+    """The scenario's daemon started on a free port, reading the OTLP topics its world made
+    (``settings``: more of its environment); its base URL."""
+    port = free_port()
+    scenario.configure(
+        RC_HTTP__PORT=str(port),
+        RC_HTTP__HOST="127.0.0.1",
+        RC_OTLP__ENABLED="true",
+        RC_OTLP__SPANS_TOPIC=scenario.topics["spans"],
+        RC_OTLP__LOGS_TOPIC=scenario.topics["logs"],
+        **settings,
+    )
+    scenario.start_daemon()
+    return f"http://127.0.0.1:{port}"
