@@ -35,8 +35,8 @@ the chance above is averaged over the contents of :mod:`controller.core.stats.ar
 fixed), and Δ is the smallest whose average chance is 0.8. A regression raises failing
 units' propensities until they saturate at 1 (:mod:`controller.core.stats.regressing`).
 
-A running stage is previewed from its own test instead
-(:mod:`controller.core.stats.running_power`).
+A running stage is previewed from its own test instead (:mod:`.running_power`), and a new
+failure on its exact count (:mod:`.failures.preview`).
 """
 
 from __future__ import annotations
@@ -48,6 +48,8 @@ from statistics import NormalDist
 
 from controller.core.rollouts import Guardrail, Plan
 from controller.core.stats.arm_contents import arm_contents, estimate_degrees
+from controller.core.stats.failures.preview import smallest_new_failure
+from controller.core.stats.failures.testing import NEW_FAILURES
 from controller.core.stats.regressing import (
     Arms,
     Failing,
@@ -113,11 +115,16 @@ class Detectable:
     reason: str = ""
     previewed: bool = True
     """False for a metric the preview has no model of (the conversion value)."""
+    new: bool = False
+    """A failure new in treatment: ``effect`` and ``delta`` are its share of treatment's
+    requests, ``base`` 0 (:mod:`controller.core.stats.failures.preview`)."""
 
     def text(self) -> str:
-        """``+310%``, ``-40%``, or why there is no figure."""
+        """``+310%``, ``-40%``, ``0.47% of treatment's requests``, or why there is no figure."""
         if self.effect is None:
             return self.reason or "nothing detectable"
+        if self.new:
+            return f"{share_text(self.effect)} of treatment's requests"
         sign = "+" if self.direction == "lower_is_better" else "-"
         return sign + share_text(self.effect)
 
@@ -143,8 +150,8 @@ class StagePreview:
 
     def worst(self) -> Detectable | None:
         """The guardrail with the largest relative figure (one that detects nothing first);
-        None when no guardrail is previewed."""
-        shown = [d for d in self.guardrails if d.previewed]
+        None when no guardrail is previewed. A new failure's figure is a rate, not relative."""
+        shown = [d for d in self.guardrails if d.previewed and not (d.new and d.effect is not None)]
         return max(shown, key=_size) if shown else None
 
 
@@ -169,6 +176,9 @@ def detectable(
     of a stage serving ``percent`` (see the module for the approximation)."""
     direction: Direction = "lower_is_better" if guardrail.lower_is_better else "higher_is_better"
     none = Detectable(guardrail.key, direction, None, None, None)
+    if guardrail.metric == NEW_FAILURES:
+        rate, why = smallest_new_failure(guardrail, percent, seconds, traffic, plan, power=POWER)
+        return Detectable(guardrail.key, direction, rate, rate, 0.0, why, new=True)
     unmodelled = NOT_PREVIEWED.get(guardrail.metric)
     if unmodelled is not None:
         return Detectable(guardrail.key, direction, None, None, None, unmodelled, previewed=False)
@@ -176,11 +186,9 @@ def detectable(
         return _with(none, "no control arm to compare against")
     arms = arms_at(percent, traffic, seconds)
     base = base_of(guardrail, traffic)
-    short = short_of_floor(guardrail, arms, plan, traffic)
+    short = short_of_floor(guardrail, arms, plan, traffic) or ("its base is 0" if base <= 0 else "")
     if short:
         return Detectable(guardrail.key, direction, None, None, base, short)
-    if base <= 0.0:
-        return Detectable(guardrail.key, direction, None, None, base, "its base is 0")
     n = units_behind(guardrail, traffic, arms)
     level = _level(guardrail, plan)
     powers = [

@@ -300,6 +300,7 @@ def _plan_result(
         print(f"  smallest regression detected with 80% power, {power.assumed.line(plan)}:")
         for line in [
             *map(plan_power.stage_line, power.stages),
+            *plan_power.new_failure_lines(power.stages),
             *plan_power.limit_lines(plan, power.assumed),
         ]:
             print(f"    {line}")

@@ -27,12 +27,15 @@ from controller.core.stats import (
     Traffic,
     limit_preview,
     plan_preview,
+    share_text,
 )
 from controller.ctl.arguments import DEFAULT_DESIGN_EFFECT, DEFAULT_REQUESTS_PER_UNIT
 from controller.ctl.looking import share
 from controller.ctl.report import rollout_traffic
 from controller.ctl.usage import UsageError
 
+NEW_FAILURE_RATE = 0.005
+"""The new failure the plan's line is for: on 0.5% of treatment's requests, none in control."""
 _PER = {"s": 1.0, "min": 60.0, "m": 60.0, "h": 3600.0}
 _RATE = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:e[+-]?[0-9]+)?)\s*(?:/\s*(s|min|m|h))?\s*$")
 
@@ -181,7 +184,7 @@ def stage_line(preview: StagePreview) -> str:
     span = span_text(preview.seconds) + (" for its units" if preview.by_units else "")
     parts = []
     for i, found in enumerate(preview.guardrails):
-        name = metric_name(found.guardrail)
+        name = "a new failure" if found.new else metric_name(found.guardrail)
         if found.effect is None:
             parts.append(f"{name}: {found.text()}")
         elif i == 0 or not parts:
@@ -195,6 +198,30 @@ def stage_line(preview: StagePreview) -> str:
             " where a few units send most requests; give --heavy-units)"
         )
     return f"stage {preview.index + 1} ({preview.percent:g}%, {span}): {said}"
+
+
+def first_catching(found: list[StagePreview], rate: float = NEW_FAILURE_RATE) -> int | None:
+    """The first stage (its index in the plan) that catches a failure new in treatment on
+    ``rate`` of its requests with 80% power; None where none does."""
+    return next(
+        (
+            preview.index
+            for preview in found
+            for d in preview.guardrails
+            if d.new and d.effect is not None and d.effect <= rate
+        ),
+        None,
+    )
+
+
+def new_failure_lines(found: list[StagePreview], rate: float = NEW_FAILURE_RATE) -> list[str]:
+    """Where the plan has ``new_failures``: the first stage that catches a new failure on
+    ``rate`` of treatment's requests, or that none does."""
+    if not any(d.new for preview in found for d in preview.guardrails):
+        return []
+    first = first_catching(found, rate)
+    said = "not by this plan" if first is None else f"from stage {first + 1}"
+    return [f"a new failure on {share_text(rate)} of requests: {said}"]
 
 
 def limit_lines(plan: Plan, assumed: Assumed) -> list[str]:
@@ -261,12 +288,16 @@ def as_json(
                         "delta": d.delta,
                         "base": d.base,
                         "reason": d.reason or None,
+                        "effect_is": "share_of_treatment_requests" if d.new else "relative",
                     }
                     for d in p.guardrails
                 },
             }
             for p in found
         ],
+        "new_failure": {"rate": NEW_FAILURE_RATE, "first_stage": first_catching(found)}
+        if any(d.new for p in found for d in p.guardrails)
+        else None,
         "limit_stages": [
             {
                 "stage": stage.index,

@@ -327,3 +327,63 @@ def test_the_json_preview_gives_each_limit_stage(
     assert (error_rate["ceiling"], error_rate["base"]) == (0.05, 0.01)
     assert 0 < error_rate["proof_seconds"] < 300
     assert staff["limits"]["latency_p95_ms"]["proof_seconds"] is None
+
+
+NEW_FAILURES_PLAN = (
+    "stages:\n"
+    "  - {percent: 1, min_duration: 30m, min_units_per_arm: 0}\n"
+    "  - {percent: 5, min_duration: 1h, min_units_per_arm: 0}\n"
+    "  - {percent: 25, min_duration: 2h, min_units_per_arm: 0}\n"
+    "  - {percent: 50, min_duration: 4h, min_units_per_arm: 0}\n"
+    "  - {percent: 100, min_duration: 0s, min_units_per_arm: 0}\n"
+    "guardrails:\n  - {metric: error_rate}\n  - {metric: new_failures}\n"
+)
+NEW_FAILURE_PART = re.compile(r"; a new failure from ([0-9.]+)% of treatment's requests")
+
+
+@pytest.mark.parametrize(
+    ("traffic", "said"),
+    [
+        # 10 requests per unit and a design effect of 2 assumed: the 1% stage catches a new
+        # failure from 0.92% of its requests, the 5% stage from a tenth of that
+        ("200/s", "from stage 2"),
+        ("2/s", "from stage 4"),  # 14,400 requests in treatment: from 0.23%
+        ("0.5/s", "not by this plan"),  # 3,600: from 0.94%
+    ],
+)
+def test_a_plan_with_new_failures_says_what_each_stage_and_the_plan_catch(
+    traffic: str, said: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    plan = tmp_path / "new.yaml"
+    plan.write_text(NEW_FAILURES_PLAN, encoding="utf-8")
+    assert main(["plan", "validate", "--traffic", traffic, str(plan)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    stages = [line for line in out if line.startswith("    stage ")]
+    assert len(stages) == 4
+    figures = [float(m.group(1)) for line in stages if (m := NEW_FAILURE_PART.search(line))]
+    assert len(figures) >= 2
+    assert figures == sorted(figures, reverse=True)  # each stage sees more than the last
+    assert out[-1] == f"    a new failure on 0.5% of requests: {said}"
+
+
+def test_the_json_preview_gives_the_new_failures_figures_and_first_stage(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    plan = tmp_path / "new.yaml"
+    plan.write_text(NEW_FAILURES_PLAN, encoding="utf-8")
+    assert main(["plan", "validate", "--json", "--traffic", "200/s", str(plan)]) == 0
+    power = json.loads(capsys.readouterr().out)["power"]
+    assert power["new_failure"] == {"rate": 0.005, "first_stage": 1}
+    figures = [s["guardrails"]["new_failures"] for s in power["stages"]]
+    assert [f["effect_is"] for f in figures] == ["share_of_treatment_requests"] * 4
+    assert figures[0]["effect"] > 0.005 > figures[1]["effect"] > 0
+    assert power["stages"][0]["guardrails"]["error_rate"]["effect_is"] == "relative"
+
+
+def test_a_plan_without_new_failures_has_no_new_failure_line(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["plan", "validate", "--traffic", "200/s", DEFAULT]) == 0
+    assert "new failure" not in capsys.readouterr().out
+    assert main(["plan", "validate", "--json", "--traffic", "200/s", DEFAULT]) == 0
+    assert json.loads(capsys.readouterr().out)["power"]["new_failure"] is None
