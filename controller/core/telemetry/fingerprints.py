@@ -142,6 +142,9 @@ _NODE_FRAME = re.compile(
 _GO_FRAME = re.compile(r"^(?P<fn>\S+?)\([^)\n]*\)\n\t(?P<file>\S+?):\d+", re.M)
 _GO_MACHINERY = ("runtime.", "runtime/", "go.opentelemetry.io/")
 """Go frames of the runtime and of OpenTelemetry's own recording, above the app's."""
+_GO_CLOSURE = re.compile(r"(?:func|gowrap|deferwrap)?\d*")
+"""The part of a Go closure's name the compiler makes: ``func1`` of ``main.handler.func1``,
+``2`` of a closure within it, ``gowrap1`` of a ``go`` statement's."""
 
 
 def top_frame(stacktrace: str) -> str:
@@ -155,32 +158,49 @@ def top_frame(stacktrace: str) -> str:
     python = _PYTHON_FRAME.findall(text)
     if python:
         file, fn = python[-1]
-        return _place(file, fn)
+        return _place(file, _last_name(fn))
     java = _JAVA_FRAME.search(text)
     if java:  # the file has no folder: its package's last part stands for one
         package = java["fn"].rsplit(".", 2)[0] if java["fn"].count(".") >= 2 else ""
-        return _place(f"{package.rsplit('.', 1)[-1]}/{java['file']}", java["fn"])
+        return _place(f"{package.rsplit('.', 1)[-1]}/{java['file']}", _last_name(java["fn"]))
     for pattern in (_DOTNET_FRAME, _NODE_FRAME):
         found = pattern.search(text)
         if found:
-            return _place(found["file"] or "", found["fn"] or "")
+            return _place(found["file"] or "", _last_name(found["fn"] or ""))
     for found in _GO_FRAME.finditer(text):
         if not found["fn"].startswith(_GO_MACHINERY):
-            return _place(found["file"], found["fn"])
+            return _place(found["file"], _go_function(found["fn"]))
     return ""
+
+
+def _last_name(fn: str) -> str:
+    """A function's own name, its module, package or class cut (``price`` of
+    ``com.shop.Cart.price``)."""
+    return fn.rsplit("/", 1)[-1].rsplit(".", 1)[-1]
+
+
+def _go_function(fn: str) -> str:
+    """A Go function's own name (``Price`` of ``main.(*Cart).Price``); a closure's keeps the
+    function it is written in (``handler.func1`` of ``main.handler.func1``), since each
+    function's first closure is ``func1``."""
+    parts = fn.rsplit("/", 1)[-1].split(".")
+    kept = 1
+    while kept < len(parts) - 1 and _GO_CLOSURE.fullmatch(parts[-kept]):
+        kept += 1
+    return ".".join(parts[-kept:])
 
 
 def _code_place(attributes: Mapping[str, object]) -> str:
     """``code.filepath`` and ``code.function`` (or their newer names) as a place."""
     file = _text(attributes.get("code.file.path") or attributes.get("code.filepath"))
     fn = _text(attributes.get("code.function.name") or attributes.get("code.function"))
-    return _place(file, fn) if file or fn else ""
+    return _place(file, _last_name(fn)) if file or fn else ""
 
 
 def _place(file: str, fn: str) -> str:
+    """``file`` cut to its last two parts, and the function ``fn`` as it is said."""
     parts = [p for p in re.split(r"[\\/]", file) if p]
     short = "/".join(parts[-2:])
-    fn = fn.rsplit("/", 1)[-1].rsplit(".", 1)[-1]
     said = f"{short}:{fn}" if short and fn else short or fn
     return scrub(said, limit=MAX_PART_CHARS, names=True)
 

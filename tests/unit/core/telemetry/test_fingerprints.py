@@ -50,6 +50,34 @@ GO = (
     "main.main()\n"
     "\t/app/main.go:10 +0x25\n"
 )
+GO_HANDLER = (  # span.RecordError(err, trace.WithStackTrace(true)) in otelhttp's handler
+    "goroutine 5 [running]:\n"
+    "go.opentelemetry.io/otel/sdk/trace.recordStackTrace(...)\n"
+    "\tgo.opentelemetry.io/otel/sdk@v1.47.0/trace/span.go:527\n"
+    "go.opentelemetry.io/otel/sdk/trace.(*recordingSpan).RecordError(0x1adef99245a0, "
+    "{0xce42a0, 0x1adef999f2e0}, {0x1adef999f2f0, 0x1, 0x1})\n"
+    "\tgo.opentelemetry.io/otel/sdk@v1.47.0/trace/span.go:509 +0x4de\n"
+    "main.handler.func1({0xcf0fd0, 0x1adef98b2180}, 0x1adef9928140)\n"
+    "\tcheckout/checkout.go:80 +0x7b4\n"
+    "net/http.HandlerFunc.ServeHTTP(0x1adef99d4180?, {0xcf0fd0?, 0x1adef98b2180?}, "
+    "0x1adef9a11640?)\n"
+    "\tnet/http/server.go:2286 +0x29\n"
+    "net/http.(*ServeMux).ServeHTTP(0xcf2038?, {0xcf0fd0, 0x1adef98b2180}, 0x1adef9928140)\n"
+    "\tnet/http/server.go:2828 +0x1c7\n"
+)
+NODE_MODULE = (  # span.recordException(err) in an ES module
+    "PriceMissingError: no price for cart-17\n"
+    "    at price (file:///work/main/tests/otel/node_app.mjs:96:32)\n"
+    "    at file:///work/main/tests/otel/node_app.mjs:115:7\n"
+)
+JAVA_AGENT = (  # Span.current().recordException(e) under the OpenTelemetry Java agent
+    "checkout.PriceMissingException: no price for cart-17\n"
+    "\tat checkout.Checkout.price(Checkout.java:151)\n"
+    "\tat checkout.Checkout.serve(Checkout.java:134)\n"
+    "\tat jdk.httpserver/com.sun.net.httpserver.Filter$Chain.doFilter(Filter.java:95)\n"
+    "\tat io.opentelemetry.javaagent.instrumentation.javahttpserver."
+    "ResponseCustomizingFilter.doFilter(ResponseCustomizingFilter.java:23)\n"
+)
 
 
 @pytest.mark.parametrize(
@@ -60,6 +88,18 @@ GO = (
         (NODE, "checkout/cart.js:price"),
         (DOTNET, "Checkout/Cart.cs:Price"),
         (GO, "checkout/cart.go:Price"),  # below the runtime's and OpenTelemetry's frames
+        # a closure is named with the function it is written in: each one's first is func1
+        (GO_HANDLER, "checkout/checkout.go:handler.func1"),
+        (
+            GO.replace("main.(*Cart).Price", "main.outer.func2.gowrap1"),
+            "checkout/cart.go:outer.func2.gowrap1",
+        ),
+        (
+            GO.replace("main.(*Cart).Price", "gopkg.in/yaml.v3.glob..func1"),
+            "checkout/cart.go:glob..func1",
+        ),
+        (NODE_MODULE, "otel/node_app.mjs:price"),  # a file:// URL is read as its path
+        (JAVA_AGENT, "checkout/Checkout.java:price"),
         ("no frame here at all", ""),
         ("", ""),
     ],
