@@ -72,6 +72,11 @@ EnvironmentName = Annotated[
 ConversionName = Annotated[str, StringConstraints(pattern=CONVERSION_NAME_PATTERN)]
 """The name of a tracked conversion; a plan's guardrail may read one name alone."""
 
+FailureName = Annotated[str, StringConstraints(min_length=1, max_length=MAX_FAILURE_CHARS)]
+"""What failed, as an event names it: a crash's, an exception's or a failed request's."""
+FailureExample = Annotated[str, StringConstraints(max_length=MAX_FAILURE_EXAMPLE_CHARS)]
+"""One message of a crash's or an exception's failure."""
+
 UnitId = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 MessageId = Annotated[str, StringConstraints(min_length=1, max_length=128)]
 Actor = Annotated[str, StringConstraints(min_length=1, max_length=128)]

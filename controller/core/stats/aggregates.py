@@ -149,6 +149,9 @@ class CellDelta:
     """Each crash or exception folded that names its failure: its name as the event gave it,
     its example (None: none given) and its unit's bucket, in the order folded
     (:mod:`controller.core.stats.failures`)."""
+    failed_requests: list[tuple[str, int]] = field(default_factory=list)
+    """Each failed request folded that names its failure (``5xx GET /cart/{id}``): its name as
+    the event gave it and its unit's bucket, in the order folded; never an exception."""
     hits: list[int] = field(default_factory=list)
     """The unit buckets' integer slots (:mod:`controller.core.stats.units`), one entry per
     count: the fold appends, the flush counts them up once (:meth:`bucket_counts`)."""

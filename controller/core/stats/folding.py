@@ -145,11 +145,8 @@ def _fold_each(
             hit(base + REQUESTS)
             own = cell.unit_requests
             own[unit] = own.get(unit, 0) + 1
-            if event.error:
-                cell.err += 1
-                hit(base + ERRORS)
-                own = cell.unit_errors
-                own[unit] = own.get(unit, 0) + 1
+            if event.error:  # a few requests in a hundred: a call is affordable
+                _add_error(cell, event, unit, base)
             latency = event.latency_ms
             if latency is not None:
                 cell.lat_n += 1
@@ -165,6 +162,17 @@ def _fold_each(
             _add_rarer(cell, event, base)  # rarer than requests: a call is affordable
     tally.repeats += repeats
     return None
+
+
+def _add_error(cell: CellDelta, event: RequestIn, unit: str, base: int) -> None:
+    """Count a failed request in ``cell``, its unit's bucket (from slot ``base``) and its
+    unit's errors, and keep its name where it gave one."""
+    cell.err += 1
+    cell.hits.append(base + ERRORS)
+    own = cell.unit_errors
+    own[unit] = own.get(unit, 0) + 1
+    if event.failure is not None:
+        cell.failed_requests.append((event.failure, base // KIND_COUNT))
 
 
 def _add_rarer(cell: CellDelta, event: InEvent, base: int) -> None:

@@ -87,6 +87,8 @@ _ConversionName = Annotated[str, msgspec.Meta(pattern=CONVERSION_NAME_PATTERN[:-
 _Version = Annotated[int, msgspec.Meta(ge=0, le=2**31 - 1)]
 _Arm = Literal["treatment", "control"]
 _Cohort = Literal["compared", "carried", "outside", "holdout"]
+_Failure = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_FAILURE_CHARS)]
+_Example = Annotated[str, msgspec.Meta(max_length=MAX_FAILURE_EXAMPLE_CHARS)]
 
 
 class _Wire(msgspec.Struct, tag_field="type", forbid_unknown_fields=True, frozen=True, gc=False):
@@ -115,6 +117,7 @@ class RequestIn(_Wire, gc=False, tag="request", frozen=True):
     error: bool
     latency_ms: Annotated[float, msgspec.Meta(ge=0, le=MAX_LATENCY_MS)] | None = None
     cohort: _Cohort | None = None
+    failure: _Failure | None = None
 
 
 class ConversionIn(_Wire, gc=False, tag="conversion", frozen=True):
@@ -125,10 +128,6 @@ class ConversionIn(_Wire, gc=False, tag="conversion", frozen=True):
         Annotated[float, msgspec.Meta(ge=-MAX_CONVERSION_VALUE, le=MAX_CONVERSION_VALUE)] | None
     ) = None
     cohort: _Cohort | None = None
-
-
-_Failure = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_FAILURE_CHARS)]
-_Example = Annotated[str, msgspec.Meta(max_length=MAX_FAILURE_EXAMPLE_CHARS)]
 
 
 class CrashIn(_Wire, gc=False, tag="crash", frozen=True):

@@ -33,8 +33,6 @@ from pydantic import (
 from controller.core.common import (
     KEY_ID_PATTERN,
     MAX_CONVERSION_VALUE,
-    MAX_FAILURE_CHARS,
-    MAX_FAILURE_EXAMPLE_CHARS,
     MAX_LATENCY_MS,
     MAX_PLAN_BYTES,
     MAX_PLAN_DEPTH,
@@ -43,6 +41,8 @@ from controller.core.common import (
     BoundedPlan,
     ConversionName,
     EnvironmentName,
+    FailureExample,
+    FailureName,
     FlagKey,
     FlagVersion,
     MessageId,
@@ -101,7 +101,19 @@ class Exposure(_FlagEvent):
     type: Literal["exposure"]
 
 
-class RequestOutcome(_FlagEvent):
+class _Failed(_FlagEvent):
+    failure: FailureName | None = Field(
+        default=None,
+        description="What failed, as one short name: its fingerprint (an exception's type and "
+        "place, `KeyError in checkout/cart.py:price`; a failed request's status class, method "
+        "and route, never its path, `5xx GET /cart/{id}`). Failures of one name are counted "
+        "and compared between the arms by the new_failures guardrail; the controller scrubs "
+        "numbers, ids and addresses from it. Left out: counted as a failure of no name; on a "
+        "request whose `error` is false, not read.",
+    )
+
+
+class RequestOutcome(_Failed):
     """A request served under a flag finished: whether it failed and how long it took."""
 
     type: Literal["request"]
@@ -123,18 +135,7 @@ class Conversion(_FlagEvent):
     ) = None
 
 
-FailureName = Annotated[str, StringConstraints(min_length=1, max_length=MAX_FAILURE_CHARS)]
-FailureExample = Annotated[str, StringConstraints(max_length=MAX_FAILURE_EXAMPLE_CHARS)]
-
-
-class _FailureEvent(_FlagEvent):
-    failure: FailureName | None = Field(
-        default=None,
-        description="What failed, as one short name: its fingerprint (`KeyError in "
-        "checkout/cart.py:price`, `5xx GET /cart/{id}`). Failures of one name are counted "
-        "and compared between the arms by the new_failures guardrail; the controller scrubs "
-        "numbers, ids and addresses from it. Left out: counted as a failure of no name.",
-    )
+class _FailureEvent(_Failed):
     example: FailureExample | None = Field(
         default=None,
         description="One message of this failure (`KeyError: 'cart_id'`), scrubbed and cut "

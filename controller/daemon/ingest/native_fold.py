@@ -63,7 +63,7 @@ _TYPES = (ExposureIn, RequestIn, ConversionIn, CrashIn, ExceptionIn)
 _COMMON = ("v", "id", "ts", "flag", "unit", "arm", "flag_version")
 _OWN: dict[type[InEvent], tuple[str, ...]] = {
     ExposureIn: ("cohort",),
-    RequestIn: ("error", "latency_ms", "cohort"),
+    RequestIn: ("error", "latency_ms", "cohort", "failure"),
     ConversionIn: ("name", "value", "cohort"),
     CrashIn: ("cohort", "failure", "example"),
     ExceptionIn: ("cohort", "failure", "example"),
@@ -114,14 +114,15 @@ def _chars(info: spec.Type, least: int = 1) -> int:
 
 def _failure_chars(found: dict[type[InEvent], dict[str, spec.Field]]) -> tuple[int, int]:
     """The most code points of a failure's name (at least one) and of its example (may be
-    empty), the same for crashes and exceptions."""
+    empty), the same for crashes and exceptions, and the name's for failed requests."""
     bounds = {
         (_chars(_optional(fields["failure"].type)), _chars(_optional(fields["example"].type), 0))
         for kind, fields in found.items()
         if kind in (CrashIn, ExceptionIn)
     }
-    if len(bounds) != 1:
-        raise ValueError(f"not the failure bounds the extension reads: {bounds}")
+    request = _chars(_optional(found[RequestIn]["failure"].type))
+    if len(bounds) != 1 or next(iter(bounds))[0] != request:
+        raise ValueError(f"not the failure bounds the extension reads: {bounds}, {request}")
     return next(iter(bounds))
 
 

@@ -6,7 +6,8 @@
 //! (`controller.core.stats.folding.fold`) would: the same counters, the float sums
 //! continued in event order from the cells' current values (so the same to the last
 //! bit), the same histogram buckets and unit buckets, each unit's requests and errors,
-//! each crash's and exception's failure (name, example, unit bucket) in event order.
+//! each crash's and exception's failure (name, example, unit bucket) and each failed
+//! request's (name, unit bucket) in event order.
 //! It answers only for a span it reads exactly as msgspec does, every value the plain
 //! case: one flat object of exactly the known keys of one event type, each once; strings
 //! without escapes or control characters; integers and floats of strict JSON grammar
@@ -133,7 +134,7 @@ const EXCEPTION: usize = 4;
 /// Per type: the keys it may hold and the keys it must.
 const ALLOWED: [u16; 5] = [
     COMMON | bit(K_COHORT),
-    COMMON | bit(K_ERROR) | bit(K_LATENCY) | bit(K_COHORT),
+    COMMON | bit(K_ERROR) | bit(K_LATENCY) | bit(K_COHORT) | bit(K_FAILURE),
     COMMON | bit(K_NAME) | bit(K_VALUE) | bit(K_COHORT),
     COMMON | bit(K_COHORT) | bit(K_FAILURE) | bit(K_EXAMPLE),
     COMMON | bit(K_COHORT) | bit(K_FAILURE) | bit(K_EXAMPLE),
@@ -422,8 +423,8 @@ struct Event<'a> {
     latency: Option<f64>,
     name: Option<&'a str>,
     value: Option<f64>,
-    /// A crash's or an exception's failure: its place in the span's failures, or
-    /// `NO_FAILURE`. The name and example are kept apart, so that every event stays as
+    /// A crash's, an exception's or a request's failure: its place in the span's failures,
+    /// or `NO_FAILURE`. The name and example are kept apart, so that every event stays as
     /// small as before they were read (one that is read and copied per value).
     failure: u32,
 }
@@ -455,6 +456,9 @@ struct Plan<'py, 'a> {
     /// Each crash or exception that names its failure, in the order of its events: the
     /// name, the example and the unit's bucket (the cell's list `failed`).
     failures: Vec<(&'a str, Option<&'a str>, i64)>,
+    /// Each failed request that names its failure, in the order of its events: the name
+    /// and the unit's bucket (the cell's list `failed_requests`).
+    failed_requests: Vec<(&'a str, i64)>,
 }
 
 struct Named<'py, 'a> {
@@ -573,6 +577,11 @@ impl Folder {
                 _ => return Err(Bail),
             };
             event.latency = float(v[K_LATENCY], self.latency)?;
+            // Checked on every request, read (by the plan) only on one that failed.
+            if let Some(failure) = optional_chars(v[K_FAILURE], 1, self.failure_chars)? {
+                event.failure = u32::try_from(failures.len()).map_err(|_| Bail)?;
+                failures.push((failure, None));
+            }
         } else if kind == CONVERSION {
             event.name = match v[K_NAME] {
                 Val::Null => None,
@@ -618,6 +627,7 @@ impl Folder {
             }
             if !attr(cell, "units")?.is_exact_instance_of::<PySet>()
                 || !attr(cell, "failed")?.is_exact_instance_of::<PyList>()
+                || !attr(cell, "failed_requests")?.is_exact_instance_of::<PyList>()
             {
                 return Err(Bail);
             }
@@ -648,6 +658,7 @@ impl Folder {
         let mut requested: Vec<u32> = Vec::with_capacity(events.len());
         let mut failed: Vec<u32> = Vec::new();
         let mut failures: Vec<(&'a str, Option<&'a str>, i64)> = Vec::new();
+        let mut failed_requests: Vec<(&'a str, i64)> = Vec::new();
         let mut distinct: Map<&'a str, u32> =
             Map::with_capacity_and_hasher(events.len(), Default::default());
         for &index in events {
@@ -674,6 +685,10 @@ impl Folder {
                             failed.push(place);
                         }
                         own[1] += 1;
+                        if event.failure != NO_FAILURE {
+                            let (failure, _) = named_failures[event.failure as usize];
+                            failed_requests.push((failure, base / width));
+                        }
                     }
                     if let Some(x) = event.latency {
                         ints[LAT_N] += 1;
@@ -758,6 +773,7 @@ impl Folder {
             requested,
             failed,
             failures,
+            failed_requests,
         })
     }
 
@@ -970,6 +986,21 @@ fn write(plan: &Plan<'_, '_>, into: &Bound<'_, PyDict>, folder: &Folder) -> PyRe
                 ],
             )?;
             failed.append(item)?;
+        }
+    }
+    if !plan.failed_requests.is_empty() {
+        let listed = cell
+            .getattr(intern!(py, "failed_requests"))?
+            .cast_into::<PyList>()?;
+        for (failure, bucket) in &plan.failed_requests {
+            let item = PyTuple::new(
+                py,
+                [
+                    PyString::new(py, failure).into_any(),
+                    bucket.into_pyobject(py)?.into_any(),
+                ],
+            )?;
+            listed.append(item)?;
         }
     }
     if plan.named.is_empty() {

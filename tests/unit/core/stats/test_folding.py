@@ -80,6 +80,31 @@ C1: CellKey = ("f", 1, Arm.CONTROL)
             },
         ),
         (
+            [
+                ev("request", "a", error=True, failure="5xx GET /cart/{id}"),
+                ev("request", "b", error=True),
+                ev("request", "b", error=False, failure="5xx GET /cart/{id}"),
+                ev("request", "c", error=True, failure="4xx POST /pay"),
+                ev("exception", "a", failure="KeyError in cart.py:price"),
+            ],
+            {
+                T1: CellDelta(
+                    req=4,
+                    err=3,
+                    failures=1,
+                    units={"a", "b", "c"},
+                    unit_requests={"a": 1, "b": 2, "c": 1},
+                    unit_errors={"a": 1, "b": 1, "c": 1},
+                    failed=[("KeyError in cart.py:price", None, units.unit_bucket("a"))],
+                    # a name on a request that did not fail is not read
+                    failed_requests=[
+                        ("5xx GET /cart/{id}", units.unit_bucket("a")),
+                        ("4xx POST /pay", units.unit_bucket("c")),
+                    ],
+                )
+            },
+        ),
+        (
             [ev("exposure", "a", version=1), ev("exposure", "a", version=2)],
             {
                 T1: CellDelta(exp=1, units={"a"}),
@@ -230,3 +255,11 @@ def test_a_drawn_unit_is_the_canonical_text_of_a_signed_64_bit_integer(unit: str
     for member in drawn:
         assert str(int(member)) == member  # what Redis keeps in an integer set
         assert -(2**63) <= int(member) < 2**63
+
+
+def test_a_named_failed_request_counts_as_an_error_and_no_exception() -> None:
+    cells: dict[CellKey, CellDelta] = {}
+    fold([ev("request", "a", error=True, failure="5xx GET /cart/{id}")], cells)
+    base = units.unit_bucket("a") * units.KIND_COUNT
+    assert cells[T1].bucket_counts() == {base + units.REQUESTS: 1, base + units.ERRORS: 1}
+    assert (cells[T1].failures, cells[T1].failed) == (0, [])

@@ -243,7 +243,9 @@ def mutated_event(draw: st.DrawFn) -> list[Field]:
     if action == "remove":
         del fields[index]
     elif action == "add":
-        extra = draw(st.sampled_from(["value", "latency_ms", "error", "extra", "Type", "v "]))
+        extra = draw(
+            st.sampled_from(["value", "latency_ms", "error", "failure", "extra", "Type", "v "])
+        )
         fields.insert(draw(st.integers(0, len(fields))), (text(extra), draw(field_values(extra))))
     else:
         value = draw(field_values(name))

@@ -126,6 +126,9 @@ FIELD_VALUES: dict[str, st.SearchStrategy[Any]] = {
         st.none(),
     ),
     "value": st.one_of(st.floats(allow_nan=False, allow_infinity=False), st.none(), st.just("x")),
+    "failure": st.one_of(
+        st.text(max_size=260), st.none(), st.just("5xx GET /cart/{id}"), st.just(5)
+    ),
     "extra": st.integers(min_value=-(2**63), max_value=2**63 - 1),
 }
 
@@ -139,7 +142,7 @@ def candidate_events(draw: st.DrawFn) -> dict[str, Any]:
 
 
 def _comparable(obj: Any) -> dict[str, Any]:
-    keys = ("flag", "unit", "arm", "flag_version", "error", "latency_ms", "value")
+    keys = ("flag", "unit", "arm", "flag_version", "error", "latency_ms", "value", "failure")
     return {k: str(getattr(obj, k)) for k in keys if hasattr(obj, k)}
 
 
@@ -378,3 +381,37 @@ def test_both_decoders_read_a_timestamp_as_the_same_instant(ts: str) -> None:
     result = decode_event(raw, max_bytes=MAX)
     assert isinstance(result, RequestIn)
     assert result.ts == model.ts
+
+
+@pytest.mark.parametrize(
+    ("fields", "failure"),
+    [
+        ({"error": True, "failure": "5xx GET /cart/{id}"}, "5xx GET /cart/{id}"),
+        ({"error": True, "failure": None}, None),
+        ({"error": True}, None),
+        ({"error": True, "failure": "é" * 256}, "é" * 256),
+        # read on a failed request alone; on another it is still held to its bounds
+        ({"error": False, "failure": "5xx GET /cart/{id}"}, "5xx GET /cart/{id}"),
+    ],
+)
+def test_a_request_may_name_its_failure(fields: dict[str, Any], failure: str | None) -> None:
+    raw = orjson.dumps(event(**fields))
+    model = event_adapter.validate_json(raw)
+    found = decode_event(raw, max_bytes=MAX)
+    assert isinstance(found, RequestIn)
+    assert found.failure == getattr(model, "failure", "missing") == failure
+
+
+@pytest.mark.parametrize(
+    "failure",
+    ["", "é" * 257, 5, True, ["5xx"], {"name": "5xx"}],
+)
+def test_a_request_failure_out_of_its_bounds_is_refused_by_both(failure: object) -> None:
+    result = refused_by_both(orjson.dumps(event(error=True, failure=failure)))
+    assert result.reason is RejectReason.SCHEMA_VIOLATION
+    assert "failure" in result.detail
+
+
+def test_an_example_is_no_request_field() -> None:
+    raw = orjson.dumps(event(error=True, failure="5xx GET /cart/{id}", example="boom"))
+    assert refused_by_both(raw).reason is RejectReason.SCHEMA_VIOLATION

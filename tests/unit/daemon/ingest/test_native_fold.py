@@ -5,8 +5,8 @@ span of valid ones) is offered to the native extension on a delta, and folded on
 that delta by the Python path (:meth:`EventDecoder.decode_many` and ``fold``). Where the
 extension answers, both deltas must be equal in everything the flush reads (counters,
 float sums compared by their bits, histogram, units, each unit's requests and errors in
-order, named conversions in order, failures named in order, unit buckets, ids, cells in
-order); where it does not,
+order, named conversions in order, failures and failed requests named in order, unit
+buckets, ids, cells in order); where it does not,
 the delta must be as it was. Where the extension is not installed they skip with SERVICE
 MISSING, and fail under CI (``make native`` builds it).
 """
@@ -52,6 +52,8 @@ def cell_view(cell: CellDelta) -> tuple[Any, ...]:
         [(k, n.conv, n.cv_n, n.cv_sum.hex(), n.cv_sq.hex()) for k, n in cell.named.items()],
         type(cell.failed),
         [(type(f), *f, type(f[0]), type(f[1]), type(f[2])) for f in cell.failed],
+        type(cell.failed_requests),
+        [(type(f), *f, type(f[0]), type(f[1])) for f in cell.failed_requests],
         sorted(cell.bucket_counts().items()),
         sorted((slot, x.hex()) for slot, x in cell.bucket_sums().items()),
         sorted(cell.counters().items()),
@@ -236,12 +238,28 @@ RAW: dict[str, tuple[bytes | None, bool]] = {
     "failure nested": (failing("s76", failure=["f"]), False),
     "failure with an escape": (failing("s77", failure="Error in\nmain"), False),
     "example with an escape": (failing("s78", failure="f", example='say "hi"'), False),
-    "failure on a request": (orjson.dumps(event(id="s79", failure="f")), False),
     "example on a request": (orjson.dumps(event(id="s80", example="e")), False),
     "failure on an exposure": (orjson.dumps(event(id="s81", type="exposure", error=...,
     latency_ms=..., failure="f")), False),
     "failure on a conversion": (orjson.dumps(event(id="s82", type="conversion", error=...,
     latency_ms=..., failure="f")), False),
+    # A failed request's name: 1 to 256 code points, optional, read where it failed.
+    "request failing": (orjson.dumps(event(id="s83", error=True, failure="5xx GET /cart/{id}")),
+    True),
+    "failure on a request that did not fail": (orjson.dumps(event(id="s84", failure="f")), True),
+    "request failure null": (orjson.dumps(event(id="s85", error=True, failure=None)), True),
+    "request failure of 256 code points": (orjson.dumps(event(id="s86", error=True,
+    failure="é" * 256)), True),
+    "request failure in a cohort": (orjson.dumps(event(id="s87", error=True, failure="4xx /x",
+    cohort="carried")), True),
+    "request failure empty": (orjson.dumps(event(id="s88", error=True, failure="")), False),
+    "request failure of 257 code points": (orjson.dumps(event(id="s89", error=True,
+    failure="é" * 257)), False),
+    "request failure as a number": (orjson.dumps(event(id="s90", error=True, failure=500)),
+    False),
+    "request failure with an escape": (orjson.dumps(event(id="s91", error=True,
+    failure="5xx\tGET")), False),
+    "request failure on a success, empty": (orjson.dumps(event(id="s92", failure="")), False),
     "known id": (orjson.dumps(event(id="k1")), False),
     "id folded before": (orjson.dumps(event(id="e10000")), False),
     "id repeated in the span": (orjson.dumps(event(id="e3")), False),
@@ -381,8 +399,11 @@ REFUSED = (
     "failure as a number",
     "example as false",
     "failure nested",
-    "failure on a request",
     "example on a request",
+    "request failure empty",
+    "request failure of 257 code points",
+    "request failure as a number",
+    "request failure on a success, empty",
     "failure on an exposure",
     "failure on a conversion",
 )
@@ -517,6 +538,89 @@ def test_a_cell_whose_failures_are_not_a_list_is_left_to_python() -> None:
     assert not same_or_untouched(second, delta)
 
 
+Requested = tuple[str, bool, str | None, str]
+"""A request as a failed-request case writes it: unit, error, failure (None: left out), and
+arm or cohort."""
+
+
+def request_spans(spans: list[list[Requested]]) -> list[list[bytes | None]]:
+    """Each span's requests as their records, ids in order over all spans."""
+    out: list[list[bytes | None]] = []
+    for span in spans:
+        values: list[bytes | None] = []
+        for unit, error, failure, label in span:
+            own: dict[str, Any] = {"error": error, "failure": ... if failure is None else failure}
+            if label in ("treatment", "control"):
+                own["arm"] = label
+            else:
+                own |= {"arm": "treatment", "cohort": label}
+            number = sum(map(len, out)) + len(values)
+            values.append(orjson.dumps(event(id=f"q{number}", unit=unit, **own)))
+        out.append(values)
+    return out
+
+
+def test_failed_requests_are_listed_in_their_cells_in_the_order_folded() -> None:
+    spans: list[list[Requested]] = [
+        [
+            ("a", True, "5xx GET /cart/{id}", "treatment"),
+            ("b", True, None, "treatment"),
+            ("b", False, "5xx GET /cart/{id}", "treatment"),  # not failed: not listed
+            ("c", True, "4xx POST /pay", "control"),
+            ("ü", True, "5xx GET /ключ/{id} 💥", "holdout"),
+            ("a", True, "5xx GET /cart/{id}", "treatment"),
+            ("d", True, "5xx PUT /cart", "compared"),
+        ],
+        [
+            ("e", True, "5xx GET /cart/{id}", "control"),
+            ("a", False, None, "treatment"),
+            ("ü", True, "5xx GET /ключ/{id} 💥", "holdout"),
+        ],
+    ]
+    delta = started()
+    before = {key: len(cell.failed_requests) for key, cell in delta.cells.items()}
+    for values in request_spans(spans):
+        assert same_or_untouched(values, delta)
+    added = {
+        key[2]: cell.failed_requests[before.get(key, 0) :]
+        for key, cell in delta.cells.items()
+        if key[0] == "checkout.new-flow"
+    }
+    assert added == {
+        "treatment": [
+            ("5xx GET /cart/{id}", bucket("a")),
+            ("5xx GET /cart/{id}", bucket("a")),
+            ("5xx PUT /cart", bucket("d")),  # the compared cohort's
+        ],
+        "control": [("4xx POST /pay", bucket("c")), ("5xx GET /cart/{id}", bucket("e"))],
+        "holdout": [("5xx GET /ключ/{id} 💥", bucket("ü"))] * 2,
+    }
+    # a failed request is no exception: none is listed with the crashes and exceptions
+    assert all(cell.failed == [] for cell in delta.cells.values())
+
+
+def test_failed_requests_are_appended_to_those_a_cell_holds() -> None:
+    delta = started()
+    first, second = request_spans(
+        [[("a", True, "first", "control")], [("b", True, "second", "control")]]
+    )
+    assert python_fold(first, delta)
+    assert same_or_untouched(second, delta)
+    cell = delta.cells[("checkout.new-flow", 3, "control")]
+    assert cell.failed_requests == [("first", bucket("a")), ("second", bucket("b"))]
+
+
+def test_a_cell_whose_failed_requests_are_not_a_list_is_left_to_python() -> None:
+    delta = PartitionDelta(partition=0, next_offset=0)
+    first, second = request_spans(
+        [[("a", True, "first", "control")], [("b", False, None, "control")]]
+    )
+    assert same_or_untouched(first, delta)
+    cell = delta.cells[("checkout.new-flow", 3, "control")]
+    cell.failed_requests = tuple(cell.failed_requests)  # type: ignore[assignment]
+    assert not same_or_untouched(second, delta)
+
+
 @st.composite
 def literals(draw: st.DrawFn, most: int = 10**17) -> str:
     """A JSON number as apps write them: integers, decimals, exponents, up to 18 digits."""
@@ -548,16 +652,21 @@ def events(draw: st.DrawFn) -> bytes:
     if cohort is not ...:
         body["cohort"] = cohort
     numbers: dict[str, str] = {}
+    lengths = (..., None, 0, 1, 7, 256, 257, 2048, 2049)
     if kind == "request":
         body["error"] = draw(st.booleans())
         if draw(st.booleans()):
             numbers["latency_ms"] = draw(literals())
+        length = draw(st.sampled_from(lengths[:-2]))
+        if length is None:
+            body["failure"] = None
+        elif length is not ...:
+            body["failure"] = draw(text) + "é" * length
     elif kind == "conversion":
         body["name"] = draw(st.sampled_from((..., None, "checkout", "b2", "Bad name")))
         if body["name"] is ...:
             del body["name"]
     else:
-        lengths = (..., None, 0, 1, 7, 256, 257, 2048, 2049)
         for key, char in (("failure", "é"), ("example", "x")):
             length = draw(st.sampled_from(lengths))
             if length is None:
