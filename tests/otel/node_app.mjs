@@ -2,7 +2,7 @@
 //
 //   OFREP_NODE_HOME=.ofrep-node node tests/otel/node_app.mjs OFREP_URL OTLP_ENDPOINT FLAG \
 //       [--errors CONTROL,TREATMENT] [--latency-ms CONTROL,TREATMENT]
-//       [--spans-every-ms N] [--logs-every-ms N]
+//       [--missing CONTROL,TREATMENT] [--spans-every-ms N] [--logs-every-ms N]
 //
 // It evaluates its flag with OpenFeature's server SDK through the OFREP provider,
 // records each evaluation with OpenFeature's OpenTelemetry EventHook (a log record
@@ -13,7 +13,10 @@
 //
 // GET /checkout?user=ID serves one request for that user: the new flow when the flag
 // is on for them, failing (500) at its flow's error rate and taking about its flow's
-// latency. Once listening it prints {"port": N}; SIGTERM or the end of stdin exports
+// latency. At its flow's --missing rate, pricing the cart misses its price: a
+// PriceMissingError the handler catches and records on the request's span with the SDK's
+// span.recordException (its type, message and stack); the cart is priced at list price and
+// the request succeeds. Once listening it prints {"port": N}; SIGTERM or the end of stdin exports
 // what is batched, prints what it served and exits: {"served": {VARIANT: {"requests": N,
 // "errors": N}}, "failed_evaluations": N} (a failed evaluation serves the default, in no
 // variant). The packages come from OFREP_NODE_HOME (`make ofrep-node`).
@@ -37,6 +40,7 @@ const { values, positionals } = parseArgs({
   options: {
     errors: { type: "string", default: "0.05,0.05" },
     "latency-ms": { type: "string", default: "10,10" },
+    missing: { type: "string", default: "0,0" },
     // How often the SDK exports its batches; the SDK's own defaults are 5000 and 1000.
     "spans-every-ms": { type: "string", default: "200" },
     "logs-every-ms": { type: "string", default: "200" },
@@ -46,6 +50,7 @@ const [ofrepUrl, otlpEndpoint, flag] = positionals;
 const pair = (text) => text.split(",").map(Number);
 const errors = pair(values.errors);
 const latencyMs = pair(values["latency-ms"]);
+const missing = pair(values.missing);
 
 const sdk = new NodeSDK({
   serviceName: "checkout",
@@ -75,6 +80,23 @@ function jitter() {
   return Math.exp(0.25 * Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * v));
 }
 
+// The price table has no price for a cart.
+class PriceMissingError extends Error {
+  constructor(cart) {
+    super(`no price for ${cart}`);
+    this.name = "PriceMissingError";
+  }
+}
+
+const LIST_PRICE = 100;
+const PRICES = new Map([["default", LIST_PRICE]]);
+
+// The cart's price from a table the new flow keys by cart, and misses.
+function price(cart) {
+  if (!PRICES.has(cart)) throw new PriceMissingError(cart);
+  return PRICES.get(cart);
+}
+
 const served = {};
 let failedEvaluations = 0;
 
@@ -88,6 +110,13 @@ const server = http.createServer((request, response) => {
     const arm = newFlow ? 1 : 0;
     const failed = Math.random() < errors[arm];
     await new Promise((done) => setTimeout(done, jitter() * latencyMs[arm]));
+    const cart = Math.random() < missing[arm] ? `cart-${user.split("-").pop()}` : "default";
+    try {
+      price(cart);
+    } catch (err) {
+      if (!(err instanceof PriceMissingError)) throw err;
+      span.recordException(err); // priced at list price: the customer sees nothing wrong
+    }
     const status = failed ? 500 : 200;
     span.setAttribute("http.response.status_code", status);
     if (failed) span.setStatus({ code: SpanStatusCode.ERROR });

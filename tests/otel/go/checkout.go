@@ -11,6 +11,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"net/http"
+	"strings"
 	"time"
 
 	otelhook "github.com/open-feature/go-sdk-contrib/hooks/open-telemetry/pkg"
@@ -22,6 +23,7 @@ import (
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	semconv "go.opentelemetry.io/otel/semconv/v1.37.0"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // --8<-- [end:imports]
@@ -69,6 +71,14 @@ func handler(cfg config, flags *openfeature.Client) http.Handler {
 			arm = 1
 		}
 		time.Sleep(time.Duration(jitter() * cfg.latencyMs[arm] * float64(time.Millisecond)))
+		cart := "default"
+		if rand.Float64() < cfg.missing[arm] {
+			cart = "cart-" + user[strings.LastIndex(user, "-")+1:]
+		}
+		if _, err := price(cart); err != nil {
+			// priced at list price: the customer sees nothing wrong; the span keeps the error
+			trace.SpanFromContext(r.Context()).RecordError(err, trace.WithStackTrace(true))
+		}
 		status := http.StatusOK
 		if rand.Float64() < cfg.errors[arm] {
 			status = http.StatusInternalServerError
@@ -80,6 +90,22 @@ func handler(cfg config, flags *openfeature.Client) http.Handler {
 	// --8<-- [start:server]
 	return otelhttp.NewHandler(mux, "GET /checkout") // a SERVER span per request
 	// --8<-- [end:server]
+}
+
+// PriceMissingError says the price table has no price for a cart.
+type PriceMissingError struct{ Cart string }
+
+func (e *PriceMissingError) Error() string { return "no price for " + e.Cart }
+
+var prices = map[string]int{"default": 100}
+
+// price is the cart's price, from a table the new flow keys by cart, and misses.
+func price(cart string) (int, error) {
+	found, ok := prices[cart]
+	if !ok {
+		return 0, &PriceMissingError{Cart: cart}
+	}
+	return found, nil
 }
 
 // jitter is a log-normal factor about 1 (sigma 0.25), as the Python and Node twins draw it.

@@ -1,7 +1,7 @@
 // A checkout service as a team would write it in Go, with no code of the controller's.
 //
 //	checkout OFREP_URL OTLP_ENDPOINT FLAG [--errors CONTROL,TREATMENT] \
-//	    [--latency-ms CONTROL,TREATMENT] [--port N]
+//	    [--latency-ms CONTROL,TREATMENT] [--missing CONTROL,TREATMENT] [--port N]
 //
 // It evaluates its flag with OpenFeature's Go SDK through the OFREP provider,
 // records each evaluation with the OpenTelemetry hook of go-sdk-contrib (a
@@ -12,7 +12,11 @@
 //
 // GET /checkout?user=ID serves one request for that user: the new flow when
 // the flag is on for them, failing (500) at its flow's error rate and taking
-// about its flow's latency. Once listening on 127.0.0.1 (port N, or one the
+// about its flow's latency. At its flow's --missing rate, pricing the cart
+// misses its price: a *PriceMissingError the handler records on the request's
+// span with the SDK's span.RecordError (its type, message and stack trace);
+// the cart is priced at list price and the request succeeds. Once listening
+// on 127.0.0.1 (port N, or one the
 // system picks) it prints {"port": N}; SIGTERM or the end of stdin exports
 // what is batched and exits.
 package main
@@ -42,7 +46,7 @@ type perArm [2]float64
 
 type config struct {
 	ofrepURL, otlpEndpoint, flag string
-	errors, latencyMs            perArm
+	errors, latencyMs, missing   perArm
 	port                         int
 }
 
@@ -63,6 +67,7 @@ func parseArgs(args []string) (config, error) {
 	options := flag.NewFlagSet("checkout", flag.ContinueOnError)
 	errorRates := options.String("errors", "0.05,0.05", "error rate of each flow: CONTROL,TREATMENT")
 	latency := options.String("latency-ms", "10,10", "latency of each flow in ms: CONTROL,TREATMENT")
+	missing := options.String("missing", "0,0", "rate of each flow's missing prices: CONTROL,TREATMENT")
 	port := options.Int("port", 0, "the loopback port to listen on (0: any free one)")
 	var positional []string
 	for {
@@ -84,6 +89,9 @@ func parseArgs(args []string) (config, error) {
 	}
 	if cfg.latencyMs, err = parsePair(*latency); err != nil {
 		return config{}, fmt.Errorf("--latency-ms: %w", err)
+	}
+	if cfg.missing, err = parsePair(*missing); err != nil {
+		return config{}, fmt.Errorf("--missing: %w", err)
 	}
 	return cfg, nil
 }

@@ -2,7 +2,8 @@
 //
 //   OTEL_EXPORTER_OTLP_ENDPOINT=OTLP_ENDPOINT OTEL_SERVICE_NAME=checkout \
 //   java -javaagent:target/agent/opentelemetry-javaagent.jar -jar target/checkout.jar \
-//       OFREP_URL FLAG [--errors CONTROL,TREATMENT] [--latency-ms CONTROL,TREATMENT] [--port N]
+//       OFREP_URL FLAG [--errors CONTROL,TREATMENT] [--latency-ms CONTROL,TREATMENT]
+//       [--missing CONTROL,TREATMENT] [--port N]
 //
 // The OpenTelemetry Java agent makes each request's server span (its instrumentation of
 // the JDK's HTTP server), with the response's status, and exports the spans over OTLP/HTTP
@@ -13,7 +14,10 @@
 // key as feature_flag.context.id). The controller appears only as the two URLs.
 //
 // GET /checkout?user=ID serves one request for that user: the new flow when the flag is on
-// for them, failing (500) at its flow's error rate and taking about its flow's latency.
+// for them, failing (500) at its flow's error rate and taking about its flow's latency. At
+// its flow's --missing rate, pricing the cart misses its price: a PriceMissingException the
+// handler catches and records on the request's span (Span.current().recordException: its
+// type, message and stack trace); the cart is priced at list price and the request succeeds.
 // Once listening it prints {"port": N}; the end of stdin or SIGTERM stops it, and the agent
 // exports what it has batched before the JVM exits.
 package checkout;
@@ -49,12 +53,16 @@ public final class Checkout {
     private final String flag;
     private final double[] errors;
     private final double[] latencyMs;
+    private final double[] missing;
+    private final Map<String, Integer> prices = Map.of("default", 100);
 
-    private Checkout(Client flags, String flag, double[] errors, double[] latencyMs) {
+    private Checkout(
+            Client flags, String flag, double[] errors, double[] latencyMs, double[] missing) {
         this.flags = flags;
         this.flag = flag;
         this.errors = errors;
         this.latencyMs = latencyMs;
+        this.missing = missing;
     }
 
     // --8<-- [start:hook]
@@ -92,7 +100,8 @@ public final class Checkout {
                 flags,
                 flag,
                 Arguments.pair(options.getOrDefault("errors", "0.05,0.05")),
-                Arguments.pair(options.getOrDefault("latency-ms", "10,10")));
+                Arguments.pair(options.getOrDefault("latency-ms", "10,10")),
+                Arguments.pair(options.getOrDefault("missing", "0,0")));
         int port = Integer.parseInt(options.getOrDefault("port", "0"));
         HttpServer server = HttpServer.create(new InetSocketAddress("127.0.0.1", port), 0);
         ExecutorService workers = Executors.newFixedThreadPool(16);
@@ -118,6 +127,14 @@ public final class Checkout {
         ThreadLocalRandom random = ThreadLocalRandom.current();
         boolean failed = random.nextDouble() < errors[arm];
         pause(Math.exp(0.25 * random.nextGaussian()) * latencyMs[arm]);
+        String cart = random.nextDouble() < missing[arm]
+                ? "cart-" + user.substring(user.lastIndexOf('-') + 1)
+                : "default";
+        try {
+            price(cart);
+        } catch (PriceMissingException e) { // priced at list price: the customer sees nothing
+            Span.current().recordException(e);
+        }
         byte[] body = ("{\"user\": \"" + user + "\", \"new_flow\": " + newFlow + "}")
                 .getBytes(StandardCharsets.UTF_8);
         exchange.getResponseHeaders().set("Content-Type", "application/json");
@@ -125,6 +142,15 @@ public final class Checkout {
         try (OutputStream out = exchange.getResponseBody()) {
             out.write(body);
         }
+    }
+
+    /** The cart's price, from a table the new flow keys by cart, and misses. */
+    private int price(String cart) {
+        Integer found = prices.get(cart);
+        if (found == null) {
+            throw new PriceMissingException(cart);
+        }
+        return found;
     }
 
     private static void pause(double ms) {
@@ -160,7 +186,7 @@ public final class Checkout {
             }
             if (found.size() != 2) {
                 System.err.println("usage: checkout OFREP_URL FLAG [--errors C,T] [--latency-ms C,T]"
-                        + " [--port N]");
+                        + " [--missing C,T] [--port N]");
                 System.exit(2);
             }
             return found.toArray(new String[0]);
