@@ -1,8 +1,8 @@
 """Failures by fingerprint, on one node and on a 3-master cluster: exact, once, bounded.
 
-The flush counts each named crash and exception under its fingerprint in the arm's unit
-buckets while the flag keeps it (``failures.lua``): at most 16 at once, chosen by their count
-over both arms. Checked against counts made here from the events themselves.
+The flush counts each named crash, exception and failed request under its fingerprint in the
+arm's unit buckets while the flag keeps it (``failures.lua``): at most 16 at once, chosen by
+their count over both arms. Checked against counts made here from the events themselves.
 """
 
 from __future__ import annotations
@@ -18,8 +18,10 @@ from controller.adapters.redis.cells.failure_counts import (
     FAILURES_EVER,
     FAILURES_KEPT,
     failure_key,
+    request_key,
 )
 from controller.adapters.redis.client import RedisClient
+from controller.core.stats.failures.counts import is_request
 from controller.core.stats.folding import PartitionDelta, fold
 from controller.core.stats.units import unit_bucket
 from tests.integration.stores.test_store import decoded
@@ -47,6 +49,11 @@ def exception(
         out["failure"] = failure
         out["example"] = example
     return out
+
+
+def request(i: int, unit: str, arm: str, *, error: bool, failure: str | None) -> dict[str, Any]:
+    out = {**exception(i, unit, arm, None), "type": "request", "id": f"r{i}", "error": error}
+    return out if failure is None else {**out, "failure": failure}
 
 
 def failing(seed: int, n: int) -> list[dict[str, Any]]:
@@ -165,3 +172,67 @@ async def test_a_flood_of_distinct_names_stays_within_the_bounds(
     got = await store.read("f", [1])
     assert got.treatment.exceptions == 3000
     assert sum(f.total for f in got.treatment.failed.values()) <= 3000
+
+
+ROUTE = "5xx GET /cart/{id}"
+
+
+def requesting(seed: int, n: int) -> list[dict[str, Any]]:
+    """Failed requests of one route in both arms, more in treatment, some of no name, some
+    that did not fail though named; and exceptions named as the route is, which are none of
+    them."""
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        unit = f"u-{rng.randrange(300)}"
+        arm = "treatment" if rng.random() < 0.5 else "control"
+        draw = rng.random()
+        if draw < (0.5 if arm == "treatment" else 0.25):
+            out.append(request(i, unit, arm, error=True, failure=ROUTE))
+        elif draw < 0.6:
+            out.append(request(i, unit, arm, error=True, failure=None))
+        elif draw < 0.8:
+            out.append(request(i, unit, arm, error=False, failure=ROUTE))
+        else:
+            out.append(exception(i, unit, arm, ROUTE))
+    return out
+
+
+def requests_by_bucket(events: list[dict[str, Any]], arm: str) -> tuple[int, ...]:
+    named = [e for e in events if e["type"] == "request" and e["error"] and "failure" in e]
+    counts = Counter(unit_bucket(e["unit"]) for e in named if e["arm"] == arm)
+    return tuple(counts.get(b, 0) for b in range(64))
+
+
+async def test_a_named_failed_request_is_counted_once_by_arm_and_bucket_and_is_no_exception(
+    store_client: RedisClient, redis_namespace: str
+) -> None:
+    store = store_for(store_client, redis_namespace)
+    events = requesting(5, 1800)
+    for p in range(PARTITIONS):
+        mine = [decoded(e) for e in events if by_unit(0, e) == p]
+        claim = await store.claim(p)
+        offset = claim.offset
+        for start in range(0, len(mine), 100):
+            for _ in range(2):  # each batch flushed again, as after a lost answer: once
+                delta = PartitionDelta(partition=p, next_offset=(offset or 0) + 1)
+                fold(mine[start : start + 100], delta.cells)
+                await store.flush(delta, epoch=claim.epoch, expected_offset=offset)
+            offset = delta.next_offset
+    got = await store.read("f", [1])
+    key = request_key(ROUTE)
+    assert is_request(key)
+    assert key != failure_key(ROUTE)
+    for arm in ("treatment", "control"):
+        counted = getattr(got, arm)
+        assert counted.failed[key].buckets == requests_by_bucket(events, arm)
+        assert counted.failed[key].name == ROUTE
+        assert counted.failed[key].example == ""
+        # the exceptions of the same name are a fingerprint of their own
+        exceptions = by_bucket([e for e in events if e["type"] == "exception"], arm, ROUTE)
+        assert counted.failed[failure_key(ROUTE)].buckets == exceptions
+        assert counted.errors == sum(e["arm"] == arm and e.get("error") is True for e in events)
+        # named exceptions never outnumber the arm's exceptions; the requests are apart
+        named = [f.total for k, f in counted.failed.items() if not is_request(k)]
+        assert sum(named) <= counted.exceptions == sum(exceptions)
+    assert got.treatment.failed[key].total > got.control.failed[key].total > 0

@@ -279,7 +279,7 @@ def cell_argument(
             *(flag, cell.base_counters(), floats, units, named),
             *(lanes.offsets, lanes.adds, members, (), lanes.learn, ()),
             unit_argument(cell, units, raw, RAW_FROM),
-            failure_argument(cell.failed),
+            failure_argument(cell.failed, cell.failed_requests),
         )
     version, low_size, high_size, low, high = write.form
     at = []
@@ -292,7 +292,7 @@ def cell_argument(
         *(flag, {}, {}, units, named),
         *([], [], members, form, False, write.values),
         unit_argument(cell, units, raw, RAW_FROM),
-        failure_argument(cell.failed),
+        failure_argument(cell.failed, cell.failed_requests),
     )
 
 

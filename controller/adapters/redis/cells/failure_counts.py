@@ -1,7 +1,8 @@
 """Each named failure of a cell, as the flush counts it under its fingerprint (``failures.lua``).
 
-A flush sends, with each cell, its named crashes and exceptions grouped by fingerprint: the
-fingerprint's id (:func:`failure_key`), its name and one example, both scrubbed again here
+A flush sends, with each cell, its named crashes, exceptions and failed requests grouped by
+fingerprint: the fingerprint's id (:func:`failure_key`; a failed request's marked,
+:func:`request_key`), its name and one example, both scrubbed again here
 (an app may send any text in an event's ``failure``), its count, and its count in each unit
 bucket. The store keeps, per flag and partition, which fingerprints are counted under their
 own name: at most :data:`FAILURES_KEPT` at once, chosen by their count over both arms, at most
@@ -15,6 +16,7 @@ from collections.abc import Iterable
 from importlib import resources
 
 from controller.core.stats import UNIT_BUCKETS
+from controller.core.stats.failures.counts import REQUEST_MARK
 from controller.core.telemetry import MAX_EXAMPLE_CHARS, scrub
 
 FAILURES_KEPT = 16
@@ -61,16 +63,28 @@ def failure_key(name: str) -> str:
     return hashlib.blake2b(name.encode("utf-8", "surrogatepass"), digest_size=8).hexdigest()
 
 
-def failure_argument(failed: Iterable[tuple[str, str | None, int]]) -> list[FailureEntry]:
-    """A cell's named failures (:attr:`~controller.core.stats.CellDelta.failed`) grouped by
-    fingerprint, first seen first, each with the first example it came with."""
+def request_key(name: str) -> str:
+    """A failed request's fingerprint id, from its kept name: marked apart from an exception's
+    of the same name (:data:`~controller.core.stats.failures.counts.REQUEST_MARK`)."""
+    return REQUEST_MARK + failure_key(name)
+
+
+def failure_argument(
+    failed: Iterable[tuple[str, str | None, int]],
+    failed_requests: Iterable[tuple[str, int]] = (),
+) -> list[FailureEntry]:
+    """A cell's named failures (:attr:`~controller.core.stats.CellDelta.failed`, then
+    :attr:`~controller.core.stats.CellDelta.failed_requests`) grouped by fingerprint, first
+    seen first, each with the first example it came with (a failed request has none)."""
     grouped: dict[str, tuple[str, str, dict[int, int]]] = {}
     names: dict[str, str] = {}
-    for failure, example, bucket in failed:
+    named = [(failure, example, bucket, failure_key) for failure, example, bucket in failed]
+    named += [(failure, None, bucket, request_key) for failure, bucket in failed_requests]
+    for failure, example, bucket, keyed in named:
         name = names.get(failure)
         if name is None:
             name = names[failure] = failure_name(failure)
-        key = failure_key(name)
+        key = keyed(name)
         found = grouped.get(key)
         if found is None:
             shown = scrub(example, limit=MAX_EXAMPLE_CHARS) if example else ""

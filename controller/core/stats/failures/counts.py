@@ -1,9 +1,9 @@
 """One arm's failures by fingerprint, as the store counts them (docs/architecture.md, "What
 broke").
 
-The store counts each named crash and exception under its fingerprint while the flag keeps
-it, in the arm's unit buckets (``f:<fingerprint>.<bucket>``), beside its name
-(``t:<fingerprint>``) and one example (``x:<fingerprint>``). Pure.
+The store counts each named crash, exception and failed request under its fingerprint
+while the flag keeps it, in the arm's unit buckets (``f:<fingerprint>.<bucket>``), beside
+its name (``t:<fingerprint>``) and one example (``x:<fingerprint>``). Pure.
 """
 
 from __future__ import annotations
@@ -15,6 +15,14 @@ from controller.core.stats.units import UNIT_BUCKETS
 
 COUNT_PREFIX, NAME_PREFIX, EXAMPLE_PREFIX = "f:", "t:", "x:"
 """A fingerprint's fields in an arm's hash: its count in a bucket, its name, its example."""
+REQUEST_MARK = "r"
+"""What a failed request's fingerprint id begins with (``r`` and 16 hex characters), where a
+crash's or an exception's is 16 hex characters alone: a failed request is no exception."""
+
+
+def is_request(key: str) -> bool:
+    """Whether the fingerprint ``key`` names failed requests (else crashes and exceptions)."""
+    return key.startswith(REQUEST_MARK)
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,9 +6,10 @@ its own fingerprint it is 0.5% against none. So each fingerprint the store count
 its own, as ``exception_count`` is tested (a count per exposure, its variance on units:
 :mod:`controller.core.stats.on_units`), on the failures counted since the store kept it:
 the :data:`TESTED` most counted over both arms, never chosen by which arm has them, and the
-rest together (the arm's exceptions less those named). The guardrail's alpha is split evenly
-over the :data:`TESTED` fingerprints and the rest (Bonferroni), so it holds whichever of them
-regresses; each test is always valid (docs/architecture.md, "What broke"). Pure.
+rest together (the arm's exceptions less those named: a failed request's fingerprint, tested
+as any other, is no exception and is not taken from them). The guardrail's alpha is split
+evenly over the :data:`TESTED` fingerprints and the rest (Bonferroni), so it holds whichever
+of them regresses; each test is always valid (docs/architecture.md, "What broke"). Pure.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Final
 
 from controller.core.rollouts import Guardrail, Plan
 from controller.core.stats.aggregates import ArmAggregate, FlagAggregates
-from controller.core.stats.failures.counts import FailureCounts
+from controller.core.stats.failures.counts import FailureCounts, is_request
 from controller.core.stats.on_units import columns_effect, on_units_result
 from controller.core.stats.sequential import (
     SequentialResult,
@@ -128,12 +129,13 @@ def _column(counts: FailureCounts | None) -> list[float]:
 
 
 def _rest(arm: ArmAggregate, tested: Sequence[FailureTest]) -> list[float]:
-    """The arm's exceptions less those its tested fingerprints count, bucket by bucket."""
+    """The arm's exceptions less those its tested fingerprints of exceptions count, bucket by
+    bucket: a failed request's fingerprint counts no exception, and takes none away."""
     if arm.buckets is None:
         return [0.0] * UNIT_BUCKETS
     out = arm.buckets.column(EXCEPTIONS)
     for test in tested:
-        named = arm.failed.get(test.key)
+        named = None if is_request(test.key) else arm.failed.get(test.key)
         if named is not None:
             out = [max(0.0, a - b) for a, b in zip(out, named.buckets, strict=True)]
     return out

@@ -9,6 +9,7 @@ import pytest
 from controller.core.rollouts import Guardrail, Stage
 from controller.core.rollouts.plan import Plan
 from controller.core.stats import ArmAggregate, FailureCounts, FlagAggregates, guardrail_result
+from controller.core.stats.failures.counts import REQUEST_MARK, is_request
 from controller.core.stats.failures.testing import OTHER, TESTED, deciding, failure_tests
 from controller.core.stats.units import EXCEPTIONS, EXPOSURES, KIND_COUNT, UNIT_BUCKETS, UnitBuckets
 
@@ -123,3 +124,64 @@ def test_the_guardrail_follows_its_deciding_fingerprint() -> None:
     assert result.regressed
     assert result.unit_of_analysis == "unit"
     assert result.delta == pytest.approx(200 / EXPOSED)
+
+
+REQUEST = REQUEST_MARK + "5f0c4b0e9a1d2c3b"
+"""A failed request's fingerprint, as the store keys one."""
+
+
+def with_requests(
+    exceptions: dict[str, list[int]], requests: dict[str, list[int]], unnamed: list[int]
+) -> ArmAggregate:
+    """An arm whose named ``exceptions`` and ``unnamed`` ones are its exceptions, and whose
+    named failed ``requests`` are none of them."""
+    plain = arm(exceptions, unnamed=unnamed)
+    named = {k: FailureCounts(f"5xx GET /{k}", "", tuple(v)) for k, v in requests.items()}
+    return ArmAggregate(
+        exposures=plain.exposures,
+        units=plain.units,
+        buckets=plain.buckets,
+        failed={**plain.failed, **named},
+    )
+
+
+@pytest.mark.parametrize(
+    ("exceptions", "requests", "unnamed", "rest"),
+    [
+        # the failed requests named take nothing from the exceptions no name counts
+        ({}, {REQUEST: spread(500, 20)}, spread(300, 21), 300),
+        ({"a": spread(100, 22)}, {REQUEST: spread(500, 23)}, spread(300, 24), 300),
+        # even where they are more than all the exceptions, bucket by bucket
+        ({}, {REQUEST: one_bucket(900)}, one_bucket(40), 40),
+        # the exceptions named are taken from them, as before
+        ({"a": spread(100, 25)}, {}, spread(60, 26), 60),
+        ({"a": spread(100, 27)}, {REQUEST: spread(100, 28)}, [0] * UNIT_BUCKETS, 0),
+    ],
+)
+def test_the_rest_is_the_exceptions_no_exception_name_counts(
+    exceptions: dict[str, list[int]],
+    requests: dict[str, list[int]],
+    unnamed: list[int],
+    rest: int,
+) -> None:
+    t = with_requests(exceptions, requests, unnamed)
+    tests = failure_tests(GUARD, flag(t, arm({})), PLAN, ALPHA)
+    assert {test.key for test in tests[:-1]} == {*exceptions, *requests}
+    other = tests[-1]
+    assert (other.key, other.treatment, other.control) == (OTHER, rest, 0)
+
+
+def test_a_failed_request_new_in_treatment_is_tested_as_a_fingerprint() -> None:
+    t = with_requests({}, {REQUEST: spread(200, 29)}, [0] * UNIT_BUCKETS)
+    found = deciding(failure_tests(GUARD, flag(t, arm({})), PLAN, ALPHA))
+    assert found is not None
+    assert (found.key, found.name, found.regressed) == (REQUEST, f"5xx GET /{REQUEST}", True)
+    assert (found.treatment, found.control) == (200, 0)
+
+
+@pytest.mark.parametrize(
+    ("key", "failed_request"),
+    [(REQUEST, True), ("5f0c4b0e9a1d2c3b", False), ("a", False), (OTHER, False)],
+)
+def test_a_failed_requests_fingerprint_is_told_by_its_key(key: str, failed_request: bool) -> None:
+    assert is_request(key) is failed_request
