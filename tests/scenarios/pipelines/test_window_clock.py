@@ -31,7 +31,9 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 BERLIN = ZoneInfo("Europe/Berlin")
 FRIDAY_1755 = datetime(2026, 11, 27, 17, 55, tzinfo=BERLIN)
 SATURDAY_NOON = datetime(2026, 11, 28, 12, 0, tzinfo=BERLIN)
-MONDAY_0859 = datetime(2026, 11, 30, 8, 59, tzinfo=BERLIN)
+MONDAY_BEFORE_NINE = datetime(2026, 11, 30, 8, 59, 50, tzinfo=BERLIN)
+"""Ten seconds before the window opens: the daemon gates the ready stage about fifty times
+in them (every 0.2 s), and waits."""
 MONDAY_0900 = datetime(2026, 11, 30, 9, 0, tzinfo=BERLIN)
 BUSINESS_HOURS = """\
 windows:
@@ -140,8 +142,8 @@ async def test_a_stage_ready_on_friday_evening_waits_for_monday_and_a_regression
     assert rollout.stage == 0
     assert rollout.window_wait is not None
 
-    # When the clock reaches Monday a minute before the window opens
-    clock.turn_to(MONDAY_0859)
+    # When the clock reaches Monday ten seconds before the window opens
+    clock.turn_to(MONDAY_BEFORE_NINE)
     # Then the stage advances at 09:00, not before
     advance = await scenario.until(
         lambda: scenario.observed.decision_where(flag="steady", action="advance"),
