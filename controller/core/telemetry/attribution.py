@@ -14,6 +14,7 @@ from typing import Final, TypeVar
 
 from controller.core.common import MAX_CONVERSION_VALUE, MAX_EPOCH_MS, MAX_LATENCY_MS
 from controller.core.telemetry.evaluations import Evaluation
+from controller.core.telemetry.fingerprints import http_fingerprint
 from controller.core.telemetry.joining import Node
 from controller.core.telemetry.signals import (
     SPAN_KIND_SERVER,
@@ -29,6 +30,12 @@ MAX_VERSION: Final = 2**31 - 1
 MAX_UNIT_CHARS: Final = 256
 HTTP_STATUS: Final = "http.response.status_code"
 OLD_HTTP_STATUS: Final = "http.status_code"
+HTTP_ROUTE: Final = "http.route"
+HTTP_METHOD: Final = "http.request.method"
+OLD_HTTP_METHOD: Final = "http.method"
+FAILED_STATUS_MIN: Final = 400
+"""The least HTTP status a request is named by (:func:`request_failure`)."""
+_METHODS: Final = frozenset({"CONNECT", "DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT"})
 _MAX_WHOLE: Final = float(2**63)
 """The largest double read as an HTTP status (an int attribute's range)."""
 _MAX_DIGITS: Final = 10
@@ -168,11 +175,33 @@ def _status_fault(key: str, value: Scalar) -> str:
     return f"{key} {value!r} is not a whole number; the semantic conventions make it an int"
 
 
+def request_failure(attributes: Attributes, status: int | None) -> str | None:
+    """A request's name where its HTTP status is a client's or a server's error (400 to 599):
+    its status class, ``http.request.method`` (else the older ``http.method``; ``_OTHER``
+    names none) and ``http.route``, the template the server matched (``5xx GET /cart/{id}``),
+    a pattern's leading method left out (``GET /cart/{id}``, as Go's ServeMux writes one).
+    None for another status, and for a request with no route: its URL path holds ids and
+    names, and no scrub makes it a route."""
+    if status is None or status < FAILED_STATUS_MIN:
+        return None
+    route = attributes.get(HTTP_ROUTE)
+    if type(route) is not str:
+        return None
+    verb, _, rest = route.partition(" ")
+    if verb in _METHODS and rest.strip():
+        route = rest
+    method = attributes.get(HTTP_METHOD) or attributes.get(OLD_HTTP_METHOD)
+    found = http_fingerprint(status, route, method if type(method) is str else "")
+    return found.title if found is not None and found.where else None
+
+
 def node_of(span: Span) -> Node:
     """What the join keeps of a span; only a request (SERVER or a root) needs its HTTP status,
-    and only a request's is refused (:class:`Refused`) where it cannot be read."""
+    and only a request's is refused (:class:`Refused`) where it cannot be read; a request
+    whose status is an error's is named (:func:`request_failure`)."""
     server = span.kind == SPAN_KIND_SERVER
     parent = span.parent_span_id
+    status = http_status(span.attributes) if server or not parent else None
     return Node(
         span.span_id,
         parent,
@@ -180,7 +209,8 @@ def node_of(span: Span) -> Node:
         span.start_ns,
         span.end_ns,
         span.status_code == STATUS_ERROR,
-        http_status(span.attributes) if server or not parent else None,
+        status,
+        request_failure(span.attributes, status) if status is not None else None,
     )
 
 

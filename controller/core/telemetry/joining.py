@@ -47,6 +47,9 @@ class Node(msgspec.Struct, frozen=True, gc=False):
     failed: bool
     """Its status is ERROR."""
     http_status: int | None
+    failure: str | None = None
+    """A request's name where its HTTP status is an error's (``5xx GET /cart/{id}``;
+    :func:`~.attribution.request_failure`)."""
 
 
 class _Run:

@@ -7,9 +7,10 @@ unit ``trace:<trace id>``, counted in ``request_level``), in the arm its
 variant stands for, at the version it names or else the version in force at
 its time. The request it belongs to (the span it is on, if SERVER or a root,
 else its nearest SERVER ancestor, at most :data:`MAX_HOPS` up) gives one
-request outcome per flag; a span, span event or log record named as one of
-the flag's conversions, in a trace in which the flag was evaluated, gives a
-conversion for that evaluation's unit, arm and version. What arrives apart
+request outcome per flag (one whose status made it a failure named by its status class,
+method and route: :func:`~.attribution.request_failure`); a span, span event or log
+record named as one of the flag's conversions, in a trace in which the flag was
+evaluated, gives a conversion for that evaluation's unit, arm and version. What arrives apart
 is joined through :class:`~.joining.JoinBuffer`.
 
 Every event's id is derived from the trace, the span and the flag
@@ -318,6 +319,7 @@ class Translator:
         request = id_of("r", digest)
         if request in run.ids:
             return
+        least, status = counted.rules.error_status_min, node.http_status
         run.joined(
             RequestIn(
                 v=1,
@@ -327,8 +329,10 @@ class Translator:
                 unit=counted.unit,
                 arm=counted.arm,
                 flag_version=counted.version,
-                error=is_error(node, counted.rules.error_status_min),
+                error=is_error(node, least),
                 latency_ms=latency_ms(node),
+                # named where its status made it a failure: a 4xx only where the plan says so
+                failure=node.failure if status is not None and status >= least else None,
             ),
             fresh=fresh,
         )
