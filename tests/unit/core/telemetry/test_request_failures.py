@@ -3,6 +3,8 @@ instrumentations write on their server spans, and through the translator, table 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import pytest
 
 from controller.core.telemetry import Scalar, Spans, Translated, Translator
@@ -63,7 +65,7 @@ NO_ROUTE = {"http.request.method": "GET", "url.path": "/cart/42", "http.target":
 """A server that gives no route (Go's otelhttp before patterns, a bare WSGI app)."""
 
 
-def status(attributes: dict[str, Scalar], code: int, *, old: bool = False) -> dict[str, Scalar]:
+def status(attributes: Mapping[str, Scalar], code: int, *, old: bool = False) -> dict[str, Scalar]:
     key = "http.status_code" if old else "http.response.status_code"
     return {**attributes, key: code}
 
