@@ -21,6 +21,7 @@ from controller.core.stats.aggregates import (
     watched_members,
 )
 from controller.core.stats.dominance import Dominance, dominance, dominance_text
+from controller.core.stats.failures.counts import REQUEST_MARK as REQUEST_FAILURE_MARK
 from controller.core.stats.failures.counts import FailureCounts, failures_of, merged_failures
 from controller.core.stats.failures.testing import NEW_FAILURES, FailureTest, failure_tests
 from controller.core.stats.failures.testing import OTHER as OTHER_FAILURES
@@ -118,6 +119,7 @@ __all__ = [
     "OTHER_FAILURES",
     "POWER",
     "QUANTILE_SHARES",
+    "REQUEST_FAILURE_MARK",
     "SLOT_FIELDS",
     "SUM_KINDS",
     "UNIT_BUCKETS",

@@ -15,8 +15,7 @@ import hashlib
 from collections.abc import Iterable
 from importlib import resources
 
-from controller.core.stats import UNIT_BUCKETS
-from controller.core.stats.failures.counts import REQUEST_MARK
+from controller.core.stats import REQUEST_FAILURE_MARK, UNIT_BUCKETS
 from controller.core.telemetry import MAX_EXAMPLE_CHARS, scrub
 
 FAILURES_KEPT = 16
@@ -65,8 +64,8 @@ def failure_key(name: str) -> str:
 
 def request_key(name: str) -> str:
     """A failed request's fingerprint id, from its kept name: marked apart from an exception's
-    of the same name (:data:`~controller.core.stats.failures.counts.REQUEST_MARK`)."""
-    return REQUEST_MARK + failure_key(name)
+    of the same name (:data:`~controller.core.stats.REQUEST_FAILURE_MARK`)."""
+    return REQUEST_FAILURE_MARK + failure_key(name)
 
 
 def failure_argument(
