@@ -6,17 +6,24 @@ none of control's, is counted X times in treatment by the stage's end. The gate 
 fingerprint (:mod:`.testing`) as a count per exposure on units against none: Δ̂ = X/n_T and
 V̂ = V(X)·max(1, d̂), with V(X) about X/n_T² (the count's own Poisson variance, with the gate's
 floors: half an event in control, the pooled null) and d̂ the design effect it reads from its
-unit buckets. Both the always-valid boundary's width and the final look's are √V̂ times a
-factor of N and the level alone, so the stage's last look regresses exactly when
+unit buckets. The always-valid boundary's width is √V̂ times a factor c of N and the level
+alone (each fingerprint's: the guardrail's over :data:`~.testing.TESTS`), so the test regresses
+exactly when
 
-    X/n_T - δ > c·√(V(X)·max(1, d̂)),    c = min(h(N, V = 1), z at the final look's level)
+    X/n_T - δ > c·√(V(X)·max(1, d̂))
 
-at each fingerprint's level, the guardrail's over :data:`~.testing.TESTS`: the count must
-pass a threshold of about c²·d̂ failures (14 at the default plan's levels, where the final
-look's c = 3.67 is the smaller). That is why the chance is taken on the count itself. The
+and the count must pass a threshold of about c²·d̂ failures: 24 to 27 in the default plan's
+stages, where c is 4.9 to 5.1. That is why the chance is taken on the count itself. The
 normal approximation of :mod:`controller.core.stats.power` (Δ̂ normal around Δ, the width at
-the V of the true rate) reads it as √λ = c + z_0.8 and asks λ = 20.3 failures where 17.0 are
-caught four times in five: at its figure the gate catches 94%, not 80%.
+the V of the true rate) reads it as √λ = c + z_0.8 and asks λ = 32.8 failures in the 1%
+stage where 28.0 reach the threshold four times in five: at its figure the gate catches 95%.
+
+**The final look is not counted.** A stage's final look tests the one result the guardrail
+reads, the least proven of its tests, the widest bound (:func:`~.testing.deciding`); that is
+a failure common to both arms wherever one is, not a rare new one (``bench/new_failures.py``:
+in the default plan's 5% stage, the look read the new failure's test in none of 95 runs).
+Were it to test the new failure's own count (``final_look``), its z at the look's share of
+the level over the tests, 3.67 in the default plan, would ask 14 failures, not 24.
 
 **The count.** X is Poisson of mean λ = r·n_T where units are alike (the traffic's design
 effect d = 1), and over-dispersed where a failure clusters by unit as the traffic's other
@@ -29,9 +36,9 @@ the other guardrails' are (:mod:`controller.core.stats.arm_contents`); a content
 one unit sends over half of an arm's requests is not tested (the gate holds the guardrail).
 
 Only the stage's last look is counted: the always-valid boundary looks all along and may
-cross sooner, so the gate catches the figure somewhat more often. The figure is for the
-failure's own test: it holds while the store counts its fingerprint, one of the 16 counted
-most over both arms (docs/architecture.md, "What broke").
+cross sooner, so the gate catches the figure somewhat more often. The figure holds while
+the store counts the failure under its own name, one of the 16 counted most over both arms
+(docs/architecture.md, "What broke").
 """
 
 from __future__ import annotations
@@ -43,6 +50,7 @@ from statistics import NormalDist
 from controller.core.rollouts import Guardrail, Plan
 from controller.core.stats.arm_contents import arm_contents, estimate_degrees
 from controller.core.stats.failures.testing import TESTS
+from controller.core.stats.heaviest.deciding import DECIDING_SHARE
 from controller.core.stats.regressing import Arms, Traffic, arms_at, short_of_floor, units_behind
 from controller.core.stats.sequential import (
     poisson_variance,
@@ -52,8 +60,6 @@ from controller.core.stats.sequential import (
 
 STEPS = 24
 """Bisection steps between a rate and its double: to 6e-8 of the figure."""
-DECIDING_SHARE = 0.5
-"""One unit sending over this share of an arm's requests holds the guardrail, untested."""
 _NORMAL = NormalDist()
 _TAIL = 9.0
 """Standard deviations of the count summed on either side of its mean."""
@@ -69,10 +75,12 @@ def smallest_new_failure(
     plan: Plan,
     *,
     power: float,
+    final_look: bool = False,
 ) -> tuple[float | None, str]:
     """The smallest share of treatment's exposures a failure new in treatment may have and be
     caught with chance ``power`` by the end of ``seconds`` of a stage serving ``percent``;
-    None with the reason where the stage catches none."""
+    None with the reason where the stage catches none. ``final_look``: were the stage's final
+    look to test the failure's own count (see the module: it does not)."""
     if not 0 < percent < 100:
         return None, "no control arm to compare against"
     arms = arms_at(percent, traffic, seconds)
@@ -80,7 +88,7 @@ def smallest_new_failure(
     if short:
         return None, short
     looks = [
-        (weight, look_at(guardrail, content, traffic, plan))
+        (weight, look_at(guardrail, content, traffic, plan, final_look=final_look))
         for weight, content in arm_contents(percent, traffic, arms)
     ]
     tested = math.fsum(weight for weight, look in looks if look is not None)
@@ -146,7 +154,9 @@ class LastLook:
         )
 
 
-def look_at(guardrail: Guardrail, arms: Arms, traffic: Traffic, plan: Plan) -> LastLook | None:
+def look_at(
+    guardrail: Guardrail, arms: Arms, traffic: Traffic, plan: Plan, *, final_look: bool = False
+) -> LastLook | None:
     """The last look on one content of the arms; None where the gate would not test it."""
     if short_of_floor(guardrail, arms, plan, traffic) or _held(arms, traffic):
         return None
@@ -158,7 +168,7 @@ def look_at(guardrail: Guardrail, arms: Arms, traffic: Traffic, plan: Plan) -> L
     alone = replace(arms, units=(arms.units[0], 0.0), heavy=heavy)  # control has none of it
     return LastLook(
         exposures=arms.requests,
-        width=last_look_width(guardrail, plan, n),
+        width=last_look_width(guardrail, plan, n, final_look=final_look),
         tolerance=0.0 if guardrail.relative else guardrail.tolerance,
         deff=deff,
         degrees=estimate_degrees(traffic, alone, deff),
@@ -175,22 +185,19 @@ def _held(arms: Arms, traffic: Traffic) -> bool:
     )
 
 
-def last_look_width(guardrail: Guardrail, plan: Plan, n: int) -> float:
-    """c, the width of the gate's last look over √V̂ for each fingerprint at N = ``n``: the
-    always-valid boundary's at its share of the level over the tests, or, with a final look,
-    the fixed-horizon test's z at its share over the tests where smaller."""
+def last_look_width(guardrail: Guardrail, plan: Plan, n: int, *, final_look: bool = False) -> float:
+    """c, the width of the gate's last look over √V̂ for the new failure's test at N = ``n``:
+    the always-valid boundary's, at its level over the tests (the plan's share of it where a
+    stage has a final look). ``final_look``: the smaller of it and the fixed-horizon test's z
+    at the look's share over the tests, were the look to read the failure's own test."""
     key = guardrail.key
-    final = None
-    if guardrail.dry_run or plan.final_look_share <= 0:
-        alpha = plan.alpha_for(key) / TESTS
-    else:
-        alpha = plan.sequential_alpha(key) / TESTS
-        final = plan.final_alpha(key) / TESTS
+    looked = not guardrail.dry_run and plan.final_look_share > 0
+    alpha = (plan.sequential_alpha(key) if looked else plan.alpha_for(key)) / TESTS
     rho = sequential_rho(alpha, plan.n_tune)
     width = sequential_half_width(variance=1.0, n=n, alpha=alpha, rho=rho)
-    if final is None:
+    if not (final_look and looked):
         return width
-    return min(width, _NORMAL.inv_cdf(1.0 - final))
+    return min(width, _NORMAL.inv_cdf(1.0 - plan.final_alpha(key) / TESTS))
 
 
 def below(share: float, degrees: float) -> float:

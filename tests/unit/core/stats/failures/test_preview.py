@@ -67,24 +67,28 @@ def _arm(exposures: int, failures: int) -> ArmAggregate:
     )
 
 
-def _gate_regresses(count: int, exposures: tuple[int, int], plan: Plan) -> bool:
+def _gate_regresses(
+    count: int, exposures: tuple[int, int], plan: Plan, *, final_look: bool = False
+) -> bool:
     """Whether the gate's test of the new fingerprint regresses at the stage's last look on
-    ``count`` failures against none: its always-valid boundary, or its final look at the
-    look's share of the level over the tests (as the final look takes it)."""
+    ``count`` failures against none: its always-valid boundary (at its share of the level
+    where the stage has a final look), or (``final_look``) also its own fixed-horizon test at
+    the look's share of the level over the tests, as the final look takes the test it reads."""
     data = FlagAggregates("f", frozenset({1}), _arm(exposures[0], count), _arm(exposures[1], 0))
-    final = plan.final_look_share > 0 and not NEW.dry_run
-    alpha = plan.sequential_alpha(NEW.key) if final else plan.alpha_for(NEW.key)
+    looked = plan.final_look_share > 0 and not NEW.dry_run
+    alpha = plan.sequential_alpha(NEW.key) if looked else plan.alpha_for(NEW.key)
     tested = [t for t in failure_tests(NEW, data, plan, alpha) if t.key == "new"]
     if not tested or tested[0].result is None:
         return False
     result = tested[0].result
     if result.regressed:
         return True
-    return final and fixed_horizon_test(result, plan.final_alpha(NEW.key) / TESTS).regressed
+    level = plan.final_alpha(NEW.key) / TESTS
+    return final_look and looked and fixed_horizon_test(result, level).regressed
 
 
-def _look(exposures: tuple[int, int], plan: Plan) -> LastLook:
-    width = last_look_width(NEW, plan, sum(exposures))
+def _look(exposures: tuple[int, int], plan: Plan, *, final_look: bool = False) -> LastLook:
+    width = last_look_width(NEW, plan, sum(exposures), final_look=final_look)
     return LastLook(exposures=(float(exposures[0]), float(exposures[1])), width=width,
                     tolerance=0.0, deff=1.0, degrees=math.inf)  # fmt: skip
 
@@ -101,46 +105,65 @@ CASES = [
 ]
 
 
+@pytest.mark.parametrize("final_look", [False, True], ids=["boundary", "and_own_look"])
 @pytest.mark.parametrize(("exposures", "plan"), CASES)
 def test_the_look_regresses_on_exactly_the_counts_the_gate_does(
-    exposures: tuple[int, int], plan: Plan
+    exposures: tuple[int, int], plan: Plan, final_look: bool
 ) -> None:
-    look = _look(exposures, plan)
+    look = _look(exposures, plan, final_look=final_look)
     preview_says = [look.chance_at(k) == 1.0 for k in range(UNIT_BUCKETS + 1)]
-    gate_says = [_gate_regresses(k, exposures, plan) for k in range(UNIT_BUCKETS + 1)]
+    gate_says = [
+        _gate_regresses(k, exposures, plan, final_look=final_look) for k in range(UNIT_BUCKETS + 1)
+    ]
     assert preview_says == gate_says
     assert 8 < gate_says.index(True) < 40  # a threshold, inside the counts tried
 
 
+@pytest.mark.parametrize("final_look", [False, True], ids=["boundary", "and_own_look"])
 @pytest.mark.parametrize(("exposures", "plan"), CASES[:4])
 def test_at_the_figure_the_gates_threshold_is_reached_four_times_in_five(
-    exposures: tuple[int, int], plan: Plan, monkeypatch: pytest.MonkeyPatch
+    exposures: tuple[int, int], plan: Plan, final_look: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """With units alike and the gate's design effect read exactly (no spread), the figure is
     where a Poisson count reaches the gate's own threshold with chance 0.8."""
     monkeypatch.setattr(preview, "estimate_degrees", lambda *_: math.inf)
-    threshold = next(k for k in range(200) if _gate_regresses(k, exposures, plan))
+    threshold = next(
+        k for k in range(200) if _gate_regresses(k, exposures, plan, final_look=final_look)
+    )
     seconds = sum(exposures) / ALONE.requests_per_s
     percent = 100.0 * exposures[0] / sum(exposures)
-    mean = _figure(percent, seconds, plan=plan) * exposures[0]
+    found, _ = smallest_new_failure(
+        NEW, percent, seconds, ALONE, plan, power=POWER, final_look=final_look
+    )
+    assert found is not None
+    mean = found * exposures[0]
     below_threshold = math.fsum(
         math.exp(k * math.log(mean) - mean - math.lgamma(k + 1)) for k in range(threshold)
     )
     assert 1.0 - below_threshold == pytest.approx(POWER, abs=1e-6)
 
 
+@pytest.mark.parametrize(
+    ("final_look", "threshold", "exact", "normal"),
+    [
+        # the always-valid boundary: 24 failures, reached 4 times in 5 from 28.0, where the
+        # normal reading asks 32.8 and the gate's threshold is then reached 95% of the time
+        (False, 24, 28.0, 32.8),
+        # the final look's z of 3.67: 14 failures, from 17.0; the normal reading asks 20.3: 94%
+        (True, 14, 17.0, 20.3),
+    ],
+)
 def test_the_normal_approximation_overstates_a_count_against_none(
-    monkeypatch: pytest.MonkeyPatch,
+    final_look: bool, threshold: int, exact: float, normal: float
 ) -> None:
-    """power.py's normal reading, √λ = c + z_0.8 at V̂ = V, asks 20.3 failures where the gate's
-    threshold of 14 is reached four times in five from 17: at its figure, 94%."""
-    monkeypatch.setattr(preview, "estimate_degrees", lambda *_: math.inf)
+    """power.py's normal reading, √λ = c + z_0.8 at V̂ = V, against the count's own chance of
+    reaching the gate's threshold, in the default plan's 1% stage at 200 requests a second."""
     exposures = (3_600, 356_400)
-    look = _look(exposures, PLAN)
-    normal = (look.width + Z_POWER) ** 2 / exposures[0]
-    assert look.chance(normal) > 0.93
-    assert look.chance(_figure(1.0, 1800.0)) == pytest.approx(POWER, abs=1e-6)
-    assert normal > 1.1 * _figure(1.0, 1800.0)
+    look = _look(exposures, PLAN, final_look=final_look)
+    assert [look.chance_at(k) for k in (threshold - 1, threshold)] == [0.0, 1.0]
+    assert look.chance(exact / exposures[0]) == pytest.approx(POWER, abs=0.002)
+    assert (look.width + Z_POWER) ** 2 == pytest.approx(normal, abs=0.05)
+    assert look.chance(normal / exposures[0]) > 0.93
 
 
 # --- what moves the figure -------------------------------------------------------------
@@ -157,8 +180,8 @@ def test_the_normal_approximation_overstates_a_count_against_none(
         # failures clustered by unit: over-dispersed counts, and the gate's V̂ wider with them
         ({"traffic": replace(ALONE, requests_per_unit=10.0, design_effect=3.0)}, True),
         ({"traffic": replace(ALONE, design_effects={"new_failures": 2.0})}, True),
-        # no final look: the always-valid boundary's threshold of about 25, not 14
-        ({"plan": _plan(final_look_share=0.0)}, True),
+        # no final look: the always-valid boundary has all of the level
+        ({"plan": _plan(final_look_share=0.0)}, False),
         ({"plan": _plan(alpha=0.001)}, True),
         ({"guardrail": Guardrail(metric="new_failures", tolerance=0.001)}, True),
         # a relative tolerance of a rate of none is none
@@ -181,7 +204,7 @@ def test_the_figure_grows_or_shrinks_with_what_the_stage_sees(
 def test_the_gates_spread_of_its_design_effect_raises_the_figure(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """The gate reads d̂ from 64 buckets and takes it at least 1: about 7% more failures."""
+    """The gate reads d̂ from 64 buckets and takes it at least 1: about 9% more failures."""
     scattered = _figure()
     monkeypatch.setattr(preview, "estimate_degrees", lambda *_: math.inf)
     exact = _figure()
