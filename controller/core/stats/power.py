@@ -48,7 +48,7 @@ from statistics import NormalDist
 
 from controller.core.rollouts import Guardrail, Plan
 from controller.core.stats.arm_contents import arm_contents, estimate_degrees
-from controller.core.stats.failures.preview import smallest_new_failure
+from controller.core.stats.failures.preview import rate_text, smallest_new_failure
 from controller.core.stats.failures.testing import NEW_FAILURES
 from controller.core.stats.regressing import (
     Arms,
@@ -124,7 +124,7 @@ class Detectable:
         if self.effect is None:
             return self.reason or "nothing detectable"
         if self.new:
-            return f"{share_text(self.effect)} of treatment's requests"
+            return f"{rate_text(self.effect)} of treatment's requests"
         sign = "+" if self.direction == "lower_is_better" else "-"
         return sign + share_text(self.effect)
 

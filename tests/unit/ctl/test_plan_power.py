@@ -345,7 +345,7 @@ NEW_FAILURE_PART = re.compile(r"; a new failure from ([0-9.]+)% of treatment's r
     ("traffic", "said"),
     [
         # 10 requests per unit and a design effect of 2 assumed: the 1% stage catches a new
-        # failure from about 1% of its requests, the 5% stage from 0.15%
+        # failure from 1.5% of its requests, the 5% stage from 0.15%
         ("200/s", "from stage 2"),
         ("2/s", "from stage 4"),  # 14,400 requests in treatment: from 0.35%
         ("0.5/s", "not by this plan"),  # 3,600: from 2%

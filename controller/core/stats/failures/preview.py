@@ -67,6 +67,13 @@ _POISSON_SIZE = 1e7
 """A negative binomial's size past which it is taken as Poisson (its log-gammas would cancel)."""
 
 
+def rate_text(rate: float) -> str:
+    """A share of requests in percent to two digits: ``1.7%``, ``0.16%``, ``0.0042%``; whole
+    from 10%."""
+    percent = rate * 100.0
+    return f"{percent:.2g}%" if percent < 10.0 else f"{percent:.0f}%"
+
+
 def smallest_new_failure(
     guardrail: Guardrail,
     percent: float,

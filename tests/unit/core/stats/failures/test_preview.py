@@ -16,6 +16,7 @@ from controller.core.stats.failures.preview import (
     below,
     count_chances,
     last_look_width,
+    rate_text,
     smallest_new_failure,
 )
 from controller.core.stats.failures.testing import TESTS, failure_tests
@@ -272,6 +273,21 @@ def test_the_preview_shows_a_new_failure_as_a_share_of_treatments_requests() -> 
     assert found.effect == found.delta == _figure(1.0, 1800.0)
     assert found.base == 0.0
     assert found.text() == f"{found.effect * 100:.2g}% of treatment's requests"
+
+
+@pytest.mark.parametrize(
+    ("rate", "text"),
+    [
+        (0.017, "1.7%"),
+        (0.0016, "0.16%"),
+        (4.2e-5, "0.0042%"),
+        (0.005, "0.5%"),
+        (0.17, "17%"),
+        (1.0, "100%"),
+    ],
+)
+def test_a_rate_is_shown_to_two_digits(rate: float, text: str) -> None:
+    assert rate_text(rate) == text
 
 
 def test_a_new_failures_rate_is_never_the_worst_relative_figure() -> None:
