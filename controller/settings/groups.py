@@ -117,7 +117,8 @@ class TopicSettings(_Group):
 MAX_UNITS_PER_CELL = 200_000
 """Units whose own counts a cell keeps by default (docs/architecture.md, "Each unit counted")."""
 FEWEST_UNITS_PER_CELL = 16
-"""As many as a cell's list of heaviest units holds (``HEAVIEST_KEPT``)."""
+"""The fewest units a cell may be set to keep (a cell's list of heaviest units holds up to
+``HEAVIEST_KEPT``, 64: a bound below it lists every unit kept)."""
 
 
 class RedisSettings(_Group):

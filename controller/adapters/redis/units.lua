@@ -19,9 +19,13 @@
 -- Beside them the cell's heaviest units by requests: a sorted set of at most HEAVIEST_KEPT
 -- members, each a unit's 8 bytes then its id as the app sent it, scored by its requests (a
 -- read finds its failures in its shard by the 8 bytes: read.lua). A unit whose new count
--- passes the set's smallest is added with it; then the set is cut back to HEAVIEST_KEPT.
--- Every count only grows, so the set always holds the units with the most requests (ties:
--- Redis's order, by member).
+-- passes the set's smallest is added with it; then the set is cut back to HEAVIEST_KEPT,
+-- and as it reaches twice that, so it never holds more than 2 * HEAVIEST_KEPT members (128
+-- at 64: past the most Redis keeps as a listpack by default, a sorted set becomes a skiplist
+-- for good, and a cell's first flush adds every unit it counts).
+-- A unit appears once in a cell's flush and a cut drops the lowest ranks, so cutting as it
+-- goes leaves the set a single cut would. Every count only grows, so the set always holds
+-- the units with the most requests (ties: Redis's order, by member).
 local SHARD_LOAD = 0        -- written by controller/adapters/redis/cells/unit_counts.py
 local HEAVIEST_KEPT = 0     -- written by controller/adapters/redis/cells/unit_counts.py
 local FIELD_BYTES = 8
@@ -155,6 +159,10 @@ local function per_unit_write(plan, key, top, units, ttl, now)
         if total > floor then
           listed = listed + redis.call('ZADD', top, total, field .. units[i])
           entered = true
+          if listed >= 2 * HEAVIEST_KEPT then  -- a listpack still
+            redis.call('ZREMRANGEBYRANK', top, 0, listed - HEAVIEST_KEPT - 1)
+            listed = HEAVIEST_KEPT
+          end
         end
         if total == n then  -- a unit new to the cell: the shards grow with the units
           state.units = state.units + 1

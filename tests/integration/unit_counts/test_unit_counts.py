@@ -155,3 +155,10 @@ async def test_every_units_count_is_in_its_small_hash_and_a_replay_adds_nothing(
         encodings.add(await store_client.object("encoding", key))
         assert 2**level + split == -(-counted // SHARD_LOAD)  # the hashes grew with the units
     assert encodings == {b"listpack"}
+    # Each cell's first flush adds its every unit to its heaviest, ~170 here: cut as they
+    # come, the sorted set stays a listpack too, and holds its heaviest.
+    for p in range(PARTITIONS):
+        for arm in ("treatment", "control"):
+            top = f"{{{redis_namespace}:events:{p}}}:t:f:1:{arm}"
+            assert await store_client.zcard(top) == HEAVIEST_KEPT
+            assert await store_client.object("encoding", top) == b"listpack"
