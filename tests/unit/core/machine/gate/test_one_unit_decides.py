@@ -6,7 +6,8 @@ final look at the stage's end). The unit lands in either arm with even odds; ide
 are never rolled back, where the plain cluster-robust variance rolled most of them back
 (docs/architecture.md, *Statistics*, "Unequal buckets"). The default cap takes the unit down
 to a heavy user's weight and the error rate's evidence lists it; with caps off, the unit
-sends most of its arm's requests and the guardrails on requests hold, naming it ("Caps").
+sends most of its arm's requests and the guardrails on requests hold, naming it ("Caps"),
+as the guardrails per exposure do whatever the cap: its exposures are never capped.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import numpy as np
 import pytest
 
 from controller.core.machine.gate import evaluate
-from controller.core.rollouts import HeavyUnits, Plan, Stage, Verdict, VerdictKind
+from controller.core.rollouts import Guardrail, HeavyUnits, Plan, Stage, Verdict, VerdictKind
 from controller.core.rollouts.plan import DEFAULT_PLAN
 from controller.core.stats import FlagAggregates
 from tests.support.clustered import (
@@ -79,3 +80,20 @@ def test_without_caps_the_unit_holds_the_guardrails_on_requests_naming_it(seed: 
         "error_rate": "insufficient data",
         "latency_p99": "insufficient data",
     }
+
+
+@pytest.mark.parametrize("seed", [1, 6])
+def test_the_unit_holds_the_guardrails_per_exposure_its_requests_capped_or_not(seed: int) -> None:
+    guardrails = [
+        *DEFAULT_PLAN.guardrails,
+        Guardrail(metric="conversion_rate", tolerance=0.0),
+        Guardrail(metric="conversion_value", tolerance=0.0),
+    ]
+    plan = DEFAULT_PLAN.model_copy(update={"guardrails": guardrails})
+    verdict, unit = _stage_end(plan, seed)
+    assert verdict.kind is VerdictKind.HOLD
+    for key in ("conversion_rate", "conversion_value"):
+        assert f"{key} not yet tested: one bucket of units holds" in verdict.reason
+        assert verdict.evidence.guardrails[key] == "insufficient data"  # type: ignore[index]
+    assert f"of treatment's exposures: unit {unit}, sending" in verdict.reason
+    assert "error_rate not yet tested" not in verdict.reason  # its requests are capped
