@@ -38,12 +38,24 @@ every stage whatever the plan did: the time it first rolls back.
   the first-named one's units and buckets, the arms' exposures, treatment's heaviest
   unit's share and the run's seed are printed.
 
-Speed runs cost about 5 CPU seconds each, A/A runs about 4 (all four stages). The last line
-printed is one JSON object; docs/benchmarks.md has the figures measured.
+* **The power preview** (``--part preview``): each compared stage alone, fresh, on the speed
+  stream at ``--rate`` (one request per unit), its new failure at the stage's figure for a
+  new failure as ``plan validate --traffic`` previews it (``--preview-figures preview``),
+  were the stage's final look to read the failure's own test (``own_look``), or by power.py's
+  normal approximation of that (``normal``); judged by new_failures alone. Printed per
+  stage: the share of runs it rolls back within the stage (claim: 70-90%) with its 95%
+  Wilson bounds, by the always-valid boundary or the final look; at the stage's end, the
+  share the failure's own test at the final look's level would catch, and in how many runs
+  the guardrail's final look read that test.
 
-    python bench/new_failures.py [--part speed,aa] [--runs 40] [--workers 2] [--seed 1]
-        [--rate 200] [--speed-shapes independent] [--shapes heavy_failing,bots,...]
-        [--aa-plan]
+Speed runs cost about 5 CPU seconds each, A/A runs about 4 (all four stages), a preview run
+1 to 6 (its one stage). The last line printed is one JSON object; docs/benchmarks.md has the
+figures measured.
+
+    python bench/new_failures.py [--part speed,aa,preview] [--runs 40] [--workers 2]
+        [--seed 1] [--rate 200] [--speed-shapes independent]
+        [--shapes heavy_failing,bots,...] [--aa-plan]
+        [--preview-stages 0,1,2,3] [--preview-figures preview,own_look,normal]
 """
 
 from __future__ import annotations
@@ -54,7 +66,7 @@ import math
 import statistics
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
@@ -74,7 +86,20 @@ from controller.core.machine.gate import evaluate
 from controller.core.rollouts.plan import DEFAULT_PLAN, Plan
 from controller.core.rollouts.plan_parts import Guardrail
 from controller.core.rollouts.rollout import VerdictKind
-from controller.core.stats import ArmAggregate, FailureCounts, FlagAggregates
+from controller.core.stats import (
+    FAILURE_TESTS,
+    ArmAggregate,
+    FailureCounts,
+    FlagAggregates,
+    failure_tests,
+    fixed_horizon_test,
+    plan_preview,
+)
+from controller.core.stats.failures.preview import last_look_width, smallest_new_failure
+from controller.core.stats.failures.testing import deciding
+from controller.core.stats.heaviest.counts import Heaviest
+from controller.core.stats.power import POWER, Z_POWER
+from controller.core.stats.regressing import Traffic as Expected
 from controller.core.stats.units import EXCEPTIONS, UNIT_BUCKETS
 from controller.core.wire import GateEvidence
 from tests.support.clustered import (
@@ -247,6 +272,13 @@ class FailingArm(_Arm):
 
     failed: dict[int, list[int]] = field(default_factory=dict)
     labels: list[str] = field(default_factory=list)
+    listed: bool = True
+    """Whether the store's list of the arm's heaviest units is kept. The preview part's
+    stream sends one request a unit: no unit is heavy there, and the list (a partition of
+    every unit at every look, half of a run's time) changes no verdict of new_failures."""
+
+    def heaviest(self) -> Heaviest:
+        return super().heaviest() if self.listed else Heaviest()
 
     def add(self, r: _Requests, rows: np.ndarray) -> None:
         super().add(r, rows)
@@ -339,6 +371,63 @@ class Stop:
     seed: int = 0
 
 
+@dataclass
+class StageStream:
+    """One stage's requests as drawn, and their fingerprints (-1: not failed)."""
+
+    r: _Requests
+    fp: np.ndarray
+    duration: float
+    units: int
+
+    @property
+    def total(self) -> int:
+        return int(self.r.arm.size)
+
+
+def stage_stream(
+    rng: np.random.Generator, traffic: Traffic, percent: float, duration: float
+) -> StageStream:
+    """A stage's units and requests on ``traffic``, and each request's fingerprint."""
+    units = max(1000, round(traffic.shape.units * duration / 1800))
+    r = _population(rng, traffic.shape, units, percent, 1.0)
+    fp = name_failures(rng, r, traffic)
+    return StageStream(r, fp, duration, units)
+
+
+def stage_looks(
+    stream: StageStream,
+    index: int,
+    registry: Registry,
+    labels: list[str],
+    growth: float,
+    *,
+    listed: bool = True,
+) -> Iterator[tuple[int, FlagAggregates]]:
+    """Each look of the stage: the requests arrived, and the arms as the store holds them
+    (``listed``: with their lists of heaviest units)."""
+    r, fp, total = stream.r, stream.fp, stream.total
+    second = (np.arange(total) * (stream.duration / total)).astype(np.int64)
+    arms = tuple(
+        FailingArm(stream.units, np.zeros(stream.units, bool), labels=labels, listed=listed)
+        for _ in range(2)
+    )
+    pair = (arms[0], arms[1])
+    last = 0
+    for count in look_counts(total, growth=growth):
+        rows = np.arange(last, count)
+        flush(registry, pair, r, fp, rows, second)
+        for a, arm in enumerate(pair):
+            arm.add(r, rows[r.arm[rows] == a])
+        last = count
+        yield (
+            count,
+            FlagAggregates(
+                "sim", frozenset({index + 1}), pair[0].with_failed(), pair[1].with_failed()
+            ),
+        )
+
+
 def simulate(
     traffic: Traffic, *, seed: int, growth: float, judged: Sequence[str] = ("plan", *JUDGED)
 ) -> dict[str, Stop]:
@@ -353,24 +442,10 @@ def simulate(
     for index, stage in enumerate(PLAN.stages):
         if stage.percent >= 100:
             break
-        duration = stage.min_duration.total_seconds()
-        units = max(1000, round(traffic.shape.units * duration / 1800))
-        r = _population(rng, traffic.shape, units, stage.percent, 1.0)
-        fp = name_failures(rng, r, traffic)
-        total = r.arm.size
-        second = (np.arange(total) * (duration / total)).astype(np.int64)
-        arms = tuple(FailingArm(units, np.zeros(units, bool), labels=labels) for _ in range(2))
-        pair = (arms[0], arms[1])
-        started, last = T0 + timedelta(seconds=elapsed_s), 0
-        for count in look_counts(total, growth=growth):
-            rows = np.arange(last, count)
-            flush(registry, pair, r, fp, rows, second)
-            for a, arm in enumerate(pair):
-                arm.add(r, rows[r.arm[rows] == a])
-            last = count
-            data = FlagAggregates(
-                "sim", frozenset({index + 1}), pair[0].with_failed(), pair[1].with_failed()
-            )
+        stream = stage_stream(rng, traffic, stage.percent, stage.min_duration.total_seconds())
+        r, fp, total, duration = stream.r, stream.fp, stream.total, stream.duration
+        started = T0 + timedelta(seconds=elapsed_s)
+        for count, data in stage_looks(stream, index, registry, labels, growth):
             now = started + timedelta(seconds=duration * count / total)
             at = (index, elapsed_s + duration * count / total, elapsed_n + count)
             for name, plan in judges.items():
@@ -577,6 +652,162 @@ def summarise_aa(runs: list[dict[str, Stop]]) -> dict[str, Any]:
     return out
 
 
+# --- the preview's figure through the gate, stage by stage ------------------------------
+
+PREVIEW_BAND = (0.7, 0.9)
+"""The share of runs a stage must catch its previewed figure in: about 80%."""
+
+PreviewTask = tuple[int, int, float, float, float]
+"""(stage index, seed, requests a second, growth, the new failure's rate)."""
+
+
+def expected_traffic(rate: float) -> Expected:
+    """The speed stream as ``plan validate --traffic`` is told it: ``rate`` requests a second,
+    one request a unit, units alike (design effect 1), 2% of requests failing."""
+    return Expected(requests_per_s=rate, requests_per_unit=1.0, error_rate=BASE_RATE)
+
+
+def preview_figures(rate: float) -> dict[int, float | None]:
+    """Each compared stage's figure for a new failure, as ``plan validate`` prints it."""
+    found = {}
+    for stage in plan_preview(PLAN, expected_traffic(rate)):
+        figure = next(d for d in stage.guardrails if d.new)
+        assert math.isclose(stage.seconds, PLAN.stages[stage.index].min_duration.total_seconds())
+        found[stage.index] = figure.effect
+    return found
+
+
+FIGURE_KINDS = ("preview", "own_look", "normal")
+"""The figures ``--preview-figures`` may run (:func:`figure_of`)."""
+
+
+def figure_of(kind: str, index: int, rate: float) -> float:
+    """Stage ``index``'s figure of ``kind``: ``preview``, as printed (the always-valid boundary
+    alone: the final look reads another test); ``own_look``, the preview's were the final look
+    to read the new failure's own test; ``normal``, power.py's normal approximation of that,
+    at V̂ = V: Δ̂ normal around r with the count's variance at its mean λ = r·n_T, so
+    √λ = c + z_0.8 (c the final look's z)."""
+    stage = PLAN.stages[index]
+    seconds = stage.min_duration.total_seconds()
+    if kind == "preview":
+        found = preview_figures(rate)[index]
+    elif kind == "own_look":
+        guardrail, traffic = PLAN.guardrails[-1], expected_traffic(rate)
+        found, _ = smallest_new_failure(
+            guardrail, stage.percent, seconds, traffic, PLAN, power=POWER, final_look=True
+        )
+    else:
+        requests = rate * seconds
+        width = last_look_width(PLAN.guardrails[-1], PLAN, round(requests), final_look=True)
+        found = (width + Z_POWER) ** 2 / (requests * stage.percent / 100.0)
+    assert found is not None
+    return found
+
+
+@dataclass(frozen=True)
+class StageCaught:
+    """One run of a stage alone with a new failure in treatment."""
+
+    window: str | None
+    """Where the gate rolled back within the stage: always_valid or final_look; None: not."""
+    count: int
+    """The new failure's count in treatment as the store holds it, then."""
+    own_look: bool | None = None
+    """At the stage's end (not reached: None), whether the new failure's own test regressed
+    at the final look's level over the 17 tests."""
+    read_new: bool | None = None
+    """At the stage's end, whether the test the guardrail's final look reads (the least
+    proven of the 17) was the new failure's."""
+
+
+def preview_run(task: PreviewTask) -> StageCaught:
+    """Stage ``index`` alone, judged by new_failures alone at the plan's level for it."""
+    index, seed, rate, growth, new_rate = task
+    stage = PLAN.stages[index]
+    traffic = replace(speed_traffic("independent", rate), new_rate=new_rate)
+    rng = np.random.default_rng(seed)
+    judge = alone(PLAN, NEW_FAILURES)
+    stream = stage_stream(rng, traffic, stage.percent, stage.min_duration.total_seconds())
+    labels = names(len(traffic.weights))
+    data = None
+    for count, data in stage_looks(stream, index, Registry(), labels, growth, listed=False):
+        now = T0 + timedelta(seconds=stream.duration * count / stream.total)
+        verdict = evaluate(_rollout(judge, index, T0), data, now)
+        window = verdict.evidence.decided_by or "always_valid"
+        if verdict.kind is VerdictKind.ROLLBACK and verdict.evidence.breach == NEW_FAILURES:
+            if window == "always_valid":
+                return StageCaught(window, _new_count(data, labels[-1]))
+            break
+    else:
+        window = None
+    assert data is not None
+    tests = failure_tests(judge.guardrails[0], data, judge, judge.sequential_alpha(NEW_FAILURES))
+    mine = next((t for t in tests if t.key == labels[-1]), None)
+    own = False
+    if mine is not None and mine.result is not None:
+        level = judge.final_alpha(NEW_FAILURES) / FAILURE_TESTS
+        own = fixed_horizon_test(mine.result, level).regressed
+    read = deciding(tests)
+    return StageCaught(window, _new_count(data, labels[-1]), own, read is not None and read is mine)
+
+
+def _new_count(data: FlagAggregates, new: str) -> int:
+    counted = data.treatment.failed.get(new)
+    return 0 if counted is None else counted.total
+
+
+def summarise_preview(figure: float, runs: list[StageCaught]) -> dict[str, Any]:
+    n = len(runs)
+    caught = sum(r.window is not None for r in runs)
+    reached = [r for r in runs if r.own_look is not None]
+    own = sum(r.window == "always_valid" or bool(r.own_look) for r in runs)
+    return {
+        "figure": figure,
+        "runs": n,
+        "caught": caught,
+        "share": round(caught / n, 4),
+        "lower95": round(wilson(caught, n, upper=False), 4),
+        "upper95": round(wilson(caught, n, upper=True), 4),
+        "in_band": PREVIEW_BAND[0] <= caught / n <= PREVIEW_BAND[1],
+        "always_valid": sum(r.window == "always_valid" for r in runs),
+        "final_look": sum(r.window == "final_look" for r in runs),
+        "with_own_final_look": round(own / n, 4),
+        "final_look_read_new": sum(bool(r.read_new) for r in reached),
+        "reached_end": len(reached),
+        "median_count": statistics.median(r.count for r in runs),
+    }
+
+
+def preview_part(args: argparse.Namespace, started: float) -> dict[str, Any]:
+    """Each compared stage alone at its figure of each kind of ``--preview-figures``
+    (:func:`figure_of`): the share of runs the gate catches it in."""
+    stages = [int(i) for i in args.preview_stages.split(",")]
+    out: dict[str, Any] = {"requests_per_second": args.rate, "band": PREVIEW_BAND, "stages": {}}
+    kinds = args.preview_figures.split(",")
+    _known(kinds, FIGURE_KINDS, "figures")
+    for kind in kinds:
+        for index in stages:
+            figure = figure_of(kind, index, args.rate)
+            tasks: list[PreviewTask] = [
+                (index, args.seed * 1_000_003 + i, args.rate, args.growth, figure)
+                for i in range(args.runs)
+            ]
+            with ProcessPoolExecutor(max_workers=args.workers) as pool:
+                runs = list(pool.map(preview_run, tasks, chunksize=2))
+            found = summarise_preview(figure, runs)
+            out["stages"][f"{index + 1}:{kind}"] = found
+            progress(
+                f"preview stage {index + 1} ({kind}): {figure:.3g} of treatment's requests,"
+                f" caught {found['caught']}/{found['runs']} = {found['share']:.3f} (95%"
+                f" {found['lower95']:.3f}-{found['upper95']:.3f}); always-valid"
+                f" {found['always_valid']}, final look {found['final_look']}; with the new"
+                f" failure's own final look {found['with_own_final_look']:.3f}; the look read it"
+                f" in {found['final_look_read_new']}/{found['reached_end']};"
+                f" {time.monotonic() - started:.0f} s"
+            )
+    return out
+
+
 def progress(message: str) -> None:
     print(f"[bench] {message}", file=sys.stderr, flush=True)
 
@@ -647,19 +878,21 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
                 progress(f"A/A {shape}: the plan {f['plan']['rate']:.3f} on {f['plan']['on']}")
             for stop in nf["rollbacks"]:
                 progress(f"  {shape} new_failures rollback: {stop}")
+    if "preview" in parts:
+        out["preview"] = preview_part(args, started)
     out["seconds"] = round(time.monotonic() - started, 1)
     return out
 
 
-def _known(shapes: list[str], known: Sequence[str]) -> None:
+def _known(shapes: list[str], known: Sequence[str], what: str = "shapes") -> None:
     unknown = [s for s in shapes if s not in known]
     if unknown:
-        raise SystemExit(f"unknown shapes {unknown}; known: {', '.join(known)}")
+        raise SystemExit(f"unknown {what} {unknown}; known: {', '.join(known)}")
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--part", default="speed,aa", help="speed, aa, or both (speed,aa)")
+    parser.add_argument("--part", default="speed,aa", help="speed, aa, preview, or several")
     parser.add_argument("--runs", type=int, default=40, help="seeded runs per shape and part")
     parser.add_argument("--workers", type=int, default=2, help="processes")
     parser.add_argument("--seed", type=int, default=1)
@@ -675,5 +908,14 @@ if __name__ == "__main__":
     )
     parser.add_argument(
         "--growth", type=float, default=0.05, help="look again once the sample grew this much"
+    )
+    parser.add_argument(
+        "--preview-stages", default="0,1,2,3", help="preview: the compared stages, from 0"
+    )
+    parser.add_argument(
+        "--preview-figures",
+        default="preview",
+        help="preview: the figures run: preview (as printed), own_look (were the final look to"
+        " read the new failure's test), normal (power.py's formula for that)",
     )
     print(json.dumps(main(parser.parse_args())))

@@ -72,3 +72,32 @@ def test_a_guardrail_that_never_rolled_back_is_taken_at_the_plans_end(bench: Mod
         {"error_rate": never, "new_failures": stop("new_failures", 0, 1_800.0, 0)},
     ]
     assert bench.paired_ratios(runs, 27_000.0) == [4.0, 15.0]
+
+
+def test_the_preview_part_runs_each_stage_at_the_figure_plan_validate_prints(
+    bench: ModuleType,
+) -> None:
+    printed = bench.preview_figures(200.0)
+    assert sorted(printed) == [0, 1, 2, 3]  # the compared stages
+    figures = {k: [bench.figure_of(k, i, 200.0) for i in range(4)] for k in bench.FIGURE_KINDS}
+    assert figures["preview"] == [printed[i] for i in range(4)]
+    for i in range(4):
+        # the final look's 14 failures against the boundary's 24-27; the normal reading asks
+        # 20.3 where the count gives 18.2
+        assert 1.5 < figures["preview"][i] / figures["own_look"][i] < 1.9
+        assert 1.05 < figures["normal"][i] / figures["own_look"][i] < 1.2
+
+
+def test_the_preview_part_counts_where_each_run_was_caught(bench: ModuleType) -> None:
+    caught = bench.StageCaught
+    runs = [
+        caught("always_valid", 26),
+        caught("final_look", 15, own_look=True, read_new=True),
+        caught(None, 16, own_look=True, read_new=False),  # its own look, not the gate's
+        caught(None, 9, own_look=False, read_new=True),
+    ]
+    found = bench.summarise_preview(0.001, runs)
+    assert (found["caught"], found["share"], found["in_band"]) == (2, 0.5, False)
+    assert (found["always_valid"], found["final_look"]) == (1, 1)
+    assert found["with_own_final_look"] == 0.75
+    assert (found["final_look_read_new"], found["reached_end"]) == (2, 3)
