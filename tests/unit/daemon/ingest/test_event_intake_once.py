@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
@@ -162,3 +163,21 @@ def test_the_content_digest_is_what_an_event_says_not_how(other: bytes, same: bo
     first, _ = decoded(orjson.dumps(wire(0)))
     second, _ = decoded(other)
     assert (content_digest(first) == content_digest(second)) is same
+
+
+def test_an_optional_field_left_out_or_null_digests_as_the_event_without_it() -> None:
+    # An optional field a release adds (a request's failure name) changes no digest of an
+    # event that does not carry it: a batch accepted before an upgrade and retried after
+    # it is the same content, not a changed one
+    plain = {**wire(0, type="request"), "error": True}
+    digest = content_digest(decoded(orjson.dumps(plain))[0])
+    for extra in ({"failure": None}, {"cohort": None}, {"latency_ms": None}):
+        assert content_digest(decoded(orjson.dumps({**plain, **extra}))[0]) == digest, extra
+    assert digest == hashlib.sha256(orjson.dumps(_in_wire_order(plain))).hexdigest()[:32]
+    named = content_digest(decoded(orjson.dumps({**plain, "failure": "5xx GET /cart"}))[0])
+    assert named != digest
+
+
+def _in_wire_order(event: dict[str, Any]) -> dict[str, Any]:
+    order = ("type", "v", "id", "ts", "flag", "unit", "arm", "flag_version", "error")
+    return {key: event[key] for key in order}
