@@ -11,8 +11,10 @@
 --   'ever'    how many fingerprints were ever kept (at most FAILURES_EVER, so each arm's
 --             hash holds fields of at most that many).
 -- At most FAILURES_KEPT are kept at once, each from its first failure while there is room;
--- once full, a fingerprint counted more than the least counted kept one takes its place. A failure of a fingerprint not kept when it is counted is counted
--- in no field of its own: the read finds it in the arm's exceptions less those named. Beside
+-- once full, a fingerprint counted more than the least counted kept one takes its place.
+-- A failure of a fingerprint not kept when it is counted is counted in no field of its own:
+-- the read finds a crash or an exception among the arm's exceptions less those named, a
+-- failed request ('r' and 16 hex digits) among its errors. Beside
 -- its counts, each arm's hash holds the name and example of a fingerprint it counts ('t:<fp>',
 -- 'x:<fp>'), so the read takes all from the hashes it reads.
 -- Each entry of a cell's failures (cell[13]): {fp, name, example, total, bucket, n, ...}.
