@@ -117,7 +117,10 @@ NEW_FAILURES = "new_failures"
 PLAN = DEFAULT_PLAN.model_copy(
     update={
         "name": "default+new_failures",
-        "guardrails": [*DEFAULT_PLAN.guardrails, Guardrail(metric="new_failures")],
+        "guardrails": [
+            *(g for g in DEFAULT_PLAN.guardrails if g.metric != NEW_FAILURES),
+            Guardrail(metric=NEW_FAILURES),
+        ],
     }
 )
 """The default plan with ``new_failures`` beside its error rate and p99."""

@@ -24,7 +24,8 @@ PLANS = Path(__file__).resolve().parents[3] / "ops" / "plans"
 DEFAULT = str(PLANS / "default.yaml")
 STAGE_LINE = re.compile(
     r"^    stage 1 \(1%, [^)]+\): error rate detectable from \+[0-9,]+% \(80% power\);"
-    r" p99 latency from \+[0-9,]+%; conversion rate from -[0-9]+%$"
+    r" p99 latency from \+[0-9,]+%; conversion rate from -[0-9]+%"
+    r"(; a new failure from [0-9.]+% of treatment's requests)?$"
 )
 
 
@@ -381,9 +382,13 @@ def test_the_json_preview_gives_the_new_failures_figures_and_first_stage(
 
 
 def test_a_plan_without_new_failures_has_no_new_failure_line(
-    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert main(["plan", "validate", "--traffic", "200/s", DEFAULT]) == 0
-    assert "new failure" not in capsys.readouterr().out
-    assert main(["plan", "validate", "--json", "--traffic", "200/s", DEFAULT]) == 0
+    plan = tmp_path / "errors.yaml"
+    plan.write_text(NEW_FAILURES_PLAN.replace("  - {metric: new_failures}\n", ""), "utf-8")
+    assert main(["plan", "validate", "--traffic", "200/s", str(plan)]) == 0
+    out = capsys.readouterr().out
+    assert "error rate detectable" in out
+    assert "new failure" not in out
+    assert main(["plan", "validate", "--json", "--traffic", "200/s", str(plan)]) == 0
     assert json.loads(capsys.readouterr().out)["power"]["new_failure"] is None
