@@ -153,7 +153,7 @@ def test_the_reason_says_the_bucket_and_the_unit_listed_in_it(
 
 
 def plan(*metrics: str, **heavy: object) -> Plan:
-    guardrails = [Guardrail(metric=m, tolerance=0.0) for m in metrics]
+    guardrails = [Guardrail.model_validate({"metric": m, "tolerance": 0.0}) for m in metrics]
     return DEFAULT_PLAN.model_copy(
         update={"guardrails": guardrails, "heavy_units": HeavyUnits.model_validate(heavy)}
     )
