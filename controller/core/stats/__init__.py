@@ -41,6 +41,7 @@ from controller.core.stats.heaviest.counts import (
     Heaviest,
     UnitCount,
     merged,
+    merged_lists,
     partition_list,
 )
 from controller.core.stats.heaviest.deciding import DECIDING_SHARE, UnitShare, in_bucket, shown
@@ -175,6 +176,7 @@ __all__ = [
     "limit_tests",
     "merged",
     "merged_failures",
+    "merged_lists",
     "metric_events",
     "metric_floor",
     "observed_detectable",

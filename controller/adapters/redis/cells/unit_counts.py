@@ -26,7 +26,7 @@ import msgspec
 from controller.adapters.redis.cells.failure_counts import with_failure_counts
 from controller.adapters.redis.cells.layout import with_layout
 from controller.core.common import StoreError
-from controller.core.stats import HEAVIEST_KEPT, CellDelta, Heaviest, merged, partition_list
+from controller.core.stats import HEAVIEST_KEPT, CellDelta, Heaviest, merged_lists
 
 SHARD_LOAD = 40
 """Units a cell's small hashes hold on average before one more is split off: a shard not yet
@@ -125,17 +125,18 @@ class HeaviestReply(msgspec.Struct, array_like=True, frozen=True, gc=False):
     """The requests of the units the cell counted past its most (``units.lua``): kept only
     as this sum, so any one of them sent at most this many."""
 
-    def counted(self) -> Heaviest:
+    def rows(self) -> list[tuple[str, int, int]]:
+        """Each listed unit's id, requests and failed requests."""
         flat = self.units
         try:
-            rows = [
+            return [
                 (str(flat[i]), int(flat[i + 1]), int(flat[i + 2])) for i in range(0, len(flat), 3)
             ]
         except (IndexError, ValueError) as exc:
             raise StoreError(f"a cell's heaviest units read as {flat[:6]!r}...") from exc
-        return partition_list(rows, full=self.full, unkept=self.over)
 
 
 def heaviest_of(cells: Iterable[HeaviestReply]) -> Heaviest:
-    """An arm's heaviest units over its cells' lists (:func:`~controller.core.stats.merged`)."""
-    return merged(cell.counted() for cell in cells)
+    """An arm's heaviest units over its cells' lists (:func:`~controller.core.stats.merged`,
+    made as :func:`~controller.core.stats.merged_lists` makes it)."""
+    return merged_lists((cell.rows(), cell.full, cell.over) for cell in cells)

@@ -16,7 +16,8 @@ that sum bounds what the partition leaves out too.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import heapq
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 HEAVIEST_KEPT = 64
@@ -68,22 +69,21 @@ class Heaviest:
 def merged(parts: Iterable[Heaviest], keep: int = HEAVIEST_KEPT) -> Heaviest:
     """The parts' lists summed unit by unit, the ``keep`` heaviest kept (most requests first,
     ties by id, so a replay orders them alike); the bounds of what they leave out added."""
-    requests: dict[str, int] = {}
-    errors: dict[str, int] = {}
+    totals: dict[str, list[int]] = {}
     bound = unkept = 0
     for part in parts:
         bound += part.unlisted_at_most
         unkept += part.unkept_requests
         for count in part.units:
-            requests[count.unit] = requests.get(count.unit, 0) + count.requests
-            errors[count.unit] = errors.get(count.unit, 0) + count.errors
-    ranked = sorted((UnitCount(unit, n, errors[unit]) for unit, n in requests.items()), key=_order)
-    return Heaviest(tuple(ranked[:keep]), bound, unkept)
+            _add(totals, count.unit, count.requests, count.errors)
+    return Heaviest(_top(totals, keep), bound, unkept)
 
 
-def partition_list(
-    members: Iterable[tuple[str, int, int]], *, full: bool, unkept: int = 0
-) -> Heaviest:
+Row = tuple[str, int, int]
+"""A unit's id, requests and errors, as a cell's list holds them."""
+
+
+def partition_list(members: Iterable[Row], *, full: bool, unkept: int = 0) -> Heaviest:
     """One partition's stored list ``(unit, requests, errors)``; ``full``: it holds
     :data:`HEAVIEST_KEPT` units, so any unit kept that it leaves out sent at most its smallest
     count; ``unkept``: the requests of the units the partition did not keep, any one of which
@@ -91,3 +91,35 @@ def partition_list(
     units = tuple(sorted((UnitCount(u, n, e) for u, n, e in members), key=_order))
     floor = units[-1].requests if full and units else 0
     return Heaviest(units, max(floor, unkept), unkept)
+
+
+def merged_lists(
+    cells: Iterable[tuple[Sequence[Row], bool, int]], keep: int = HEAVIEST_KEPT
+) -> Heaviest:
+    """``merged(partition_list(rows, full=full, unkept=unkept) for rows, full, unkept in
+    cells)``, as a read merges its cells' lists: without a list made for each cell, and a
+    :class:`UnitCount` made for the units kept alone (a read of 24 full cells made 3,000)."""
+    totals: dict[str, list[int]] = {}
+    bound = unkept_sum = 0
+    for rows, full, unkept in cells:
+        for unit, n, e in rows:
+            _add(totals, unit, n, e)
+        floor = min(n for _, n, _ in rows) if full and rows else 0
+        bound += max(floor, unkept)
+        unkept_sum += unkept
+    return Heaviest(_top(totals, keep), bound, unkept_sum)
+
+
+def _add(totals: dict[str, list[int]], unit: str, requests: int, errors: int) -> None:
+    got = totals.get(unit)
+    if got is None:
+        totals[unit] = [requests, errors]
+    else:
+        got[0] += requests
+        got[1] += errors
+
+
+def _top(totals: dict[str, list[int]], keep: int) -> tuple[UnitCount, ...]:
+    """The ``keep`` units of most requests, ties by id."""
+    best = heapq.nsmallest(keep, totals.items(), key=lambda kv: (-kv[1][0], kv[0]))
+    return tuple(UnitCount(unit, counts[0], counts[1]) for unit, counts in best)

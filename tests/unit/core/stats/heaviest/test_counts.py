@@ -10,6 +10,8 @@ are raised to it.
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from controller.core.stats import (
     HEAVIEST_KEPT,
@@ -19,6 +21,7 @@ from controller.core.stats import (
     UnitCount,
     capped,
     merged,
+    merged_lists,
     partition_list,
 )
 from controller.core.stats.heaviest.caps import effective_cap
@@ -92,3 +95,52 @@ def test_capping_keeps_the_unkept_sum_and_the_bound() -> None:
     kept = data.treatment.heaviest
     assert kept.units[0] == UnitCount("bot", 100, 10)
     assert (kept.unlisted_at_most, kept.unkept_requests) == (40, 40)
+
+
+Rows = list[tuple[str, int, int]]
+
+
+@pytest.mark.parametrize(
+    ("cells", "keep", "units"),
+    [
+        ([], 3, ()),
+        ([([("a", 5, 1), ("b", 7, 0)], False, 0)], 3, (("b", 7, 0), ("a", 5, 1))),
+        # summed over cells; ties by id; the keep heaviest only
+        (
+            [([("a", 5, 1), ("b", 7, 0)], True, 0), ([("a", 2, 2), ("c", 7, 7)], True, 9)],
+            2,
+            (("a", 7, 3), ("b", 7, 0)),
+        ),
+        ([([("z", 1, 0)], True, 0), ([], True, 4), ([("y", 1, 1)], False, 2)], 5, None),
+    ],
+)
+def test_a_read_merges_its_cells_lists_as_each_made_a_list_and_merged(
+    cells: list[tuple[Rows, bool, int]], keep: int, units: tuple[tuple[str, int, int]] | None
+) -> None:
+    got = merged_lists(cells, keep)
+    want = merged((partition_list(r, full=f, unkept=u) for r, f, u in cells), keep)
+    assert got == want
+    if units is not None:
+        assert got.units == tuple(UnitCount(*u) for u in units)
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.lists(
+                st.tuples(st.sampled_from("abcdefgh"), st.integers(0, 50), st.integers(0, 50)),
+                max_size=8,
+                unique_by=lambda row: row[0],
+            ),
+            st.booleans(),
+            st.integers(0, 100),
+        ),
+        max_size=6,
+    ),
+    st.integers(1, 10),
+)
+def test_merged_lists_is_merged_of_each_cells_list(
+    cells: list[tuple[Rows, bool, int]], keep: int
+) -> None:
+    want = merged((partition_list(r, full=f, unkept=u) for r, f, u in cells), keep)
+    assert merged_lists(cells, keep) == want
