@@ -253,7 +253,8 @@ def smallest_rate(
 ) -> float | None:
     """The smallest rate caught with chance ``power``: from the rate that brings the first
     tested look's threshold count (about c²·d failures) to treatment's ``exposures``, doubled
-    until caught, then bisected; None where every exposure failing is not."""
+    until caught (or halved until not), then bisected; None where every exposure failing is
+    not."""
     first = next(look for _, look in looks if look is not None)
     high = min(1.0, max(1.0, first.width**2 * first.deff) / exposures)
     while chance_of(looks, high) < power:
@@ -261,6 +262,8 @@ def smallest_rate(
             return None
         high = min(1.0, 2.0 * high)
     low = high / 2.0
+    while chance_of(looks, low) >= power:  # caught from the start: halve until it is not
+        high, low = low, low / 2.0
     for _ in range(STEPS):
         middle = (low + high) / 2.0
         if chance_of(looks, middle) >= power:

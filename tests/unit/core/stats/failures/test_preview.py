@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import timedelta
 
 import pytest
@@ -18,6 +18,7 @@ from controller.core.stats.failures.preview import (
     last_look_width,
     rate_text,
     smallest_new_failure,
+    smallest_rate,
 )
 from controller.core.stats.failures.testing import TESTS, failure_tests
 from controller.core.stats.guardrails import fixed_horizon_test
@@ -306,3 +307,29 @@ def test_a_new_failures_rate_is_never_the_worst_relative_figure() -> None:
     worst = stage.worst()
     assert worst is not None
     assert worst.guardrail != "new_failures"
+
+
+@dataclass(slots=True)
+class _Step(LastLook):
+    """A look that catches every rate from ``at`` on, and none below."""
+
+    at: float = 0.0
+
+    def chance(self, rate: float) -> float:
+        return 1.0 if rate >= self.at else 0.0
+
+
+@pytest.mark.parametrize("at", [1e-7, 3e-4, 0.2, 1.0])
+def test_the_smallest_rate_is_found_wherever_the_search_starts(at: float) -> None:
+    """The search starts where about c²·d failures are expected (here 25 of 10,000): it
+    halves or doubles from there."""
+    look = _Step(exposures=(10_000.0, 90_000.0), width=5.0, tolerance=0.0, deff=1.0,
+                 degrees=math.inf, at=at)  # fmt: skip
+    found = smallest_rate([(1.0, look)], 10_000.0, POWER)
+    assert found == pytest.approx(at, rel=1e-6)
+
+
+def test_a_look_that_catches_nothing_gives_no_rate() -> None:
+    look = _Step(exposures=(10_000.0, 90_000.0), width=5.0, tolerance=0.0, deff=1.0,
+                 degrees=math.inf, at=2.0)  # fmt: skip
+    assert smallest_rate([(1.0, look)], 10_000.0, POWER) is None
