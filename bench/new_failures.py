@@ -71,7 +71,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 
@@ -113,7 +113,7 @@ from tests.support.clustered import (
 )
 from tests.support.simulation import T0, _rollout
 
-NEW_FAILURES = "new_failures"
+NEW_FAILURES: Final = "new_failures"
 PLAN = DEFAULT_PLAN.model_copy(
     update={
         "name": "default+new_failures",
