@@ -2,7 +2,7 @@
 
 A plan is data: pydantic validates it (from a `start` command or a YAML file)
 and the gate and state machine read it. :data:`DEFAULT_PLAN` walks
-1% → 5% → 25% → 50% → 100% with error-rate and p99-latency guardrails.
+1% → 5% → 25% → 50% → 100% with error-rate, p99-latency and new-failure guardrails.
 
 Every number in a plan is finite and bounded: durations within
 [0, :data:`MAX_DURATION`], counts up to :data:`MAX_COUNT`, so a typo or a
@@ -369,6 +369,7 @@ DEFAULT_PLAN = Plan(
     guardrails=[
         Guardrail(metric="error_rate", tolerance=0.0),
         Guardrail(metric="latency_p99", tolerance=0.10, relative=True),
+        Guardrail(metric="new_failures"),
     ],
 )
 

@@ -54,9 +54,11 @@ def test_a_release_that_raised_errors_is_named_and_the_cumulative_shows_it(
 def test_alpha_is_split_over_the_comparisons_then_the_guardrails() -> None:
     groups = last_look(7)
     report = holdout_report(HOLDOUT, [cells("a", groups), cells("b", groups)], alpha=0.06)
-    # three comparisons (two flags and the cumulative), two guardrails each
+    # three comparisons (two flags and the cumulative), three guardrails each: new_failures
+    # at its share over its 17 tests
     levels = [g.alpha for c in [*report.flags, report.cumulative] if c for g in c.guardrails]
-    assert levels == [pytest.approx(0.01)] * 6
+    share = 0.06 / 3 / 3
+    assert levels == [pytest.approx(share), pytest.approx(share), pytest.approx(share / 17)] * 3
 
 
 def test_a_holdout_whose_share_of_units_is_wrong_is_untrusted_everywhere() -> None:
@@ -98,8 +100,13 @@ def test_only_guardrails_on_events_are_compared_and_alpha_is_theirs() -> None:
     plan = DEFAULT_PLAN.model_copy(update={"guardrails": [*DEFAULT_PLAN.guardrails, prometheus]})
     report = holdout_report(HOLDOUT, [cells("a", last_look(5), plan)], alpha=0.04)
     compared = report.flags[0].guardrails
-    assert [g.guardrail for g in compared] == ["error_rate", "latency_p99"]
-    assert [g.alpha for g in compared] == [pytest.approx(0.01)] * 2  # 0.04 / 2 comparisons / 2
+    assert [g.guardrail for g in compared] == ["error_rate", "latency_p99", "new_failures"]
+    share = 0.04 / 2 / 3  # 2 comparisons, 3 guardrails on events; new_failures over its 17
+    assert [g.alpha for g in compared] == [
+        pytest.approx(share),
+        pytest.approx(share),
+        pytest.approx(share / 17),
+    ]
 
 
 def test_two_flags_over_the_same_people_count_each_person_once() -> None:

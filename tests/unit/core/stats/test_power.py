@@ -314,7 +314,7 @@ def test_a_stage_lasts_until_its_smaller_arm_has_its_units() -> None:
 def test_the_preview_covers_every_compared_stage_and_guardrail() -> None:
     previews = plan_preview(DEFAULT_PLAN, BUSY)
     assert [p.percent for p in previews] == [1, 5, 25, 50]
-    assert all(len(p.guardrails) == 2 for p in previews)
+    assert all(len(p.guardrails) == 3 for p in previews)
     worst = [_size(p.worst()) for p in previews]
     assert worst == sorted(worst, reverse=True)
 

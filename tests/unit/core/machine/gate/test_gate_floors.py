@@ -106,7 +106,7 @@ def test_every_arm_needs_the_minimum_events(n_t: int, n_c: int, tested: bool) ->
 @pytest.mark.parametrize(
     ("the_plan", "guardrails", "stages"),
     [
-        (DEFAULT_PLAN, 2, 4),  # 1, 5, 25 and 50%: at 100% there is no control arm
+        (DEFAULT_PLAN, 3, 4),  # 1, 5, 25 and 50%: at 100% there is no control arm
         (plan(ERRORS), 1, 1),
         (plan(ERRORS, P95, Guardrail(metric="latency_p99", dry_run=True)), 2, 1),
         (plan(Guardrail(metric="error_rate", dry_run=True)), 0, 1),

@@ -76,9 +76,11 @@ def test_without_caps_the_unit_holds_the_guardrails_on_requests_naming_it(seed: 
     assert verdict.kind is VerdictKind.HOLD
     assert f"error_rate not yet tested: unit {unit} sends" in verdict.reason
     assert f"latency_p99 not yet tested: unit {unit} sends" in verdict.reason
+    assert f"new_failures not yet tested: unit {unit} sends" in verdict.reason
     assert verdict.evidence.guardrails == {  # no test taken, no look recorded
         "error_rate": "insufficient data",
         "latency_p99": "insufficient data",
+        "new_failures": "insufficient data",
     }
 
 
