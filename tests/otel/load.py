@@ -92,6 +92,9 @@ class Load:
         """Answers that say the flag's value the app served, by (that value, HTTP status)."""
         self.failed: Counter[str] = Counter()
         """Requests that got no answer, by what httpx raised (its type and first words)."""
+        self.resent: Counter[str] = Counter()
+        """Requests sent again after their connection broke before an answer, by what
+        httpx raised: the second answer is counted as any other."""
         self._stopping = asyncio.Event()
         # Idle connections closed well before a server's own keep-alive time-out (Node's is
         # 5 s, httpx's expiry the same): else a request sent on one as the server closes it
@@ -116,7 +119,7 @@ class Load:
         while not self._stopping.is_set():
             user = f"user-{self._rng.randrange(self._users)}"
             try:
-                answer = await self._client.get("/checkout", params={"user": user})
+                answer = await self._get(user)
             except httpx.HTTPError as exc:
                 self.failed[f"{type(exc).__name__}: {str(exc)[:80]}"] += 1
                 await asyncio.sleep(0.1)
@@ -125,6 +128,21 @@ class Load:
             flow = served_flow(answer.content)
             if flow is not None:
                 self.served[flow, answer.status_code] += 1
+
+    async def _get(self, user: str) -> httpx.Response:
+        """One user's request; sent once more where the connection broke before any answer.
+
+        A GET is idempotent, and a kept-alive connection may be reset as it is reused (a
+        busy machine, a server closing it): Go's and Java's HTTP clients and urllib3 then
+        send the request again on a new connection, and httpx does not. A second failure
+        is the app's and counted in :attr:`failed`; each first one in :attr:`resent`.
+        """
+        params = {"user": user}
+        try:
+            return await self._client.get("/checkout", params=params)
+        except (httpx.ReadError, httpx.RemoteProtocolError) as exc:
+            self.resent[f"{type(exc).__name__}: {str(exc)[:80]}"] += 1
+        return await self._client.get("/checkout", params=params)
 
     async def stop(self) -> None:
         """Send no more; the requests under way are answered and counted, so that
