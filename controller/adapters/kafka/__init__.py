@@ -30,6 +30,7 @@ from controller.adapters.kafka.producer import (
 )
 from controller.adapters.kafka.readers import GroupConsumer, TopicReader
 from controller.adapters.kafka.spans import SpanReader
+from controller.adapters.kafka.topic_ids import topic_ids
 from controller.adapters.kafka.version_floors import TopicVersionFloors, read_from_beginning
 from controller.ports import DeadLetter, Record
 
@@ -55,5 +56,6 @@ __all__ = [
     "read_from_beginning",
     "send_and_wait",
     "send_many",
+    "topic_ids",
     "topic_names",
 ]

@@ -154,17 +154,18 @@ class TopicIdentity:
         self._client = AIOKafkaClient(**kafka.client_options())
         self._started = False
 
-    async def ask(self) -> LogIdentity | None:
-        """The topic's id and partition count; the count alone from a broker without
-        topic ids; None for a topic the broker does not know. Raises
+    async def ask(self, topic: str | None = None) -> LogIdentity | None:
+        """The topic's (or ``topic``'s) id and partition count; the count alone from a
+        broker without topic ids; None for a topic the broker does not know. Raises
         :class:`BrokerError` when no broker answers in time."""
+        topic = self._topic if topic is None else topic
         try:
             async with asyncio.timeout(self._timeout_s):
-                return await self._asked()
+                return await self._asked(topic)
         except BROKER_FAILURES as exc:
             raise translate(exc, "the topic's identity", bootstrap=self._bootstrap) from exc
 
-    async def _asked(self) -> LogIdentity | None:
+    async def _asked(self, topic: str) -> LogIdentity | None:
         if not self._started:
             await self._client.bootstrap()
             self._started = True
@@ -172,14 +173,28 @@ class TopicIdentity:
         if node is None:
             raise KafkaConnectionError("no broker known yet")
         try:
-            answer = await self._client.send(node, TopicIdRequest(self._topic))
+            answer = await self._client.send(node, TopicIdRequest(topic))
         except (NotImplementedError, IncompatibleBrokerVersion):
             cluster = await self._client.fetch_all_metadata()
-            partitions = cluster.partitions_for_topic(self._topic)
+            partitions = cluster.partitions_for_topic(topic)
             return LogIdentity(None, len(partitions)) if partitions else None
-        return identity_in(answer, self._topic)
+        return identity_in(answer, topic)
 
     async def close(self) -> None:
         if self._started:
             self._started = False
             await self._client.close()
+
+
+async def topic_ids(kafka: KafkaSettings, names: list[str], *, timeout_s: float) -> dict[str, str]:
+    """The id of each topic of ``names`` that the broker knows and gives an id (KIP-516),
+    asked on a connection opened and closed here: none from a broker without topic ids.
+    Raises :class:`BrokerError` when no broker answers within ``timeout_s`` a question."""
+    if not names:
+        return {}
+    asker = TopicIdentity(names[0], kafka, timeout_s=timeout_s)
+    try:
+        known = {name: await asker.ask(name) for name in names}
+    finally:
+        await asker.close()
+    return {name: i.topic_id for name, i in known.items() if i is not None and i.topic_id}

@@ -10,9 +10,13 @@ warning alert; whether what the events partitions held was lost is ingest's
 business (:mod:`controller.daemon.ingest.log_gaps`). A broker that lost one
 topic may have lost them all, and apps learn their flags only from the
 flag-state and segments topics: once it created any topic again, or the
-flag-state or segments topic's log went back (a client made it again before
-the keeper looked: brokers may create a topic a client asks for), the keeper
-has every flag's state and every segment published again (``recreated``).
+flag-state or segments topic was made again before the keeper looked (by an
+operator, or a client: brokers may create a topic a client asks for), the keeper
+has every flag's state and every segment published again (``recreated``). A
+topic made again is told by its id (KIP-516) where the broker gives one, and
+else by its log ending before it did: an empty log made again after an empty
+one (the daemon's first state, published after the look) shows no such end,
+and its id still changed.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from collections.abc import Awaitable, Callable
 
 import structlog
 
-from controller.adapters.kafka import ensure_topics, log_ends
+from controller.adapters.kafka import ensure_topics, log_ends, topic_ids
 from controller.core.common import ControllerError
 from controller.core.rollouts import RaiseAlert
 from controller.kit.deadlines import deadline
@@ -61,6 +65,8 @@ class TopicKeeper:
         self._watched = [topics.flag_state, topics.segments]
         self._ends: dict[tuple[str, int], int] = {}
         """The watched topics' log ends at the last look."""
+        self._ids: dict[str, str] = {}
+        """The watched topics' ids as last seen (where the broker gives them)."""
         self._stopping = asyncio.Event()
 
     def stop(self) -> None:
@@ -85,10 +91,12 @@ class TopicKeeper:
             async with deadline(CHECK_DEADLINE_SECONDS, "the topic check"):
                 created = await ensure_topics(self._kafka, self._topics)
                 ends = await log_ends(self._kafka, self._watched)
+                ids = await topic_ids(self._kafka, self._watched, timeout_s=CHECK_DEADLINE_SECONDS)
         except ControllerError as exc:
             self._skipped(exc)
             return []
-        lost, self._ends = went_back(self._ends, ends), remembered(self._ends, ends)
+        lost = sorted({*went_back(self._ends, ends), *made_again(self._ids, ids)})
+        self._ends, self._ids = remembered(self._ends, ends), {**self._ids, **ids}
         if created:
             self._alert(created)
         if lost:
@@ -140,6 +148,14 @@ def went_back(before: dict[tuple[str, int], int], now: dict[tuple[str, int], int
             if topic in topics_now and now.get((topic, partition), -1) < end
         }
     )
+
+
+def made_again(before: dict[str, str], now: dict[str, str]) -> list[str]:
+    """The topics whose id is not the one last seen: deleted and made again since.
+
+    A topic seen without an id (a broker without topic ids) or not seen now is not named.
+    """
+    return sorted(topic for topic, id_now in now.items() if before.get(topic, id_now) != id_now)
 
 
 def remembered(

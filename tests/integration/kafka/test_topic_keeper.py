@@ -21,11 +21,12 @@ from controller.adapters.kafka import (
     delete_topics,
     ensure_topics,
     log_ends,
+    topic_ids,
     topic_names,
 )
 from controller.core.common import BrokerError, ControllerError
 from controller.core.rollouts import RaiseAlert
-from controller.daemon.running.topics import TopicKeeper, remembered, went_back
+from controller.daemon.running.topics import TopicKeeper, made_again, remembered, went_back
 from controller.settings import KafkaSettings, TopicSettings
 from tests.support.waiting import eventually
 
@@ -72,6 +73,63 @@ def test_a_topic_deleted_within_a_look_and_made_again_before_the_next_went_back(
     first = {("fs", 0): 5, ("sg", 0): 4}
     during = remembered(first, {("sg", 0): 4})  # fs deleted between the look's questions
     assert went_back(during, {("fs", 0): 0, ("sg", 0): 4}) == ["fs"]
+
+
+@pytest.mark.parametrize(
+    ("before", "now", "again"),
+    [
+        ({}, {"fs": "a"}, []),  # first seen
+        ({"fs": "a"}, {"fs": "a"}, []),
+        ({"fs": "a"}, {"fs": "b"}, ["fs"]),  # made again
+        ({"fs": "a", "sg": "c"}, {"sg": "d"}, ["sg"]),  # fs not seen now: not named
+        ({"fs": "a"}, {}, []),  # a broker without topic ids
+    ],
+)
+def test_a_topic_whose_id_changed_was_made_again(
+    before: dict[str, str], now: dict[str, str], again: list[str]
+) -> None:
+    assert made_again(before, now) == again
+
+
+async def test_an_empty_flag_state_topic_made_again_empty_is_told_by_its_id(
+    apache_kafka_bootstrap: str,
+) -> None:
+    run = uuid.uuid4().hex[:8]
+    topics = TopicSettings.model_validate({n: f"keeper.{run}.{n}" for n in NAMES})
+    kafka = KafkaSettings(bootstrap_servers=apache_kafka_bootstrap, events_partitions=2)
+    republished: list[list[str]] = []
+
+    async def recreated(names: list[str]) -> None:
+        republished.append(names)
+
+    keeper = TopicKeeper(kafka=kafka, topics=topics, alarm=lambda _: None, recreated=recreated)
+    try:
+        # Given the controller's topics, made by the keeper, and looked at once more: the
+        # flag-state log is empty (the daemon's first state not yet published)
+        assert await keeper.check() != []
+        assert await keeper.check() == []
+        assert len(republished) == 1
+        # When it is deleted and made again by someone else, empty, before the next look
+        [old] = (await topic_ids(kafka, [topics.flag_state], timeout_s=10)).values()
+        await delete_topics(kafka, [topics.flag_state])
+
+        async def made_again_empty() -> bool:
+            admin = AIOKafkaAdminClient(bootstrap_servers=apache_kafka_bootstrap)
+            await admin.start()
+            try:  # refused while the deletion is not applied everywhere: asked again
+                await admin.create_topics([NewTopic(topics.flag_state, 3, 1)])  # as it was
+            finally:
+                await admin.close()
+            new = await topic_ids(kafka, [topics.flag_state], timeout_s=10)
+            assert new.get(topics.flag_state) not in (None, old), new
+            return True
+
+        await eventually(made_again_empty, timeout=60, what="the flag-state topic made again")
+        # Then the keeper, which creates nothing and sees no log go back, knows it by its id
+        assert await keeper.check() == []
+        assert republished[-1] == [topics.flag_state]
+    finally:
+        await delete_topics(kafka, list(topics.model_dump().values()))
 
 
 async def test_a_flag_state_topic_made_again_by_a_client_has_the_states_published_again(
