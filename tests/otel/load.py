@@ -7,7 +7,8 @@ import contextlib
 import os
 import random
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Coroutine, Mapping, Sequence
+from typing import Any
 
 import httpx
 import orjson
@@ -69,6 +70,20 @@ class AppProcess:
     def kill(self) -> None:
         if self._process.returncode is None:
             self._process.kill()
+
+
+async def start_all(
+    launches: Mapping[str, Coroutine[Any, Any, AppProcess]],
+) -> dict[str, AppProcess]:
+    """Every app started side by side (a JVM's start is slow), by the names of ``launches``;
+    if one fails to listen, the others are stopped too and its error raised."""
+    started = await asyncio.gather(*launches.values(), return_exceptions=True)
+    apps = [app for app in started if isinstance(app, AppProcess)]
+    if len(apps) < len(started):
+        for app in apps:
+            app.kill()
+        raise next(e for e in started if isinstance(e, BaseException))
+    return dict(zip(launches, apps, strict=True))
 
 
 def served_flow(body: bytes) -> bool | None:

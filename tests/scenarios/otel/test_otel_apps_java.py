@@ -15,14 +15,12 @@ often is rolled back on its error rate, counted per user and per version.
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 
 from tests.conftest import _service_unavailable
 from tests.integration.http.test_http import wait_status
 from tests.otel.java_app import JavaApp, java_app, otel_env
-from tests.otel.load import AppProcess
+from tests.otel.load import AppProcess, start_all
 from tests.scenarios.harness import Scenario
 from tests.scenarios.otel.test_otel_apps import (
     USERS,
@@ -54,24 +52,18 @@ def otel_java(pytestconfig: pytest.Config) -> JavaApp:
 
 
 async def _started(java: JavaApp, base: str, errors: dict[str, str]) -> dict[str, AppProcess]:
-    """One app per flag failing at its ``errors`` rates, started side by side (each JVM's
-    start is slow); if one fails to listen, the others are stopped too."""
-    starts = (
-        AppProcess.start(
-            java.command(base, flag, "--errors", rates, "--latency-ms", "20,20"),
-            name=flag,
-            env=otel_env(base),
-            ready_seconds=READY_SECONDS,
-        )
-        for flag, rates in errors.items()
+    """One app per flag failing at its ``errors`` rates, started side by side."""
+    return await start_all(
+        {
+            flag: AppProcess.start(
+                java.command(base, flag, "--errors", rates, "--latency-ms", "20,20"),
+                name=flag,
+                env=otel_env(base),
+                ready_seconds=READY_SECONDS,
+            )
+            for flag, rates in errors.items()
+        }
     )
-    started = await asyncio.gather(*starts, return_exceptions=True)
-    apps = [app for app in started if isinstance(app, AppProcess)]
-    if len(apps) < len(started):
-        for app in apps:
-            app.kill()
-        raise next(e for e in started if isinstance(e, BaseException))
-    return dict(zip(errors, apps, strict=True))
 
 
 @pytest.mark.timeout(600)

@@ -51,7 +51,7 @@ from controller.dev.otelcol import Collector
 from controller.settings import RedisSettings
 from tests.conftest import _service_unavailable
 from tests.otel.java_app import JavaApp, java_app, otel_env
-from tests.otel.load import AppProcess
+from tests.otel.load import AppProcess, start_all
 from tests.scenarios.harness import Observed, Scenario
 from tests.scenarios.otel.test_otel_apps import _guarded, _versions
 from tests.scenarios.otel.test_otel_apps_go import go_app_binary
@@ -176,18 +176,6 @@ def _launches(
     return out
 
 
-async def _started(launches: dict[str, Coroutine[Any, Any, AppProcess]]) -> dict[str, AppProcess]:
-    """Every app started side by side (a JVM's start is slow); if one fails to listen, the
-    others are stopped too."""
-    started = await asyncio.gather(*launches.values(), return_exceptions=True)
-    apps = [app for app in started if isinstance(app, AppProcess)]
-    if len(apps) < len(started):
-        for app in apps:
-            app.kill()
-        raise next(e for e in started if isinstance(e, BaseException))
-    return dict(zip(launches, apps, strict=True))
-
-
 @pytest.mark.timeout(600)
 async def test_a_new_exception_in_node_go_and_java_is_named_and_rolled_back_behind_the_collector(
     world: tuple[Scenario, Collector], runtimes: Runtimes
@@ -197,7 +185,7 @@ async def test_a_new_exception_in_node_go_and_java_is_named_and_rolled_back_behi
     # Given a faulty and a healthy twin of a checkout service in each of Node, Go and Java,
     # exporting to the Collector: the faulty twin's new flow alone misses 1% of its carts'
     # prices (handled: the request succeeds), the healthy twin's two flows both do
-    apps = await _started(_launches(runtimes, base, collector.otlp_http_url))
+    apps = await start_all(_launches(runtimes, base, collector.otlp_http_url))
     # When all six are rolled out at once while users send them requests
     plans = {}
     for language in LANGUAGES:
