@@ -144,6 +144,10 @@ def _envelope(decoder: msgspec.json.Decoder[T], salvage: type[S], raw: bytes) ->
     return found if salvaged is None else salvaged
 
 
+NOT_UTF_8 = "text that is not UTF-8 (bad bytes, a lone surrogate)"
+"""Why an item whose text is not UTF-8 is refused, whichever reader found it."""
+
+
 def _salvaged(shape: type[S], raw: bytes) -> S | None:
     """The export as the standard library's parser reads it (a lone surrogate kept as it
     is, bytes that are not UTF-8 as surrogates), each resource and item a plain tree;
@@ -177,14 +181,26 @@ def _raw(
 
 
 def _decoded(decoder: msgspec.json.Decoder[Any], raw: Any) -> Any:
+    text = b""
     try:
         text = bytes(raw) if isinstance(raw, msgspec.Raw) else msgspec.json.encode(raw)
         return decoder.decode(text)
     except (UnicodeEncodeError, UnicodeDecodeError):
-        raise Refused("malformed", "text that is not UTF-8 (bad bytes, a lone surrogate)") from None
+        raise Refused("malformed", NOT_UTF_8) from None
     except FAILURES as exc:
+        # msgspec 0.23 checks the UTF-8 of a raw item's strings itself, in words of its own
+        if not _utf_8(text):
+            raise Refused("malformed", NOT_UTF_8) from None
         detail = str(exc) if isinstance(exc, msgspec.MsgspecError) else type(exc).__name__
         raise Refused("malformed", detail) from None
+
+
+def _utf_8(text: bytes) -> bool:
+    try:
+        text.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def _raw_resource_of(raw: Any, bounds: Bounds) -> Attributes:
