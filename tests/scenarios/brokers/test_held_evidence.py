@@ -163,7 +163,10 @@ async def test_a_stage_waits_for_held_partitions_and_rolls_back_on_their_late_ev
         # decisions are published in order: an advance before the rollback would show
         assert not world.observed.decision_where(flag=FLAG, action="advance")
         late = rolled["evidence"]["late"]
-        assert late["partitions"] == {events: list(HARMED_ON)}, rolled
+        # the held partitions, and partition 0 too where a gate saw it lagging after the
+        # restart (a busy machine): each was missing at a gate of this stage, then counted
+        assert set(late["partitions"]) == {events}, rolled
+        assert set(HARMED_ON) <= set(late["partitions"][events]) <= {HEALTHY_ON, *HARMED_ON}, rolled
         assert "counted late" in late["why"], rolled
         assert rolled["evidence"]["breach"] == "error_rate", rolled
 
