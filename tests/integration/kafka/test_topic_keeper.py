@@ -9,6 +9,7 @@ has every flag state published again.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -91,18 +92,25 @@ def test_a_topic_whose_id_changed_was_made_again(
     assert made_again(before, now) == again
 
 
+def _keeper(
+    kafka: KafkaSettings, topics: TopicSettings, *, alarm: Callable[[RaiseAlert], None]
+) -> tuple[TopicKeeper, list[list[str]]]:
+    """A keeper of ``topics``, and the names it has each time had published again."""
+    republished: list[list[str]] = []
+
+    async def recreated(names: list[str]) -> None:
+        republished.append(names)
+
+    return TopicKeeper(kafka=kafka, topics=topics, alarm=alarm, recreated=recreated), republished
+
+
 async def test_an_empty_flag_state_topic_made_again_empty_is_told_by_its_id(
     apache_kafka_bootstrap: str,
 ) -> None:
     run = uuid.uuid4().hex[:8]
     topics = TopicSettings.model_validate({n: f"keeper.{run}.{n}" for n in NAMES})
     kafka = KafkaSettings(bootstrap_servers=apache_kafka_bootstrap, events_partitions=2)
-    republished: list[list[str]] = []
-
-    async def recreated(names: list[str]) -> None:
-        republished.append(names)
-
-    keeper = TopicKeeper(kafka=kafka, topics=topics, alarm=lambda _: None, recreated=recreated)
+    keeper, republished = _keeper(kafka, topics, alarm=lambda _: None)
     try:
         # Given the controller's topics, made by the keeper, and looked at once more: the
         # flag-state log is empty (the daemon's first state not yet published)
@@ -139,12 +147,7 @@ async def test_a_flag_state_topic_made_again_by_a_client_has_the_states_publishe
     topics = TopicSettings.model_validate({n: f"keeper.{run}.{n}" for n in NAMES})
     kafka = KafkaSettings(bootstrap_servers=kafka_bootstrap, events_partitions=2)
     alerts: list[RaiseAlert] = []
-    republished: list[list[str]] = []
-
-    async def recreated(names: list[str]) -> None:
-        republished.append(names)
-
-    keeper = TopicKeeper(kafka=kafka, topics=topics, alarm=alerts.append, recreated=recreated)
+    keeper, republished = _keeper(kafka, topics, alarm=alerts.append)
     try:
         # Given the controller's topics, made by the keeper, and flag states published
         assert sorted(await keeper.check()) == sorted(set(topics.model_dump().values()))
