@@ -18,14 +18,12 @@
 --
 -- Beside them the cell's heaviest units by requests: a sorted set of at most HEAVIEST_KEPT
 -- members, each a unit's 8 bytes then its id as the app sent it, scored by its requests (a
--- read finds its failures in its shard by the 8 bytes: read.lua). A unit whose new count
--- passes the set's smallest is added with it; then the set is cut back to HEAVIEST_KEPT,
--- and as it reaches twice that, so it never holds more than 2 * HEAVIEST_KEPT members (128
--- at 64: past the most Redis keeps as a listpack by default, a sorted set becomes a skiplist
--- for good, and a cell's first flush adds every unit it counts).
--- A unit appears once in a cell's flush and a cut drops the lowest ranks, so cutting as it
--- goes leaves the set a single cut would. Every count only grows, so the set always holds
--- the units with the most requests (ties: Redis's order, by member).
+-- read finds its failures in its shard by the 8 bytes: read.lua). The units whose new
+-- counts pass the set's smallest (as the flush began) are added with them in one ZADD at the
+-- end of the cell's flush, at most HEAVIEST_KEPT of them (list_heaviest), and the set cut
+-- back to HEAVIEST_KEPT. A unit appears once in a cell's flush and a cut drops the lowest
+-- ranks, so this leaves the set adding them one by one would. Every count only grows, so the
+-- set always holds the units with the most requests (ties: Redis's order, by member).
 local SHARD_LOAD = 0        -- written by controller/adapters/redis/cells/unit_counts.py
 local HEAVIEST_KEPT = 0     -- written by controller/adapters/redis/cells/unit_counts.py
 local FIELD_BYTES = 8
@@ -49,10 +47,11 @@ local function per_unit_plan(key, top, units, given, most)
       or #requests ~= #units or #errors ~= #units or #blob ~= FIELD_BYTES * #units then
     return nil, bad
   end
-  local why = refuse_keys({[key] = 'hash', [top] = 'zset'})
-  if why then return nil, why end
-  local got = redis.call('HMGET', key, 'level', 'split', 'units', 'kept', 'remade', 'over',
+  local got = redis.pcall('HMGET', key, 'level', 'split', 'units', 'kept', 'remade', 'over',
     'over_e')
+  if failed(got) then return nil, key .. ' holds a ' .. kind(key) .. ', not a hash' end
+  local listed = redis.pcall('ZCARD', top)
+  if failed(listed) then return nil, top .. ' holds a ' .. kind(top) .. ', not a zset' end
   local state = {level = tonumber(got[1] or '0'), split = tonumber(got[2] or '0'),
                  units = tonumber(got[3] or '0'), kept = tonumber(got[4] or '0'),
                  remade = tonumber(got[5] or '0'), over = tonumber(got[6] or '0'),
@@ -71,7 +70,8 @@ local function per_unit_plan(key, top, units, given, most)
     sent = sent + n
   end
   if sent > MAX_COUNT then return nil, key .. ': over would not stay exact' end
-  return {blob = blob, requests = requests, errors = errors, state = state, most = most}
+  return {blob = blob, requests = requests, errors = errors, state = state, most = most,
+          listed = listed}
 end
 
 -- A shard as it is made: with a field that no unit's is, so it exists, with its time to live,
@@ -125,6 +125,42 @@ local function split_shard(key, state, ttl)
   return to
 end
 
+-- Whether heaviest-set member a ranks above member b, as Redis ranks a sorted set: by score,
+-- then by the member's bytes (compared here byte by byte: Lua's '<' on strings follows the
+-- server's collation locale).
+local function ranks_above(a, b)
+  if a[1] ~= b[1] then return a[1] > b[1] end
+  local x, y = a[2], b[2]
+  for at = 1, math.min(#x, #y) do
+    local p, q = string.byte(x, at), string.byte(y, at)
+    if p ~= q then return p > q end
+  end
+  return #x > #y
+end
+
+-- The units whose counts passed the set's smallest added in one ZADD: at most HEAVIEST_KEPT
+-- of them, the highest ranked (any other would be cut below those), so the set never holds
+-- more than 2 * HEAVIEST_KEPT members (128 at 64: past the most Redis keeps as a listpack by
+-- default, a sorted set becomes a skiplist for good), then cut back to HEAVIEST_KEPT. The
+-- set is the one adding them one by one would leave. Returns how many it holds.
+local function list_heaviest(top, entering, listed)
+  if #entering == 0 then return listed end
+  if #entering > HEAVIEST_KEPT then
+    table.sort(entering, ranks_above)
+  end
+  local args, n = {}, 0
+  for i = 1, math.min(#entering, HEAVIEST_KEPT) do
+    args[n + 1], args[n + 2] = entering[i][1], entering[i][2]
+    n = n + 2
+  end
+  listed = listed + redis.call('ZADD', top, unpack(args))
+  if listed > HEAVIEST_KEPT then
+    redis.call('ZREMRANGEBYRANK', top, 0, listed - HEAVIEST_KEPT - 1)
+    listed = HEAVIEST_KEPT
+  end
+  return listed
+end
+
 -- The planned counts added, the shards split as the cell grew, the heaviest units kept, and
 -- every key kept alive as long as the cell's aggregates: a shard gets its time to live when
 -- it is made (the cell's first, or a split's), and all of them again once an eighth of it
@@ -134,12 +170,12 @@ local function per_unit_write(plan, key, top, units, ttl, now)
   local blob, state, most = plan.blob, plan.state, plan.most
   if blob == nil then return end
   local requests, errors, format, sub = plan.requests, plan.errors, string.format, string.sub
-  local floor, listed = -1, redis.call('ZCARD', top)
+  local floor, listed = -1, plan.listed
   if listed >= HEAVIEST_KEPT then
     floor = tonumber(redis.call('ZRANGE', top, 0, 0, 'WITHSCORES')[2])
   end
   if state.fresh then made(key .. ':0', ttl) end
-  local names, entered = {}, false
+  local names, entering, was_listed = {}, {}, listed
   for i = 1, #units do
     local n = requests[i]
     if n > 0 then
@@ -157,12 +193,7 @@ local function per_unit_write(plan, key, top, units, ttl, now)
         local total = increment(shard, field, n, state, ttl)
         if errors[i] > 0 then increment(shard, field .. 'e', errors[i], state, ttl) end
         if total > floor then
-          listed = listed + redis.call('ZADD', top, total, field .. units[i])
-          entered = true
-          if listed >= 2 * HEAVIEST_KEPT then  -- a listpack still
-            redis.call('ZREMRANGEBYRANK', top, 0, listed - HEAVIEST_KEPT - 1)
-            listed = HEAVIEST_KEPT
-          end
+          entering[#entering + 1] = {total, field .. units[i]}
         end
         if total == n then  -- a unit new to the cell: the shards grow with the units
           state.units = state.units + 1
@@ -174,9 +205,7 @@ local function per_unit_write(plan, key, top, units, ttl, now)
       end
     end
   end
-  if listed > HEAVIEST_KEPT then
-    redis.call('ZREMRANGEBYRANK', top, 0, listed - HEAVIEST_KEPT - 1)
-  end
+  listed = list_heaviest(top, entering, listed)
   redis.call('HSET', key, 'level', state.level, 'split', state.split,
     'units', format('%.0f', state.units), 'kept', format('%.0f', state.kept),
     'remade', format('%.0f', state.remade))
@@ -190,7 +219,9 @@ local function per_unit_write(plan, key, top, units, ttl, now)
       redis.call('EXPIRE', key .. ':' .. format('%.0f', at), ttl)
     end
     for _, alive in ipairs({key, top}) do redis.call('EXPIRE', alive, ttl) end
-  elseif state.fresh or entered then
+  elseif state.fresh then
     for _, alive in ipairs({key, top}) do redis.call('EXPIRE', alive, ttl) end
+  elseif was_listed == 0 and listed > 0 then  -- the set made again, its time to live gone
+    redis.call('EXPIRE', top, ttl)
   end
 end

@@ -162,3 +162,52 @@ async def test_every_units_count_is_in_its_small_hash_and_a_replay_adds_nothing(
             top = f"{{{redis_namespace}:events:{p}}}:t:f:1:{arm}"
             assert await store_client.zcard(top) == HEAVIEST_KEPT
             assert await store_client.object("encoding", top) == b"listpack"
+
+
+async def test_units_tied_at_the_cut_are_listed_in_redis_order_whatever_their_number(
+    store_client: RedisClient, redis_namespace: str
+) -> None:
+    # Two flushes of one cell, each with far more units entering its heaviest than it keeps
+    # and most of them tied: the set is what adding them one by one leaves, Redis's order
+    # (score, then the member's bytes) deciding the ties, and it stays a listpack.
+    store = store_for(store_client, redis_namespace)
+    rng = random.Random(7)
+    flushes = [
+        [f"u-{rng.randrange(400)}" for _ in range(600)],
+        [f"u-{rng.randrange(400)}" for _ in range(300)],
+    ]
+    claim = await store.claim(0)
+    top = f"{{{redis_namespace}:events:0}}:t:f:1:treatment"
+    listed: dict[bytes, int] = {}
+    totals: Counter[str] = Counter()
+    offset = claim.offset
+    for units in flushes:
+        events = [
+            {
+                "type": "request",
+                "v": 1,
+                "id": f"e{offset}-{i}",
+                "ts": 1_700_000_000_000,
+                "flag": "f",
+                "flag_version": 1,
+                "unit": u,
+                "arm": "treatment",
+                "latency_ms": 5.0,
+                "error": False,
+            }
+            for i, u in enumerate(units)
+        ]
+        delta = PartitionDelta(partition=0, next_offset=(offset or 0) + 1)
+        fold([decoded(e) for e in events], delta.cells)
+        await store.flush(delta, epoch=claim.epoch, expected_offset=offset)
+        offset = delta.next_offset
+        floor = min(listed.values()) if len(listed) >= HEAVIEST_KEPT else -1
+        totals.update(units)
+        for unit in set(units):
+            if totals[unit] > floor:
+                listed[unit_field(unit) + unit.encode()] = totals[unit]
+        kept = sorted(listed.items(), key=lambda kv: (kv[1], kv[0]), reverse=True)
+        listed = dict(kept[:HEAVIEST_KEPT])
+        got: Any = await store_client.zrange(top, 0, -1, withscores=True)
+        assert {member: int(score) for member, score in got} == listed
+        assert await store_client.object("encoding", top) == b"listpack"
