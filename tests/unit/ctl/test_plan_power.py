@@ -24,8 +24,7 @@ PLANS = Path(__file__).resolve().parents[3] / "ops" / "plans"
 DEFAULT = str(PLANS / "default.yaml")
 STAGE_LINE = re.compile(
     r"^    stage 1 \(1%, [^)]+\): error rate detectable from \+[0-9,]+% \(80% power\);"
-    r" p99 latency from \+[0-9,]+%; conversion rate from -[0-9]+%"
-    r"(; a new failure from [0-9.]+% of treatment's requests)?$"
+    r" p99 latency from \+[0-9,]+%; a new failure from [0-9.]+% of treatment's requests$"
 )
 
 

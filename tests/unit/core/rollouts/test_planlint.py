@@ -149,6 +149,11 @@ def test_the_shipped_plans_have_no_findings(path: Path) -> None:
     assert lint(load_plan(path.read_text(encoding="utf-8"))) == []
 
 
+def test_the_default_plan_written_out_is_the_one_start_uses() -> None:
+    written = ROOT / "ops" / "plans" / "default.yaml"
+    assert load_plan(written.read_text(encoding="utf-8")) == DEFAULT_PLAN
+
+
 @pytest.mark.parametrize(
     ("yaml_text", "code", "lines"),
     [
