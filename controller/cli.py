@@ -25,8 +25,9 @@ def build_parser() -> argparse.ArgumentParser:
             "Progressive delivery for feature flags: folds exposure and outcome events "
             "from Kafka into treatment/control aggregates in Redis, exactly once."
         ),
-        epilog="Settings come from --config (YAML), then RC_<GROUP>__<FIELD> environment "
-        "variables, KAFKA_BOOTSTRAP_SERVERS and REDIS_URL. See ops/controller.yaml.",
+        epilog="Settings come from RC_<GROUP>__<FIELD> environment variables, "
+        "KAFKA_BOOTSTRAP_SERVERS, REDIS_URL and LLM_BASE_URL, over --config (YAML), over the "
+        "defaults. See ops/controller.yaml.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
