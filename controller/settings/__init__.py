@@ -118,7 +118,7 @@ class Settings(BaseSettings):
 
 
 class _ConventionalEnv(PydanticBaseSettingsSource):
-    """``KAFKA_BOOTSTRAP_SERVERS`` and ``REDIS_URL``, as every Kafka/Redis tool reads them."""
+    """``KAFKA_BOOTSTRAP_SERVERS``, ``REDIS_URL`` and ``LLM_BASE_URL``, as their tools read them."""
 
     def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
         return None, field_name, False
