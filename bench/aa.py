@@ -50,6 +50,7 @@ buckets of units cost the gate) and, once per stage at its end, with a fixed-hor
 (the most a test that may not stop early could see).
 
     python bench/aa.py --traffic clustered [--runs 200] [--shapes heavy_failing,bots] [--workers 2]
+        [--equal-shares]
 
 **Weighted alpha** (``--alpha-weights error_rate=3,latency_p99=1``): the default plan with those
 weights beside the same plan with equal weights, on the same seeded streams: an A/A stream
@@ -99,6 +100,9 @@ JUDGED_BY = {
 NO_LOOK = "@no_final_look"
 NO_FINAL_LOOK = DEFAULT_PLAN.model_copy(update={"final_look_share": 0.0})
 """The default plan as it was before its final look: the time to detection's baseline."""
+EQUAL_SHARES = DEFAULT_PLAN.model_copy(update={"alpha_weights": None})
+"""The default plan with alpha split evenly over its guardrails: ``--alpha-weights``'s
+baseline (the default plan itself weighs the error rate twice)."""
 
 
 def progress(message: str) -> None:
@@ -236,19 +240,21 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def one_clustered_run(task: tuple[int, str, float, bool]) -> dict[str, dict[str, Outcome]]:
+def one_clustered_run(task: tuple[int, str, float, bool, bool]) -> dict[str, dict[str, Outcome]]:
     """The A/A and the 2x error streams of one seeded run on one shape of traffic (the A/A
-    alone with ``aa_only``: the same stream as with the others)."""
-    seed, shape, growth, aa_only = task
+    alone with ``aa_only``: the same stream as with the others), judged by the default plan
+    (with its alpha split evenly where ``equal_shares``)."""
+    seed, shape, growth, aa_only, equal_shares = task
+    plan = EQUAL_SHARES if equal_shares else DEFAULT_PLAN
     singles = single_plans()
-    aa = Judged(DEFAULT_PLAN, singles, independent=True)
+    aa = Judged(plan, singles, independent=True)
     if aa_only:
         return {"aa": simulate_clustered(aa, SHAPES[shape], seed=2 * seed, growth=growth)}
-    power = Judged(DEFAULT_PLAN, {"error_rate": singles["error_rate"]}, independent=True)
+    power = Judged(plan, {"error_rate": singles["error_rate"]}, independent=True)
     oracle = oracle_caught(
         singles["error_rate"], SHAPES[shape], seed=2 * seed + 1, treatment_factor=2.0, growth=growth
     )
-    slower = Judged(DEFAULT_PLAN, {"latency_p95": singles["latency_p95"]})
+    slower = Judged(plan, {"latency_p95": singles["latency_p95"]})
     return {
         "aa": simulate_clustered(aa, SHAPES[shape], seed=2 * seed, growth=growth),
         "2x_errors": simulate_clustered(
@@ -318,14 +324,14 @@ def main_clustered(args: argparse.Namespace) -> dict[str, Any]:
         raise SystemExit(f"unknown shapes {unknown}; known: {', '.join(SHAPES)}")
     started = time.monotonic()
     tasks = [
-        (args.seed * 1_000_003 + i, s, args.growth, args.aa_only)
+        (args.seed * 1_000_003 + i, s, args.growth, args.aa_only, args.equal_shares)
         for s in shapes
         for i in range(args.runs)
     ]
     results: dict[str, list[dict[str, dict[str, Outcome]]]] = {s: [] for s in shapes}
     with ProcessPoolExecutor(max_workers=args.workers) as pool:
         answers = pool.map(one_clustered_run, tasks, chunksize=4)
-        for done, ((_, shape, _, _), run) in enumerate(zip(tasks, answers, strict=True), start=1):
+        for done, ((_, shape, *_), run) in enumerate(zip(tasks, answers, strict=True), start=1):
             results[shape].append(run)
             if done % max(1, len(tasks) // 20) == 0:
                 progress(f"{done}/{len(tasks)} runs, {time.monotonic() - started:.0f} s")
@@ -396,7 +402,7 @@ def one_weighted_run(task: WeightedTask) -> dict[str, dict[str, Outcome]]:
                 treatment=treatment,
                 growth=growth,
             )["plan"]
-            for name, plan in (("equal", DEFAULT_PLAN), ("weighted", weighted))
+            for name, plan in (("equal", EQUAL_SHARES), ("weighted", weighted))
         }
     return out
 
@@ -464,7 +470,7 @@ def main_weighted(args: argparse.Namespace) -> dict[str, Any]:
         "alpha_weights": weighted.alpha_weights,
         "levels": {
             name: {g.key: plan.alpha_for(g.key) for g in plan.guardrails}
-            for name, plan in (("equal", DEFAULT_PLAN), ("weighted", weighted))
+            for name, plan in (("equal", EQUAL_SHARES), ("weighted", weighted))
         },
         "requests_per_second": args.rate,
         "growth": args.growth,
@@ -486,6 +492,12 @@ if __name__ == "__main__":
         "--aa-only",
         action="store_true",
         help="clustered: the A/A streams alone (false rollbacks; about a third of the time)",
+    )
+    parser.add_argument(
+        "--equal-shares",
+        action="store_true",
+        help="clustered: the default plan with alpha split evenly over its guardrails (its"
+        " error rate weighs twice by default)",
     )
     parser.add_argument("--runs", type=int, default=100, help="seeded runs of every stream")
     parser.add_argument("--rate", type=float, default=200.0, help="requests per second")

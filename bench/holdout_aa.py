@@ -50,7 +50,8 @@ PLAN = DEFAULT_PLAN.model_copy(
             Guardrail(metric="error_rate"),
             Guardrail(metric="latency_p95", tolerance=0.10, relative=True),
             Guardrail(metric="conversion_rate"),
-        ]
+        ],
+        "alpha_weights": None,
     }
 )
 FLAGS = 3

@@ -43,7 +43,11 @@ from tests.support.simulation import T0, Outcome, _rollout
 
 SLOTS = UNIT_BUCKETS * KIND_COUNT
 CRASH_PLAN = DEFAULT_PLAN.model_copy(
-    update={"name": "crashes", "guardrails": [Guardrail(metric="crash_count")]}
+    update={
+        "name": "crashes",
+        "guardrails": [Guardrail(metric="crash_count")],
+        "alpha_weights": None,
+    }
 )
 """The default plan's stages and alpha (0.05 over the rollout), guarded on crashes alone."""
 

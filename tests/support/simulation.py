@@ -236,9 +236,13 @@ def guardrail_for(metric: str) -> Guardrail:
 
 
 def single_plans(base: Plan = DEFAULT_PLAN) -> dict[str, Plan]:
-    """One plan per metric: ``base``'s stages with that metric as the only guardrail."""
+    """One plan per metric: ``base``'s stages with that metric as the only guardrail (its
+    whole alpha: a weight of ``base``'s has no other guardrail to weigh against)."""
     return {
-        m: base.model_copy(update={"name": m, "guardrails": [guardrail_for(m)]}) for m in METRICS
+        m: base.model_copy(
+            update={"name": m, "guardrails": [guardrail_for(m)], "alpha_weights": None}
+        )
+        for m in METRICS
     }
 
 

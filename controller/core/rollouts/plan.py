@@ -371,6 +371,7 @@ DEFAULT_PLAN = Plan(
         Guardrail(metric="latency_p99", tolerance=0.10, relative=True),
         Guardrail(metric="new_failures"),
     ],
+    alpha_weights={"error_rate": 2},
 )
 
 

@@ -13,13 +13,16 @@ from controller.core.wire import Holdout
 from tests.support.holdout_sim import last_look as holdout_groups
 
 HOLDOUT = Holdout(name="q3", percent=5)
+EVEN = DEFAULT_PLAN.model_copy(update={"alpha_weights": None})
+"""The default plan with alpha split evenly (the default weighs the error rate twice): a
+flag's comparison and the cumulative then test each guardrail at the same level."""
 
 
 def last_look(seed: int, *, rest_factor: float = 1.0) -> tuple[ArmAggregate, ArmAggregate]:
     return holdout_groups(seed, percent=HOLDOUT.percent, rest_factor=rest_factor)
 
 
-def cells(flag: str, groups: tuple[ArmAggregate, ArmAggregate], plan: Plan = DEFAULT_PLAN
+def cells(flag: str, groups: tuple[ArmAggregate, ArmAggregate], plan: Plan = EVEN
           ) -> FlagCells:  # fmt: skip
     return FlagCells(flag=flag, plan=plan, versions=(1, 2), rest=groups[0], holdout=groups[1])
 
@@ -61,6 +64,14 @@ def test_alpha_is_split_over_the_comparisons_then_the_guardrails() -> None:
     assert levels == [pytest.approx(share), pytest.approx(share), pytest.approx(share / 17)] * 3
 
 
+def test_a_flags_comparison_weighs_its_guardrails_as_its_plan_does() -> None:
+    groups = last_look(7)
+    report = holdout_report(HOLDOUT, [cells("a", groups, DEFAULT_PLAN)], alpha=0.06)
+    levels = [g.alpha for g in report.flags[0].guardrails]
+    share = 0.06 / 2 / 4  # two comparisons; the error rate weighs 2 of 4
+    assert levels == [pytest.approx(2 * share), pytest.approx(share), pytest.approx(share / 17)]
+
+
 def test_a_holdout_whose_share_of_units_is_wrong_is_untrusted_everywhere() -> None:
     rest, held = last_look(3)
     skewed = replace(held, units=held.units * 3)
@@ -97,7 +108,7 @@ def test_only_guardrails_on_events_are_compared_and_alpha_is_theirs() -> None:
             "total": 'sum(increase(requests_total{arm="{{arm}}"}[{{window}}]))',
         },
     })  # fmt: skip
-    plan = DEFAULT_PLAN.model_copy(update={"guardrails": [*DEFAULT_PLAN.guardrails, prometheus]})
+    plan = EVEN.model_copy(update={"guardrails": [*EVEN.guardrails, prometheus]})
     report = holdout_report(HOLDOUT, [cells("a", last_look(5), plan)], alpha=0.04)
     compared = report.flags[0].guardrails
     assert [g.guardrail for g in compared] == ["error_rate", "latency_p99", "new_failures"]

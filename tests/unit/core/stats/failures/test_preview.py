@@ -33,11 +33,13 @@ PLAN = DEFAULT_PLAN.model_copy(
             Guardrail(metric="error_rate"),
             Guardrail(metric="latency_p99", tolerance=0.10, relative=True),
             NEW,
-        ]
+        ],
+        "alpha_weights": None,
     }
 )
 """The default plan's stages with the error rate, p99 and new_failures: a third of its alpha
-each, half of that at each final look."""
+each (the default plan itself weighs the error rate twice), half of that at each final
+look."""
 ALONE = Traffic(requests_per_s=200.0, requests_per_unit=1.0)
 """One request per unit, units alike: the failure's count is Poisson."""
 HEAVY = Traffic(requests_per_s=20.0, requests_per_unit=10.0, heavy_share=0.01, heavy_requests=400.0)
