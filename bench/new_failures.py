@@ -140,12 +140,11 @@ FAILING_BOTS = 0.05
 
 def alone(plan: Plan, key: str) -> Plan:
     """``plan``'s guardrail ``key`` as the only guardrail of a plan that tests it at the same
-    level (its alpha over the rollout divided by the plan's gating guardrails)."""
-    gating = sum(1 for g in plan.guardrails if not g.dry_run)
+    level (its share of the plan's alpha, by the plan's weights)."""
     guardrail = next(g for g in plan.guardrails if g.key == key)
-    single = plan.model_copy(
-        update={"name": key, "guardrails": [guardrail], "alpha": plan.alpha / gating}
-    )
+    single = plan.model_copy(update={"name": key, "guardrails": [guardrail], "alpha_weights": None})
+    share = plan.alpha_for(key) / single.alpha_for(key)
+    single = single.model_copy(update={"alpha": plan.alpha * share})
     assert math.isclose(single.alpha_for(key), plan.alpha_for(key))
     return single
 
