@@ -175,7 +175,7 @@ local function per_unit_write(plan, key, top, units, ttl, now)
     floor = tonumber(redis.call('ZRANGE', top, 0, 0, 'WITHSCORES')[2])
   end
   if state.fresh then made(key .. ':0', ttl) end
-  local names, entering, was_listed = {}, {}, listed
+  local names, entering = {}, {}
   for i = 1, #units do
     local n = requests[i]
     if n > 0 then
@@ -221,7 +221,7 @@ local function per_unit_write(plan, key, top, units, ttl, now)
     for _, alive in ipairs({key, top}) do redis.call('EXPIRE', alive, ttl) end
   elseif state.fresh then
     for _, alive in ipairs({key, top}) do redis.call('EXPIRE', alive, ttl) end
-  elseif was_listed == 0 and listed > 0 then  -- the set made again, its time to live gone
+  elseif plan.listed == 0 and listed > 0 then  -- the set made again, its time to live gone
     redis.call('EXPIRE', top, ttl)
   end
 end
