@@ -44,22 +44,24 @@ def traffic(seed: int, n: int, units: int = 300) -> list[dict[str, Any]]:
         heavy = rng.random() < 1 / 3
         unit = "heavy-0" if heavy else f"u-{rng.randrange(units)}"
         arm = "treatment" if heavy or rng.random() < 0.5 else "control"
-        failed = rng.random() < (0.2 if heavy else 0.02)
-        out.append(
-            {
-                "type": "request",
-                "v": 1,
-                "id": f"e{i}",
-                "ts": 1_700_000_000_000,
-                "flag": "f",
-                "flag_version": 1,
-                "unit": unit,
-                "arm": arm,
-                "latency_ms": 5.0,
-                "error": failed,
-            }
-        )
+        out.append(request(f"e{i}", unit, arm, error=rng.random() < (0.2 if heavy else 0.02)))
     return out
+
+
+def request(event_id: str, unit: str, arm: str, *, error: bool = False) -> dict[str, Any]:
+    """One request of flag ``f`` (version 1)."""
+    return {
+        "type": "request",
+        "v": 1,
+        "id": event_id,
+        "ts": 1_700_000_000_000,
+        "flag": "f",
+        "flag_version": 1,
+        "unit": unit,
+        "arm": arm,
+        "latency_ms": 5.0,
+        "error": error,
+    }
 
 
 def expected(events: list[dict[str, Any]], arm: str) -> tuple[UnitCount, ...]:
@@ -182,21 +184,7 @@ async def test_units_tied_at_the_cut_are_listed_in_redis_order_whatever_their_nu
     totals: Counter[str] = Counter()
     offset = claim.offset
     for units in flushes:
-        events = [
-            {
-                "type": "request",
-                "v": 1,
-                "id": f"e{offset}-{i}",
-                "ts": 1_700_000_000_000,
-                "flag": "f",
-                "flag_version": 1,
-                "unit": u,
-                "arm": "treatment",
-                "latency_ms": 5.0,
-                "error": False,
-            }
-            for i, u in enumerate(units)
-        ]
+        events = [request(f"e{offset}-{i}", u, "treatment") for i, u in enumerate(units)]
         delta = PartitionDelta(partition=0, next_offset=(offset or 0) + 1)
         fold([decoded(e) for e in events], delta.cells)
         await store.flush(delta, epoch=claim.epoch, expected_offset=offset)
