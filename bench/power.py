@@ -59,7 +59,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from controller.core.common import EDGES_MS
-from controller.core.rollouts import Guardrail, Metric, Plan, Stage
+from controller.core.rollouts import DEFAULT_PLAN, Guardrail, Metric, Plan, Stage
 from controller.core.stats.latency import QUANTILE_Z, exceedance_bucket
 from controller.core.stats.on_units import QUANTILES
 from controller.core.stats.power import NOT_PREVIEWED, detectable
@@ -331,7 +331,8 @@ def draw(metric: str, rng: np.random.Generator) -> Drawn | None:
 
 
 def draw_plans(metric: str, count: int, seed: int) -> list[Drawn]:
-    """``count`` drawn plans on ``metric``, then the clustered stage with a small arm."""
+    """``count`` drawn plans on ``metric``, then the clustered stage with a small arm, at
+    0.0125 and, for a metric the default plan guards, at the default plan's level for it."""
     rng = np.random.default_rng([seed, METRICS.index(metric)])
     plans: list[Drawn] = []
     while len(plans) < count:
@@ -339,8 +340,11 @@ def draw_plans(metric: str, count: int, seed: int) -> list[Drawn]:
         if drawn is not None:
             plans.append(drawn)
     small = Stage(percent=25.0, min_duration=timedelta(minutes=20), min_units_per_arm=0)
-    fixed = previewed(metric, CLUSTERED, small, 20_000, 0.0125)
-    return plans if fixed is None else [*plans, fixed]
+    levels = [0.0125]
+    if metric in (g.key for g in DEFAULT_PLAN.guardrails):  # and at the default plan's level
+        levels.append(DEFAULT_PLAN.alpha_for(metric))
+    fixed = (previewed(metric, CLUSTERED, small, 20_000, level) for level in levels)
+    return [*plans, *(f for f in fixed if f is not None)]
 
 
 # --- the runs ----------------------------------------------------------------------------
