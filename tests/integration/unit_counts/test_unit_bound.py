@@ -23,7 +23,7 @@ from controller.core.stats.heaviest.caps import effective_cap
 from controller.ports import FlushOutcome
 from controller.settings import RedisSettings
 from tests.integration.stores.test_store import decoded
-from tests.integration.unit_counts.test_unit_counts import PARTITIONS, by_unit, flush_in
+from tests.integration.unit_counts.test_unit_counts import PARTITIONS, by_unit, flush_in, request
 from tests.support.reference import assert_heaviest
 
 pytestmark = pytest.mark.integration
@@ -31,33 +31,18 @@ MOST = 50
 ARMS = ("treatment", "control")
 
 
-def request(i: int, unit: str, arm: str, *, failed: bool) -> dict[str, Any]:
-    return {
-        "type": "request",
-        "v": 1,
-        "id": f"e-{unit}-{i}",
-        "ts": 1_700_000_000_000,
-        "flag": "f",
-        "flag_version": 1,
-        "unit": unit,
-        "arm": arm,
-        "latency_ms": 5.0,
-        "error": failed,
-    }
-
-
 def one_request_each(seed: int, prefix: str, units: int) -> list[dict[str, Any]]:
     """``units`` units of one request each (a request id sent as the unit), a tenth failing."""
     rng = random.Random(seed)
     return [
-        request(0, f"{prefix}-{i}", rng.choice(ARMS), failed=rng.random() < 0.1)
+        request(f"e-{prefix}-{i}-0", f"{prefix}-{i}", rng.choice(ARMS), error=rng.random() < 0.1)
         for i in range(units)
     ]
 
 
 def heavy(unit: str, n: int, every: int) -> list[dict[str, Any]]:
     """``n`` treatment requests of ``unit``, one in ``every`` failing."""
-    return [request(i, unit, "treatment", failed=i % every == 0) for i in range(n)]
+    return [request(f"e-{unit}-{i}", unit, "treatment", error=i % every == 0) for i in range(n)]
 
 
 def cell_key(namespace: str, unit: str, arm: str) -> str:
