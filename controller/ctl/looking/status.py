@@ -9,22 +9,23 @@ from __future__ import annotations
 
 import argparse
 
-from controller.adapters import http_client
 from controller.core.reading import RolloutList, RolloutStatus
 from controller.ctl.exits import EXIT_FAILURE
 from controller.ctl.looking import diagnosis, views
 from controller.ctl.looking.shares import share
 from controller.ctl.terminal import env_url, print_json, warn
 
+STATUS_TIMEOUT_S = 10.0
+"""How long one ``status`` may take, its asking again after a 429 included."""
+
 
 def status(args: argparse.Namespace) -> int:
     """The status table, or one rollout in detail, from the controller's HTTP API."""
     base = env_url(args.url)
     path = f"/rollouts/{args.flag}" if args.flag else "/rollouts"
-    try:
-        answer = http_client.get(base + path, timeout_s=10, headers=diagnosis.token_headers())
-    except http_client.Unreachable as exc:
-        raise diagnosis.unreachable(base, exc) from exc
+    # Over the controller's read rate (several rolloutctl at once, from one address) the
+    # read is asked again after the Retry-After it was given.
+    answer = diagnosis.fetch(base, path, timeout_s=STATUS_TIMEOUT_S)
     if answer.status == 404 and args.flag:
         warn(f"no rollout for flag {args.flag!r}")
         return EXIT_FAILURE

@@ -18,7 +18,6 @@ from urllib.parse import quote
 
 from pydantic import ValidationError
 
-from controller.adapters import http_client
 from controller.core.common import ConfigError, load_document
 from controller.core.reading import PipelineRun, pipeline_text
 from controller.core.release import Pipeline, PipelineCommand
@@ -144,10 +143,7 @@ def _signed(args: argparse.Namespace) -> PipelineCommand:
 
 def _status(args: argparse.Namespace) -> int:
     base, path = env_url(args.url), f"/pipelines/{quote(args.flag, safe='')}"
-    try:
-        answer = http_client.get(base + path, timeout_s=10, headers=diagnosis.token_headers())
-    except http_client.Unreachable as exc:
-        raise diagnosis.unreachable(base, exc) from exc
+    answer = diagnosis.fetch(base, path, timeout_s=10)
     if answer.status == 404:
         warn(f"no pipeline run for flag {args.flag!r}")
         return EXIT_FAILURE

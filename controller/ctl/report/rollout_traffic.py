@@ -21,15 +21,11 @@ Z_99 = 2.3263
 
 def from_flag(flag: str, url: str | None) -> tuple[dict[str, float], dict[str, float]]:
     """What FLAG's rollout shows: traffic, bases and each guardrail's design effect."""
-    from controller.adapters import http_client  # noqa: PLC0415 - keep `--help` fast
-    from controller.ctl.looking import diagnosis  # noqa: PLC0415
+    from controller.ctl.looking import diagnosis  # noqa: PLC0415 - keep `--help` fast
 
     base = env_url(url)
     path = f"/rollouts/{flag}"
-    try:
-        answer = http_client.get(base + path, timeout_s=10, headers=diagnosis.token_headers())
-    except http_client.Unreachable as exc:
-        raise diagnosis.unreachable(base, exc) from exc
+    answer = diagnosis.fetch(base, path, timeout_s=10)
     if answer.status != 200:
         raise diagnosis.refused(base, path, answer)
     status = diagnosis.served(RolloutStatus, answer.json(), base + path, "RolloutStatus")
