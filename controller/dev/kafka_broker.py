@@ -46,6 +46,10 @@ JVM_OPTIONS = (
     "-Djava.awt.headless=true",
 )
 
+FORMAT_JVM_OPTIONS = ("-Xmx256m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1")
+"""Formatting a new store is a second of class loading: the quick compiler alone takes a
+third off its CPU time (1.4 to 0.9 s), as for the broker."""
+
 BROKER_PROPERTIES: dict[str, str] = {
     "process.roles": "broker,controller",
     "controller.listener.names": "CONTROLLER",
@@ -225,7 +229,7 @@ class KafkaBroker(ServedProcess):
         cluster_id = self._cluster_id or new_cluster_id()
         args = ["format", "--cluster-id", cluster_id, "--config", str(config)]
         done = subprocess.run(  # noqa: S603 - our own argv
-            self._java("kafka.tools.StorageTool", *args, heap=("-Xmx256m", "-XX:+UseSerialGC")),
+            self._java("kafka.tools.StorageTool", *args, heap=FORMAT_JVM_OPTIONS),
             stdin=subprocess.DEVNULL,
             capture_output=True,
             text=True,
