@@ -31,9 +31,13 @@ async def test_a_scenario_left_while_its_observers_start_stops_their_consumers(
         topics=topics,
         workdir=tmp_path,
     )
-    # (the garbage earlier tests of this worker left goes first: its unclosed clients are
-    # theirs, reported outside this test's record)
-    gc.collect()
+    # (the garbage earlier tests of this worker left goes first, unreported: its unclosed
+    # clients are theirs, not this test's subject. redis-py 8 leaves a cluster node's
+    # connection open where a failover took the node out of the topology while the
+    # connection was in use, and its warnings came out here, failing this test)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        gc.collect()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         async with world:

@@ -38,7 +38,7 @@ machine (load 10), where each faulty app took 50 to 65 requests a second.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -201,7 +201,7 @@ async def test_a_new_exception_in_node_go_and_java_is_named_and_rolled_back_behi
         _assert_rolled_back_naming_it(scenario.observed, language)
         _assert_completed_alike(scenario.observed, language)
         counted = await _failures_counted(scenario, language.healthy)
-        assert set(counted) <= {language.new, *language.shared}, counted
+        assert sum(_others(counted, language).values()) <= RARE, counted
         assert counted[language.new] > 0, counted
     # ... as the status the CLI reads says, and rolloutctl status under "what broke:"; and
     # of each completed twin, with no control at 100%, that nothing broke
@@ -241,10 +241,13 @@ def _assert_rolled_back_naming_it(observed: Observed, language: Language) -> Non
     assert named == (language.new, language.example, 0), failures
     assert first["treatment"] > 0, failures
     assert first["regressed"] is True, failures
-    assert [seen["name"] for seen in others] == list(language.shared), failures
-    for seen in others:
+    expected = [seen for seen in others if seen["name"] in language.shared]
+    assert [seen["name"] for seen in expected] == list(language.shared), failures
+    for seen in expected:
         assert min(seen["treatment"], seen["control"]) > 0, failures
+    for seen in others:
         assert not seen["regressed"], failures
+    assert sum(_others(_totals(others), language).values()) <= RARE, failures
 
 
 def _assert_completed_alike(observed: Observed, language: Language) -> None:
@@ -257,8 +260,28 @@ def _assert_completed_alike(observed: Observed, language: Language) -> None:
         d for d in observed.decisions if d["flag"] == language.healthy and d["action"] == "advance"
     ]
     named = [seen for d in advanced for seen in d["evidence"].get("failures", [])]
-    assert {seen["name"] for seen in named} <= {language.new, *language.shared}, advanced
+    assert all(n <= RARE for n in _others(_totals(named), language).values()), advanced
     assert not any(seen["regressed"] for seen in named), named
+
+
+RARE = 2
+"""At most this many of a twin's failures are named other than its language's new and
+shared ones: a real runtime also records what a busy machine does to it (Java's
+`IOException` in `write0`, as it answered on a connection the load's client had just
+reset, was seen once in a run of the suite with four workers)."""
+
+
+def _others(counts: Mapping[str, int], language: Language) -> dict[str, int]:
+    """The counts of fingerprints that are neither ``language``'s new nor shared ones."""
+    return {n: c for n, c in counts.items() if n not in {language.new, *language.shared}}
+
+
+def _totals(named: Sequence[Mapping[str, Any]]) -> dict[str, int]:
+    """Each fingerprint's most failures (both arms) in any of the evidence's ``named``."""
+    out: dict[str, int] = {}
+    for seen in named:
+        out[seen["name"]] = max(out.get(seen["name"], 0), seen["treatment"] + seen["control"])
+    return out
 
 
 async def _failures_counted(scenario: Scenario, flag: str) -> dict[str, int]:
