@@ -3,28 +3,18 @@ ports it, the exact upper bound it prints, and its paired ratios with a censored
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import sys
-from pathlib import Path
 from types import ModuleType
 
 import pytest
 
 from controller.adapters.redis.cells.failure_counts import FAILURES_EVER, FAILURES_KEPT
-
-BENCH = Path(__file__).resolve().parents[3] / "bench" / "new_failures.py"
+from tests.unit.bench import load
 
 
 @pytest.fixture(scope="module")
 def bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_new_failures", BENCH)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
+    return load("new_failures.py")
 
 
 def test_with_room_every_fingerprint_is_kept_from_its_first_failure(bench: ModuleType) -> None:
