@@ -40,6 +40,16 @@ CASES = {
         "python",
         "rolloutctl",
     ),
+    "rolloutctl, as its console script": (
+        "/w/.venv/bin/python /w/.venv/bin/rolloutctl status checkout",
+        "python",
+        "rolloutctl",
+    ),
+    "a daemon, as its console script": (
+        "/w/.venv/bin/python /w/.venv/bin/rollout-controller run",
+        "python",
+        "daemons",
+    ),
     "pytest itself": ("/w/.venv/bin/python -m pytest -n 3", "python", "pytest's own process"),
     "a Redis server": ("redis-server 127.0.0.1:6399", "redis-server", "Redis"),
     "a Python app of the tests": (
