@@ -202,11 +202,12 @@ class IngestSettings(_Group):
         "each flush's work per cell shared by more events.",
     )
     fetch_max_wait_ms: int = Field(
-        default=100,
+        default=500,
         ge=1,
         le=10_000,
         description="The longest the broker holds a fetch for fetch_min_bytes: the most it "
-        "delays an event on its way to Redis.",
+        "delays an event on its way to Redis. An idle consumer sends one fetch this often "
+        "to each broker it reads from (Kafka's own default, 500 ms).",
     )
     max_event_bytes: int = Field(
         default=64 * 1024, ge=256, description="Larger messages go to the DLQ as oversize."
