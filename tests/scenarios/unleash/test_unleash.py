@@ -313,8 +313,10 @@ async def test_exposures_from_the_real_sdk_drive_the_gates_and_its_refresh_lag_i
         sdk.use_emitter(events)
         app = asyncio.create_task(_serve_traffic(sdk, feature, events))
         try:
-            # When a rollout with short stages is started
-            await scenario.start(flag, unleash_plan(feature, min_duration=timedelta(seconds=2)))
+            # When a rollout with short stages is started (identical arms: the test is of
+            # the SDK's lag, so a false rollback, at most alpha, is made a thousandth)
+            short = unleash_plan(feature, min_duration=timedelta(seconds=2), alpha=0.001)
+            await scenario.start(flag, short)
             # Then the gates walk it to the end on what the SDK actually served
             await scenario.until(
                 lambda: scenario.observed.decision_where(flag=flag, phase_after="completed"),

@@ -31,8 +31,13 @@ def feature_name() -> str:
     return f"feat-{uuid.uuid4().hex[:10]}"
 
 
-def unleash_plan(feature: str, *, min_duration: timedelta = timedelta(minutes=10)) -> Plan:
-    """The default ladder served from Unleash; stages move only by command unless shortened."""
+def unleash_plan(
+    feature: str, *, min_duration: timedelta = timedelta(minutes=10), alpha: float = 0.01
+) -> Plan:
+    """The default ladder served from Unleash; stages move only by command unless shortened.
+
+    ``alpha`` is the rollout's chance of rolling identical arms back: a scenario that is not
+    about the gate lowers it, so that chance does not fail one run in a hundred."""
     return Plan(
         name="unleash",
         stages=[
@@ -44,7 +49,7 @@ def unleash_plan(feature: str, *, min_duration: timedelta = timedelta(minutes=10
             for p in PERCENTS
         ],
         guardrails=[Guardrail(metric="error_rate")],
-        alpha=0.01,
+        alpha=alpha,
         backend=Backend(unleash=UnleashTarget(feature=feature)),
     )
 
