@@ -10,12 +10,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
 import orjson
 import pytest
 import yaml
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from controller.core.common import clock_text
+from controller.core.reading import RolloutStatus, running_text
 from controller.core.rollouts.plan import Plan
 from controller.ctl.operate.commands import write_private_key
 from tests.scenarios.harness import KEY_ID, Scenario, manual_plan
@@ -69,13 +71,23 @@ class Operator:
         return Result(process.returncode, out.decode(), err.decode())
 
 
-async def until_counted(operator: Operator) -> dict[str, Any]:
+async def served_status(port: int) -> RolloutStatus:
+    """The rollout as ``GET /rollouts/FLAG`` serves it, read as ``rolloutctl status`` reads
+    it. A wait asks this, not ``rolloutctl``: a process each ask would cost half a second of
+    CPU, on a machine the other tests share."""
+    async with httpx.AsyncClient(timeout=10) as http:
+        answer = await http.get(f"http://127.0.0.1:{port}/rollouts/{FLAG}")
+    assert answer.status_code == 200, answer.text
+    return RolloutStatus.model_validate(answer.json())
 
-    async def counted() -> dict[str, Any]:
-        status: dict[str, Any] = (await operator("status", FLAG, "--json")).json()
-        arms = status["evidence"].get("arms", {})
-        assert arms, status
-        assert min(a["units"] for a in arms.values()) > 0, status
+
+async def until_counted(port: int) -> RolloutStatus:
+
+    async def counted() -> RolloutStatus:
+        status = await served_status(port)
+        arms = status.evidence.arms or {}
+        assert arms, status.evidence
+        assert min(a.units for a in arms.values()) > 0, arms
         return status
 
     return await eventually(counted, timeout=60, what="units counted in both arms")
@@ -101,7 +113,7 @@ async def test_operator_steers_a_rollout_with_rolloutctl(
     ), started.err
 
     # status: the table, then the detail with per-arm counts and guardrail bounds
-    await until_counted(ctl)
+    await until_counted(port)
     table = await ctl("status")
     assert table.code == 0, table.err
     header, row = table.out.splitlines()[:2]
@@ -121,12 +133,12 @@ async def test_operator_steers_a_rollout_with_rolloutctl(
     assert [s["percent"] for s in power["stages"]] == [1, 5, 25], power
 
     # once error rate is tested, status says what the running stage can detect
-    async def detectable_in_status() -> str:
-        shown = await ctl("status", FLAG)
-        assert "  power: error rate: detectable from +" in shown.out, shown.out
-        return shown.out
+    async def error_rate_tested() -> str:
+        return running_text(await served_status(port), "error_rate")
 
-    await eventually(detectable_in_status, timeout=120, what="the running stage's power")
+    await eventually(error_rate_tested, timeout=120, what="the running stage's power")
+    shown = await ctl("status", FLAG)
+    assert "  power: error rate: detectable from +" in shown.out, shown.out
 
     # pause; a second pause is rejected with its reason and exit code 3
     paused = await ctl("pause", FLAG, "--reason", "looking at dashboards")
