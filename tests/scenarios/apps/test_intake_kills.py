@@ -81,6 +81,7 @@ class App:
             self.seen["re-batched"] += 1
 
 
+@pytest.mark.timeout(360)  # its own waits (up to 240 s) run out before pytest's limit
 async def test_killed_three_times_and_redis_once_counted_equals_sent_exactly(
     kafka_bootstrap: str,
     topic_factory: Callable[..., Awaitable[str]],

@@ -99,6 +99,7 @@ async def page_site(js_client: Path, node: str, tmp_path: Path) -> AsyncIterator
         await process.wait()
 
 
+@pytest.mark.timeout(300)  # its own waits (up to 180 s) run out before pytest's limit
 async def test_a_browser_app_advances_a_healthy_rollout_and_rolls_back_a_faulty_one(
     chromium: str, scenario: Scenario, browser: Browser, page_site: str, tmp_path: Path
 ) -> None:

@@ -82,6 +82,7 @@ async def statuses(page: Page) -> list[tuple[str | None, str | None]]:
     return found
 
 
+@pytest.mark.timeout(360)  # its own waits (up to 240 s) run out before pytest's limit
 async def test_the_pipeline_page_shows_each_environment_and_updates_with_each_approval(
     scenario: Scenario, browser: Browser
 ) -> None:

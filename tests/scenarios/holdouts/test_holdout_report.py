@@ -78,6 +78,7 @@ def requests(
     return out
 
 
+@pytest.mark.timeout(300)  # its own waits (up to 180 s) run out before pytest's limit
 async def test_the_holdout_report_names_the_release_its_own_stages_missed(
     scenario: Scenario,
 ) -> None:

@@ -138,6 +138,7 @@ async def probe(url: str, until: asyncio.Event) -> list[int]:
     return found
 
 
+@pytest.mark.timeout(300)  # its own waits (up to 180 s) run out before pytest's limit
 async def test_an_otlp_flood_gets_retry_after_in_time_and_a_kill_goes_through(
     scenario: Scenario,
 ) -> None:

@@ -267,6 +267,7 @@ async def test_two_keys_of_one_holder_count_once_at_a_stage_needing_two_approver
     }
 
 
+@pytest.mark.timeout(300)  # its own waits (up to 180 s) run out before pytest's limit
 async def test_two_keys_of_one_holder_do_not_start_a_pipeline_step_needing_two_approvers(
     scenario: Scenario,
 ) -> None:

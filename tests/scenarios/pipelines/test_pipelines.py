@@ -113,6 +113,7 @@ class Release:
         return found
 
 
+@pytest.mark.timeout(300)  # its own waits (up to 180 s) run out before pytest's limit
 async def test_each_environment_completes_and_starts_the_next(
     scenario: Scenario, tmp_path: Path
 ) -> None:
@@ -185,6 +186,7 @@ async def test_each_environment_completes_and_starts_the_next(
     assert (one.json()["flag"], one.json()["phase"]) == (f"{flag}@staging", "completed")
 
 
+@pytest.mark.timeout(300)  # its own waits (up to 180 s) run out before pytest's limit
 async def test_a_regression_in_staging_rolls_it_back_and_production_never_starts(
     scenario: Scenario,
 ) -> None:
@@ -267,6 +269,7 @@ async def test_a_rollout_stored_before_environments_stays_in_the_default_one(
     )
 
 
+@pytest.mark.timeout(300)  # its own waits (up to 180 s) run out before pytest's limit
 async def test_killed_between_staging_completed_and_production_started_production_starts_once(
     scenario: Scenario,
 ) -> None:
@@ -322,6 +325,7 @@ async def test_killed_between_staging_completed_and_production_started_productio
     assert len(decided) == 3  # dev, staging and production, each once (a republish has its id)
 
 
+@pytest.mark.timeout(300)  # its own waits (up to 180 s) run out before pytest's limit
 async def test_production_needs_two_approvers_and_a_dev_key_cannot_promote_it(
     scenario: Scenario, tmp_path: Path
 ) -> None:

@@ -81,6 +81,7 @@ def stamped(message: dict[str, Any]) -> datetime:
     return datetime.fromisoformat(ts)
 
 
+@pytest.mark.timeout(300)  # its own waits (up to 180 s) run out before pytest's limit
 async def test_a_stage_ready_on_friday_evening_waits_for_monday_and_a_regression_does_not(
     scenario: Scenario, tmp_path: Path
 ) -> None:

@@ -271,6 +271,7 @@ async def test_prometheus_killed_mid_stage_holds_alerts_lets_kills_through_and_r
     )
 
 
+@pytest.mark.timeout(360)  # its own waits (up to 240 s) run out before pytest's limit
 async def test_a_slow_query_for_one_flag_delays_no_other_flag(
     scenario: Scenario, scraped: tuple[MetricsApp, PrometheusServer]
 ) -> None:

@@ -73,6 +73,7 @@ def errors(factor: float) -> Any:
     return model
 
 
+@pytest.mark.timeout(420)  # its own waits (up to 240 s) run out before pytest's limit
 async def test_identical_small_arms_complete_and_real_regressions_roll_back_on_their_metric(
     scenario: Scenario,
 ) -> None:

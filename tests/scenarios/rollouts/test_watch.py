@@ -77,6 +77,7 @@ async def test_a_clean_watch_completes_at_100_and_the_flag_goes_stale(scenario: 
     assert {a["kind"] for a in scenario.observed.alerts} == {"stale_flag"}
 
 
+@pytest.mark.timeout(300)  # its own waits (up to 180 s) run out before pytest's limit
 async def test_a_regression_during_the_watch_is_rolled_back(scenario: Scenario) -> None:
     # Given apps whose treatment starts failing once the flag is in its watch (99%)
     def errors(state: dict[str, Any], arm: Arm) -> float:
@@ -111,6 +112,7 @@ async def test_a_regression_during_the_watch_is_rolled_back(scenario: Scenario) 
     assert scenario.observed.decision_where(flag="search", action="complete") is None
 
 
+@pytest.mark.timeout(300)  # its own waits (up to 180 s) run out before pytest's limit
 async def test_an_alerting_watch_alerts_once_and_keeps_its_holdback(scenario: Scenario) -> None:
     # Given apps whose treatment starts failing in the watch, and a plan that alerts
     def errors(state: dict[str, Any], arm: Arm) -> float:

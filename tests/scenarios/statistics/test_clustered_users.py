@@ -132,6 +132,7 @@ def test_population_has_the_shape_it_claims() -> None:
     assert 0.54 < heavy_requests < 0.56  # most requests
 
 
+@pytest.mark.timeout(420)  # its own waits (up to 300 s) run out before pytest's limit
 async def test_heavy_and_failing_users_complete_on_identical_arms_and_a_3x_twin_rolls_back(
     scenario: Scenario,
 ) -> None:

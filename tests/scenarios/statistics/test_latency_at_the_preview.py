@@ -326,6 +326,7 @@ def bot_named(status: dict[str, Any]) -> dict[str, Any] | None:
 # -- the scenario --------------------------------------------------------------------------
 
 
+@pytest.mark.timeout(360)  # its own waits (up to 240 s) run out before pytest's limit
 async def test_p99_slower_by_the_previews_figure_is_rolled_back_and_a_bot_is_named(
     scenario: Scenario,
 ) -> None:

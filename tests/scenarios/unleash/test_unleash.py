@@ -299,6 +299,7 @@ async def _down_while_retried(scenario: Scenario, port: int, *, passes: int) -> 
     assert scenario.daemon.running
 
 
+@pytest.mark.timeout(360)  # its own waits (up to 240 s) run out before pytest's limit
 async def test_exposures_from_the_real_sdk_drive_the_gates_and_its_refresh_lag_is_no_srm(
     scenario: Scenario, unleash_server: UnleashServer, tmp_path: Path
 ) -> None:
