@@ -40,6 +40,7 @@ KINDS: tuple[tuple[str, str], ...] = (
     ("bin/rolloutctl", "rolloutctl"),
     ("-m controller run", "daemons"),
     ("bin/rollout-controller run", "daemons"),
+    ("warm_daemon", "daemons"),  # forked from a worker's forkserver, and the forkserver
     ("-m controller ", "rollout-controller's other commands"),
     ("bin/rollout-controller", "rollout-controller's other commands"),
     ("redis-server", "Redis"),

@@ -1,4 +1,8 @@
-"""Run the real ``rollout-controller run`` as a child process, as an operator would."""
+"""Run the real ``rollout-controller run`` as a process of its own, as an operator would.
+
+Each run is forked from the worker's warm interpreter
+(:mod:`tests.support.backing.warm_daemon`), where the environment allows.
+"""
 
 from __future__ import annotations
 
@@ -9,27 +13,34 @@ from pathlib import Path
 import pytest
 
 from tests.support.backing.services import ManagedProcess
+from tests.support.backing.warm_daemon import WarmRun, can_fork
 from tests.support.waiting import eventually_sync
 
 
 class ControllerProcess:
     """The daemon, restartable; ``kill()`` is ``kill -9``, ``terminate()`` is SIGTERM.
 
-    Each run is a :class:`ManagedProcess` appending to the same log.
+    Each run is a :class:`WarmRun` (or, where it cannot be, a :class:`ManagedProcess`)
+    appending to the same log.
     """
 
     def __init__(self, *, env: dict[str, str], log_path: Path, args: tuple[str, ...] = ()) -> None:
         self._env = {**os.environ, **env}
         self.log_path = log_path
         self._args = args  # after `run`: --config FILE
-        self._proc: ManagedProcess | None = None
+        self._proc: ManagedProcess | WarmRun | None = None
         self._run_starts_at = 0
 
     def start(self) -> ControllerProcess:
         self._run_starts_at = self.log_path.stat().st_size if self.log_path.exists() else 0
-        self._proc = ManagedProcess(
-            [sys.executable, "-m", "controller", "run", *self._args], self.log_path, env=self._env
-        )
+        if can_fork(self._env):
+            self._proc = WarmRun(["run", *self._args], self.log_path, env=self._env)
+        else:
+            self._proc = ManagedProcess(
+                [sys.executable, "-m", "controller", "run", *self._args],
+                self.log_path,
+                env=self._env,
+            )
         return self
 
     @property
