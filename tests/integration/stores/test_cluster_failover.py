@@ -29,10 +29,11 @@ from controller.dev.redis_cluster import RedisClusterServers, nodes_text
 from controller.settings import RedisSettings
 from tests.conftest import RedisServerFactory
 from tests.integration.stores.test_store import _check_against_reference, decoded
+from tests.support.backing.redis_failover import CLUSTER_NODE_LEFT, collect_left_nodes
 from tests.support.reference import make_event, partition_of
 from tests.support.waiting import eventually
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, *CLUSTER_NODE_LEFT]
 PARTITIONS = 3
 BATCH = 15
 PREFIX = "fo"
@@ -55,6 +56,7 @@ def cluster(
     try:
         yield servers
     finally:
+        collect_left_nodes()
         servers.stop()
 
 

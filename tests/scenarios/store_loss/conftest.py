@@ -14,6 +14,7 @@ from controller.dev.redis_cluster import RedisClusterServers
 from tests.conftest import RedisServerFactory
 from tests.scenarios.harness import Scenario, topics_on
 from tests.scenarios.store_loss.kit import ClusterWorld, World, spread_prefix
+from tests.support.backing.redis_failover import collect_left_nodes
 from tests.support.backing.services import free_port
 
 
@@ -45,6 +46,7 @@ async def cluster_world(
         async with _daemon(apache_kafka_bootstrap, cluster.url, prefix, tmp_path) as (s, url):
             yield ClusterWorld(s, cluster, url, prefix)
     finally:
+        collect_left_nodes()
         cluster.stop()
 
 

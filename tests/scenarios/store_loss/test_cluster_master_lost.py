@@ -36,8 +36,9 @@ from tests.scenarios.store_loss.kit import (
     served_throughout,
     status,
 )
+from tests.support.backing.redis_failover import CLUSTER_NODE_LEFT
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, *CLUSTER_NODE_LEFT]
 
 
 async def _lose_master_of(world: ClusterWorld, what: str) -> None:
