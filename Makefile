@@ -73,11 +73,13 @@ tools:  ## redis-server, promtool, node/npm, chromium, Java and Maven from Debia
 # node where `make kafka` installed it (else each starts the embedded tansu); each starts
 # its own Redis; the tests of the model server and of Unleash each share one worker
 # (xdist_group, see tests/conftest.py; not applied with pytest 9.2 until
-# pytest-xdist#1386 is fixed). TEST_WORKERS=0 runs them in this process. Three, not
-# more: on a two-core machine four workers (each with its scenarios' daemons, model
-# servers and browsers) held the load past 10, where the tests that wait on a real broker
-# or server measure the machine rather than the product.
-TEST_WORKERS ?= 3
+# pytest-xdist#1386 is fixed). TEST_WORKERS=0 runs them in this process. Four: most of
+# a scenario's time is spent waiting on its daemon's stages, so on a two-core machine a
+# fourth worker fills the gaps; the daemons are forked from a warm interpreter
+# (tests/support/backing/warm_daemon.py), which keeps the machine below saturation (busy
+# 1,891 of 2,380 CPU seconds, docs/contributing.md). More than four measure the machine
+# rather than the product.
+TEST_WORKERS ?= 4
 PYTEST_WORKERS = $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadgroup)
 test: $(VENV)/.installed  ## the README's test command; installs first if needed
 	@.ci/tools
@@ -95,8 +97,10 @@ test: $(VENV)/.installed  ## the README's test command; installs first if needed
 # The inner loop for a change to the pure core: the unit tests alone (no broker, no
 # daemon; a few start a Node or Redis process of their own), with the same report of the
 # slowest tests and the time per directory as `make test`.
+# They are bound by CPU, not by waits: one worker per core (FAST_WORKERS).
+FAST_WORKERS ?= 2
 test-fast: $(VENV)/.installed  ## the unit tests only: the inner loop for a change to controller/core
-	$(BIN)/python -m pytest $(PYTEST_WORKERS) --durations=30 tests/unit
+	$(BIN)/python -m pytest $(if $(filter 0,$(FAST_WORKERS)),,-n $(FAST_WORKERS) --dist loadgroup) --durations=30 tests/unit
 
 # A machine without chromium and promtool: their tests, with both hidden from PATH, skip
 # with a "SERVICE MISSING:" line and no error, even with CI set.
