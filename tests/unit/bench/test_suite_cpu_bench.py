@@ -50,6 +50,12 @@ CASES = {
         "python",
         "daemons",
     ),
+    "a daemon forked from a worker's forkserver (its command line is the forkserver's)": (
+        "/w/.venv/bin/python -B -c from multiprocessing.forkserver import main; "
+        "main(8, 9, ['tests.support.backing.warm_daemon', 'controller.cli'], **{})",
+        "python",
+        "daemons",
+    ),
     "pytest itself": ("/w/.venv/bin/python -m pytest -n 3", "python", "pytest's own process"),
     "a Redis server": ("redis-server 127.0.0.1:6399", "redis-server", "Redis"),
     "a Python app of the tests": (
