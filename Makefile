@@ -97,11 +97,10 @@ test: $(VENV)/.installed  ## the README's test command; installs first if needed
 # The inner loop for a change to the pure core: the unit tests alone (no broker, no
 # daemon; a few start a Node or Redis process of their own), with the same report of the
 # slowest tests and the time per directory as `make test`.
-# They are bound by CPU, not by waits: one worker per core (FAST_WORKERS). Each Hypothesis
-# property runs a tenth of its examples (RC_TESTS_QUICK); `make test` runs them all.
+# They are bound by CPU, not by waits: one worker per core (FAST_WORKERS).
 FAST_WORKERS ?= 2
-test-fast: $(VENV)/.installed  ## the unit tests only, properties on a tenth of their examples: the inner loop
-	RC_TESTS_QUICK=1 $(BIN)/python -m pytest $(if $(filter 0,$(FAST_WORKERS)),,-n $(FAST_WORKERS) --dist loadgroup) --durations=30 tests/unit
+test-fast: $(VENV)/.installed  ## the unit tests only: the inner loop for a change to controller/core
+	$(BIN)/python -m pytest $(if $(filter 0,$(FAST_WORKERS)),,-n $(FAST_WORKERS) --dist loadgroup) --durations=30 tests/unit
 
 # A machine without chromium and promtool: their tests, with both hidden from PATH, skip
 # with a "SERVICE MISSING:" line and no error, even with CI set.
