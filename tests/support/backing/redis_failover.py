@@ -194,11 +194,11 @@ CLUSTER_NODE_LEFT = (
 )
 """Marks for a test in whose process a Redis Cluster master dies under a client: redis-py's
 cluster client, when a node leaves its topology while a command holds one of its
-connections, leaves that connection open (its issues "Unclosed ClusterNode object" and
-"fully disconnect removed cluster nodes", open), warning when the node is collected. Only
-the warnings of that node and its connection are ignored (an unclosed client is still an
-error), and :func:`collect_left_nodes` collects them before the test ends: never in a
-later test of the worker."""
+connections, can leave that connection open (its issue "Unclosed ClusterNode object",
+open; 8.1 closes such a node's free connections and marks the busy ones), warning when the
+node is collected. Only the warnings of that node and its connection are ignored (an
+unclosed client is still an error), and :func:`collect_left_nodes` collects them before
+the test ends: never in a later test of the worker."""
 
 
 def collect_left_nodes() -> None:
