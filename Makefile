@@ -77,8 +77,7 @@ tools:  ## redis-server, promtool, node/npm, chromium, Java and Maven from Debia
 # a scenario's time is spent waiting on its daemon's stages, so on a two-core machine a
 # fourth worker fills the gaps; the daemons are forked from a warm interpreter
 # (tests/support/backing/warm_daemon.py), which keeps the machine below saturation (busy
-# 1,891 of 2,380 CPU seconds, docs/contributing.md). More than four measure the machine
-# rather than the product.
+# 1,891 of 2,380 CPU seconds, docs/contributing.md). More than four were not measured.
 TEST_WORKERS ?= 4
 PYTEST_WORKERS = $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadgroup)
 test: $(VENV)/.installed  ## the README's test command; installs first if needed
