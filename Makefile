@@ -79,7 +79,9 @@ tools:  ## redis-server, promtool, node/npm, chromium, Java and Maven from Debia
 # (tests/support/backing/warm_daemon.py), which keeps the machine below saturation (busy
 # 1,891 of 2,380 CPU seconds, docs/contributing.md). More than four were not measured.
 TEST_WORKERS ?= 4
-PYTEST_WORKERS = $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadgroup)
+# pytest-xdist's options for N workers; none for 0 (the tests run in pytest's process).
+workers = $(if $(filter 0,$(1)),,-n $(1) --dist loadgroup)
+PYTEST_WORKERS = $(call workers,$(TEST_WORKERS))
 test: $(VENV)/.installed  ## the README's test command; installs first if needed
 	@.ci/tools
 	-@$(MAKE) --no-print-directory kafka  # without Maven and Java the tests use the embedded broker
@@ -99,7 +101,7 @@ test: $(VENV)/.installed  ## the README's test command; installs first if needed
 # They are bound by CPU, not by waits: one worker per core (FAST_WORKERS).
 FAST_WORKERS ?= 2
 test-fast: $(VENV)/.installed  ## the unit tests only: the inner loop for a change to controller/core
-	$(BIN)/python -m pytest $(if $(filter 0,$(FAST_WORKERS)),,-n $(FAST_WORKERS) --dist loadgroup) --durations=30 tests/unit
+	$(BIN)/python -m pytest $(call workers,$(FAST_WORKERS)) --durations=30 tests/unit
 
 # A machine without chromium and promtool: their tests, with both hidden from PATH, skip
 # with a "SERVICE MISSING:" line and no error, even with CI set.
