@@ -53,11 +53,19 @@ _SESSION_TIMEOUT = 30.0
 
 _live: set[WarmRun] = set()
 
+_started_with: dict[str, str | None] = {}
+"""The :data:`IMPORT_TIME` variables the forkserver was started with (empty until then)."""
+
+
+def _import_time(env: Mapping[str, str]) -> dict[str, str | None]:
+    return {name: env.get(name) for name in IMPORT_TIME}
+
 
 def can_fork(env: Mapping[str, str]) -> bool:
     """Whether a run with ``env`` behaves as a cold start would: it sets every variable in
-    :data:`IMPORT_TIME` as this interpreter (and hence the forkserver) does."""
-    return all(env.get(name) == os.environ.get(name) for name in IMPORT_TIME)
+    :data:`IMPORT_TIME` as the forkserver was started with it (as this interpreter does,
+    before the forkserver starts)."""
+    return _import_time(env) == (_started_with or _import_time(os.environ))
 
 
 def _run_daemon(
@@ -101,6 +109,8 @@ class WarmRun:
             name="rollout-controller",
             daemon=True,
         )
+        if not _started_with:  # the first run starts the forkserver, from this environment
+            _started_with.update(_import_time(os.environ))
         self._process.start()
         told.close()
         _live.add(self)
